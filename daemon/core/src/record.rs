@@ -1,0 +1,196 @@
+//! Deployment records: what a service was told, and what became of it.
+//!
+//! Records are stored on disk and must survive upgrades and downgrades: every
+//! field has a default and unknown fields are ignored when reading.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::ServiceSpec;
+
+/// Bumped when the stored form changes incompatibly; readers accept any
+/// version and default what they do not know.
+pub const RECORD_SCHEMA_VERSION: u32 = 1;
+
+/// Each of `deploy_stdout`, `deploy_stderr` and every declared output is cut
+/// to this many bytes.
+pub const OUTPUT_CAP: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    #[default]
+    Pending,
+    InProgress,
+    WaitingHook,
+    Complete,
+    Failed,
+    RolledBack,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Complete | Status::Failed | Status::RolledBack)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::InProgress => "IN_PROGRESS",
+            Status::WaitingHook => "WAITING_HOOK",
+            Status::Complete => "COMPLETE",
+            Status::Failed => "FAILED",
+            Status::RolledBack => "ROLLED_BACK",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeployAction {
+    #[default]
+    Create,
+    Update,
+    Delete,
+    Rollback,
+    Reconfigure,
+    Stop,
+    Start,
+}
+
+impl DeployAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployAction::Create => "CREATE",
+            DeployAction::Update => "UPDATE",
+            DeployAction::Delete => "DELETE",
+            DeployAction::Rollback => "ROLLBACK",
+            DeployAction::Reconfigure => "RECONFIGURE",
+            DeployAction::Stop => "STOP",
+            DeployAction::Start => "START",
+        }
+    }
+}
+
+impl std::fmt::Display for DeployAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who owns a service: only the owner may change it without `--force`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// A file in the spec drop-in directory; `content_hash` is the sha256 of
+    /// the file as last applied, so it is re-applied only when it changed.
+    SpecDir { path: String, content_hash: String },
+    /// `berthctl` or the API.
+    Api,
+    /// The Heat-style metadata pull.
+    Pull,
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Source::Api
+    }
+}
+
+impl Source {
+    /// Two sources are the same owner (a spec_dir file owns by path).
+    pub fn same_owner(&self, other: &Source) -> bool {
+        match (self, other) {
+            (Source::SpecDir { path: a, .. }, Source::SpecDir { path: b, .. }) => a == b,
+            (Source::Api, Source::Api) | (Source::Pull, Source::Pull) => true,
+            _ => false,
+        }
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            Source::SpecDir { path, .. } => format!("spec_dir file {path}"),
+            Source::Api => "api".to_string(),
+            Source::Pull => "pull".to_string(),
+        }
+    }
+}
+
+/// What a deployment produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Outputs {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_stdout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_stderr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_status_code: Option<i64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub declared: BTreeMap<String, String>,
+}
+
+/// Cut `s` to at most [`OUTPUT_CAP`] bytes on a char boundary, marking the cut.
+pub fn cap_output(mut s: String) -> String {
+    if s.len() > OUTPUT_CAP {
+        let mut cut = OUTPUT_CAP;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("\n[berth: output truncated at 1 MiB]");
+    }
+    s
+}
+
+/// One deployment of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Deployment {
+    pub schema_version: u32,
+    /// `<service>-<generation>`: unique on this node, stable across restarts.
+    pub id: String,
+    pub service: String,
+    /// Monotonic per service, starting at 1.
+    pub generation: u64,
+    pub action: DeployAction,
+    pub source: Source,
+    /// Who asked: `uid:0`, a token name, `spec_dir`, `berthd`.
+    pub actor: String,
+    pub spec: ServiceSpec,
+    /// The image id the spec's image resolved to when this record was made.
+    /// Reconcile uses it, so a re-pointed tag is picked up only by a new apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    pub spec_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub status_reason: String,
+    pub outputs: Outputs,
+    /// Unix milliseconds.
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// For ROLLBACK: the generation whose spec this record restores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<u64>,
+}
+
+impl Deployment {
+    pub fn make_id(service: &str, generation: u64) -> String {
+        format!("{service}-{generation}")
+    }
+
+    /// A copy safe to show outside the daemon: secret env values replaced.
+    pub fn redacted(&self) -> Deployment {
+        let mut d = self.clone();
+        d.spec = d.spec.redacted();
+        d
+    }
+}

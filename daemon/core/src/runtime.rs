@@ -1,0 +1,269 @@
+//! The container runtime seam: what berth asks of an engine, in berth's words.
+//!
+//! The real implementation (bollard) lives in `berth-docker`, the fake in
+//! `berth-fakes`. Every implementation only ever lists and touches containers
+//! carrying its own node label.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_core::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{
+    Healthcheck, Logging, Network, PortMapping, Resources, RestartPolicy, Ulimit, Volume,
+};
+
+pub const LABEL_NODE: &str = "io.berth.node";
+pub const LABEL_SERVICE: &str = "io.berth.service";
+pub const LABEL_SPEC_HASH: &str = "io.berth.spec-hash";
+pub const LABEL_GENERATION: &str = "io.berth.generation";
+pub const LABEL_DEPLOYMENT: &str = "io.berth.deployment";
+pub const LABEL_KIND: &str = "io.berth.kind";
+
+/// Where a task's declared outputs are mounted inside its container.
+pub const OUTPUTS_MOUNT: &str = "/berth/outputs";
+
+/// Everything that reaches the engine's create call. The spec hash is computed
+/// over this (see [`crate::hash`]), so a field here that is not in the hash, or
+/// the reverse, is a bug.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CreateSpec {
+    /// The resolved image id (`sha256:...`), never a tag: a re-pointed tag
+    /// must not change a running service behind the operator's back.
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// Values resolved; secrets included (the hash is one-way).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    #[serde(skip_serializing_if = "Network::is_default")]
+    pub network: Network,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "crate::units::opt_duration_serde"
+    )]
+    pub stop_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    #[serde(skip_serializing_if = "RestartPolicy::is_always")]
+    pub restart: RestartPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    /// Host directory mounted at [`OUTPUTS_MOUNT`] (tasks with declared outputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Dead,
+    Removing,
+}
+
+impl ContainerState {
+    pub fn parse(s: &str) -> ContainerState {
+        match s {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "restarting" => ContainerState::Restarting,
+            "paused" => ContainerState::Paused,
+            "removing" => ContainerState::Removing,
+            "dead" => ContainerState::Dead,
+            _ => ContainerState::Exited,
+        }
+    }
+    pub fn is_up(self) -> bool {
+        matches!(self, ContainerState::Running | ContainerState::Restarting)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// A container as the engine reports it (only berth's own, by node label).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedContainer {
+    pub id: String,
+    /// Without the leading `/`.
+    pub name: String,
+    /// The `io.berth.service` label.
+    pub service: String,
+    /// The `io.berth.spec-hash` label.
+    pub spec_hash: Option<String>,
+    /// The `io.berth.generation` label (informational only: plan never compares it).
+    pub generation: Option<u64>,
+    pub state: ContainerState,
+    pub exit_code: Option<i64>,
+    pub health: Option<Health>,
+    pub restart_count: u64,
+    /// RFC 3339 as the engine gives it.
+    pub started_at: Option<String>,
+}
+
+/// A create call: the name, the spec, and the labels berth adds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRequest {
+    pub name: String,
+    pub spec: CreateSpec,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+}
+
+/// Something happened to one of berth's containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    pub container_id: String,
+    pub service: String,
+    /// The engine's action: `start`, `die`, `destroy`, `health_status: healthy`, ...
+    pub action: String,
+    pub exit_code: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub stream: LogStream,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    /// Last N lines; `None` for all.
+    pub tail: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the container engine at {endpoint} is unreachable: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("no such container {id}")]
+    NoSuchContainer { id: String },
+    #[error(
+        "image `{image}` is not present in the engine and there is no registry to pull from; \
+         provide it one of three ways: `docker load -i FILE.tar` (or `image: {{load: FILE.tar}}`), \
+         `image: {{build: {{context: DIR}}}}` in the spec, or build it locally with `docker build -t {image} DIR`"
+    )]
+    ImageNotFound { image: String },
+    #[error("a container named {name} already exists")]
+    NameConflict { name: String },
+    #[error("engine refused to {op} {target}: {message}")]
+    Refused {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
+    #[error("building image {tag} from {context} failed: {message}")]
+    Build {
+        tag: String,
+        context: String,
+        message: String,
+    },
+    #[error("loading images from {path} failed: {message}")]
+    Load { path: String, message: String },
+}
+
+impl RuntimeError {
+    /// True when the engine could not be reached (retry with backoff, resync later).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, RuntimeError::Unreachable { .. })
+    }
+}
+
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send + 'static>>;
+
+/// The container engine, as berth needs it.
+pub trait Runtime: Send + Sync + 'static {
+    /// Every container carrying this node's label, stopped ones included.
+    fn list(&self) -> impl Future<Output = Result<Vec<ObservedContainer>, RuntimeError>> + Send;
+    /// `None` when the engine has no such image.
+    fn inspect_image(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<ImageInfo>, RuntimeError>> + Send;
+    /// Creates (does not start) a container; returns its id. The node label is
+    /// added by the implementation.
+    fn create(
+        &self,
+        req: &CreateRequest,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Stops with the container's own stop signal and timeout.
+    fn stop(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn restart(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Removes a container (forcefully: it is killed if running).
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn rename(
+        &self,
+        id: &str,
+        new_name: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Builds `context` (a directory) into an image tagged `tag`; returns its id.
+    fn build(
+        &self,
+        context: &str,
+        dockerfile: Option<&str>,
+        tag: &str,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    /// Loads a `docker save` tarball; returns the references it brought.
+    fn load(&self, path: &str) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
+    /// Removes an image berth built (never forcefully: an image in use stays).
+    fn remove_image(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Logs of a container, stdout and stderr told apart.
+    fn logs(&self, id: &str, opts: LogOptions) -> BoxStream<Result<LogChunk, RuntimeError>>;
+    /// Events about this node's containers. The stream ends when the engine
+    /// goes away; the caller then resyncs with [`Runtime::list`].
+    fn events(&self) -> BoxStream<Result<RuntimeEvent, RuntimeError>>;
+}

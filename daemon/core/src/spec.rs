@@ -1,0 +1,488 @@
+//! The validated service spec: what an operator declares for one service.
+//!
+//! Operator input never reaches these types through serde: it goes through
+//! [`crate::parse`], which keeps positions and names the field on every error.
+//! The serde derives here are for records and API DTOs, which are read
+//! tolerantly (unknown fields ignored, missing fields defaulted).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{duration_serde, opt_duration_serde};
+
+/// A service name: `[a-z0-9][a-z0-9_-]{0,62}`.
+pub fn valid_service_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+}
+
+/// One service, validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: ImageSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, EnvValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    #[serde(skip_serializing_if = "Network::is_default")]
+    pub network: Network,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub privileged: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// `host` or `container:<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// `host`, `private`, `shareable` or `container:<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_serde")]
+    pub stop_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// `None` means the kind's default: `always` for services, `never` for tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
+    #[serde(skip_serializing_if = "DesiredState::is_default")]
+    pub state: DesiredState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(skip_serializing_if = "Kind::is_default")]
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    #[serde(skip_serializing_if = "UpdatePolicy::is_default")]
+    pub update: UpdatePolicy,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl ServiceSpec {
+    /// The restart policy in force, with the kind's default applied.
+    pub fn effective_restart(&self) -> RestartPolicy {
+        self.restart.unwrap_or(match self.kind {
+            Kind::Service => RestartPolicy::Always,
+            Kind::Task => RestartPolicy::Never,
+        })
+    }
+
+    /// A copy with every secret env value replaced, for output that leaves the daemon.
+    pub fn redacted(&self) -> ServiceSpec {
+        let mut spec = self.clone();
+        for value in spec.env.values_mut() {
+            if value.secret {
+                value.value = crate::REDACTED.to_string();
+            }
+        }
+        spec
+    }
+}
+
+/// Where the image comes from. There is no registry: a reference must already
+/// be present in the engine, or be built or loaded by berth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ImageSource {
+    Ref(String),
+    Build { build: BuildSpec },
+    Load { load: String },
+}
+
+impl Default for ImageSource {
+    fn default() -> Self {
+        ImageSource::Ref(String::new())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSpec {
+    /// Absolute after berthctl resolved it against the spec file's directory.
+    pub context: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "EnvValueRepr", into = "EnvValueRepr")]
+pub struct EnvValue {
+    pub value: String,
+    pub secret: bool,
+}
+
+impl EnvValue {
+    pub fn plain(value: impl Into<String>) -> Self {
+        EnvValue {
+            value: value.into(),
+            secret: false,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum EnvValueRepr {
+    Plain(String),
+    Marked {
+        value: String,
+        #[serde(default)]
+        secret: bool,
+    },
+}
+
+impl From<EnvValueRepr> for EnvValue {
+    fn from(r: EnvValueRepr) -> Self {
+        match r {
+            EnvValueRepr::Plain(value) => EnvValue {
+                value,
+                secret: false,
+            },
+            EnvValueRepr::Marked { value, secret } => EnvValue { value, secret },
+        }
+    }
+}
+
+impl From<EnvValue> for EnvValueRepr {
+    fn from(v: EnvValue) -> Self {
+        if v.secret {
+            EnvValueRepr::Marked {
+                value: v.value,
+                secret: true,
+            }
+        } else {
+            EnvValueRepr::Plain(v.value)
+        }
+    }
+}
+
+/// `HOST:CONTAINER[:ro|rw]`; HOST is an absolute path or a named volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Volume {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl Volume {
+    pub fn parse(s: &str) -> Result<Volume, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (source, target, mode) = match parts.as_slice() {
+            [source, target] => (*source, *target, None),
+            [source, target, mode] => (*source, *target, Some(*mode)),
+            _ => {
+                return Err(format!(
+                    "`{s}` is not HOST:CONTAINER[:ro|rw] (e.g. /srv/web:/data:rw)"
+                ));
+            }
+        };
+        if source.is_empty() || target.is_empty() {
+            return Err(format!("`{s}`: both HOST and CONTAINER must be non-empty"));
+        }
+        if !target.starts_with('/') {
+            return Err(format!(
+                "`{s}`: the container path `{target}` must be absolute"
+            ));
+        }
+        let read_only = match mode {
+            None | Some("rw") => false,
+            Some("ro") => true,
+            Some(other) => return Err(format!("`{s}`: mode `{other}` is not `ro` or `rw`")),
+        };
+        Ok(Volume {
+            source: source.to_string(),
+            target: target.to_string(),
+            read_only,
+        })
+    }
+
+    /// A host path (absolute) rather than a named volume.
+    pub fn is_host_path(&self) -> bool {
+        self.source.starts_with('/')
+    }
+}
+
+impl TryFrom<String> for Volume {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Volume::parse(&s)
+    }
+}
+
+impl From<Volume> for String {
+    fn from(v: Volume) -> String {
+        let mode = if v.read_only { "ro" } else { "rw" };
+        format!("{}:{}:{}", v.source, v.target, mode)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    #[default]
+    Bridge,
+    Host,
+    None,
+    #[serde(untagged)]
+    Named(String),
+}
+
+impl Network {
+    pub fn is_default(&self) -> bool {
+        *self == Network::Bridge
+    }
+    pub fn as_mode(&self) -> &str {
+        match self {
+            Network::Bridge => "bridge",
+            Network::Host => "host",
+            Network::None => "none",
+            Network::Named(n) => n,
+        }
+    }
+}
+
+/// `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]`, or `CONTAINER_PORT[/proto]`
+/// for an engine-chosen host port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PortMapping {
+    pub host_ip: Option<String>,
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl PortMapping {
+    pub fn parse(s: &str) -> Result<PortMapping, String> {
+        let hint = "expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], e.g. 8080:80";
+        let (rest, protocol) = match s.rsplit_once('/') {
+            Some((rest, "tcp")) => (rest, Protocol::Tcp),
+            Some((rest, "udp")) => (rest, Protocol::Udp),
+            Some((_, other)) => return Err(format!("`{s}`: protocol `{other}`; {hint}")),
+            None => (s, Protocol::Tcp),
+        };
+        let port = |p: &str| -> Result<u16, String> {
+            match p.parse::<u16>() {
+                Ok(0) | Err(_) => Err(format!("`{s}`: `{p}` is not a port (1-65535); {hint}")),
+                Ok(n) => Ok(n),
+            }
+        };
+        let parts: Vec<&str> = rest.rsplitn(3, ':').collect();
+        let (host_ip, host_port, container_port) = match parts.as_slice() {
+            [c] => (None, None, port(c)?),
+            [c, h] => (None, Some(port(h)?), port(c)?),
+            [c, h, ip] => (Some((*ip).to_string()), Some(port(h)?), port(c)?),
+            _ => return Err(format!("`{s}`: {hint}")),
+        };
+        Ok(PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            protocol,
+        })
+    }
+}
+
+impl TryFrom<String> for PortMapping {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        PortMapping::parse(&s)
+    }
+}
+
+impl From<PortMapping> for String {
+    fn from(p: PortMapping) -> String {
+        let mut s = String::new();
+        if let Some(ip) = &p.host_ip {
+            s.push_str(ip);
+            s.push(':');
+        }
+        if let Some(h) = p.host_port {
+            s.push_str(&h.to_string());
+            s.push(':');
+        }
+        s.push_str(&p.container_port.to_string());
+        s.push('/');
+        s.push_str(p.protocol.as_str());
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    /// Bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// CPUs in billionths (Docker's NanoCpus), so the value hashes exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+}
+
+impl Resources {
+    pub fn is_empty(&self) -> bool {
+        *self == Resources::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logging {
+    /// Bytes per file.
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy::Always
+    }
+}
+
+impl RestartPolicy {
+    pub fn is_always(&self) -> bool {
+        *self == RestartPolicy::Always
+    }
+    /// The engine's name for it.
+    pub fn engine_name(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Never => "no",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    #[default]
+    Running,
+    Stopped,
+}
+
+impl DesiredState {
+    pub fn is_default(&self) -> bool {
+        *self == DesiredState::Running
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    pub exec: Vec<String>,
+    #[serde(with = "duration_serde")]
+    pub interval: Duration,
+    #[serde(with = "duration_serde")]
+    pub timeout: Duration,
+    pub retries: u32,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_serde"
+    )]
+    pub start_period: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[default]
+    Service,
+    Task,
+}
+
+impl Kind {
+    pub fn is_default(&self) -> bool {
+        *self == Kind::Service
+    }
+}
+
+/// How berth judges and rolls out an update. Outside the spec hash: changing it
+/// makes a record and touches no container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpdatePolicy {
+    /// How long a new container must keep running before the deployment is COMPLETE.
+    #[serde(with = "duration_serde")]
+    pub settle: Duration,
+    /// With a healthcheck: how long it may take to become healthy.
+    #[serde(with = "duration_serde")]
+    pub health_timeout: Duration,
+}
+
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy {
+            settle: DEFAULT_SETTLE,
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
+        }
+    }
+}
+
+impl UpdatePolicy {
+    pub fn is_default(&self) -> bool {
+        *self == UpdatePolicy::default()
+    }
+}
