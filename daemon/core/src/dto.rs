@@ -272,3 +272,33 @@ fn diff_values(
         }
     }
 }
+
+/// `GET /v1/services/{name}`: the status plus the current record (redacted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ServiceDetail {
+    pub status: ServiceStatus,
+    pub current: Option<Deployment>,
+}
+
+/// What an operator verb (`stop`, `start`, `restart`, `rollback`, `hold`,
+/// `release`, `delete`) did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct VerbResponse {
+    pub service: String,
+    /// The record the verb created, if it created one.
+    pub deployment: Option<Deployment>,
+    /// One human line: what was done, or why nothing was.
+    pub message: String,
+}
+
+/// `GET /v1/events?since=SEQ` without `follow`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct EventsResponse {
+    /// True when `since` is older than the oldest kept event: events were
+    /// missed, resync from `GET /v1/services`.
+    pub reset: bool,
+    pub events: Vec<crate::event::Event>,
+}

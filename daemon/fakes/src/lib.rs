@@ -1,1 +1,9 @@
-//! placeholder
+//! In-memory twins of berth's I/O seams, for unit and component tests.
+//! They model behaviour (labels, states, events, history) faithfully enough
+//! for the agent's tests, record calls, and can be told to fail.
+
+pub mod runtime;
+pub mod store;
+
+pub use runtime::FakeRuntime;
+pub use store::MemStore;
