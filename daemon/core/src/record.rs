@@ -85,22 +85,17 @@ impl std::fmt::Display for DeployAction {
 }
 
 /// Who owns a service: only the owner may change it without `--force`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
     /// A file in the spec drop-in directory; `content_hash` is the sha256 of
     /// the file as last applied, so it is re-applied only when it changed.
     SpecDir { path: String, content_hash: String },
     /// `berthctl` or the API.
+    #[default]
     Api,
     /// The Heat-style metadata pull.
     Pull,
-}
-
-impl Default for Source {
-    fn default() -> Self {
-        Source::Api
-    }
 }
 
 impl Source {
@@ -177,6 +172,10 @@ pub struct Deployment {
     /// Unix milliseconds.
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// The record's container was created (or it needed none): its spec is
+    /// what runs. False for a deployment that failed before reaching the engine.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub applied: bool,
     /// For ROLLBACK: the generation whose spec this record restores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,

@@ -95,6 +95,23 @@ impl ServiceSpec {
         })
     }
 
+    /// Makes relative `build.context` and `load` paths absolute against
+    /// `base` (the spec file's directory). `build.dockerfile` stays as it is:
+    /// like Docker's, it is a path inside the context. Pure path arithmetic:
+    /// nothing is read.
+    pub fn resolve_relative_paths(&mut self, base: &std::path::Path) {
+        let abs = |p: &mut String| {
+            if !p.starts_with('/') {
+                *p = base.join(&*p).to_string_lossy().into_owned();
+            }
+        };
+        match &mut self.image {
+            ImageSource::Ref(_) => {}
+            ImageSource::Build { build } => abs(&mut build.context),
+            ImageSource::Load { load } => abs(load),
+        }
+    }
+
     /// A copy with every secret env value replaced, for output that leaves the daemon.
     pub fn redacted(&self) -> ServiceSpec {
         let mut spec = self.clone();
@@ -365,7 +382,12 @@ pub struct Resources {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
     /// CPUs in billionths (Docker's NanoCpus), so the value hashes exactly.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Written as `cpus` (a number of CPUs), as operators write it.
+    #[serde(
+        rename = "cpus",
+        skip_serializing_if = "Option::is_none",
+        with = "nano_cpus_serde"
+    )]
     pub nano_cpus: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
@@ -384,18 +406,13 @@ pub struct Logging {
     pub max_files: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
+    #[default]
     Always,
     OnFailure,
     Never,
-}
-
-impl Default for RestartPolicy {
-    fn default() -> Self {
-        RestartPolicy::Always
-    }
 }
 
 impl RestartPolicy {
@@ -484,5 +501,20 @@ impl Default for UpdatePolicy {
 impl UpdatePolicy {
     pub fn is_default(&self) -> bool {
         *self == UpdatePolicy::default()
+    }
+}
+
+mod nano_cpus_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_f64(*n as f64 / 1e9),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.map(|c| (c * 1e9).round() as u64))
     }
 }

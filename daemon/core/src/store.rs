@@ -17,8 +17,13 @@ pub const META_SCHEMA_VERSION: u32 = 1;
 pub struct ServiceMeta {
     pub schema_version: u32,
     pub service: String,
-    /// The generation of the current record.
+    /// The generation of the current (newest) record.
     pub generation: u64,
+    /// The generation whose spec the containers should have: the newest
+    /// record that reached the engine, or is on its way there. A deployment
+    /// that failed before its container was created leaves the target where
+    /// it was, so the old container keeps running.
+    pub target_generation: u64,
     /// Held: berthd neither applies nor brings back until released.
     pub held: bool,
     /// Who owns the service.

@@ -1,0 +1,606 @@
+//! Step two for one service: a map node to a [`ServiceSpec`], every problem
+//! reported with its field path.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::read::{Ctx, Field, optional, suggest};
+use super::tree::{Node, Scalar, Value};
+use crate::spec::{
+    BuildSpec, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, DesiredState, EnvValue, Healthcheck,
+    ImageSource, Kind, Logging, Network, PortMapping, Resources, RestartPolicy, ServiceSpec,
+    Ulimit, UpdatePolicy, Volume, valid_service_name,
+};
+
+/// Every field a service may have, in the order messages list them.
+pub const SERVICE_FIELDS: &[&str] = &[
+    "name",
+    "image",
+    "command",
+    "entrypoint",
+    "env",
+    "user",
+    "volumes",
+    "network",
+    "ports",
+    "privileged",
+    "cap_add",
+    "cap_drop",
+    "security_opt",
+    "ulimits",
+    "pid",
+    "ipc",
+    "resources",
+    "stop_signal",
+    "stop_timeout",
+    "logging",
+    "restart",
+    "state",
+    "kind",
+    "healthcheck",
+    "outputs",
+    "update",
+];
+
+/// Fields of later berth versions, refused with a message saying so.
+pub const NOT_YET_FIELDS: &[&str] = &[
+    "config",
+    "after_units",
+    "requires_units",
+    "depends_on",
+    "hooks",
+    "inputs",
+];
+
+const LIST_HINT: &str = r#"; use a list, e.g. ["/demo", "serve"]"#;
+const NAME_RULE: &str = "a service name: lowercase letters, digits, `_` and `-`, \
+                         starting with a letter or digit, at most 63 characters";
+
+const RESTART: &[(&str, RestartPolicy)] = &[
+    ("always", RestartPolicy::Always),
+    ("on-failure", RestartPolicy::OnFailure),
+    ("never", RestartPolicy::Never),
+];
+const STATE: &[(&str, DesiredState)] = &[
+    ("running", DesiredState::Running),
+    ("stopped", DesiredState::Stopped),
+];
+const KIND: &[(&str, Kind)] = &[("service", Kind::Service), ("task", Kind::Task)];
+
+/// Reads one service; `None` if anything in it was wrong (all of it reported).
+pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<ServiceSpec> {
+    let before = cx.errors.len();
+    let f = cx.map(Field { node, path }, SERVICE_FIELDS, NOT_YET_FIELDS)?;
+    let mut spec = ServiceSpec::default();
+
+    match f.get("name") {
+        Some(name) => {
+            spec.name = cx
+                .string(name, NAME_RULE)
+                .and_then(|n| service_name(cx, name, n))
+                .unwrap_or_default();
+        }
+        None => cx.missing(&f, "name", "the service's name, e.g. name: web"),
+    }
+    match f.get("image") {
+        Some(image_field) => spec.image = image(cx, image_field).unwrap_or_default(),
+        None => cx.missing(&f, "image", "e.g. image: berth-demo:latest"),
+    }
+    spec.command = f
+        .get("command")
+        .and_then(|c| cx.strings(c, "a string", LIST_HINT));
+    spec.entrypoint = f
+        .get("entrypoint")
+        .and_then(|c| cx.strings(c, "a string", LIST_HINT));
+    if let Some(env_field) = f.get("env") {
+        spec.env = env(cx, env_field).unwrap_or_default();
+    }
+    spec.user = f
+        .get("user")
+        .and_then(|u| cx.string(u, "a user like 1000, 1000:1000 or nobody"));
+    if let Some(v) = f.get("volumes") {
+        spec.volumes = cx
+            .parsed_list(
+                v,
+                "a volume",
+                r#", e.g. ["/srv/web:/data:rw"]"#,
+                Volume::parse,
+            )
+            .unwrap_or_default();
+    }
+    if let Some(n) = f.get("network") {
+        spec.network = network(cx, n).unwrap_or_default();
+    }
+    if let Some(p) = f.get("ports") {
+        spec.ports = cx
+            .parsed_list(
+                p,
+                "a port mapping",
+                r#", e.g. ["8080:80"]"#,
+                PortMapping::parse,
+            )
+            .unwrap_or_default();
+    }
+    if let Some(p) = f.get("privileged") {
+        spec.privileged = cx.boolean(p).unwrap_or_default();
+    }
+    for (key, list) in [
+        ("cap_add", &mut spec.cap_add),
+        ("cap_drop", &mut spec.cap_drop),
+        ("security_opt", &mut spec.security_opt),
+    ] {
+        if let Some(l) = f.get(key) {
+            *list = cx.strings(l, "a string", "").unwrap_or_default();
+        }
+    }
+    if let Some(u) = f.get("ulimits") {
+        spec.ulimits = ulimits(cx, u).unwrap_or_default();
+    }
+    spec.pid = f.get("pid").and_then(|p| namespace(cx, p, &["host"]));
+    spec.ipc = f
+        .get("ipc")
+        .and_then(|p| namespace(cx, p, &["host", "private", "shareable"]));
+    if let Some(r) = f.get("resources") {
+        spec.resources = resources(cx, r).unwrap_or_default();
+    }
+    spec.stop_signal = f.get("stop_signal").and_then(|s| signal(cx, s));
+    spec.stop_timeout = f.get("stop_timeout").and_then(|t| cx.duration(t));
+    spec.logging = f.get("logging").and_then(|l| logging(cx, l));
+    spec.restart = f.get("restart").and_then(|r| cx.choice(r, RESTART));
+    if let Some(s) = f.get("state") {
+        spec.state = cx.choice(s, STATE).unwrap_or_default();
+    }
+    let kind = match f.get("kind") {
+        Some(k) => cx.choice(k, KIND),
+        None => Some(Kind::Service),
+    };
+    spec.kind = kind.unwrap_or_default();
+    spec.healthcheck = f.get("healthcheck").and_then(|h| healthcheck(cx, h));
+    if let Some(o) = f.get("outputs") {
+        spec.outputs = outputs(cx, o).unwrap_or_default();
+        if kind == Some(Kind::Service) {
+            cx.invalid(o, "\"outputs\" is only allowed with kind: task");
+        }
+    }
+    if let Some(u) = f.get("update") {
+        spec.update = update(cx, u).unwrap_or_default();
+    }
+
+    (cx.errors.len() == before).then_some(spec)
+}
+
+fn service_name(cx: &mut Ctx<'_>, f: Field<'_>, name: String) -> Option<String> {
+    if valid_service_name(&name) {
+        Some(name)
+    } else {
+        cx.expected(f, NAME_RULE);
+        None
+    }
+}
+
+const IMAGE_FORMS: &str = r#"an image reference like "berth-demo:latest", {build: {context: DIR, dockerfile: FILE}} or {load: FILE.tar}"#;
+
+fn image(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<ImageSource> {
+    if !matches!(f.node.value, Value::Map(_)) {
+        let reference = cx.string(f, IMAGE_FORMS)?;
+        if reference.chars().any(char::is_whitespace) {
+            cx.expected(
+                f,
+                "an image reference without spaces, like berth-demo:latest",
+            );
+            return None;
+        }
+        return Some(ImageSource::Ref(reference));
+    }
+    let before = cx.errors.len();
+    let m = cx.map(f, &["build", "load"], &[])?;
+    let unknown_keys_reported = cx.errors.len() > before;
+    match (m.get("build"), m.get("load")) {
+        (Some(build), None) => {
+            let b = cx.map(build, &["context", "dockerfile"], &[])?;
+            let dockerfile = b
+                .get("dockerfile")
+                .map(|d| cx.string(d, "a path to a Dockerfile"));
+            let context = match b.get("context") {
+                Some(c) => cx.string(c, "a directory path"),
+                None => {
+                    cx.missing(&b, "context", "the build directory, e.g. context: ./web");
+                    None
+                }
+            };
+            Some(ImageSource::Build {
+                build: BuildSpec {
+                    context: context?,
+                    dockerfile: optional(dockerfile)?,
+                },
+            })
+        }
+        (None, Some(load)) => cx
+            .string(load, "a path to an image archive, e.g. images/web.tar")
+            .map(|load| ImageSource::Load { load }),
+        (Some(_), Some(_)) => {
+            cx.invalid(f, "give either `build:` or `load:`, not both");
+            None
+        }
+        (None, None) => {
+            if !unknown_keys_reported {
+                cx.expected(f, IMAGE_FORMS);
+            }
+            None
+        }
+    }
+}
+
+fn env(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<BTreeMap<String, EnvValue>> {
+    let entries = cx.entries(f, "a map of NAME: value")?;
+    let mut env = BTreeMap::new();
+    let mut ok = true;
+    for (entry, path) in entries {
+        let value = Field {
+            node: &entry.value,
+            path: &path,
+        };
+        if !valid_env_name(&entry.key) {
+            let message = format!(
+                "{:?} is not a variable name: letters, digits and `_`, not starting with a digit",
+                entry.key
+            );
+            cx.error(&path, entry.line, entry.column, message);
+            ok = false;
+        }
+        match env_value(cx, value) {
+            Some(v) => {
+                env.insert(entry.key.clone(), v);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(env)
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+const ENV_VALUE: &str = r#"a string, number or boolean, or {value: "...", secret: true}"#;
+
+fn env_value(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<EnvValue> {
+    match (&f.node.value, f.node.scalar()) {
+        (Value::Map(_), _) => {
+            let m = cx.map(f, &["value", "secret"], &[])?;
+            let secret = m.get("secret").map(|s| cx.boolean(s));
+            let value = match m.get("value") {
+                Some(v) => env_text(cx, v),
+                None => {
+                    cx.missing(&m, "value", r#"e.g. {value: "s3cret", secret: true}"#);
+                    None
+                }
+            };
+            Some(EnvValue {
+                value: value?,
+                secret: secret.unwrap_or(Some(false))?,
+            })
+        }
+        (_, Some(_)) => env_text(cx, f).map(EnvValue::plain),
+        _ => {
+            let got = f.node.describe();
+            let hint = if f.node.value == Value::Null {
+                r#"; write "" for an empty value"#
+            } else {
+                ""
+            };
+            cx.invalid(f, format!("expected {ENV_VALUE} (got {got}){hint}"));
+            None
+        }
+    }
+}
+
+/// Any scalar, as written (`true`, `8080` and `""` included).
+fn env_text(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<String> {
+    match f.node.text() {
+        Some(text) => Some(text.to_string()),
+        None => {
+            cx.expected(f, ENV_VALUE);
+            None
+        }
+    }
+}
+
+fn network(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Network> {
+    const WHAT: &str = r#"bridge, host, none or a network name like "backend""#;
+    let name = cx.string(f, WHAT)?;
+    Some(match name.as_str() {
+        "bridge" => Network::Bridge,
+        "host" => Network::Host,
+        "none" => Network::None,
+        other if valid_object_name(other) => Network::Named(name),
+        _ => {
+            cx.expected(f, WHAT);
+            return None;
+        }
+    })
+}
+
+/// A Docker object name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn valid_object_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `pid` and `ipc`: one of `modes`, or `container:NAME`.
+fn namespace(cx: &mut Ctx<'_>, f: Field<'_>, modes: &[&str]) -> Option<String> {
+    let what = format!("{} or container:NAME", modes.join(", "));
+    let mode = cx.string(f, &what)?;
+    let valid = modes.contains(&mode.as_str())
+        || mode
+            .strip_prefix("container:")
+            .is_some_and(valid_object_name);
+    if valid {
+        Some(mode)
+    } else {
+        cx.expected(f, &what);
+        None
+    }
+}
+
+/// The names Docker accepts in `--ulimit`.
+const ULIMITS: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+fn ulimits(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<BTreeMap<String, Ulimit>> {
+    let entries = cx.entries(
+        f,
+        "a map like {nofile: 1024} or {nofile: {soft: 1024, hard: 4096}}",
+    )?;
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (entry, path) in entries {
+        let value = Field {
+            node: &entry.value,
+            path: &path,
+        };
+        if !ULIMITS.contains(&entry.key.as_str()) {
+            let mut message = format!("unknown ulimit {:?}; ", entry.key);
+            if let Some(best) = suggest(&entry.key, ULIMITS) {
+                message.push_str(&format!("did you mean {best:?}? "));
+            }
+            message.push_str(&format!("known ulimits: {}", ULIMITS.join(", ")));
+            cx.error(&path, entry.line, entry.column, message);
+            ok = false;
+        }
+        match ulimit(cx, value) {
+            Some(u) => {
+                out.insert(entry.key.clone(), u);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// An integer (soft = hard) or `{soft, hard}`; -1 means unlimited.
+fn ulimit(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Ulimit> {
+    if !matches!(f.node.value, Value::Map(_)) {
+        let n = cx.integer(f, -1, i64::MAX)?;
+        return Some(Ulimit { soft: n, hard: n });
+    }
+    let m = cx.map(f, &["soft", "hard"], &[])?;
+    let mut limit = |key: &str| match m.get(key) {
+        Some(v) => cx.integer(v, -1, i64::MAX),
+        None => {
+            cx.missing(&m, key, "an integer, or -1 for unlimited");
+            None
+        }
+    };
+    let (soft, hard) = (limit("soft"), limit("hard"));
+    let (soft, hard) = (soft?, hard?);
+    let unlimited = |n: i64| n == -1;
+    if unlimited(hard) || (!unlimited(soft) && soft <= hard) {
+        Some(Ulimit { soft, hard })
+    } else {
+        cx.invalid(f, format!("soft ({soft}) must not exceed hard ({hard})"));
+        None
+    }
+}
+
+fn resources(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Resources> {
+    let m = cx.map(f, &["memory", "cpus", "pids"], &[])?;
+    let memory = m.get("memory").map(|v| cx.size(v));
+    let nano_cpus = m.get("cpus").map(|v| cpus(cx, v));
+    let pids = m.get("pids").map(|v| cx.integer(v, 1, i64::MAX));
+    Some(Resources {
+        memory: optional(memory)?,
+        nano_cpus: optional(nano_cpus)?,
+        pids: optional(pids)?,
+    })
+}
+
+/// CPUs as Docker's NanoCpus: `0.5` → 500_000_000.
+fn cpus(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<u64> {
+    let cpus = match f.node.scalar() {
+        Some(Scalar::Int(n)) => n as f64,
+        Some(Scalar::Float(x)) => x,
+        _ => f64::NAN,
+    };
+    let nanos = (cpus * 1e9).round();
+    if cpus.is_finite() && (1.0..=1e15).contains(&nanos) {
+        // In range and integral, so the cast is exact.
+        Some(nanos as u64)
+    } else {
+        cx.expected(f, "a number of CPUs greater than 0, like 0.5 or 2");
+        None
+    }
+}
+
+/// Linux signal numbers, for `stop_signal: 15` and to validate names.
+const SIGNALS: &[(&str, i64)] = &[
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("SEGV", 11),
+    ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
+    ("TERM", 15),
+    ("STKFLT", 16),
+    ("CHLD", 17),
+    ("CONT", 18),
+    ("STOP", 19),
+    ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
+    ("WINCH", 28),
+    ("IO", 29),
+    ("PWR", 30),
+    ("SYS", 31),
+];
+
+/// `SIGTERM`, `TERM`, `sigterm` or `15`, stored as `SIGTERM`.
+fn signal(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<String> {
+    const WHAT: &str = "a signal like SIGTERM, TERM or 15";
+    let found = match f.node.scalar() {
+        Some(Scalar::Int(n)) => SIGNALS.iter().find(|(_, num)| *num == n),
+        Some(Scalar::Str(s)) => {
+            let upper = s.to_ascii_uppercase();
+            let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+            SIGNALS.iter().find(|(name, _)| *name == bare)
+        }
+        _ => None,
+    };
+    match found {
+        Some((name, _)) => Some(format!("SIG{name}")),
+        None => {
+            cx.expected(f, WHAT);
+            None
+        }
+    }
+}
+
+fn logging(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Logging> {
+    let m = cx.map(f, &["max_size", "max_files"], &[])?;
+    let needs = "logging needs both max_size (e.g. 10Mi) and max_files (e.g. 3)";
+    let max_size = match m.get("max_size") {
+        Some(v) => cx.size(v),
+        None => {
+            cx.missing(&m, "max_size", needs);
+            None
+        }
+    };
+    let max_files = match m.get("max_files") {
+        Some(v) => cx.count(v),
+        None => {
+            cx.missing(&m, "max_files", needs);
+            None
+        }
+    };
+    Some(Logging {
+        max_size: max_size?,
+        max_files: max_files?,
+    })
+}
+
+fn healthcheck(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Healthcheck> {
+    let m = cx.map(
+        f,
+        &["exec", "interval", "timeout", "retries", "start_period"],
+        &[],
+    )?;
+    let exec = match m.get("exec") {
+        Some(e) => cx.strings(e, "a string", LIST_HINT).and_then(|exec| {
+            if exec.is_empty() {
+                cx.expected(e, r#"a non-empty command list, e.g. ["/demo", "health"]"#);
+                None
+            } else {
+                Some(exec)
+            }
+        }),
+        None => {
+            cx.missing(
+                &m,
+                "exec",
+                r#"the check's command, e.g. exec: ["/demo", "health"]"#,
+            );
+            None
+        }
+    };
+    let interval = m.get("interval").map(|v| cx.duration(v));
+    let timeout = m.get("timeout").map(|v| cx.duration(v));
+    let retries = m.get("retries").map(|v| cx.count(v));
+    let start_period = m.get("start_period").map(|v| cx.duration(v));
+    Some(Healthcheck {
+        exec: exec?,
+        interval: interval.unwrap_or(Some(Duration::from_secs(5)))?,
+        timeout: timeout.unwrap_or(Some(Duration::from_secs(2)))?,
+        retries: retries.unwrap_or(Some(3))?,
+        start_period: optional(start_period)?,
+    })
+}
+
+fn outputs(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<String>> {
+    const WHAT: &str = "an output name: lowercase letters, digits, `_` and `-`";
+    let items = cx.list(f, r#", e.g. ["result"]"#)?;
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (node, path) in &items {
+        let item = Field { node, path };
+        let Some(name) = cx.string(item, WHAT) else {
+            ok = false;
+            continue;
+        };
+        let valid = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            cx.expected(item, WHAT);
+            ok = false;
+        } else if out.contains(&name) {
+            cx.invalid(item, format!("duplicate output {name:?}"));
+            ok = false;
+        } else {
+            out.push(name);
+        }
+    }
+    ok.then_some(out)
+}
+
+fn update(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<UpdatePolicy> {
+    let m = cx.map(f, &["settle", "health_timeout"], &[])?;
+    let settle = m.get("settle").map(|v| cx.duration(v));
+    let health_timeout = m.get("health_timeout").map(|v| cx.duration(v));
+    Some(UpdatePolicy {
+        settle: settle.unwrap_or(Some(DEFAULT_SETTLE))?,
+        health_timeout: health_timeout.unwrap_or(Some(DEFAULT_HEALTH_TIMEOUT))?,
+    })
+}

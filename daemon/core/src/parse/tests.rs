@@ -1,0 +1,978 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::spec::{
+    BuildSpec, DesiredState, EnvValue, Healthcheck, ImageSource, Kind, Logging, Network,
+    PortMapping, Protocol, Resources, RestartPolicy, Ulimit, UpdatePolicy, Volume,
+};
+
+const EXAMPLE: &str = r#"name: web
+image: berth-demo:latest
+command: ["/demo", "serve", "--port", "8080"]
+env: {GREETING: hello, TOKEN: {value: s3cret, secret: true}}
+user: "1000:1000"
+volumes: ["/srv/web:/data:rw"]
+network: bridge
+ports: ["8080:8080"]
+privileged: false
+resources: {memory: 256Mi, cpus: 0.5, pids: 512}
+stop_signal: SIGTERM
+stop_timeout: 10s
+logging: {max_size: 10Mi, max_files: 3}
+restart: always
+state: running
+healthcheck: {exec: ["/demo", "health"], interval: 5s, timeout: 2s, retries: 3}
+kind: service
+"#;
+
+fn example_spec() -> ServiceSpec {
+    ServiceSpec {
+        name: "web".into(),
+        image: ImageSource::Ref("berth-demo:latest".into()),
+        command: Some(vec![
+            "/demo".into(),
+            "serve".into(),
+            "--port".into(),
+            "8080".into(),
+        ]),
+        entrypoint: None,
+        env: BTreeMap::from([
+            ("GREETING".to_string(), EnvValue::plain("hello")),
+            (
+                "TOKEN".to_string(),
+                EnvValue {
+                    value: "s3cret".into(),
+                    secret: true,
+                },
+            ),
+        ]),
+        user: Some("1000:1000".into()),
+        volumes: vec![Volume {
+            source: "/srv/web".into(),
+            target: "/data".into(),
+            read_only: false,
+        }],
+        network: Network::Bridge,
+        ports: vec![PortMapping {
+            host_ip: None,
+            host_port: Some(8080),
+            container_port: 8080,
+            protocol: Protocol::Tcp,
+        }],
+        privileged: false,
+        resources: Resources {
+            memory: Some(256 << 20),
+            nano_cpus: Some(500_000_000),
+            pids: Some(512),
+        },
+        stop_signal: Some("SIGTERM".into()),
+        stop_timeout: Some(Duration::from_secs(10)),
+        logging: Some(Logging {
+            max_size: 10 << 20,
+            max_files: 3,
+        }),
+        restart: Some(RestartPolicy::Always),
+        state: DesiredState::Running,
+        healthcheck: Some(Healthcheck {
+            exec: vec!["/demo".into(), "health".into()],
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            retries: 3,
+            start_period: None,
+        }),
+        kind: Kind::Service,
+        ..ServiceSpec::default()
+    }
+}
+
+/// The one service in `text`, which must be valid.
+fn one(text: &str) -> ServiceSpec {
+    let mut specs = parse_services("web.yaml", text).expect("valid");
+    assert_eq!(specs.len(), 1);
+    specs.remove(0)
+}
+
+/// All errors for `text`, which must be invalid.
+fn errors(text: &str) -> Vec<ParseError> {
+    parse_services("web.yaml", text).expect_err("invalid").0
+}
+
+/// The single error for `text`.
+fn error(text: &str) -> ParseError {
+    let mut errors = errors(text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    errors.remove(0)
+}
+
+/// `(field, line, column)` of each error.
+fn where_(errors: &[ParseError]) -> Vec<(&str, usize, usize)> {
+    errors
+        .iter()
+        .map(|e| (e.field.as_str(), e.line, e.column))
+        .collect()
+}
+
+/// A valid service plus `extra` lines (starting on line 3).
+fn with(extra: &str) -> String {
+    format!("name: web\nimage: demo\n{extra}")
+}
+
+#[test]
+fn the_example_parses_to_the_expected_spec() {
+    assert_eq!(one(EXAMPLE), example_spec());
+}
+
+#[test]
+fn json_is_accepted() {
+    let json = r#"{
+  "name": "web",
+  "image": "berth-demo:latest",
+  "command": ["/demo", "serve", "--port", 8080],
+  "env": {"GREETING": "hello", "TOKEN": {"value": "s3cret", "secret": true}},
+  "user": "1000:1000",
+  "volumes": ["/srv/web:/data:rw"],
+  "network": "bridge",
+  "ports": ["8080:8080"],
+  "privileged": false,
+  "resources": {"memory": "256Mi", "cpus": 0.5, "pids": 512},
+  "stop_signal": "SIGTERM",
+  "stop_timeout": "10s",
+  "logging": {"max_size": "10Mi", "max_files": 3},
+  "restart": "always",
+  "state": "running",
+  "healthcheck": {"exec": ["/demo", "health"], "interval": "5s", "timeout": "2s", "retries": 3},
+  "kind": "service"
+}"#;
+    assert_eq!(one(json), example_spec());
+}
+
+#[test]
+fn json_errors_have_positions_too() {
+    let e = error("{\n  \"name\": \"web\",\n  \"image\": \"x\",\n  \"restart\": \"sometimes\"\n}");
+    assert_eq!(where_(std::slice::from_ref(&e)), [("restart", 4, 14)]);
+    assert_eq!(
+        e.message,
+        r#"expected one of: always, on-failure, never (got "sometimes")"#
+    );
+}
+
+#[test]
+fn a_services_list() {
+    let text = "services:\n  - name: web\n    image: demo\n  - {name: db, image: postgres:16, kind: task, outputs: [dsn]}\n";
+    let specs = parse_services("all.yaml", text).expect("valid");
+    assert_eq!(specs.len(), 2);
+    assert_eq!(specs[0].name, "web");
+    assert_eq!(specs[1].name, "db");
+    assert_eq!(specs[1].kind, Kind::Task);
+    assert_eq!(specs[1].outputs, ["dsn"]);
+}
+
+#[test]
+fn services_list_errors_name_the_item() {
+    let text = "\
+services:
+  - name: web
+    image: demo
+  - name: api
+    image: demo
+    healthcheck:
+      exec: [/demo, health]
+      interval: 5
+";
+    let e = error(text);
+    assert_eq!(e.field, "services[1].healthcheck.interval");
+    assert_eq!((e.line, e.column), (8, 17));
+    assert_eq!(
+        e.message,
+        r#"expected a duration like 500ms, 5s, 2m or 1h (got "5")"#
+    );
+}
+
+#[test]
+fn unknown_field_with_suggestion() {
+    let e = error("name: web\nimage: demo\nimgae: demo\n");
+    assert_eq!(where_(std::slice::from_ref(&e)), [("imgae", 3, 1)]);
+    assert!(
+        e.message.starts_with(
+            r#"unknown field "imgae"; did you mean "image"? known fields: name, image, command, "#
+        ),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("web.yaml:3:1: imgae: {}", e.message),
+        "Display is file:line:col: field: message"
+    );
+}
+
+#[test]
+fn unknown_field_without_a_close_match() {
+    let e = error(&with("flavour: vanilla\n"));
+    assert!(
+        e.message
+            .starts_with(r#"unknown field "flavour"; known fields: name,"#)
+    );
+}
+
+#[test]
+fn unknown_nested_fields_are_errors_too() {
+    let e = error(&with("healthcheck: {exec: [x], intervall: 5s}\n"));
+    assert_eq!(e.field, "healthcheck.intervall");
+    assert!(
+        e.message.contains(r#"did you mean "interval"?"#),
+        "{}",
+        e.message
+    );
+    let e = error(&with("resources:\n  memroy: 1G\n"));
+    assert_eq!(
+        where_(std::slice::from_ref(&e)),
+        [("resources.memroy", 4, 3)]
+    );
+    assert!(e.message.contains(r#"did you mean "memory"?"#));
+}
+
+#[test]
+fn later_fields_are_not_supported_yet() {
+    for field in NOT_YET_FIELDS {
+        let e = error(&with(&format!("{field}: []\n")));
+        assert_eq!(e.field, *field);
+        assert_eq!(
+            e.message,
+            format!("{field:?} is not supported by this berth version yet")
+        );
+    }
+}
+
+#[test]
+fn all_errors_are_collected_in_document_order() {
+    let text = "\
+name: Web
+image: demo
+restart: sometimes
+stop_timeout: 10
+privileged: \"true\"
+ports: [\"8080:80\", \"99999:80\"]
+healthcheck: {interval: 1s}
+";
+    let errors = errors(text);
+    assert_eq!(
+        where_(&errors),
+        [
+            ("name", 1, 7),
+            ("restart", 3, 10),
+            ("stop_timeout", 4, 15),
+            ("privileged", 5, 13),
+            ("ports[1]", 6, 20),
+            ("healthcheck.exec", 7, 14),
+        ]
+    );
+    assert!(errors[0].message.starts_with("expected a service name"));
+    assert_eq!(
+        errors[3].message,
+        r#"expected true or false without quotes (got "true")"#
+    );
+    assert!(errors[4].message.contains("`99999` is not a port"));
+    assert!(
+        errors[5]
+            .message
+            .starts_with(r#"missing required field "exec""#)
+    );
+}
+
+#[test]
+fn duplicate_keys() {
+    let e = error("name: web\nimage: a\nuser: x\nimage: b\n");
+    assert_eq!(where_(std::slice::from_ref(&e)), [("image", 4, 1)]);
+    assert_eq!(
+        e.message,
+        r#"duplicate key "image" (first on line 2, again on line 4)"#
+    );
+
+    let e = error(&with("env:\n  A: 1\n  A: 2\n"));
+    assert_eq!(where_(std::slice::from_ref(&e)), [("env.A", 5, 3)]);
+    assert!(e.message.contains("first on line 4, again on line 5"));
+}
+
+#[test]
+fn duplicate_keys_do_not_hide_other_errors() {
+    let errors = errors("name: web\nimage: a\nimage: b\nrestart: no\n");
+    assert_eq!(where_(&errors), [("image", 3, 1), ("restart", 4, 10)]);
+}
+
+#[test]
+fn duplicate_service_names() {
+    let text = "services:\n  - {name: web, image: a}\n  - {name: db, image: b}\n  - {name: web, image: c}\n";
+    let e = error(text);
+    assert_eq!(
+        where_(std::slice::from_ref(&e)),
+        [("services[2].name", 4, 12)]
+    );
+    assert_eq!(
+        e.message,
+        r#"duplicate service name "web" (first used by services[0], line 2)"#
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_have_the_scanner_position() {
+    let e = error("name: web\nimage: \"demo\ncommand: [a]\n");
+    assert_eq!(e.field, "");
+    assert_eq!(e.line, 2);
+    assert_eq!(e.column, 8);
+    assert!(e.message.starts_with("invalid YAML: "), "{}", e.message);
+
+    let e = error("name: web\nimage: demo: x\n");
+    assert_eq!((e.line, e.column), (2, 12));
+    assert!(e.message.contains("mapping values are not allowed"));
+
+    let e = error("{\"name\": \"web\",\n \"image\": \"demo\"\n");
+    assert_eq!(e.line, 3);
+    assert!(e.message.starts_with("invalid YAML: "));
+}
+
+#[test]
+fn empty_documents() {
+    let expected =
+        "the file is empty; expected a service (name:, image:, ...) or `services:` with a list";
+    for text in ["", "\n\n", "# nothing yet\n", "---\n", "~\n", "null"] {
+        let e = error(text);
+        assert_eq!(e.message, expected, "{text:?}");
+        assert_eq!((e.field.as_str(), e.line), ("", 0));
+    }
+}
+
+#[test]
+fn wrong_document_shapes() {
+    let e = error("- name: web\n  image: demo\n");
+    assert_eq!((e.line, e.column), (1, 1));
+    assert_eq!(
+        e.message,
+        "expected a service (name:, image:, ...) or `services:` with a list (got a list); put the list under `services:`"
+    );
+    assert!(error("web\n").message.contains(r#"(got "web")"#));
+
+    let e = error("services: {name: web}\n");
+    assert_eq!(e.field, "services");
+    assert!(e.message.starts_with("expected a list of services"));
+
+    let e = error("services: []\n");
+    assert_eq!(e.message, "`services:` is empty; list at least one service");
+
+    let errors = errors("name: web\nservices:\n  - {name: a, image: b}\n");
+    assert_eq!(where_(&errors), [("name", 1, 1)]);
+    assert!(errors[0].message.contains("next to `services:`"));
+
+    let e = error("services:\n  - web\n");
+    assert_eq!(where_(std::slice::from_ref(&e)), [("services[0]", 2, 5)]);
+    assert!(
+        e.message
+            .starts_with("expected a map with fields name, image,")
+    );
+}
+
+#[test]
+fn one_document_per_file() {
+    let e = error("name: a\nimage: b\n---\nname: c\nimage: d\n");
+    assert_eq!(e.line, 3);
+    assert!(e.message.starts_with("a second YAML document"));
+}
+
+#[test]
+fn aliases_and_tags_are_refused() {
+    let e = error("name: &n web\nimage: *n\n");
+    assert_eq!(where_(std::slice::from_ref(&e)), [("image", 2, 8)]);
+    assert!(e.message.contains("aliases"));
+    let e = error("name: web\nimage: !!str demo\n");
+    assert_eq!(e.field, "image");
+    assert!(e.message.contains("tags"));
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let flow = with(&format!("env: {}{}\n", "[".repeat(100), "]".repeat(100)));
+    let e = error(&flow);
+    assert_eq!(e.message, "nested too deeply");
+    assert_eq!(e.line, 3);
+    let mut block = with("env:\n");
+    for depth in 1..200 {
+        block.push_str(&format!("{}a:\n", "  ".repeat(depth)));
+    }
+    assert_eq!(error(&block).message, "nested too deeply");
+    // The scanner has its own limit for flow collections.
+    let very_deep = with(&format!("env: {}{}\n", "[".repeat(1000), "]".repeat(1000)));
+    assert!(error(&very_deep).message.starts_with("invalid YAML"));
+}
+
+#[test]
+fn required_fields() {
+    let errors = errors("user: nobody\n");
+    assert_eq!(where_(&errors), [("name", 1, 1), ("image", 1, 1)]);
+    assert_eq!(
+        errors[0].message,
+        r#"missing required field "name" (the service's name, e.g. name: web)"#
+    );
+    // A key without a value is reported at the key.
+    let e = error("name: web\nimage:\n");
+    assert_eq!(where_(std::slice::from_ref(&e)), [("image", 2, 1)]);
+    assert_eq!(
+        e.message,
+        r#""image" has no value (e.g. image: berth-demo:latest)"#
+    );
+    // Optional fields without a value are absent.
+    assert_eq!(one(&with("user:\ncommand: ~\n")).command, None);
+}
+
+#[test]
+fn byte_order_mark_and_crlf() {
+    assert_eq!(one("\u{feff}name: web\r\nimage: demo\r\n").name, "web");
+    let e = error("name: web\r\nimage: demo\r\nrestart: no\r\n");
+    assert_eq!((e.line, e.column), (3, 10));
+}
+
+#[test]
+fn service_names() {
+    for good in ["web", "0day", "a_b-c", &"x".repeat(63)] {
+        assert_eq!(one(&format!("name: {good}\nimage: x\n")).name, good);
+    }
+    for bad in ["Web", "-web", "web.1", "\"\"", &"x".repeat(64)] {
+        let e = error(&format!("name: {bad}\nimage: x\n"));
+        assert_eq!(where_(std::slice::from_ref(&e)), [("name", 1, 7)], "{bad}");
+    }
+}
+
+#[test]
+fn image_forms() {
+    let spec = one("name: web\nimage: {build: {context: ./web, dockerfile: Dockerfile.prod}}\n");
+    assert_eq!(
+        spec.image,
+        ImageSource::Build {
+            build: BuildSpec {
+                context: "./web".into(),
+                dockerfile: Some("Dockerfile.prod".into()),
+            }
+        }
+    );
+    let spec = one("name: web\nimage:\n  build:\n    context: /srv/web\n");
+    assert_eq!(
+        spec.image,
+        ImageSource::Build {
+            build: BuildSpec {
+                context: "/srv/web".into(),
+                dockerfile: None,
+            }
+        }
+    );
+    let spec = one("name: web\nimage: {load: images/web.tar}\n");
+    assert_eq!(
+        spec.image,
+        ImageSource::Load {
+            load: "images/web.tar".into()
+        }
+    );
+
+    let e = error("name: web\nimage: {build: {dockerfile: D}}\n");
+    assert_eq!(
+        where_(std::slice::from_ref(&e)),
+        [("image.build.context", 2, 16)]
+    );
+    let e = error("name: web\nimage: {build: {context: a}, load: b.tar}\n");
+    assert_eq!(e.message, "give either `build:` or `load:`, not both");
+    let e = error("name: web\nimage: {pull: x}\n");
+    assert_eq!(e.field, "image.pull");
+    let e = error("name: web\nimage: [a]\n");
+    assert!(e.message.starts_with("expected an image reference like"));
+    let e = error("name: web\nimage: demo latest\n");
+    assert!(e.message.contains("without spaces"));
+}
+
+#[test]
+fn command_must_be_a_list() {
+    let e = error(&with("command: /demo serve\n"));
+    assert_eq!(where_(std::slice::from_ref(&e)), [("command", 3, 10)]);
+    assert_eq!(
+        e.message,
+        r#"expected a list; use a list, e.g. ["/demo", "serve"] (got "/demo serve")"#
+    );
+    let spec = one(&with("command: [sleep, 10, 1.5]\nentrypoint: []\n"));
+    assert_eq!(
+        spec.command,
+        Some(vec!["sleep".into(), "10".into(), "1.5".into()])
+    );
+    assert_eq!(spec.entrypoint, Some(vec![]));
+
+    let errors = errors(&with("command: [a, true, {x: 1}]\n"));
+    assert_eq!(
+        where_(&errors),
+        [("command[1]", 3, 14), ("command[2]", 3, 20)]
+    );
+    assert_eq!(errors[0].message, r#"expected a string (got "true")"#);
+    assert_eq!(errors[1].message, "expected a string (got a map)");
+}
+
+#[test]
+fn env() {
+    let spec = one(&with(
+        "env:\n  PORT: 8080\n  DEBUG: true\n  EMPTY: \"\"\n  _X1: {value: 2}\n",
+    ));
+    assert_eq!(spec.env["PORT"], EnvValue::plain("8080"));
+    assert_eq!(spec.env["DEBUG"], EnvValue::plain("true"));
+    assert_eq!(spec.env["EMPTY"], EnvValue::plain(""));
+    assert_eq!(spec.env["_X1"], EnvValue::plain("2"));
+
+    let errors = errors(&with(
+        "env:\n  1BAD: x\n  GOOD-NOT: y\n  NULL:\n  LIST: [a]\n  S: {value: x, secret: \"yes\"}\n  V: {secret: true}\n",
+    ));
+    assert_eq!(
+        where_(&errors),
+        [
+            ("env.1BAD", 4, 3),
+            ("env.GOOD-NOT", 5, 3),
+            ("env.NULL", 6, 3),
+            ("env.LIST", 7, 9),
+            ("env.S.secret", 8, 25),
+            ("env.V.value", 9, 6),
+        ]
+    );
+    assert!(errors[0].message.contains("is not a variable name"));
+    assert!(
+        errors[2]
+            .message
+            .ends_with(r#"(got nothing); write "" for an empty value"#)
+    );
+    let e = error(&with("env: [A=1]\n"));
+    assert_eq!(e.message, "expected a map of NAME: value (got a list)");
+}
+
+#[test]
+fn scalars_taken_as_text() {
+    let spec = one(&with(
+        "user: 1000\nports: [8080, \"127.0.0.1:9000:9000/udp\"]\n",
+    ));
+    assert_eq!(spec.user.as_deref(), Some("1000"));
+    assert_eq!(spec.ports[0].container_port, 8080);
+    assert_eq!(spec.ports[0].host_port, None);
+    assert_eq!(spec.ports[1].host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(spec.ports[1].protocol, Protocol::Udp);
+}
+
+#[test]
+fn volumes() {
+    let spec = one(&with("volumes:\n  - /a:/b:ro\n  - data:/var/lib/data\n"));
+    assert!(spec.volumes[0].read_only);
+    assert_eq!(spec.volumes[1].source, "data");
+    let e = error(&with("volumes:\n  - /a:/b\n  - /a:b\n"));
+    assert_eq!(where_(std::slice::from_ref(&e)), [("volumes[1]", 5, 5)]);
+    assert!(e.message.contains("must be absolute"));
+    assert_eq!(
+        error(&with("volumes: /a:/b\n")).message,
+        r#"expected a list, e.g. ["/srv/web:/data:rw"] (got "/a:/b")"#
+    );
+}
+
+#[test]
+fn booleans_must_be_yaml_booleans() {
+    assert!(one(&with("privileged: true\n")).privileged);
+    assert!(one(&with("privileged: True\n")).privileged);
+    for bad in ["yes", "1", "on", "'false'"] {
+        let e = error(&with(&format!("privileged: {bad}\n")));
+        assert_eq!(e.field, "privileged");
+        assert!(
+            e.message.starts_with("expected true or false"),
+            "{bad}: {}",
+            e.message
+        );
+    }
+}
+
+#[test]
+fn network_pid_ipc() {
+    assert_eq!(one(&with("network: host\n")).network, Network::Host);
+    assert_eq!(one(&with("network: none\n")).network, Network::None);
+    assert_eq!(
+        one(&with("network: backend_1\n")).network,
+        Network::Named("backend_1".into())
+    );
+    assert!(
+        error(&with("network: \"my net\"\n"))
+            .message
+            .starts_with("expected bridge, host, none")
+    );
+
+    let spec = one(&with("pid: host\nipc: container:db\n"));
+    assert_eq!(spec.pid.as_deref(), Some("host"));
+    assert_eq!(spec.ipc.as_deref(), Some("container:db"));
+    assert_eq!(
+        one(&with("ipc: shareable\n")).ipc.as_deref(),
+        Some("shareable")
+    );
+    let errors = errors(&with("pid: private\nipc: \"container:\"\n"));
+    assert_eq!(
+        errors[0].message,
+        r#"expected host or container:NAME (got "private")"#
+    );
+    assert_eq!(
+        errors[1].message,
+        r#"expected host, private, shareable or container:NAME (got "container:")"#
+    );
+}
+
+#[test]
+fn capabilities_and_security_options() {
+    let spec = one(&with(
+        "cap_add: [NET_ADMIN]\ncap_drop: [ALL]\nsecurity_opt: [\"no-new-privileges:true\"]\n",
+    ));
+    assert_eq!(spec.cap_add, ["NET_ADMIN"]);
+    assert_eq!(spec.cap_drop, ["ALL"]);
+    assert_eq!(spec.security_opt, ["no-new-privileges:true"]);
+    assert_eq!(error(&with("cap_add: NET_ADMIN\n")).field, "cap_add");
+}
+
+#[test]
+fn ulimits() {
+    let spec = one(&with(
+        "ulimits:\n  nofile: {soft: 1024, hard: 4096}\n  core: 0\n  memlock: -1\n",
+    ));
+    assert_eq!(
+        spec.ulimits["nofile"],
+        Ulimit {
+            soft: 1024,
+            hard: 4096
+        }
+    );
+    assert_eq!(spec.ulimits["core"], Ulimit { soft: 0, hard: 0 });
+    assert_eq!(spec.ulimits["memlock"], Ulimit { soft: -1, hard: -1 });
+
+    let errors = errors(&with(
+        "ulimits:\n  nofiles: 10\n  nproc: {soft: 10, hard: 5}\n  stack: {soft: 1}\n  core: \"5\"\n",
+    ));
+    assert_eq!(
+        where_(&errors),
+        [
+            ("ulimits.nofiles", 4, 3),
+            ("ulimits.nproc", 5, 10),
+            ("ulimits.stack.hard", 6, 10),
+            ("ulimits.core", 7, 9),
+        ]
+    );
+    assert!(errors[0].message.contains(r#"did you mean "nofile"?"#));
+    assert_eq!(errors[1].message, "soft (10) must not exceed hard (5)");
+    assert_eq!(
+        errors[3].message,
+        r#"expected an integer of at least -1, without quotes (got "5")"#
+    );
+}
+
+#[test]
+fn resources() {
+    let spec = one(&with("resources: {memory: 1073741824, cpus: 2, pids: 1}\n"));
+    assert_eq!(
+        spec.resources,
+        Resources {
+            memory: Some(1 << 30),
+            nano_cpus: Some(2_000_000_000),
+            pids: Some(1),
+        }
+    );
+    assert_eq!(
+        one(&with("resources: {cpus: 0.1}\n")).resources.nano_cpus,
+        Some(100_000_000)
+    );
+    assert_eq!(
+        one(&with("resources: {cpus: 1.5e-1}\n"))
+            .resources
+            .nano_cpus,
+        Some(150_000_000)
+    );
+    let errors = errors(&with(
+        "resources: {memory: 256MB?, cpus: 0, pids: 0}\nlogging: {max_size: 99999999999Ti, max_files: 1}\n",
+    ));
+    assert_eq!(
+        where_(&errors),
+        [
+            ("resources.memory", 3, 21),
+            ("resources.cpus", 3, 35),
+            ("resources.pids", 3, 44),
+            ("logging.max_size", 4, 21),
+        ]
+    );
+    assert_eq!(
+        errors[0].message,
+        r#"expected a size like 4096, 512Ki, 256Mi or 1G (got "256MB?")"#
+    );
+    assert_eq!(
+        errors[1].message,
+        r#"expected a number of CPUs greater than 0, like 0.5 or 2 (got "0")"#
+    );
+    assert_eq!(
+        errors[2].message,
+        r#"expected an integer of at least 1 (got "0")"#
+    );
+    assert_eq!(errors[3].message, r#""99999999999Ti" is too large"#);
+    assert_eq!(
+        error(&with("resources: {cpus: \"0.5\"}\n")).field,
+        "resources.cpus"
+    );
+}
+
+#[test]
+fn stop_signal_is_normalized() {
+    for (written, stored) in [
+        ("SIGTERM", "SIGTERM"),
+        ("TERM", "SIGTERM"),
+        ("sigint", "SIGINT"),
+        ("9", "SIGKILL"),
+        ("SIGUSR1", "SIGUSR1"),
+    ] {
+        let spec = one(&with(&format!("stop_signal: {written}\n")));
+        assert_eq!(spec.stop_signal.as_deref(), Some(stored), "{written}");
+    }
+    for bad in ["SIGFOO", "99", "true"] {
+        let e = error(&with(&format!("stop_signal: {bad}\n")));
+        assert_eq!(
+            e.message,
+            format!("expected a signal like SIGTERM, TERM or 15 (got {bad:?})")
+        );
+    }
+}
+
+#[test]
+fn durations() {
+    let spec = one(&with("stop_timeout: 1m30s\n"));
+    assert_eq!(spec.stop_timeout, Some(Duration::from_secs(90)));
+    for bad in ["5", "5d", "\"\"", "[5s]"] {
+        let e = error(&with(&format!("stop_timeout: {bad}\n")));
+        assert!(
+            e.message
+                .starts_with("expected a duration like 500ms, 5s, 2m or 1h (got "),
+            "{bad}: {}",
+            e.message
+        );
+    }
+}
+
+#[test]
+fn logging_needs_both_fields() {
+    let e = error(&with("logging: {max_size: 10Mi}\n"));
+    assert_eq!(
+        where_(std::slice::from_ref(&e)),
+        [("logging.max_files", 3, 10)]
+    );
+    assert_eq!(
+        e.message,
+        r#"missing required field "max_files" (logging needs both max_size (e.g. 10Mi) and max_files (e.g. 3))"#
+    );
+    assert_eq!(
+        error(&with("logging: {max_size: 1k, max_files: 0}\n")).field,
+        "logging.max_files"
+    );
+}
+
+#[test]
+fn restart_state_kind() {
+    let spec = one(&with("restart: on-failure\nstate: stopped\nkind: task\n"));
+    assert_eq!(spec.restart, Some(RestartPolicy::OnFailure));
+    assert_eq!(spec.state, DesiredState::Stopped);
+    assert_eq!(spec.kind, Kind::Task);
+    assert_eq!(one(&with("")).restart, None);
+
+    let errors = errors(&with("restart: sometimes\nstate: paused\nkind: job\n"));
+    let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            r#"expected one of: always, on-failure, never (got "sometimes")"#,
+            r#"expected one of: running, stopped (got "paused")"#,
+            r#"expected one of: service, task (got "job")"#,
+        ]
+    );
+    assert!(errors.iter().all(|e| !e.message.contains("variant")));
+}
+
+#[test]
+fn healthcheck_defaults_and_errors() {
+    let spec = one(&with(
+        "healthcheck:\n  exec: [/demo, health]\n  start_period: 30s\n",
+    ));
+    assert_eq!(
+        spec.healthcheck,
+        Some(Healthcheck {
+            exec: vec!["/demo".into(), "health".into()],
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            retries: 3,
+            start_period: Some(Duration::from_secs(30)),
+        })
+    );
+    let errors = errors(&with(
+        "healthcheck:\n  exec: []\n  timeout: 2\n  retries: 0\n",
+    ));
+    assert_eq!(
+        where_(&errors),
+        [
+            ("healthcheck.exec", 4, 9),
+            ("healthcheck.timeout", 5, 12),
+            ("healthcheck.retries", 6, 12),
+        ]
+    );
+    assert_eq!(
+        error(&with("healthcheck: curl localhost\n")).field,
+        "healthcheck"
+    );
+    assert_eq!(
+        error(&with("healthcheck: {exec: curl}\n")).field,
+        "healthcheck.exec"
+    );
+}
+
+#[test]
+fn outputs_only_for_tasks() {
+    let e = error(&with("outputs: [result]\n"));
+    assert_eq!(where_(std::slice::from_ref(&e)), [("outputs", 3, 10)]);
+    assert_eq!(e.message, "\"outputs\" is only allowed with kind: task");
+
+    let errors = errors(&with("kind: task\noutputs: [ok_1, Bad, ok_1]\n"));
+    assert_eq!(
+        where_(&errors),
+        [("outputs[1]", 4, 17), ("outputs[2]", 4, 22)]
+    );
+    assert_eq!(errors[1].message, r#"duplicate output "ok_1""#);
+}
+
+#[test]
+fn update_policy() {
+    assert_eq!(one(&with("")).update, UpdatePolicy::default());
+    let spec = one(&with("update: {settle: 500ms}\n"));
+    assert_eq!(
+        spec.update,
+        UpdatePolicy {
+            settle: Duration::from_millis(500),
+            health_timeout: Duration::from_secs(60),
+        }
+    );
+    assert_eq!(
+        one(&with("update: {health_timeout: 2m}\n"))
+            .update
+            .health_timeout,
+        Duration::from_secs(120)
+    );
+    assert_eq!(
+        error(&with("update: {settle: soon}\n")).field,
+        "update.settle"
+    );
+}
+
+#[test]
+fn json_value_api() {
+    let value = serde_json::json!({"name": "web", "image": "demo", "env": {"A": 1}, "user": null});
+    let spec = parse_service_json_value("<api>", &value).expect("valid");
+    assert_eq!(spec.env["A"], EnvValue::plain("1"));
+    assert_eq!(spec.user, None);
+
+    let value =
+        serde_json::json!({"name": "web", "image": "demo", "restart": "sometimes", "imgae": 1});
+    let ParseErrors(errors) = parse_service_json_value("<api>", &value).expect_err("invalid");
+    let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["imgae", "restart"]);
+    assert!(
+        errors
+            .iter()
+            .all(|e| (e.line, e.column) == (0, 0) && e.file == "<api>")
+    );
+    assert_eq!(
+        errors[0].to_string(),
+        format!("<api>: {}: {}", errors[0].field, errors[0].message)
+    );
+
+    let two =
+        serde_json::json!({"services": [{"name": "a", "image": "x"}, {"name": "b", "image": "x"}]});
+    let ParseErrors(errors) = parse_service_json_value("<api>", &two).expect_err("two");
+    assert_eq!(errors[0].message, "expected one service, got 2");
+    let one = serde_json::json!({"services": [{"name": "a", "image": "x"}]});
+    assert_eq!(
+        parse_service_json_value("<api>", &one).expect("one").name,
+        "a"
+    );
+}
+
+#[test]
+fn round_trips_through_the_api_dto_serialization() {
+    // What berthctl sends for a parsed file is accepted again by the API.
+    let spec = example_spec();
+    let value = serde_json::to_value(&spec).expect("serialize");
+    assert_eq!(parse_service_json_value("<api>", &value), Ok(spec));
+}
+
+#[test]
+fn core_schema_scalars() {
+    let scalar = tree::core_schema;
+    assert_eq!(scalar("0x1f"), Scalar::Int(31));
+    assert_eq!(scalar("0o17"), Scalar::Int(15));
+    assert_eq!(scalar("-3"), Scalar::Int(-3));
+    assert_eq!(scalar("+3"), Scalar::Int(3));
+    assert_eq!(scalar("1e3"), Scalar::Float(1000.0));
+    assert_eq!(scalar(".5"), Scalar::Float(0.5));
+    assert_eq!(scalar("1."), Scalar::Float(1.0));
+    assert_eq!(scalar("99999999999999999999"), Scalar::Float(1e20));
+    assert_eq!(scalar("FALSE"), Scalar::Bool(false));
+    for text in [
+        "yes", "on", "1_000", "0x", "1e", "e3", ".", "-", "1.2.3", "08:00",
+    ] {
+        assert_eq!(scalar(text), Scalar::Str(text), "{text}");
+    }
+}
+
+#[test]
+fn tree_positions() {
+    let mut errors = Vec::new();
+    let root = parse_tree("t", "a:\n  b: [1, {c: d}]\n", &mut errors).expect("tree");
+    assert!(errors.is_empty());
+    assert_eq!((root.line, root.column), (1, 1));
+    let a = root.get("a").expect("a");
+    assert_eq!((a.line, a.column), (1, 1));
+    assert_eq!((a.value.line, a.value.column), (2, 3));
+    let b = a.value.get("b").expect("b");
+    let Value::Seq(items) = &b.value.value else {
+        panic!("not a list: {b:?}")
+    };
+    assert_eq!((items[1].line, items[1].column), (2, 10));
+    assert_eq!(items[1].get("c").map(|c| (c.line, c.column)), Some((2, 11)));
+}
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any text gives specs or errors with positions inside the text, never a panic.
+        #[test]
+        fn arbitrary_text(text in "[ -~\n\t]{0,120}") {
+            check(&text);
+        }
+
+        /// Damaged versions of a real file: a slice of it cut out, or a character put in.
+        #[test]
+        fn damaged_example(at in 0..EXAMPLE.len(), len in 0usize..12, c in "[:{}\\[\\]\"'#&*!|>, \n-]") {
+            let end = (at + len).min(EXAMPLE.len());
+            if EXAMPLE.is_char_boundary(at) && EXAMPLE.is_char_boundary(end) {
+                check(&format!("{}{}", &EXAMPLE[..at], &EXAMPLE[end..]));
+                check(&format!("{}{}{}", &EXAMPLE[..at], c, &EXAMPLE[at..]));
+            }
+        }
+    }
+
+    fn check(text: &str) {
+        if let Err(ParseErrors(errors)) = parse_services("f", text) {
+            assert!(!errors.is_empty());
+            let lines = text.lines().count() + 1;
+            for e in &errors {
+                assert!(e.line <= lines, "{e} in {text:?}");
+                assert!(!e.message.is_empty());
+            }
+        }
+    }
+}
