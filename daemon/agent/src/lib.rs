@@ -1,1 +1,310 @@
-//! placeholder
+//! berthd's event loop.
+//!
+//! One task owns all state ([`Agent`]); everything else talks to it through a
+//! [`Handle`]: commands go in over a channel and are answered on a oneshot,
+//! reads come from a `watch` snapshot, events from a broadcast. Engine calls
+//! run in executor tasks (one at a time per service, services in parallel)
+//! whose results come back to the loop as messages. The loop plans with the
+//! pure `berth_core::plan::plan` after every change, never from the event
+//! that woke it up.
+
+mod agent;
+mod exec;
+mod images;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::dto::{ApplyRequest, ApplyResponse, EventsResponse, VerbResponse};
+use berth_core::event::Event;
+use berth_core::record::{Deployment, Source};
+use berth_core::runtime::{BoxStream, LogChunk, LogOptions, Runtime, RuntimeError};
+use berth_core::spec::ServiceSpec;
+use berth_core::store::{Store, StoreError};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+pub use agent::Agent;
+pub use state::Snapshot;
+
+/// The seams the loop runs against, bundled so the loop has one type parameter.
+pub trait Env: Send + Sync + 'static {
+    type Runtime: Runtime;
+    type Store: Store;
+    fn runtime(&self) -> &Self::Runtime;
+    fn store(&self) -> &Self::Store;
+    /// Unix milliseconds, for timestamps in records and events.
+    fn now_ms(&self) -> u64;
+}
+
+/// The production and test environment: a runtime and a store, the system clock.
+pub struct Seams<R, S> {
+    pub runtime: R,
+    pub store: S,
+}
+
+impl<R: Runtime, S: Store> Env for Seams<R, S> {
+    type Runtime = R;
+    type Store = S;
+    fn runtime(&self) -> &R {
+        &self.runtime
+    }
+    fn store(&self) -> &S {
+        &self.store
+    }
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_id: String,
+    /// Container name prefix.
+    pub prefix: String,
+    /// For task output directories (`<state_dir>/outputs/<service>`).
+    pub state_dir: PathBuf,
+    pub history_limit: usize,
+    /// Events kept in memory and in the event log.
+    pub events_keep: usize,
+    /// How often the full container list is re-read even without events.
+    pub resync_interval: Duration,
+    /// Shown in `GET /v1/node`.
+    pub engine_endpoint: String,
+}
+
+impl AgentConfig {
+    pub fn new(node_id: &str, prefix: &str, state_dir: PathBuf) -> Self {
+        AgentConfig {
+            node_id: node_id.to_string(),
+            prefix: prefix.to_string(),
+            state_dir,
+            history_limit: 50,
+            events_keep: 1000,
+            resync_interval: Duration::from_secs(30),
+            engine_endpoint: String::new(),
+        }
+    }
+}
+
+/// Operator verbs on one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Stop,
+    Start,
+    Restart,
+    Hold,
+    Release,
+    Delete,
+    Rollback { generation: Option<u64> },
+}
+
+/// A spec_dir file as berthd read it.
+#[derive(Debug, Clone)]
+pub struct SpecFile {
+    pub path: String,
+    pub content_hash: String,
+    /// The parsed services, or every parse error as one text.
+    pub services: Result<Vec<ServiceSpec>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("no service named {service}")]
+    NoSuchService { service: String },
+    #[error("no deployment {id}")]
+    NoSuchDeployment { id: String },
+    #[error("{service} is owned by {owner}; apply with --force to take it over")]
+    Conflict { service: String, owner: String },
+    #[error("invalid request: {reason}")]
+    Invalid {
+        reason: String,
+        details: Vec<String>,
+    },
+    #[error("{service}: {reason}")]
+    Refused { service: String, reason: String },
+    #[error("the state store failed")]
+    Store(#[from] StoreError),
+    #[error("the container engine failed")]
+    Runtime(#[from] RuntimeError),
+    #[error("berthd is shutting down")]
+    ShuttingDown,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, AgentError>>;
+
+pub(crate) enum Command {
+    Apply {
+        req: ApplyRequest,
+        source: Source,
+        actor: String,
+        dry_run: bool,
+        reply: Reply<ApplyResponse>,
+    },
+    Verb {
+        service: String,
+        verb: Verb,
+        actor: String,
+        reply: Reply<VerbResponse>,
+    },
+    History {
+        service: String,
+        limit: usize,
+        reply: Reply<Vec<Deployment>>,
+    },
+    Deployment {
+        id: String,
+        reply: Reply<Deployment>,
+    },
+    Logs {
+        service: String,
+        opts: LogOptions,
+        reply: Reply<BoxStream<Result<LogChunk, RuntimeError>>>,
+    },
+    SpecDir {
+        files: Vec<SpecFile>,
+        reply: Reply<Vec<String>>,
+    },
+}
+
+/// How the API (and tests) talk to the loop.
+#[derive(Clone)]
+pub struct Handle {
+    cmd: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    events: broadcast::Sender<Event>,
+    ring: Arc<std::sync::Mutex<state::EventRing>>,
+}
+
+impl Handle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, AgentError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| AgentError::ShuttingDown)?;
+        rx.await.map_err(|_| AgentError::ShuttingDown)?
+    }
+
+    pub async fn apply(
+        &self,
+        req: ApplyRequest,
+        source: Source,
+        actor: &str,
+        dry_run: bool,
+    ) -> Result<ApplyResponse, AgentError> {
+        let actor = actor.to_string();
+        self.call(|reply| Command::Apply {
+            req,
+            source,
+            actor,
+            dry_run,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn verb(
+        &self,
+        service: &str,
+        verb: Verb,
+        actor: &str,
+    ) -> Result<VerbResponse, AgentError> {
+        let (service, actor) = (service.to_string(), actor.to_string());
+        self.call(|reply| Command::Verb {
+            service,
+            verb,
+            actor,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn history(
+        &self,
+        service: &str,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, AgentError> {
+        let service = service.to_string();
+        self.call(|reply| Command::History {
+            service,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// One record by id (`<service>-<generation>`), redacted.
+    pub async fn deployment(&self, id: &str) -> Result<Deployment, AgentError> {
+        let id = id.to_string();
+        self.call(|reply| Command::Deployment { id, reply }).await
+    }
+
+    /// Waits until deployment `id` is terminal or `wait` elapses; returns it as it then is.
+    pub async fn wait_deployment(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Deployment, AgentError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut snapshots = self.snapshot.clone();
+        loop {
+            let d = self.deployment(id).await?;
+            if d.status.is_terminal() {
+                return Ok(d);
+            }
+            tokio::select! {
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return Err(AgentError::ShuttingDown);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return self.deployment(id).await,
+            }
+        }
+    }
+
+    pub async fn logs(
+        &self,
+        service: &str,
+        opts: LogOptions,
+    ) -> Result<BoxStream<Result<LogChunk, RuntimeError>>, AgentError> {
+        let service = service.to_string();
+        self.call(|reply| Command::Logs {
+            service,
+            opts,
+            reply,
+        })
+        .await
+    }
+
+    /// Hands berthd's reading of the spec dir to the loop; returns one line
+    /// per problem (also logged and sent as events).
+    pub async fn spec_dir(&self, files: Vec<SpecFile>) -> Result<Vec<String>, AgentError> {
+        self.call(|reply| Command::SpecDir { files, reply }).await
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn watch_snapshot(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// Events after `since` still in memory; `reset` when some were dropped.
+    pub fn events_since(&self, since: u64) -> EventsResponse {
+        match self.ring.lock() {
+            Ok(ring) => ring.since(since),
+            Err(poisoned) => poisoned.into_inner().since(since),
+        }
+    }
+
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}

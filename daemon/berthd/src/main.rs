@@ -1,1 +1,245 @@
-fn main() {}
+//! berthd: wires the store, the engine, the loop and the API together.
+
+mod config;
+mod specdir;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_agent::{Agent, AgentConfig, Seams};
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Exit code for a configuration berthd cannot start with. The unit file sets
+/// `RestartPreventExitStatus=` to it, so a broken config is not restarted in a loop.
+const EXIT_BAD_CONFIG: u8 = 78;
+/// Exit code when berthd could not start for another reason (state dir, socket).
+const EXIT_START_FAILED: u8 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berthd",
+    version,
+    about = "berth node agent: keeps one container per service, each with its own deployment record",
+    long_about = "berthd keeps one container per service on this node and a deployment record \
+                  (spec, status, outputs, history) for each. It converges the Docker engine to the \
+                  desired specs, re-adopts running containers after its own restart, and serves a \
+                  local API that berthctl drives.\n\n\
+                  Services come from the spec drop-in dir (spec_dir) and from `berthctl apply`.",
+    after_help = "Exit codes: 0 clean shutdown (containers keep running), 1 failed to start, \
+                  78 invalid configuration.\n\
+                  Signals: SIGHUP re-reads the config and spec_dir; SIGTERM/SIGINT stop berthd \
+                  and leave containers running.\n\
+                  Config keys and defaults: see ARCHITECTURE.md §9 (node_id, state_dir, socket, \
+                  socket_group, spec_dir, prefix, history_limit, docker_host, ...)."
+)]
+struct Args {
+    /// The node config (TOML). Without it, every key has its default.
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the config and the spec_dir files, print the result, and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // Read before any thread exists (see STYLE.md §5).
+    let docker_host_env = std::env::var("DOCKER_HOST").ok();
+    let cfg = match config::load(args.config.as_deref(), docker_host_env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berthd: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    init_logging();
+    if args.check {
+        let (files, problems) = specdir::read(&cfg.spec_dir);
+        println!(
+            "config ok: node {}, state_dir {}, socket {}, spec_dir {} ({} files)",
+            cfg.node_id,
+            cfg.state_dir.display(),
+            cfg.socket.display(),
+            cfg.spec_dir.display(),
+            files.len()
+        );
+        for f in &files {
+            if let Err(e) = &f.services {
+                println!("{e}");
+            }
+        }
+        for p in &problems {
+            println!("{p}");
+        }
+        let bad = !problems.is_empty() || files.iter().any(|f| f.services.is_err());
+        return if bad {
+            ExitCode::from(EXIT_BAD_CONFIG)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("berthd")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthd: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_START_FAILED);
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("berthd: {e:#}");
+            ExitCode::from(EXIT_START_FAILED)
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BERTH_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// The gid of `group` from /etc/group.
+fn group_gid(group: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|line| {
+        let mut parts = line.split(':');
+        let name = parts.next()?;
+        let _pw = parts.next()?;
+        let gid = parts.next()?;
+        (name == group).then(|| gid.parse().ok()).flatten()
+    })
+}
+
+fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file we just created is our effective uid; /proc/self is ours.
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+}
+
+async fn run(cfg: config::Config) -> anyhow::Result<()> {
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let store = berth_store::FsStore::open(&cfg.state_dir)
+        .with_context(|| format!("cannot open the state dir {}", cfg.state_dir.display()))?;
+    let runtime = berth_docker::DockerRuntime::connect(&cfg.docker_host, &cfg.node_id)
+        .with_context(|| format!("cannot set up the engine client for {}", cfg.docker_host))?;
+    let mut agent_cfg = AgentConfig::new(&cfg.node_id, &cfg.prefix, cfg.state_dir.clone());
+    agent_cfg.history_limit = cfg.history_limit;
+    agent_cfg.engine_endpoint = cfg.docker_host.clone();
+    let env = Arc::new(Seams { runtime, store });
+    let (agent, handle) = Agent::new(env, agent_cfg).context("cannot load the state")?;
+
+    let listener = berth_api::bind_unix(&cfg.socket)
+        .with_context(|| format!("cannot bind the local API socket {}", cfg.socket.display()))?;
+    let gid = group_gid(&cfg.socket_group);
+    match gid {
+        Some(gid) => {
+            if let Err(e) = std::os::unix::fs::chown(&cfg.socket, None, Some(gid)) {
+                tracing::warn!(socket = %cfg.socket.display(), group = cfg.socket_group, error = %e, "cannot give the socket to its group; only root and berthd's user can use it");
+            }
+        }
+        None => tracing::info!(group = cfg.socket_group, "socket_group does not exist; only root and berthd's user can use the socket"),
+    }
+    let policy = berth_api::PeerPolicy {
+        own_uid: own_uid(),
+        group_gid: gid,
+    };
+    let router = berth_api::router(handle.clone(), policy);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let api_stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let api = tokio::spawn(berth_api::serve_unix(listener, router, api_stop));
+    let agent_stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let agent_task = tokio::spawn(agent.run(agent_stop));
+
+    // The spec dir is applied once the loop runs.
+    apply_spec_dir(&handle, &cfg.spec_dir).await;
+    tracing::info!(
+        node = cfg.node_id,
+        socket = %cfg.socket.display(),
+        state_dir = %cfg.state_dir.display(),
+        engine = cfg.docker_host,
+        "berthd ready"
+    );
+
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut spec_dir = cfg.spec_dir.clone();
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: re-reading the config and the spec dir");
+                match config::load(cfg.path.as_deref(), std::env::var("DOCKER_HOST").ok()) {
+                    Ok(new) => {
+                        if new.spec_dir != spec_dir {
+                            tracing::info!(from = %spec_dir.display(), to = %new.spec_dir.display(), "spec_dir changed");
+                            spec_dir = new.spec_dir.clone();
+                        }
+                        let mut restart_needed = new.clone();
+                        restart_needed.spec_dir = cfg.spec_dir.clone();
+                        if restart_needed != cfg {
+                            tracing::warn!("config keys other than spec_dir changed; they take effect when berthd restarts");
+                        }
+                    }
+                    Err(e) => tracing::error!("{e}; keeping the running config"),
+                }
+                apply_spec_dir(&handle, &spec_dir).await;
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping; containers keep running"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping; containers keep running"); break; }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = agent_task.await;
+    match tokio::time::timeout(std::time::Duration::from_secs(5), api).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server ended with an error"),
+        Err(_) => tracing::warn!("API connections still open after 5s; exiting anyway"),
+        _ => {}
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    Ok(())
+}
+
+async fn apply_spec_dir(handle: &berth_agent::Handle, dir: &std::path::Path) {
+    let (files, problems) = specdir::read(dir);
+    for p in &problems {
+        tracing::warn!("{p}");
+    }
+    match handle.spec_dir(files).await {
+        Ok(problems) => {
+            for p in problems {
+                tracing::warn!("{p}");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "applying the spec dir failed"),
+    }
+}

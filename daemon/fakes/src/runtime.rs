@@ -1,0 +1,475 @@
+//! `FakeRuntime`: an in-memory engine. Containers have names, labels, states
+//! and health; every call is recorded; any call can be made to fail; state
+//! changes are published on the event stream like the real engine does.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use berth_core::runtime::{
+    BoxStream, ContainerState, CreateRequest, Health, ImageInfo, LABEL_GENERATION, LABEL_NODE,
+    LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream, ObservedContainer, Runtime,
+    RuntimeError, RuntimeEvent,
+};
+use tokio::sync::broadcast;
+
+/// One recorded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    List,
+    InspectImage(String),
+    Create(String),
+    Start(String),
+    Stop(String),
+    Restart(String),
+    Remove(String),
+    Rename(String, String),
+    Build(String),
+    Load(String),
+    RemoveImage(String),
+}
+
+impl Call {
+    /// Calls that change the engine's state.
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self, Call::List | Call::InspectImage(_))
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            Call::List => "list",
+            Call::InspectImage(_) => "inspect_image",
+            Call::Create(_) => "create",
+            Call::Start(_) => "start",
+            Call::Stop(_) => "stop",
+            Call::Restart(_) => "restart",
+            Call::Remove(_) => "remove",
+            Call::Rename(..) => "rename",
+            Call::Build(_) => "build",
+            Call::Load(_) => "load",
+            Call::RemoveImage(_) => "remove_image",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeContainer {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub req: CreateRequest,
+    pub state: ContainerState,
+    pub exit_code: Option<i64>,
+    pub health: Option<Health>,
+    pub restart_count: u64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Inner {
+    containers: Vec<FakeContainer>,
+    /// reference (or id) → id
+    images: BTreeMap<String, String>,
+    calls: Vec<Call>,
+    /// (call kind, error) to return on the next call of that kind.
+    failures: VecDeque<(&'static str, RuntimeError)>,
+    unreachable: bool,
+    next_id: u64,
+}
+
+#[derive(Clone)]
+pub struct FakeRuntime {
+    node: String,
+    inner: Arc<Mutex<Inner>>,
+    events: broadcast::Sender<RuntimeEvent>,
+}
+
+impl FakeRuntime {
+    pub fn new(node: &str) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        FakeRuntime {
+            node: node.to_string(),
+            inner: Arc::new(Mutex::new(Inner::default())),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic in a test holding the lock poisons it; keep going so the
+        // test reports its own failure rather than a poison error.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `reference` resolvable to `id`.
+    pub fn add_image(&self, reference: &str, id: &str) {
+        let mut g = self.lock();
+        g.images.insert(reference.to_string(), id.to_string());
+        g.images.insert(id.to_string(), id.to_string());
+    }
+
+    /// The next call of `kind` (`create`, `start`, ...) fails with `err`.
+    pub fn fail_next(&self, kind: &'static str, err: RuntimeError) {
+        self.lock().failures.push_back((kind, err));
+    }
+
+    pub fn set_unreachable(&self, down: bool) {
+        self.lock().unreachable = down;
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    pub fn mutating_calls(&self) -> Vec<Call> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.is_mutating())
+            .cloned()
+            .collect()
+    }
+
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    pub fn containers(&self) -> Vec<FakeContainer> {
+        self.lock().containers.clone()
+    }
+
+    pub fn container_by_name(&self, name: &str) -> Option<FakeContainer> {
+        self.lock().containers.iter().find(|c| c.name == name).cloned()
+    }
+
+    /// Simulates the workload exiting with `code` (a crash, or a task ending).
+    pub fn exit(&self, name: &str, code: i64, stdout: &str, stderr: &str) {
+        let event = {
+            let mut g = self.lock();
+            let Some(c) = g.containers.iter_mut().find(|c| c.name == name) else {
+                return;
+            };
+            c.state = ContainerState::Exited;
+            c.exit_code = Some(code);
+            c.stdout.extend_from_slice(stdout.as_bytes());
+            c.stderr.extend_from_slice(stderr.as_bytes());
+            event(c, "die", Some(code))
+        };
+        let _ = self.events.send(event);
+    }
+
+    pub fn set_health(&self, name: &str, health: Health) {
+        let event = {
+            let mut g = self.lock();
+            let Some(c) = g.containers.iter_mut().find(|c| c.name == name) else {
+                return;
+            };
+            c.health = Some(health);
+            let action = match health {
+                Health::Starting => "health_status: starting",
+                Health::Healthy => "health_status: healthy",
+                Health::Unhealthy => "health_status: unhealthy",
+            };
+            event(c, action, None)
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// Removes a container behind berth's back (like `docker rm -f`).
+    pub fn remove_behind_back(&self, name: &str) {
+        let event = {
+            let mut g = self.lock();
+            let Some(i) = g.containers.iter().position(|c| c.name == name) else {
+                return;
+            };
+            let c = g.containers.remove(i);
+            event(&c, "destroy", None)
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// Adds a container that berth did not create (another node's, or a
+    /// leftover), with the given labels.
+    pub fn add_foreign(&self, name: &str, labels: BTreeMap<String, String>) {
+        let mut g = self.lock();
+        g.next_id += 1;
+        let id = format!("foreign{}", g.next_id);
+        g.containers.push(FakeContainer {
+            id,
+            name: name.to_string(),
+            labels: labels.clone(),
+            req: CreateRequest {
+                name: name.to_string(),
+                spec: Default::default(),
+                labels,
+            },
+            state: ContainerState::Running,
+            exit_code: None,
+            health: None,
+            restart_count: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        });
+    }
+
+    fn begin(&self, call: Call) -> Result<MutexGuard<'_, Inner>, RuntimeError> {
+        let mut g = self.lock();
+        let kind = call.kind();
+        g.calls.push(call);
+        if g.unreachable {
+            return Err(RuntimeError::Unreachable {
+                endpoint: "fake".into(),
+                reason: "set unreachable by the test".into(),
+            });
+        }
+        if let Some(pos) = g.failures.iter().position(|(k, _)| *k == kind) {
+            if let Some((_, err)) = g.failures.remove(pos) {
+                return Err(err);
+            }
+        }
+        Ok(g)
+    }
+
+    fn mine<'a>(&self, g: &'a mut Inner, id: &str) -> Result<&'a mut FakeContainer, RuntimeError> {
+        let node = &self.node;
+        match g.containers.iter_mut().find(|c| c.id == id || c.name == id) {
+            None => Err(RuntimeError::NoSuchContainer { id: id.to_string() }),
+            Some(c) if c.labels.get(LABEL_NODE) != Some(node) => Err(RuntimeError::Refused {
+                op: "touch",
+                target: id.to_string(),
+                message: "not this node's container".into(),
+            }),
+            Some(c) => Ok(c),
+        }
+    }
+
+    fn publish(&self, e: RuntimeEvent) {
+        let _ = self.events.send(e);
+    }
+}
+
+fn event(c: &FakeContainer, action: &str, exit_code: Option<i64>) -> RuntimeEvent {
+    RuntimeEvent {
+        container_id: c.id.clone(),
+        service: c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+        action: action.to_string(),
+        exit_code,
+    }
+}
+
+fn observe(c: &FakeContainer) -> ObservedContainer {
+    ObservedContainer {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        service: c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+        spec_hash: c.labels.get(LABEL_SPEC_HASH).cloned(),
+        generation: c.labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
+        state: c.state,
+        exit_code: c.exit_code,
+        health: c.health,
+        restart_count: c.restart_count,
+        started_at: None,
+    }
+}
+
+impl Runtime for FakeRuntime {
+    async fn list(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
+        let g = self.begin(Call::List)?;
+        Ok(g.containers
+            .iter()
+            .filter(|c| c.labels.get(LABEL_NODE) == Some(&self.node))
+            .map(observe)
+            .collect())
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        let g = self.begin(Call::InspectImage(reference.to_string()))?;
+        Ok(g.images.get(reference).map(|id| ImageInfo {
+            id: id.clone(),
+            tags: vec![reference.to_string()],
+        }))
+    }
+
+    async fn create(&self, req: &CreateRequest) -> Result<String, RuntimeError> {
+        let e = {
+            let mut g = self.begin(Call::Create(req.name.clone()))?;
+            if !g.images.contains_key(&req.spec.image) {
+                return Err(RuntimeError::ImageNotFound {
+                    image: req.spec.image.clone(),
+                });
+            }
+            if g.containers.iter().any(|c| c.name == req.name) {
+                return Err(RuntimeError::NameConflict {
+                    name: req.name.clone(),
+                });
+            }
+            g.next_id += 1;
+            let id = format!("c{:04}", g.next_id);
+            let mut labels = req.labels.clone();
+            labels.insert(LABEL_NODE.to_string(), self.node.clone());
+            let c = FakeContainer {
+                id: id.clone(),
+                name: req.name.clone(),
+                labels,
+                req: req.clone(),
+                state: ContainerState::Created,
+                exit_code: None,
+                health: None,
+                restart_count: 0,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
+            let e = event(&c, "create", None);
+            g.containers.push(c);
+            (id, e)
+        };
+        self.publish(e.1);
+        Ok(e.0)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let e = {
+            let mut g = self.begin(Call::Start(id.to_string()))?;
+            let c = self.mine(&mut g, id)?;
+            c.state = ContainerState::Running;
+            c.exit_code = None;
+            if c.req.spec.healthcheck.is_some() {
+                c.health = Some(Health::Starting);
+            }
+            event(c, "start", None)
+        };
+        self.publish(e);
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
+        let e = {
+            let mut g = self.begin(Call::Stop(id.to_string()))?;
+            let c = self.mine(&mut g, id)?;
+            if !c.state.is_up() {
+                return Ok(());
+            }
+            c.state = ContainerState::Exited;
+            c.exit_code = Some(0);
+            event(c, "die", Some(0))
+        };
+        self.publish(e);
+        Ok(())
+    }
+
+    async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
+        let e = {
+            let mut g = self.begin(Call::Restart(id.to_string()))?;
+            let c = self.mine(&mut g, id)?;
+            c.state = ContainerState::Running;
+            event(c, "restart", None)
+        };
+        self.publish(e);
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let e = {
+            let mut g = self.begin(Call::Remove(id.to_string()))?;
+            let c = match self.mine(&mut g, id) {
+                Ok(c) => c.id.clone(),
+                Err(RuntimeError::NoSuchContainer { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let i = g.containers.iter().position(|x| x.id == c);
+            match i {
+                Some(i) => {
+                    let c = g.containers.remove(i);
+                    event(&c, "destroy", None)
+                }
+                None => return Ok(()),
+            }
+        };
+        self.publish(e);
+        Ok(())
+    }
+
+    async fn rename(&self, id: &str, new_name: &str) -> Result<(), RuntimeError> {
+        let mut g = self.begin(Call::Rename(id.to_string(), new_name.to_string()))?;
+        if g.containers.iter().any(|c| c.name == new_name) {
+            return Err(RuntimeError::NameConflict {
+                name: new_name.to_string(),
+            });
+        }
+        let c = self.mine(&mut g, id)?;
+        c.name = new_name.to_string();
+        Ok(())
+    }
+
+    async fn build(
+        &self,
+        context: &str,
+        _dockerfile: Option<&str>,
+        tag: &str,
+    ) -> Result<String, RuntimeError> {
+        let mut g = self.begin(Call::Build(context.to_string()))?;
+        g.next_id += 1;
+        let id = format!("sha256:built{}", g.next_id);
+        g.images.insert(tag.to_string(), id.clone());
+        g.images.insert(id.clone(), id.clone());
+        Ok(id)
+    }
+
+    async fn load(&self, path: &str) -> Result<Vec<String>, RuntimeError> {
+        let mut g = self.begin(Call::Load(path.to_string()))?;
+        let reference = format!("loaded/{}:latest", path.rsplit('/').next().unwrap_or(path));
+        g.next_id += 1;
+        let id = format!("sha256:loaded{}", g.next_id);
+        g.images.insert(reference.clone(), id.clone());
+        g.images.insert(id.clone(), id);
+        Ok(vec![reference])
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut g = self.begin(Call::RemoveImage(id.to_string()))?;
+        if g.containers.iter().any(|c| c.req.spec.image == id) {
+            return Err(RuntimeError::Refused {
+                op: "remove image",
+                target: id.to_string(),
+                message: "image is in use".into(),
+            });
+        }
+        g.images.retain(|_, v| v != id);
+        Ok(())
+    }
+
+    fn logs(&self, id: &str, _opts: LogOptions) -> BoxStream<Result<LogChunk, RuntimeError>> {
+        let chunks: Vec<Result<LogChunk, RuntimeError>> = {
+            let g = self.lock();
+            match g.containers.iter().find(|c| c.id == id || c.name == id) {
+                None => vec![Err(RuntimeError::NoSuchContainer { id: id.to_string() })],
+                Some(c) => vec![
+                    Ok(LogChunk {
+                        stream: LogStream::Stdout,
+                        bytes: c.stdout.clone(),
+                    }),
+                    Ok(LogChunk {
+                        stream: LogStream::Stderr,
+                        bytes: c.stderr.clone(),
+                    }),
+                ],
+            }
+        };
+        Box::pin(futures_util::stream::iter(chunks))
+    }
+
+    fn events(&self) -> BoxStream<Result<RuntimeEvent, RuntimeError>> {
+        let rx = self.events.subscribe();
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(e) => Some((Ok(e), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((
+                    Err(RuntimeError::Unreachable {
+                        endpoint: "fake".into(),
+                        reason: "event stream lagged".into(),
+                    }),
+                    rx,
+                )),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        }))
+    }
+}

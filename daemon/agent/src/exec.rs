@@ -1,0 +1,380 @@
+//! Executors: the engine calls a plan needs, run outside the loop. Each job
+//! reports back what it did, step by step, so the loop can record and emit it.
+
+use std::path::PathBuf;
+
+use berth_core::plan::{Action, ContainerRef};
+use berth_core::record::{Outputs, cap_output};
+use berth_core::runtime::{CreateRequest, LogOptions, LogStream, Runtime, RuntimeError};
+use berth_core::spec::ImageSource;
+use futures_util::StreamExt;
+
+/// One thing an executor did to a container.
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    pub verb: &'static str,
+    pub container: String,
+    pub reason: String,
+}
+
+pub(crate) enum Job {
+    /// A service's planned actions, in order.
+    Actions {
+        service: String,
+        actions: Vec<Action>,
+        /// For `Deploy`: the create call (canonical name, spec, labels).
+        create: Option<Box<CreateRequest>>,
+        /// For a task: its outputs dir, emptied before the task is created.
+        outputs_dir: Option<PathBuf>,
+    },
+    Restart {
+        service: String,
+        container: String,
+    },
+    /// Read a finished task's logs and outputs.
+    Collect {
+        service: String,
+        container: String,
+        exit_code: Option<i64>,
+        outputs: Vec<String>,
+        outputs_dir: Option<PathBuf>,
+    },
+    /// Resolve the images of a pending apply.
+    Resolve {
+        apply_id: u64,
+        images: Vec<(String, ImageSource)>,
+    },
+}
+
+pub(crate) enum Done {
+    Actions {
+        service: String,
+        steps: Vec<Step>,
+        /// A `Deploy` created and swapped in a container.
+        deployed: bool,
+        /// A container was started (by Deploy or Start).
+        started: bool,
+        error: Option<RuntimeError>,
+    },
+    Restart {
+        service: String,
+        container: String,
+        error: Option<RuntimeError>,
+    },
+    Collected {
+        service: String,
+        outputs: Outputs,
+    },
+    Resolved {
+        apply_id: u64,
+        results: Vec<Result<String, RuntimeError>>,
+    },
+}
+
+pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
+    match job {
+        Job::Actions {
+            service,
+            actions,
+            create,
+            outputs_dir,
+        } => {
+            let mut steps = Vec::new();
+            let mut deployed = false;
+            let mut started = false;
+            let mut error = None;
+            for action in &actions {
+                let r = run_action(
+                    runtime,
+                    action,
+                    create.as_deref(),
+                    outputs_dir.as_ref(),
+                    &mut steps,
+                )
+                .await;
+                match r {
+                    Ok((d, s)) => {
+                        deployed |= d;
+                        started |= s;
+                    }
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            Done::Actions {
+                service,
+                steps,
+                deployed,
+                started,
+                error,
+            }
+        }
+        Job::Restart { service, container } => {
+            let error = runtime.restart(&container).await.err();
+            Done::Restart {
+                service,
+                container,
+                error,
+            }
+        }
+        Job::Collect {
+            service,
+            container,
+            exit_code,
+            outputs,
+            outputs_dir,
+        } => {
+            let collected = collect(runtime, &container, exit_code, &outputs, outputs_dir).await;
+            Done::Collected {
+                service,
+                outputs: collected,
+            }
+        }
+        Job::Resolve { apply_id, images } => {
+            // Each distinct image once: 200 services on one tag cost one inspect.
+            let mut cache: Vec<(ImageSource, String, Result<String, String>)> = Vec::new();
+            let mut results = Vec::with_capacity(images.len());
+            for (service, image) in images {
+                // Builds are tagged per service, so the cache key includes it for them.
+                let key_service = match &image {
+                    ImageSource::Build { .. } => service.clone(),
+                    _ => String::new(),
+                };
+                if let Some((_, _, r)) = cache
+                    .iter()
+                    .find(|(i, s, _)| *i == image && *s == key_service)
+                {
+                    results.push(r.clone().map_err(|message| RuntimeError::Refused {
+                        op: "resolve",
+                        target: crate::state::image_display(&image),
+                        message,
+                    }));
+                    continue;
+                }
+                let r = crate::images::resolve(runtime, &service, &image).await;
+                let cached = match &r {
+                    Ok(id) => Ok(id.clone()),
+                    Err(e) => Err(e.to_string()),
+                };
+                cache.push((image, key_service, cached));
+                results.push(r);
+            }
+            Done::Resolved { apply_id, results }
+        }
+    }
+}
+
+fn step(steps: &mut Vec<Step>, verb: &'static str, container: &str, reason: impl Into<String>) {
+    steps.push(Step {
+        verb,
+        container: container.to_string(),
+        reason: reason.into(),
+    });
+}
+
+/// Runs one action; returns (deployed, started).
+async fn run_action<R: Runtime>(
+    runtime: &R,
+    action: &Action,
+    create: Option<&CreateRequest>,
+    outputs_dir: Option<&PathBuf>,
+    steps: &mut Vec<Step>,
+) -> Result<(bool, bool), RuntimeError> {
+    match action {
+        Action::Deploy {
+            replace,
+            start,
+            reason,
+            ..
+        } => {
+            let Some(create) = create else {
+                return Err(RuntimeError::Refused {
+                    op: "create",
+                    target: action.service().to_string(),
+                    message: "no resolved image for the current record".into(),
+                });
+            };
+            if let Some(dir) = outputs_dir {
+                prepare_outputs_dir(dir).map_err(|e| RuntimeError::Refused {
+                    op: "prepare outputs dir",
+                    target: dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            }
+            deploy(runtime, create, replace, *start, &reason.to_string(), steps).await?;
+            Ok((true, *start))
+        }
+        Action::Start {
+            container, reason, ..
+        } => {
+            runtime.start(&container.id).await?;
+            step(steps, "started", &container.name, reason.to_string());
+            Ok((false, true))
+        }
+        Action::Stop {
+            container, reason, ..
+        } => {
+            runtime.stop(&container.id).await?;
+            step(steps, "stopped", &container.name, reason.to_string());
+            Ok((false, false))
+        }
+        Action::Rename {
+            container,
+            to,
+            reason,
+            ..
+        } => {
+            runtime.rename(&container.id, to).await?;
+            step(
+                steps,
+                "renamed",
+                &format!("{} -> {to}", container.name),
+                reason.to_string(),
+            );
+            Ok((false, false))
+        }
+        Action::Remove {
+            container, reason, ..
+        } => {
+            runtime.remove(&container.id).await?;
+            step(steps, "removed", &container.name, reason.to_string());
+            Ok((false, false))
+        }
+    }
+}
+
+/// Create-then-swap: the new container exists before the old one is touched,
+/// so a missing image or a spec the engine refuses leaves the old one running.
+async fn deploy<R: Runtime>(
+    runtime: &R,
+    create: &CreateRequest,
+    replace: &[ContainerRef],
+    start: bool,
+    reason: &str,
+    steps: &mut Vec<Step>,
+) -> Result<(), RuntimeError> {
+    let canonical = create.name.clone();
+    if replace.is_empty() {
+        let id = runtime.create(create).await?;
+        step(steps, "created", &canonical, reason);
+        if start {
+            runtime.start(&id).await?;
+            step(steps, "started", &canonical, reason);
+        }
+        return Ok(());
+    }
+    let generation = create
+        .labels
+        .get(berth_core::runtime::LABEL_GENERATION)
+        .cloned()
+        .unwrap_or_default();
+    let next_name = format!("{canonical}.next-g{generation}");
+    let mut next = create.clone();
+    next.name = next_name.clone();
+    let new_id = runtime.create(&next).await?;
+    step(steps, "created", &next_name, reason);
+
+    // Leftovers of an interrupted swap go first; the live one is kept until
+    // the new one has started.
+    let mut live = None;
+    for old in replace {
+        if old.name == canonical && live.is_none() {
+            live = Some(old);
+        } else {
+            runtime.remove(&old.id).await?;
+            step(steps, "removed", &old.name, "superseded");
+        }
+    }
+    let old_name = format!("{canonical}.old-g{generation}");
+    if let Some(old) = live {
+        runtime.stop(&old.id).await?;
+        step(steps, "stopped", &old.name, "replaced by the new container");
+        runtime.rename(&old.id, &old_name).await?;
+    }
+    runtime.rename(&new_id, &canonical).await?;
+    if start {
+        if let Err(e) = runtime.start(&new_id).await {
+            // Put the old container back the way it was.
+            let _ = runtime.remove(&new_id).await;
+            if let Some(old) = live {
+                let _ = runtime.rename(&old.id, &canonical).await;
+                let _ = runtime.start(&old.id).await;
+                step(
+                    steps,
+                    "restored",
+                    &canonical,
+                    "the new container did not start",
+                );
+            }
+            return Err(e);
+        }
+        step(steps, "started", &canonical, reason);
+    }
+    if let Some(old) = live {
+        runtime.remove(&old.id).await?;
+        step(steps, "removed", &old_name, "replaced");
+    }
+    Ok(())
+}
+
+fn prepare_outputs_dir(dir: &PathBuf) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)?;
+    // The task may run as any user; the state dir above is 0700, so only root
+    // on the host can reach this directory anyway.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+}
+
+async fn collect<R: Runtime>(
+    runtime: &R,
+    container: &str,
+    exit_code: Option<i64>,
+    outputs: &[String],
+    outputs_dir: Option<PathBuf>,
+) -> Outputs {
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut logs = runtime.logs(container, LogOptions::default());
+    let mut log_error = None;
+    while let Some(chunk) = logs.next().await {
+        match chunk {
+            Ok(c) => match c.stream {
+                LogStream::Stdout => stdout.extend_from_slice(&c.bytes),
+                LogStream::Stderr => stderr.extend_from_slice(&c.bytes),
+            },
+            Err(e) => {
+                log_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let mut deploy_stderr = String::from_utf8_lossy(&stderr).into_owned();
+    if let Some(e) = log_error {
+        deploy_stderr.push_str(&format!("\n[berth: reading logs failed: {e}]"));
+    }
+    let mut declared = std::collections::BTreeMap::new();
+    if let Some(dir) = outputs_dir {
+        for name in outputs {
+            let path = dir.join(name);
+            let value = match std::fs::read(&path) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => format!("[berth: cannot read {}: {e}]", path.display()),
+            };
+            declared.insert(name.clone(), cap_output(value));
+        }
+    }
+    Outputs {
+        deploy_stdout: Some(cap_output(String::from_utf8_lossy(&stdout).into_owned())),
+        deploy_stderr: Some(cap_output(deploy_stderr)),
+        deploy_status_code: exit_code,
+        declared,
+    }
+}

@@ -1,0 +1,143 @@
+//! Resolving a spec's image to an image id: inspect a reference, build a
+//! context (tagged by the hash of its content, so an unchanged context is never
+//! rebuilt), or load a tarball.
+
+use std::path::Path;
+
+use berth_core::hash::sha256_hex;
+use berth_core::runtime::{Runtime, RuntimeError};
+use berth_core::spec::ImageSource;
+use sha2::{Digest, Sha256};
+
+/// The tag berth gives an image it builds for `service` from a context whose
+/// content hashes to `hash`.
+pub fn build_tag(service: &str, hash: &str) -> String {
+    format!("berth-build/{service}:{}", &hash[..hash.len().min(16)])
+}
+
+/// sha256 over every file under `dir` (relative path, mode, content), sorted;
+/// plus the Dockerfile name. Never mtime.
+pub fn context_hash(dir: &Path, dockerfile: Option<&str>) -> std::io::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files)?;
+    files.sort();
+    let mut h = Sha256::new();
+    h.update(dockerfile.unwrap_or("Dockerfile").as_bytes());
+    h.update([0]);
+    for rel in files {
+        let path = dir.join(&rel);
+        let meta = std::fs::symlink_metadata(&path)?;
+        h.update(rel.as_bytes());
+        h.update([0]);
+        h.update(format!("{:o}", meta.permissions().mode()).as_bytes());
+        h.update([0]);
+        if meta.file_type().is_symlink() {
+            h.update(std::fs::read_link(&path)?.to_string_lossy().as_bytes());
+        } else {
+            h.update(std::fs::read(&path)?);
+        }
+        h.update([0]);
+    }
+    Ok(sha256_hex(&h.finalize()))
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            collect(root, &path, out)?;
+        } else {
+            let rel = path
+                .strip_prefix(root)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `image` for `service` to an image id.
+pub async fn resolve<R: Runtime>(
+    runtime: &R,
+    service: &str,
+    image: &ImageSource,
+) -> Result<String, RuntimeError> {
+    match image {
+        ImageSource::Ref(reference) => match runtime.inspect_image(reference).await? {
+            Some(info) => Ok(info.id),
+            None => Err(RuntimeError::ImageNotFound {
+                image: reference.clone(),
+            }),
+        },
+        ImageSource::Build { build } => {
+            let context = build.context.clone();
+            let dockerfile = build.dockerfile.clone();
+            let hash = tokio::task::spawn_blocking({
+                let context = context.clone();
+                move || context_hash(Path::new(&context), dockerfile.as_deref())
+            })
+            .await
+            .map_err(|e| RuntimeError::Build {
+                tag: service.to_string(),
+                context: context.clone(),
+                message: format!("hashing the context panicked: {e}"),
+            })?
+            .map_err(|e| RuntimeError::Build {
+                tag: service.to_string(),
+                context: context.clone(),
+                message: format!("cannot read the build context: {e}"),
+            })?;
+            let tag = build_tag(service, &hash);
+            if let Some(info) = runtime.inspect_image(&tag).await? {
+                return Ok(info.id);
+            }
+            tracing::info!(service, %tag, context = %context, "building image (context changed or never built)");
+            runtime
+                .build(&context, build.dockerfile.as_deref(), &tag)
+                .await
+        }
+        ImageSource::Load { load } => {
+            let refs = runtime.load(load).await?;
+            let Some(first) = refs.first() else {
+                return Err(RuntimeError::Load {
+                    path: load.clone(),
+                    message: "the tarball contained no image".into(),
+                });
+            };
+            match runtime.inspect_image(first).await? {
+                Some(info) => Ok(info.id),
+                None => Err(RuntimeError::Load {
+                    path: load.clone(),
+                    message: format!("loaded `{first}` but the engine cannot find it"),
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_hash_ignores_mtime_and_sees_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(dir.path().join("sub/a"), "1").expect("write");
+        let h1 = context_hash(dir.path(), None).expect("hash");
+        // Same bytes rewritten: same hash.
+        std::fs::write(dir.path().join("sub/a"), "1").expect("write");
+        assert_eq!(h1, context_hash(dir.path(), None).expect("hash"));
+        std::fs::write(dir.path().join("sub/a"), "2").expect("write");
+        assert_ne!(h1, context_hash(dir.path(), None).expect("hash"));
+        assert_ne!(
+            context_hash(dir.path(), None).expect("hash"),
+            context_hash(dir.path(), Some("Other")).expect("hash")
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! The loop's per-service state, the read snapshot, and the event ring.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use berth_core::dto::{
+    ContainerStatus, DeploymentSummary, EventsResponse, NodeInfo, ServiceStatus,
+};
+use berth_core::event::Event;
+use berth_core::record::{DeployAction, Deployment, Status};
+use berth_core::runtime::{CreateRequest, ObservedContainer};
+use berth_core::spec::{ImageSource, Kind};
+use berth_core::store::ServiceMeta;
+use tokio::time::Instant;
+
+/// What the loop knows of one service.
+pub(crate) struct Svc {
+    pub meta: ServiceMeta,
+    /// The newest record.
+    pub current: Deployment,
+    /// The record whose spec the containers should have (see `ServiceMeta::target_generation`).
+    pub target: Deployment,
+    /// The create call for `target`; `None` when its image was never resolved.
+    pub create: Option<CreateRequest>,
+    /// An executor job is running for this service.
+    pub busy: bool,
+    /// After a failed job: not before this instant.
+    pub retry_at: Option<Instant>,
+    pub failures: u32,
+    /// Set while the current record waits to be judged.
+    pub watch: Option<Watch>,
+    /// Restart count last seen, to report crash loops.
+    pub last_restarts: u64,
+    pub crash_loop: bool,
+}
+
+/// A deployment being judged: settle time and health gate.
+#[derive(Debug, Clone)]
+pub(crate) struct Watch {
+    /// When the container this deployment made was (first seen) running.
+    pub running_since: Option<Instant>,
+    /// The deployment created or started a container: wait out the settle time.
+    pub needs_settle: bool,
+    /// Restart count when the watch began.
+    pub restarts_at_start: Option<u64>,
+    pub health_deadline: Instant,
+}
+
+impl Svc {
+    pub fn is_deleted(&self) -> bool {
+        self.current.action == DeployAction::Delete && self.current.status == Status::Complete
+    }
+
+    pub fn container_name(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.meta.service)
+    }
+}
+
+/// The read side: what `GET` routes show. Rebuilt after every change.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub node: NodeInfo,
+    pub services: BTreeMap<String, ServiceStatus>,
+    /// Current records, redacted.
+    pub currents: BTreeMap<String, Deployment>,
+}
+
+pub(crate) fn image_display(image: &ImageSource) -> String {
+    match image {
+        ImageSource::Ref(r) => r.clone(),
+        ImageSource::Build { build } => format!("build:{}", build.context),
+        ImageSource::Load { load } => format!("load:{load}"),
+    }
+}
+
+pub(crate) fn service_status(svc: &Svc, container: Option<&ObservedContainer>) -> ServiceStatus {
+    let spec = &svc.target.spec;
+    let container_status = container.map(|c| ContainerStatus {
+        id: c.id.chars().take(12).collect(),
+        name: c.name.clone(),
+        state: c.state,
+        health: c.health,
+        restart_count: c.restart_count,
+        exit_code: c.exit_code,
+        started_at: c.started_at.clone(),
+        spec_hash: c.spec_hash.clone(),
+    });
+    ServiceStatus {
+        name: svc.meta.service.clone(),
+        owner: svc.meta.source.describe(),
+        held: svc.meta.held,
+        kind: spec.kind,
+        desired_state: spec.state,
+        image: image_display(&spec.image),
+        current: Some(DeploymentSummary::from(&svc.current)),
+        container: container_status,
+        converged: false,
+        crash_loop: svc.crash_loop,
+        unreadable: None,
+    }
+}
+
+/// Whether the service is where it should be, given its container.
+pub(crate) fn converged(svc: &Svc, container: Option<&ObservedContainer>) -> bool {
+    use berth_core::spec::DesiredState;
+    let spec = &svc.target.spec;
+    match container {
+        None => spec.kind == Kind::Task && svc.target.status.is_terminal(),
+        Some(c) => {
+            c.spec_hash.as_deref() == Some(svc.target.spec_hash.as_str())
+                && match (spec.kind, spec.state) {
+                    (_, DesiredState::Stopped) => !c.state.is_up(),
+                    (Kind::Task, DesiredState::Running) => true,
+                    (Kind::Service, DesiredState::Running) => c.state.is_up(),
+                }
+        }
+    }
+}
+
+/// The last N events, for `since` queries.
+pub(crate) struct EventRing {
+    pub keep: usize,
+    pub events: VecDeque<Event>,
+    /// The sequence number of the newest event ever (also when the ring is empty).
+    pub last_seq: u64,
+}
+
+impl EventRing {
+    pub fn new(keep: usize) -> Self {
+        EventRing {
+            keep: keep.max(1),
+            events: VecDeque::new(),
+            last_seq: 0,
+        }
+    }
+
+    pub fn push(&mut self, e: Event) {
+        self.last_seq = self.last_seq.max(e.seq);
+        self.events.push_back(e);
+        while self.events.len() > self.keep {
+            self.events.pop_front();
+        }
+    }
+
+    pub fn since(&self, since: u64) -> EventsResponse {
+        let oldest = self.events.front().map(|e| e.seq);
+        // Events after `since` were dropped if the oldest kept one is beyond since+1.
+        let reset = match oldest {
+            Some(oldest) => since + 1 < oldest,
+            None => since < self.last_seq,
+        };
+        EventsResponse {
+            reset,
+            events: self
+                .events
+                .iter()
+                .filter(|e| e.seq > since)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::event::EventKind;
+
+    fn ev(seq: u64) -> Event {
+        Event {
+            seq,
+            at_ms: 0,
+            kind: EventKind::Daemon {
+                message: format!("e{seq}"),
+            },
+        }
+    }
+
+    #[test]
+    fn ring_reports_reset_when_since_is_too_old() {
+        let mut r = EventRing::new(3);
+        for s in 1..=5 {
+            r.push(ev(s));
+        }
+        // Kept: 3, 4, 5.
+        assert!(!r.since(2).reset);
+        assert_eq!(r.since(2).events.len(), 3);
+        assert!(r.since(1).reset);
+        assert!(!r.since(5).reset);
+        assert!(r.since(5).events.is_empty());
+    }
+}

@@ -1,0 +1,611 @@
+//! The loop against the fake engine and the in-memory store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_agent::{Agent, AgentConfig, Handle, Seams, Verb};
+use berth_core::dto::{ApplyRequest, Change};
+use berth_core::record::{Source, Status};
+use berth_core::runtime::{ContainerState, RuntimeError};
+use berth_core::spec::{ImageSource, Kind, ServiceSpec, UpdatePolicy};
+use berth_fakes::runtime::Call;
+use berth_fakes::{FakeRuntime, MemStore};
+
+type Env = Seams<FakeRuntime, MemStore>;
+
+struct Node {
+    env: Arc<Env>,
+    handle: Handle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn cfg() -> AgentConfig {
+    let mut c = AgentConfig::new("n1", "t-", std::env::temp_dir().join("berth-agent-test"));
+    c.resync_interval = Duration::from_millis(200);
+    c
+}
+
+fn start_with(env: Arc<Env>) -> Node {
+    let (agent, handle) = Agent::new(env.clone(), cfg()).expect("agent loads");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async move {
+        let _ = rx.await;
+    }));
+    Node {
+        env,
+        handle,
+        stop,
+        task,
+    }
+}
+
+fn start() -> Node {
+    let runtime = FakeRuntime::new("n1");
+    runtime.add_image("demo:1", "sha256:one");
+    runtime.add_image("demo:2", "sha256:two");
+    start_with(Arc::new(Seams {
+        runtime,
+        store: MemStore::new(),
+    }))
+}
+
+impl Node {
+    async fn stop(self) -> Arc<Env> {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        self.env
+    }
+    fn rt(&self) -> &FakeRuntime {
+        &self.env.runtime
+    }
+}
+
+fn spec(name: &str, image: &str) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        image: ImageSource::Ref(image.into()),
+        update: UpdatePolicy {
+            settle: Duration::from_millis(100),
+            health_timeout: Duration::from_secs(5),
+        },
+        ..Default::default()
+    }
+}
+
+async fn apply(h: &Handle, specs: Vec<ServiceSpec>) -> berth_core::dto::ApplyResponse {
+    h.apply(
+        ApplyRequest {
+            services: specs,
+            force: false,
+        },
+        Source::Api,
+        "test",
+        false,
+    )
+    .await
+    .expect("apply accepted")
+}
+
+async fn wait_status(h: &Handle, id: &str) -> berth_core::record::Deployment {
+    let d = h
+        .wait_deployment(id, Duration::from_secs(10))
+        .await
+        .expect("deployment exists");
+    assert!(d.status.is_terminal(), "{id} still {:?}", d.status);
+    d
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn apply_creates_settles_and_reapply_is_a_noop() {
+    let node = start();
+    let r = apply(
+        &node.handle,
+        vec![spec("web", "demo:1"), spec("api", "demo:1")],
+    )
+    .await;
+    assert!(r.results.iter().all(|r| r.change == Change::Created));
+    for res in &r.results {
+        let d = wait_status(&node.handle, &res.deployment.as_ref().expect("record").id).await;
+        assert_eq!(d.status, Status::Complete, "{d:?}");
+    }
+    let c = node.rt().container_by_name("t-web").expect("web container");
+    assert_eq!(c.state, ContainerState::Running);
+
+    node.rt().clear_calls();
+    let r = apply(
+        &node.handle,
+        vec![spec("web", "demo:1"), spec("api", "demo:1")],
+    )
+    .await;
+    assert!(
+        r.results.iter().all(|r| r.change == Change::Unchanged),
+        "{r:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(node.rt().mutating_calls(), vec![]);
+    // One inspect for the shared image, not one per service.
+    let inspects = node
+        .rt()
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::InspectImage(_)))
+        .count();
+    assert_eq!(inspects, 1);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_service_is_replaced_alone() {
+    let node = start();
+    let r = apply(
+        &node.handle,
+        vec![spec("web", "demo:1"), spec("api", "demo:1")],
+    )
+    .await;
+    for res in &r.results {
+        wait_status(&node.handle, &res.deployment.as_ref().expect("record").id).await;
+    }
+    let api_before = node.rt().container_by_name("t-api").expect("api").id;
+    let web_before = node.rt().container_by_name("t-web").expect("web").id;
+    node.rt().clear_calls();
+    let mut web = spec("web", "demo:1");
+    web.env
+        .insert("A".into(), berth_core::spec::EnvValue::plain("1"));
+    let r = apply(&node.handle, vec![web, spec("api", "demo:1")]).await;
+    assert_eq!(r.results[0].change, Change::Updated);
+    assert_eq!(r.results[0].diff[0].field, "env.A");
+    assert_eq!(r.results[1].change, Change::Unchanged);
+    let d = wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    assert_eq!(d.status, Status::Complete);
+    assert_eq!(
+        node.rt().container_by_name("t-api").expect("api").id,
+        api_before
+    );
+    let web_after = node.rt().container_by_name("t-web").expect("web");
+    assert_ne!(web_after.id, web_before);
+    assert_eq!(node.rt().containers().len(), 2, "old container removed");
+    // Create came before anything touched the old container.
+    let calls = node.rt().mutating_calls();
+    assert!(
+        matches!(&calls[0], Call::Create(n) if n.starts_with("t-web.next")),
+        "{calls:?}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_image_fails_and_leaves_the_old_container_running() {
+    let node = start();
+    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    let before = node.rt().container_by_name("t-web").expect("web");
+    let r = apply(&node.handle, vec![spec("web", "nope:9")]).await;
+    let d = r.results[0].deployment.clone().expect("record");
+    assert_eq!(d.status, Status::Failed);
+    assert!(d.status_reason.contains("nope:9"), "{}", d.status_reason);
+    assert!(
+        d.status_reason.contains("docker load"),
+        "{}",
+        d.status_reason
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = node.rt().container_by_name("t-web").expect("web");
+    assert_eq!(after.id, before.id);
+    assert_eq!(after.state, ContainerState::Running);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_create_refused_by_the_engine_fails_and_keeps_the_old_one() {
+    let node = start();
+    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    let before = node.rt().container_by_name("t-web").expect("web");
+    node.rt().fail_next(
+        "create",
+        RuntimeError::Refused {
+            op: "create",
+            target: "t-web".into(),
+            message: "invalid port".into(),
+        },
+    );
+    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
+    let d = wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    assert_eq!(d.status, Status::Failed);
+    assert!(d.status_reason.contains("invalid port"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = node.rt().container_by_name("t-web").expect("web");
+    assert_eq!(after.id, before.id, "old container kept, no retry loop");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn restart_of_berthd_adopts_without_touching() {
+    let node = start();
+    let r = apply(
+        &node.handle,
+        vec![spec("web", "demo:1"), spec("api", "demo:2")],
+    )
+    .await;
+    for res in &r.results {
+        wait_status(&node.handle, &res.deployment.as_ref().expect("rec").id).await;
+    }
+    let env = node.stop().await;
+    env.runtime.clear_calls();
+    let node = start_with(env);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(node.rt().mutating_calls(), vec![]);
+    let snap = node.handle.snapshot();
+    assert_eq!(snap.node.summary.converged, 2, "{:?}", snap.node.summary);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_container_removed_behind_our_back_comes_back() {
+    let node = start();
+    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    node.rt().remove_behind_back("t-web");
+    eventually("web brought back", || {
+        node.rt()
+            .container_by_name("t-web")
+            .is_some_and(|c| c.state == ContainerState::Running)
+    })
+    .await;
+    // A bring-back is an event, not a record.
+    let h = node.handle.history("web", 10).await.expect("history");
+    assert_eq!(h.len(), 1);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_task_records_its_exit_and_output_and_never_reruns() {
+    let node = start();
+    let mut t = spec("migrate", "demo:1");
+    t.kind = Kind::Task;
+    let r = apply(&node.handle, vec![t.clone()]).await;
+    let id = r.results[0].deployment.clone().expect("rec").id;
+    eventually("task container started", || {
+        node.rt()
+            .container_by_name("t-migrate")
+            .is_some_and(|c| c.state == ContainerState::Running)
+    })
+    .await;
+    node.rt()
+        .exit("t-migrate", 0, "migrated 3 tables\n", "warn: x\n");
+    let d = wait_status(&node.handle, &id).await;
+    assert_eq!(d.status, Status::Complete);
+    assert_eq!(d.outputs.deploy_status_code, Some(0));
+    assert_eq!(
+        d.outputs.deploy_stdout.as_deref(),
+        Some("migrated 3 tables\n")
+    );
+    assert_eq!(d.outputs.deploy_stderr.as_deref(), Some("warn: x\n"));
+    // Pruned container: the task does not run again.
+    node.rt().remove_behind_back("t-migrate");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(node.rt().container_by_name("t-migrate").is_none());
+
+    // A failing task.
+    let mut f = spec("fails", "demo:1");
+    f.kind = Kind::Task;
+    let r = apply(&node.handle, vec![f]).await;
+    let id = r.results[0].deployment.clone().expect("rec").id;
+    eventually("task started", || {
+        node.rt()
+            .container_by_name("t-fails")
+            .is_some_and(|c| c.state == ContainerState::Running)
+    })
+    .await;
+    node.rt().exit("t-fails", 3, "", "boom\n");
+    let d = wait_status(&node.handle, &id).await;
+    assert_eq!(d.status, Status::Failed);
+    assert_eq!(d.outputs.deploy_status_code, Some(3));
+    assert!(d.status_reason.contains("code 3"));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_during_settle_fails_the_deployment() {
+    let node = start();
+    let mut s = spec("web", "demo:1");
+    s.update.settle = Duration::from_secs(2);
+    s.restart = Some(berth_core::spec::RestartPolicy::Never);
+    let r = apply(&node.handle, vec![s]).await;
+    let id = r.results[0].deployment.clone().expect("rec").id;
+    eventually("started", || {
+        node.rt()
+            .container_by_name("t-web")
+            .is_some_and(|c| c.state == ContainerState::Running)
+    })
+    .await;
+    node.rt().exit("t-web", 137, "", "");
+    let d = wait_status(&node.handle, &id).await;
+    assert_eq!(d.status, Status::Failed);
+    assert!(d.status_reason.contains("137"), "{}", d.status_reason);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn stop_start_hold_release_delete() {
+    let node = start();
+    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+
+    let v = node
+        .handle
+        .verb("web", Verb::Stop, "test")
+        .await
+        .expect("stop");
+    let d = wait_status(&node.handle, &v.deployment.expect("stop record").id).await;
+    assert_eq!(d.status, Status::Complete);
+    assert_eq!(
+        node.rt().container_by_name("t-web").expect("kept").state,
+        ContainerState::Exited
+    );
+
+    // Held: stopped stays stopped even though we start it behind berth's back... and
+    // removal is not undone.
+    node.handle
+        .verb("web", Verb::Hold, "test")
+        .await
+        .expect("hold");
+    node.rt().remove_behind_back("t-web");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        node.rt().container_by_name("t-web").is_none(),
+        "held: no bring-back"
+    );
+    assert!(
+        node.handle.verb("web", Verb::Start, "test").await.is_err(),
+        "held refuses verbs"
+    );
+    node.handle
+        .verb("web", Verb::Release, "test")
+        .await
+        .expect("release");
+    eventually("recreated, not started", || {
+        node.rt()
+            .container_by_name("t-web")
+            .is_some_and(|c| c.state == ContainerState::Created)
+    })
+    .await;
+
+    let v = node
+        .handle
+        .verb("web", Verb::Start, "test")
+        .await
+        .expect("start");
+    let d = wait_status(&node.handle, &v.deployment.expect("start record").id).await;
+    assert_eq!(d.status, Status::Complete, "{d:?}");
+    assert_eq!(
+        node.rt().container_by_name("t-web").expect("web").state,
+        ContainerState::Running
+    );
+
+    let v = node
+        .handle
+        .verb("web", Verb::Delete, "test")
+        .await
+        .expect("delete");
+    wait_status(&node.handle, &v.deployment.expect("delete record").id).await;
+    assert!(node.rt().container_by_name("t-web").is_none());
+    assert!(node.handle.snapshot().services.is_empty());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn rollback_goes_to_the_previous_complete_spec() {
+    let node = start();
+    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    assert_eq!(
+        node.rt()
+            .container_by_name("t-web")
+            .expect("web")
+            .req
+            .spec
+            .image,
+        "sha256:two"
+    );
+    let v = node
+        .handle
+        .verb("web", Verb::Rollback { generation: None }, "test")
+        .await
+        .expect("rollback");
+    let d = wait_status(&node.handle, &v.deployment.expect("rollback record").id).await;
+    assert_eq!(d.status, Status::Complete);
+    assert_eq!(d.rollback_of, Some(1));
+    assert_eq!(
+        node.rt()
+            .container_by_name("t-web")
+            .expect("web")
+            .req
+            .spec
+            .image,
+        "sha256:one"
+    );
+    let h = node.handle.history("web", 10).await.expect("history");
+    assert_eq!(
+        h.iter().map(|d| d.generation).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn ownership_conflicts_are_refused_unless_forced() {
+    let node = start();
+    node.handle
+        .apply(
+            ApplyRequest {
+                services: vec![spec("web", "demo:1")],
+                force: false,
+            },
+            Source::SpecDir {
+                path: "/etc/berth/services.d/web.yaml".into(),
+                content_hash: "x".into(),
+            },
+            "spec_dir",
+            false,
+        )
+        .await
+        .expect("spec_dir apply");
+    let err = node
+        .handle
+        .apply(
+            ApplyRequest {
+                services: vec![spec("web", "demo:2")],
+                force: false,
+            },
+            Source::Api,
+            "test",
+            false,
+        )
+        .await
+        .expect_err("conflict");
+    assert!(err.to_string().contains("web.yaml"), "{err}");
+    let ok = node
+        .handle
+        .apply(
+            ApplyRequest {
+                services: vec![spec("web", "demo:2")],
+                force: true,
+            },
+            Source::Api,
+            "test",
+            false,
+        )
+        .await
+        .expect("forced");
+    assert_eq!(ok.results[0].change, Change::Updated);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_record_is_reported_and_its_container_left_alone() {
+    let runtime = FakeRuntime::new("n1");
+    runtime.add_image("demo:1", "sha256:one");
+    let store = MemStore::new();
+    store.insert_unreadable("web", "truncated JSON at line 1 column 40");
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert(
+        berth_core::runtime::LABEL_NODE.to_string(),
+        "n1".to_string(),
+    );
+    labels.insert(
+        berth_core::runtime::LABEL_SERVICE.to_string(),
+        "web".to_string(),
+    );
+    runtime.add_foreign("t-web", labels);
+    let node = start_with(Arc::new(Seams { runtime, store }));
+    let r = apply(&node.handle, vec![spec("api", "demo:1")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    let snap = node.handle.snapshot();
+    let web = &snap.services["web"];
+    assert!(
+        web.unreadable
+            .as_deref()
+            .is_some_and(|u| u.contains("truncated")),
+        "{web:?}"
+    );
+    assert_eq!(snap.node.summary.unreadable, 1);
+    assert!(node.rt().container_by_name("t-web").is_some(), "left alone");
+    assert!(
+        !node
+            .rt()
+            .mutating_calls()
+            .iter()
+            .any(|c| matches!(c, Call::Remove(_)))
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_is_shown_and_retried() {
+    let node = start();
+    node.rt().set_unreachable(true);
+    let r = node
+        .handle
+        .apply(
+            ApplyRequest {
+                services: vec![spec("web", "demo:1")],
+                force: false,
+            },
+            Source::Api,
+            "test",
+            false,
+        )
+        .await
+        .expect("apply answers");
+    assert_eq!(
+        r.results[0].deployment.as_ref().expect("rec").status,
+        Status::Failed
+    );
+    eventually("engine shown unreachable", || {
+        !node.handle.snapshot().node.engine.reachable
+    })
+    .await;
+    node.rt().set_unreachable(false);
+    eventually("engine back", || {
+        node.handle.snapshot().node.engine.reachable
+    })
+    .await;
+    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
+    let d = wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    assert_eq!(d.status, Status::Complete);
+    node.stop().await;
+}

@@ -1,0 +1,131 @@
+//! The local API on a Unix socket. Peers are checked with SO_PEERCRED:
+//! root, berthd's own uid, or a member (primary or supplementary) of the
+//! configured group. No token.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use axum::Router;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use tokio::net::UnixListener;
+
+/// What SO_PEERCRED said about a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixPeer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for UnixPeer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(c) => UnixPeer {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid(),
+            },
+            // Unknown peer: an impossible uid that no policy admits.
+            Err(_) => UnixPeer {
+                uid: u32::MAX,
+                gid: u32::MAX,
+                pid: None,
+            },
+        }
+    }
+}
+
+/// Who may use the local socket.
+#[derive(Debug, Clone, Default)]
+pub struct PeerPolicy {
+    /// berthd's own effective uid (always allowed, as is root).
+    pub own_uid: u32,
+    /// The `socket_group`'s gid, when that group exists.
+    pub group_gid: Option<u32>,
+}
+
+impl PeerPolicy {
+    pub fn allows(&self, peer: &UnixPeer) -> bool {
+        if peer.uid == 0 || peer.uid == self.own_uid {
+            return true;
+        }
+        let Some(gid) = self.group_gid else {
+            return false;
+        };
+        if peer.gid == gid {
+            return true;
+        }
+        peer.pid
+            .is_some_and(|pid| supplementary_groups(pid).contains(&gid))
+    }
+}
+
+/// The supplementary groups of a process, from /proc (empty when unreadable).
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Binds the socket: removes a stale socket file first (never another kind
+/// of file), then sets mode 0660 (group ownership is set by the caller, who
+/// knows the group).
+pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            // A live berthd answers on it; a stale file refuses connections.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is in use by a running process (another berthd?)",
+                        path.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; refusing to replace it",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve_unix(
+    listener: UnixListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<UnixPeer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

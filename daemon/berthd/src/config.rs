@@ -1,0 +1,241 @@
+//! `berthd.toml` (ARCHITECTURE.md §9): read strictly (unknown keys are
+//! errors), every key has a default, errors name the file, line and key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    node_id: Option<String>,
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    socket_group: Option<String>,
+    spec_dir: Option<PathBuf>,
+    prefix: Option<String>,
+    history_limit: Option<usize>,
+    docker_host: Option<String>,
+    user_bus: Option<bool>,
+    watch: Option<Watch>,
+    api: Option<Api>,
+    policy: Option<Policy>,
+    upstream: Option<Upstream>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    pub debounce: Option<String>,
+    pub rescan: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    pub listen: Option<String>,
+    pub tokens_file: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub allow_privileged: Option<bool>,
+    pub allow_host_network: Option<bool>,
+    pub allowed_host_paths: Option<Vec<String>>,
+    pub allowed_signal_hosts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub metadata_url: Option<String>,
+    pub poll_interval: Option<String>,
+    pub report_url: Option<String>,
+    pub heartbeat: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The validated node config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it was read from (`None`: defaults only).
+    pub path: Option<PathBuf>,
+    pub node_id: String,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub socket_group: String,
+    pub spec_dir: PathBuf,
+    pub prefix: String,
+    pub history_limit: usize,
+    pub docker_host: String,
+    pub user_bus: bool,
+    pub debounce: Duration,
+    pub rescan: Duration,
+    pub api: Api,
+    pub policy: Policy,
+    pub upstream: Upstream,
+    /// Keys that are read but whose feature this version does not run yet.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Reads `path` (or only defaults when `None`). `docker_host_env` is
+/// `DOCKER_HOST`, passed in so that this stays testable.
+pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Config, ConfigError> {
+    let (file, shown) = match path {
+        None => (File::default(), "<defaults>".to_string()),
+        Some(p) => {
+            let shown = p.display().to_string();
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            let file: File = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+                path: shown.clone(),
+                message: one_line(&e.to_string()),
+            })?;
+            (file, shown)
+        }
+    };
+    let invalid = |message: String| ConfigError::Invalid {
+        path: shown.clone(),
+        message,
+    };
+    let dur = |key: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) => berth_core::units::parse_duration(s).map_err(|e| invalid(format!("{key}: {e}"))),
+        }
+    };
+    let node_id = file.node_id.unwrap_or_else(hostname);
+    if node_id.is_empty() || node_id.len() > 128 || node_id.contains(['=', ',', '\n']) {
+        return Err(invalid(format!(
+            "node_id {node_id:?}: must be 1-128 characters without '=', ',' or newlines (it becomes a label value)"
+        )));
+    }
+    let prefix = file.prefix.unwrap_or_else(|| "berth-".to_string());
+    let prefix_ok = prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && prefix.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !prefix_ok {
+        return Err(invalid(format!(
+            "prefix {prefix:?}: container names must start with a letter or digit and use only [a-zA-Z0-9_.-]"
+        )));
+    }
+    let history_limit = file.history_limit.unwrap_or(50);
+    if history_limit == 0 {
+        return Err(invalid("history_limit: must be at least 1".into()));
+    }
+    let watch = file.watch.unwrap_or_default();
+    let debounce = dur("watch.debounce", &watch.debounce, Duration::from_millis(100))?;
+    let rescan = dur("watch.rescan", &watch.rescan, Duration::from_secs(60))?;
+    let upstream = file.upstream.unwrap_or_default();
+    dur("upstream.poll_interval", &upstream.poll_interval, Duration::from_secs(30))?;
+    dur("upstream.heartbeat", &upstream.heartbeat, Duration::from_secs(60))?;
+    let api = file.api.unwrap_or_default();
+    let policy = file.policy.unwrap_or_default();
+    let mut warnings = Vec::new();
+    if api != Api::default() {
+        warnings.push("[api] is read but the TCP API is not served by this version yet".to_string());
+    }
+    if upstream != Upstream::default() {
+        warnings.push("[upstream] is read but pull and reports are not run by this version yet".to_string());
+    }
+    if file.user_bus.is_some() {
+        warnings.push("user_bus is read but systemd integration is not in this version yet".to_string());
+    }
+    Ok(Config {
+        path: path.map(Path::to_path_buf),
+        node_id,
+        state_dir: file.state_dir.unwrap_or_else(|| "/var/lib/berth".into()),
+        socket: file.socket.unwrap_or_else(|| "/run/berth/berth.sock".into()),
+        socket_group: file.socket_group.unwrap_or_else(|| "berth".into()),
+        spec_dir: file.spec_dir.unwrap_or_else(|| "/etc/berth/services.d".into()),
+        prefix,
+        history_limit,
+        docker_host: file
+            .docker_host
+            .or(docker_host_env)
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+        user_bus: file.user_bus.unwrap_or(false),
+        debounce,
+        rescan,
+        api,
+        policy,
+        upstream,
+        warnings,
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().expect("temp");
+        std::fs::write(f.path(), text).expect("write");
+        f
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(None, None).expect("defaults load");
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/berth"));
+        assert_eq!(c.prefix, "berth-");
+        assert_eq!(c.history_limit, 50);
+        assert_eq!(c.docker_host, "unix:///var/run/docker.sock");
+        assert_eq!(c.debounce, Duration::from_millis(100));
+        let c = load(None, Some("unix:///tmp/d.sock".into())).expect("load");
+        assert_eq!(c.docker_host, "unix:///tmp/d.sock");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let f = write("node_id = \"n1\"\nstate_dri = \"/x\"\n");
+        let e = load(Some(f.path()), None).expect_err("unknown key").to_string();
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+        assert!(e.contains("state_dri"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_and_prefix() {
+        let f = write("[watch]\ndebounce = \"5\"\n");
+        let e = load(Some(f.path()), None).expect_err("bad duration").to_string();
+        assert!(e.contains("watch.debounce") && e.contains("missing unit"), "{e}");
+        let f = write("prefix = \"/bad\"\n");
+        assert!(load(Some(f.path()), None).is_err());
+    }
+}

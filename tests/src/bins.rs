@@ -1,0 +1,80 @@
+//! The binaries and images the tests need, built once per test process and
+//! serialized across processes with a file lock.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Runs `f` holding an exclusive lock on `target/<name>.lock`.
+fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let dir = target_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let file = std::fs::File::create(dir.join(format!("{name}.lock")));
+    let guard = file.ok().filter(|f| f.lock().is_ok());
+    let out = f();
+    if let Some(f) = guard {
+        let _ = f.unlock();
+    }
+    out
+}
+
+pub struct Bins {
+    pub berthd: PathBuf,
+    pub berthctl: PathBuf,
+}
+
+/// `berthd` and `berthctl`, built (debug) if needed.
+pub fn bins() -> &'static Bins {
+    static BINS: OnceLock<Bins> = OnceLock::new();
+    BINS.get_or_init(|| {
+        locked("berth-tests-bins", || {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "berthd", "-p", "berthctl"])
+                .current_dir(workspace_root())
+                .status()
+                .expect("cargo build runs");
+            assert!(status.success(), "building berthd and berthctl failed");
+        });
+        let dir = target_dir().join("debug");
+        Bins {
+            berthd: dir.join("berthd"),
+            berthctl: dir.join("berthctl"),
+        }
+    })
+}
+
+/// Makes sure `berth-demo:latest` is in the engine (`cargo xtask images`,
+/// which skips the build when the image is current).
+pub fn demo_image() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        locked("berth-tests-images", || {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let out = Command::new(cargo)
+                .args(["xtask", "images"])
+                .current_dir(workspace_root())
+                .output()
+                .expect("cargo xtask images runs");
+            assert!(
+                out.status.success(),
+                "cargo xtask images failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+    });
+}
