@@ -101,8 +101,16 @@ impl ServiceSpec {
     /// nothing is read.
     pub fn resolve_relative_paths(&mut self, base: &std::path::Path) {
         let abs = |p: &mut String| {
-            if !p.starts_with('/') {
-                *p = base.join(&*p).to_string_lossy().into_owned();
+            if !p.is_empty() && !p.starts_with('/') {
+                // `.` components dropped; `..` kept (with symlinks it cannot
+                // be resolved by text alone).
+                let mut out = base.to_path_buf();
+                for c in std::path::Path::new(p.as_str()).components() {
+                    if c != std::path::Component::CurDir {
+                        out.push(c);
+                    }
+                }
+                *p = out.to_string_lossy().into_owned();
             }
         };
         match &mut self.image {
