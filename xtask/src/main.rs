@@ -1,1 +1,70 @@
-fn main() {}
+//! berth's development tasks: `cargo xtask <command>` (aliased in .cargo/config.toml).
+
+mod elf;
+mod images;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "berth's development tasks", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build the demo workload image (berth-demo:latest) from images/demo.
+    ///
+    /// Builds a static binary (x86_64-unknown-linux-gnu, +crt-static) in
+    /// images/demo/target, checks its ELF headers (no interpreter, no needed
+    /// libraries), and runs `docker build` unless the image's
+    /// io.berth.demo-sha256 label already matches the binary.
+    Images {
+        /// Rebuild the image even if it is up to date.
+        #[arg(long)]
+        force: bool,
+        /// Tag to build.
+        #[arg(long, default_value = images::DEMO_IMAGE)]
+        tag: String,
+    },
+    /// Check architecture invariants (berth-core's dependency closure).
+    Tidy,
+    // Later: demo, bench, man, ci.
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Cmd::Images { force, tag } => images::run(&root, &images::Options { tag, force }),
+        Cmd::Tidy => tidy::run(&root),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

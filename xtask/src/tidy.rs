@@ -1,0 +1,251 @@
+//! `cargo xtask tidy`: architecture invariants checked against `cargo metadata`.
+//!
+//! berth-core is the pure core (specs, records, hash, plan): it must not pull
+//! in an async runtime, the Docker client, HTTP stacks, D-Bus or file watchers,
+//! not even transitively. Only normal dependencies count (dev and build
+//! dependencies are fine).
+//!
+//! Caveat: `cargo metadata` resolves features for the whole workspace at once,
+//! so an optional dependency of one of core's dependencies that another member
+//! switches on shows up here too. That errs on the strict side.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// The packages whose dependency closure is policed, and what it must not contain.
+pub const RULES: &[(&str, &[&str])] = &[(
+    "berth-core",
+    &[
+        "tokio",
+        "bollard",
+        "hyper",
+        "axum",
+        "reqwest",
+        "zbus",
+        "zbus_systemd",
+        "notify",
+        "mio",
+        "async-std",
+        "smol",
+        "tower",
+    ],
+)];
+
+pub fn cargo_metadata(root: &Path) -> Result<Value> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let out = Command::new(&cargo)
+        .arg("metadata")
+        .arg("--format-version")
+        .arg("1")
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} metadata", cargo.to_string_lossy()))?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing cargo metadata output")
+}
+
+/// For each forbidden package reachable from `package` over normal
+/// dependencies, one shortest path `[package, .., forbidden]`.
+pub fn forbidden_paths(
+    metadata: &Value,
+    package: &str,
+    forbidden: &[&str],
+) -> Result<Vec<Vec<String>>> {
+    let names: HashMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .context("metadata: no packages")?
+        .iter()
+        .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
+        .collect();
+    let members: HashSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .context("metadata: no workspace_members")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let start = members
+        .iter()
+        .copied()
+        .find(|id| names.get(id) == Some(&package))
+        .with_context(|| format!("{package} is not a workspace member"))?;
+
+    // id -> ids of its normal (non-dev, non-build) dependencies.
+    let mut graph: HashMap<&str, Vec<&str>> = HashMap::new();
+    for node in metadata["resolve"]["nodes"]
+        .as_array()
+        .context("metadata: no resolve graph")?
+    {
+        let id = node["id"].as_str().context("metadata: node without id")?;
+        let deps = node["deps"]
+            .as_array()
+            .map(|deps| {
+                deps.iter()
+                    .filter(|d| {
+                        d["dep_kinds"]
+                            .as_array()
+                            .is_some_and(|ks| ks.iter().any(|k| k["kind"].is_null()))
+                    })
+                    .filter_map(|d| d["pkg"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        graph.insert(id, deps);
+    }
+
+    // Breadth-first, so each reported path is a shortest one.
+    let mut parent: HashMap<&str, &str> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::from([start]);
+    let mut queue = VecDeque::from([start]);
+    let mut found: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    while let Some(id) = queue.pop_front() {
+        let name = names.get(id).copied().unwrap_or(id);
+        if id != start && forbidden.contains(&name) {
+            if !found.contains_key(name) {
+                let mut path = vec![name.to_string()];
+                let mut cur = id;
+                while let Some(&p) = parent.get(cur) {
+                    path.push(names.get(p).copied().unwrap_or(p).to_string());
+                    cur = p;
+                }
+                path.reverse();
+                found.insert(name, path);
+            }
+            // Don't look inside a forbidden package: its own deps are its business.
+            continue;
+        }
+        for &dep in graph.get(id).map(Vec::as_slice).unwrap_or_default() {
+            if seen.insert(dep) {
+                parent.insert(dep, id);
+                queue.push_back(dep);
+            }
+        }
+    }
+    Ok(found.into_values().collect())
+}
+
+/// All rule violations, as `a -> b -> c` strings.
+pub fn violations(metadata: &Value) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (package, forbidden) in RULES {
+        for path in forbidden_paths(metadata, package, forbidden)? {
+            out.push(path.join(" -> "));
+        }
+    }
+    Ok(out)
+}
+
+/// `cargo xtask tidy`.
+pub fn run(root: &Path) -> Result<()> {
+    let metadata = cargo_metadata(root)?;
+    let v = violations(&metadata)?;
+    if !v.is_empty() {
+        for path in &v {
+            eprintln!("tidy: forbidden dependency: {path}");
+        }
+        bail!(
+            "{} forbidden dependenc{} (berth-core must stay free of async runtimes, \
+             the Docker client, HTTP stacks, D-Bus and file watchers)",
+            v.len(),
+            if v.len() == 1 { "y" } else { "ies" }
+        );
+    }
+    for (package, forbidden) in RULES {
+        println!(
+            "tidy: ok: {package} depends on none of {}",
+            forbidden.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dep(pkg: &str, kinds: &[Option<&str>]) -> Value {
+        json!({
+            "name": pkg,
+            "pkg": pkg,
+            "dep_kinds": kinds.iter().map(|k| json!({"kind": k, "target": null})).collect::<Vec<_>>(),
+        })
+    }
+
+    fn meta(edges: &[(&str, Vec<Value>)]) -> Value {
+        json!({
+            "packages": edges.iter().map(|(n, _)| json!({"id": n, "name": n})).collect::<Vec<_>>(),
+            "workspace_members": ["core"],
+            "resolve": {
+                "nodes": edges.iter().map(|(n, deps)| json!({"id": n, "deps": deps})).collect::<Vec<_>>(),
+            },
+        })
+    }
+
+    #[test]
+    fn finds_shortest_transitive_path_over_normal_deps_only() {
+        let m = meta(&[
+            (
+                "core",
+                vec![
+                    dep("a", &[None]),
+                    dep("b", &[None]),
+                    dep("devonly", &[Some("dev")]),
+                    dep("buildonly", &[Some("build")]),
+                    dep("both", &[Some("dev"), None]),
+                ],
+            ),
+            ("a", vec![dep("c", &[None])]),
+            ("b", vec![dep("tokio", &[None])]),
+            ("c", vec![dep("tokio", &[None]), dep("hyper", &[None])]),
+            ("devonly", vec![dep("axum", &[None])]),
+            ("buildonly", vec![dep("mio", &[None])]),
+            ("both", vec![]),
+            ("tokio", vec![dep("mio", &[None])]),
+            ("hyper", vec![]),
+            ("axum", vec![]),
+            ("mio", vec![]),
+        ]);
+        let paths = forbidden_paths(&m, "core", &["tokio", "hyper", "axum", "mio"])
+            .expect("well-formed metadata");
+        assert_eq!(
+            paths,
+            vec![
+                vec!["core".to_string(), "a".into(), "c".into(), "hyper".into()],
+                vec!["core".to_string(), "b".into(), "tokio".into()],
+            ]
+        );
+    }
+
+    #[test]
+    fn clean_graph_and_unknown_package() {
+        let m = meta(&[("core", vec![dep("a", &[None])]), ("a", vec![])]);
+        assert!(
+            forbidden_paths(&m, "core", &["tokio"])
+                .expect("ok")
+                .is_empty()
+        );
+        assert!(forbidden_paths(&m, "nope", &["tokio"]).is_err());
+    }
+
+    /// The real invariant, on the real workspace: `cargo test -p xtask` runs it.
+    #[test]
+    fn berth_core_has_no_forbidden_dependencies() {
+        let root = crate::workspace_root();
+        let metadata = cargo_metadata(&root).expect("cargo metadata");
+        let v = violations(&metadata).expect("well-formed metadata");
+        assert!(v.is_empty(), "forbidden dependencies:\n{}", v.join("\n"));
+    }
+}
