@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use berth_core::parse::parse_services;
-use berth_core::spec::{ImageSource, ServiceSpec};
+use berth_core::spec::ServiceSpec;
 
 /// What a directory argument contributes: its files with these extensions.
 pub const SPEC_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];

@@ -2,6 +2,7 @@
 
 mod elf;
 mod images;
+mod run;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +35,21 @@ enum Cmd {
     },
     /// Check architecture invariants (berth-core's dependency closure).
     Tidy,
-    // Later: demo, bench, man, ci.
+    /// Run every test: tidy, the demo image, the binaries, then unit,
+    /// property, loop and integration tests (nextest when installed).
+    Test {
+        /// Passed on to the test runner (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Start berthd on a temp state dir, apply examples/, show status; Ctrl-C cleans up.
+    Demo {
+        /// Apply, show status, clean up and exit (no waiting for Ctrl-C).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Write berthctl's man pages to target/man/.
+    Man,
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -49,6 +64,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Images { force, tag } => images::run(&root, &images::Options { tag, force }),
         Cmd::Tidy => tidy::run(&root),
+        Cmd::Test { args } => run::test(&root, &args),
+        Cmd::Demo { once } => run::demo(&root, once),
+        Cmd::Man => run::man(&root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,210 @@
+//! `cargo xtask test`, `demo` and `man`.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Everything: tidy, the demo image, the binaries, then every test.
+pub fn test(root: &Path, extra: &[String]) -> Result<()> {
+    println!("== xtask tidy");
+    crate::tidy::run(root)?;
+    println!("== xtask images");
+    crate::images::run(
+        root,
+        &crate::images::Options {
+            tag: crate::images::DEMO_IMAGE.to_string(),
+            force: false,
+        },
+    )?;
+    println!("== build berthd and berthctl (the integration tests run them)");
+    run(
+        cargo()
+            .current_dir(root)
+            .args(["build", "-p", "berthd", "-p", "berthctl"]),
+        "cargo build",
+    )?;
+    if has_nextest() {
+        println!("== cargo nextest run --workspace");
+        run(
+            cargo()
+                .current_dir(root)
+                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .args(extra),
+            "cargo nextest run",
+        )
+    } else {
+        println!("== cargo test --workspace (install cargo-nextest for a faster run)");
+        run(
+            cargo()
+                .current_dir(root)
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .args(extra),
+            "cargo test",
+        )
+    }
+}
+
+/// The man page of berthctl, from the same clap definition as the CLI.
+pub fn man(root: &Path) -> Result<()> {
+    let dir = root.join("target").join("man");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cmd = berthctl::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut page)
+        .context("cannot render the man page")?;
+    let path = dir.join("berthctl.1");
+    std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}", path.display());
+    for sub in cmd.get_subcommands() {
+        let name = format!("berthctl-{}", sub.get_name());
+        let mut page = Vec::new();
+        // xtask runs once and exits: leaking a few names is fine.
+        let leaked: &'static str = Box::leak(name.clone().into_boxed_str());
+        clap_mangen::Man::new(sub.clone().name(leaked))
+            .render(&mut page)
+            .context("cannot render a man page")?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("and one page per verb (berthctl-<verb>.1) in {}", dir.display());
+    Ok(())
+}
+
+/// berthd on a temp state dir with examples/ applied; cleans up on Ctrl-C.
+pub fn demo(root: &Path, once: bool) -> Result<()> {
+    crate::images::run(
+        root,
+        &crate::images::Options {
+            tag: crate::images::DEMO_IMAGE.to_string(),
+            force: false,
+        },
+    )?;
+    run(
+        cargo()
+            .current_dir(root)
+            .args(["build", "--quiet", "-p", "berthd", "-p", "berthctl"]),
+        "cargo build",
+    )?;
+    let bin = root.join("target").join("debug");
+    let dir = std::env::temp_dir().join(format!("berth-demo-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("specs"))?;
+    let node = format!("demo-{}", std::process::id());
+    let socket = dir.join("berth.sock");
+    let config = dir.join("berthd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = \"{node}\"\nprefix = \"berth-demo-\"\nstate_dir = \"{}\"\nsocket = \"{}\"\nspec_dir = \"{}\"\n",
+            dir.join("state").display(),
+            socket.display(),
+            dir.join("specs").display()
+        ),
+    )?;
+    let log = dir.join("berthd.log");
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    println!("== starting berthd (node {node}, state in {})", dir.display());
+    println!("   config: {}\n   log:    {}", config.display(), log.display());
+    let mut berthd = Command::new(bin.join("berthd"))
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(dir.join("berthd.stderr"))?)
+        .process_group(0)
+        .spawn()
+        .context("cannot start berthd")?;
+    let ctl = |args: &[&str]| {
+        Command::new(bin.join("berthctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .process_group(0)
+            .status()
+    };
+    let result = (|| -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            if Instant::now() > deadline {
+                bail!("berthd did not come up; see {}", dir.join("berthd.stderr").display());
+            }
+            if let Some(status) = berthd.try_wait()? {
+                bail!("berthd exited ({status}); see {}", dir.join("berthd.stderr").display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let examples = root.join("examples");
+        println!("\n== berthctl apply {}", examples.display());
+        ctl(&["apply", &examples.display().to_string()])?;
+        println!("\n== berthctl status");
+        ctl(&["status"])?;
+        if once {
+            return Ok(());
+        }
+        println!(
+            "\nberth is running. In another terminal, try:\n  export BERTH_SOCKET={}\n  {1}/berthctl show web\n  {1}/berthctl history web\n  {1}/berthctl events -f\n  curl http://127.0.0.1:18080/\n\nPress Ctrl-C to stop berthd and remove the demo containers.",
+            socket.display(),
+            bin.display(),
+        );
+        while !stop.load(Ordering::SeqCst) {
+            if let Some(status) = berthd.try_wait()? {
+                bail!("berthd exited ({status})");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    })();
+    println!("\n== cleaning up");
+    let _ = Command::new("kill")
+        .args(["-TERM", &berthd.id().to_string()])
+        .status();
+    let _ = berthd.wait();
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=io.berth.node={node}")])
+        .output()?;
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .stdout(Stdio::null())
+            .status();
+        println!("removed {} demo containers", ids.len());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
