@@ -151,7 +151,7 @@ pub fn resolve_paths(spec: &mut ServiceSpec, dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::spec::BuildSpec;
+    use berth_core::spec::{BuildSpec, ImageSource};
 
     fn spec(image: ImageSource) -> ServiceSpec {
         ServiceSpec {
