@@ -194,7 +194,9 @@ impl TestNode {
     /// SIGHUP.
     pub fn hup(&self) {
         let pid = self.pid().expect("running");
-        let _ = Command::new("kill").args(["-HUP", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status();
     }
 
     pub fn logs(&self) -> String {
@@ -236,7 +238,8 @@ impl TestNode {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
         let out = self.ctl_ok(&full);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("berthctl {args:?} --json: {e}:\n{out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("berthctl {args:?} --json: {e}:\n{out}"))
     }
 
     /// Writes a spec file into a scratch dir (not the spec dir) and returns its path.
@@ -282,20 +285,30 @@ impl TestNode {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("timed out after {timeout:?} waiting for: {what}\nberthd log:\n{}", self.logs());
+        panic!(
+            "timed out after {timeout:?} waiting for: {what}\nberthd log:\n{}",
+            self.logs()
+        );
     }
 }
 
 /// `docker ...`, returning the output.
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("docker runs")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs")
 }
 
 impl Drop for TestNode {
     fn drop(&mut self) {
         self.kill();
         if std::env::var_os("BERTH_TEST_KEEP").is_some() {
-            eprintln!("BERTH_TEST_KEEP: leaving node {} and {}", self.id, self.dir.path().display());
+            eprintln!(
+                "BERTH_TEST_KEEP: leaving node {} and {}",
+                self.id,
+                self.dir.path().display()
+            );
             let _ = self.dir.path();
             return;
         }

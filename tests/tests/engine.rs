@@ -66,16 +66,25 @@ fn apply_converges_and_an_unchanged_reapply_makes_no_mutating_call() {
     st.sort();
     assert_eq!(
         st,
-        vec![("a".into(), "COMPLETE".into()), ("b".into(), "COMPLETE".into())],
+        vec![
+            ("a".into(), "COMPLETE".into()),
+            ("b".into(), "COMPLETE".into())
+        ],
         "{out:#}"
     );
     for svc in ["a", "b"] {
         let c = node.container(svc).expect("container exists");
         assert_eq!(c.state, "running");
         assert_eq!(c.label("io.berth.service").as_deref(), Some(svc));
-        assert!(c.label("io.berth.spec-hash").is_some_and(|h| h.starts_with("v1:")));
+        assert!(
+            c.label("io.berth.spec-hash")
+                .is_some_and(|h| h.starts_with("v1:"))
+        );
         assert_eq!(c.label("io.berth.generation").as_deref(), Some("1"));
-        assert_eq!(inspect(&c.id, "{{.HostConfig.RestartPolicy.Name}}"), "always");
+        assert_eq!(
+            inspect(&c.id, "{{.HostConfig.RestartPolicy.Name}}"),
+            "always"
+        );
     }
     proxy.clear();
     let out = apply(&node, &[&a, &b]);
@@ -92,7 +101,10 @@ fn apply_converges_and_an_unchanged_reapply_makes_no_mutating_call() {
     let status = node.ctl_json(&["status"]);
     let services = status["services"].as_array().cloned().unwrap_or_default();
     assert_eq!(services.len(), 2, "{status:#}");
-    assert!(services.iter().all(|s| s["converged"] == Value::Bool(true)), "{status:#}");
+    assert!(
+        services.iter().all(|s| s["converged"] == Value::Bool(true)),
+        "{status:#}"
+    );
 }
 
 #[test]
@@ -107,7 +119,11 @@ fn changing_one_service_replaces_only_that_one() {
     proxy.clear();
     let a2 = node.spec_file("a.yaml", &web("a", "changed"));
     let out = apply(&node, &[&a2, &b]);
-    assert_eq!(statuses(&out), vec![("a".into(), "COMPLETE".into())], "{out:#}");
+    assert_eq!(
+        statuses(&out),
+        vec![("a".into(), "COMPLETE".into())],
+        "{out:#}"
+    );
     let a_after = node.container("a").expect("a");
     assert_ne!(a_after.id, a_before);
     assert_eq!(a_after.state, "running");
@@ -115,8 +131,16 @@ fn changing_one_service_replaces_only_that_one() {
     assert_eq!(node.containers().len(), 2, "the old a is gone");
     // Create-then-swap: the first mutating call creates the new container.
     let calls = proxy.mutating_calls();
-    assert!(calls.first().is_some_and(|(m, p)| m == "POST" && p.contains("/containers/create")), "{calls:?}");
-    assert!(!calls.iter().any(|(_, p)| p.contains(&b_before[..12])), "{calls:?}");
+    assert!(
+        calls
+            .first()
+            .is_some_and(|(m, p)| m == "POST" && p.contains("/containers/create")),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|(_, p)| p.contains(&b_before[..12])),
+        "{calls:?}"
+    );
     let env = inspect(&a_after.id, "{{json .Config.Env}}");
     assert!(env.contains("GREETING=changed"), "{env}");
 }
@@ -194,10 +218,15 @@ fn a_container_removed_behind_berths_back_is_brought_back() {
     let before = node.container("a").expect("a").id;
     docker(&["rm", "-f", &before]);
     node.wait_until("a brought back", Duration::from_secs(20), |n| {
-        n.container("a").is_some_and(|c| c.state == "running" && c.id != before)
+        n.container("a")
+            .is_some_and(|c| c.state == "running" && c.id != before)
     });
     let hist = node.ctl_json(&["history", "a"]);
-    assert_eq!(hist.as_array().map(Vec::len), Some(1), "a bring-back is not a record");
+    assert_eq!(
+        hist.as_array().map(Vec::len),
+        Some(1),
+        "a bring-back is not a record"
+    );
     let events = node.ctl_ok(&["events"]);
     assert!(events.contains("a:"), "{events}");
 }
@@ -228,7 +257,10 @@ fn stop_start_hold_release() {
     let id = node.container("a").expect("a").id;
     docker(&["rm", "-f", &id]);
     std::thread::sleep(Duration::from_secs(2));
-    assert!(node.container("a").is_none(), "held services are left alone");
+    assert!(
+        node.container("a").is_none(),
+        "held services are left alone"
+    );
     node.ctl_ok(&["release", "a"]);
     node.wait_until("a back after release", Duration::from_secs(20), |n| {
         n.container("a").is_some_and(|c| c.state == "running")
@@ -256,14 +288,20 @@ fn a_torn_record_is_reported_and_never_overwritten() {
         .cloned()
         .expect("a listed");
     assert!(
-        a_status["unreadable"].as_str().is_some_and(|u| u.contains("1.json")),
+        a_status["unreadable"]
+            .as_str()
+            .is_some_and(|u| u.contains("1.json")),
         "{status:#}"
     );
     // b is managed normally; a's container is left as it was; the file is untouched.
     let out = apply(&node, &[&b]);
     assert!(statuses(&out).is_empty());
     assert_eq!(node.container("a").expect("a left alone").id, a_id);
-    assert_eq!(std::fs::read(&record).expect("read"), torn, "never overwritten");
+    assert_eq!(
+        std::fs::read(&record).expect("read"),
+        torn,
+        "never overwritten"
+    );
     let refused = node.ctl(&["apply", &a.display().to_string()]);
     assert_ne!(refused.status.code(), Some(0));
 }
@@ -294,10 +332,19 @@ fn an_engine_cut_off_is_shown_and_berthd_resyncs_when_it_returns() {
     // Something changes while berthd cannot see: the container is removed.
     docker(&["rm", "-f", &before]);
     proxy.restore();
-    node.wait_until("engine reachable again", Duration::from_secs(30), node_reachable);
-    node.wait_until("a brought back after the resync", Duration::from_secs(30), |n| {
-        n.container("a").is_some_and(|c| c.state == "running" && c.id != before)
-    });
+    node.wait_until(
+        "engine reachable again",
+        Duration::from_secs(30),
+        node_reachable,
+    );
+    node.wait_until(
+        "a brought back after the resync",
+        Duration::from_secs(30),
+        |n| {
+            n.container("a")
+                .is_some_and(|c| c.state == "running" && c.id != before)
+        },
+    );
 }
 
 fn node_reachable(n: &TestNode) -> bool {
@@ -313,11 +360,20 @@ fn a_task_runs_once_and_records_its_output_and_outputs() {
         "name: migrate\nimage: berth-demo:latest\nkind: task\ncommand: [\"/demo\", \"write-outputs\", \"result=42\", \"--dir\", \"/berth/outputs\"]\noutputs: [result]\n",
     );
     let out = apply(&node, &[&t]);
-    assert_eq!(statuses(&out), vec![("migrate".into(), "COMPLETE".into())], "{out:#}");
+    assert_eq!(
+        statuses(&out),
+        vec![("migrate".into(), "COMPLETE".into())],
+        "{out:#}"
+    );
     let d = &out["deployments"][0];
     assert_eq!(d["outputs"]["deploy_status_code"], 0, "{d:#}");
     assert_eq!(d["outputs"]["declared"]["result"], "42", "{d:#}");
-    assert!(d["outputs"]["deploy_stdout"].as_str().is_some_and(|s| !s.is_empty()), "{d:#}");
+    assert!(
+        d["outputs"]["deploy_stdout"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{d:#}"
+    );
     // Removing its exited container does not re-run it.
     if let Some(c) = node.container("migrate") {
         docker(&["rm", "-f", &c.id]);
@@ -335,5 +391,10 @@ fn a_task_runs_once_and_records_its_output_and_outputs() {
     let d = &v["deployments"][0];
     assert_eq!(d["status"], "FAILED", "{v:#}");
     assert_eq!(d["outputs"]["deploy_status_code"], 3);
-    assert!(d["outputs"]["deploy_stderr"].as_str().is_some_and(|s| s.contains("boom")), "{d:#}");
+    assert!(
+        d["outputs"]["deploy_stderr"]
+            .as_str()
+            .is_some_and(|s| s.contains("boom")),
+        "{d:#}"
+    );
 }

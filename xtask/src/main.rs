@@ -1,5 +1,6 @@
 //! berth's development tasks: `cargo xtask <command>` (aliased in .cargo/config.toml).
 
+mod bench;
 mod elf;
 mod images;
 mod run;
@@ -50,6 +51,18 @@ enum Cmd {
     },
     /// Write berthctl's man pages to target/man/.
     Man,
+    /// Benchmarks that print a table (never timed assertions).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Cold apply of 50 vs docker-compose, no-op re-apply of 200, one changed
+    /// among 200, idle RSS with 200 services.
+    Apply,
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -67,6 +80,9 @@ fn main() -> ExitCode {
         Cmd::Test { args } => run::test(&root, &args),
         Cmd::Demo { once } => run::demo(&root, once),
         Cmd::Man => run::man(&root),
+        Cmd::Bench {
+            which: BenchCmd::Apply,
+        } => bench::apply(&root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -93,7 +93,10 @@ pub fn man(root: &Path) -> Result<()> {
         let path = dir.join(format!("{name}.1"));
         std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    println!("and one page per verb (berthctl-<verb>.1) in {}", dir.display());
+    println!(
+        "and one page per verb (berthctl-<verb>.1) in {}",
+        dir.display()
+    );
     Ok(())
 }
 
@@ -134,8 +137,15 @@ pub fn demo(root: &Path, once: bool) -> Result<()> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("cannot install the Ctrl-C handler")?;
     }
-    println!("== starting berthd (node {node}, state in {})", dir.display());
-    println!("   config: {}\n   log:    {}", config.display(), log.display());
+    println!(
+        "== starting berthd (node {node}, state in {})",
+        dir.display()
+    );
+    println!(
+        "   config: {}\n   log:    {}",
+        config.display(),
+        log.display()
+    );
     let mut berthd = Command::new(bin.join("berthd"))
         .arg("--config")
         .arg(&config)
@@ -157,10 +167,16 @@ pub fn demo(root: &Path, once: bool) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !socket.exists() {
             if Instant::now() > deadline {
-                bail!("berthd did not come up; see {}", dir.join("berthd.stderr").display());
+                bail!(
+                    "berthd did not come up; see {}",
+                    dir.join("berthd.stderr").display()
+                );
             }
             if let Some(status) = berthd.try_wait()? {
-                bail!("berthd exited ({status}); see {}", dir.join("berthd.stderr").display());
+                bail!(
+                    "berthd exited ({status}); see {}",
+                    dir.join("berthd.stderr").display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -191,7 +207,12 @@ pub fn demo(root: &Path, once: bool) -> Result<()> {
         .status();
     let _ = berthd.wait();
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=io.berth.node={node}")])
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.berth.node={node}"),
+        ])
         .output()?;
     let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()

@@ -27,6 +27,9 @@ use crate::exec::{self, Done, Job};
 use crate::state::{EventRing, Snapshot, Svc, Watch, converged, service_status};
 use crate::{AgentConfig, AgentError, Command, Env, Handle, Reply, SpecFile, Verb};
 
+/// Lists are coalesced to at most one per this interval.
+const MIN_LIST_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Crash loop: this many restarts observed by the engine...
 const CRASH_LOOP_RESTARTS: u64 = 3;
 
@@ -280,11 +283,23 @@ impl<E: Env> Agent<E> {
                     }
                 },
                 _ = tick.tick() => self.on_tick(),
+                _ = sleep_until_opt(self.observe_at) => {}
             }
             self.step().await;
         }
         self.emit(EventKind::Daemon {
             message: "berthd stopping; containers are left running".into(),
+        });
+    }
+
+    /// Asks for a fresh container list soon: at once, unless one was read
+    /// less than `MIN_LIST_INTERVAL` ago (a burst of events costs one list).
+    fn request_observe(&mut self) {
+        let earliest = self.last_resync + MIN_LIST_INTERVAL;
+        let at = Instant::now().max(earliest);
+        self.observe_at = Some(match self.observe_at {
+            Some(existing) => existing.min(at),
+            None => at,
         });
     }
 
@@ -313,7 +328,10 @@ impl<E: Env> Agent<E> {
             return;
         }
         self.dirty = false;
-        if self.engine_reachable == Some(true) {
+        // Plan only from a fresh list: while a re-list is pending (after an
+        // engine event or a finished job), what we hold is stale and acting on
+        // it would repeat work that was just done.
+        if self.engine_reachable == Some(true) && self.observe_at.is_none() {
             self.judge();
             self.reconcile();
         }
@@ -385,9 +403,7 @@ impl<E: Env> Agent<E> {
                     });
                 }
             }
-            if self.observe_at.is_none() {
-                self.observe_at = Some(Instant::now() + Duration::from_millis(20));
-            }
+            self.request_observe();
         }
     }
 
@@ -1228,7 +1244,7 @@ impl<E: Env> Agent<E> {
 
     fn handle_done(&mut self, done: Done) {
         self.dirty = true;
-        self.observe_at.get_or_insert_with(Instant::now);
+        self.request_observe();
         match done {
             Done::Resolved { apply_id, results } => self.finish_apply(apply_id, results),
             Done::Actions {
@@ -1488,6 +1504,13 @@ impl<E: Env> Agent<E> {
             currents,
         };
         self.snapshot_tx.send_replace(Arc::new(snap));
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

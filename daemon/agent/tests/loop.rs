@@ -27,6 +27,10 @@ fn cfg() -> AgentConfig {
 }
 
 fn start_with(env: Arc<Env>) -> Node {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("debug")
+        .try_init();
     let (agent, handle) = Agent::new(env.clone(), cfg()).expect("agent loads");
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent.run(async move {

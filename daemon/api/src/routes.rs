@@ -66,7 +66,16 @@ pub fn router(handle: Handle, policy: PeerPolicy) -> Router {
 }
 
 async fn unix_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<UnixPeer>>().map(|c| c.0);
+    // MockConnectInfo is how tests (and any in-process caller) say who they are.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<UnixPeer>>()
+        .map(|c| c.0)
+        .or_else(|| {
+            req.extensions()
+                .get::<axum::extract::connect_info::MockConnectInfo<UnixPeer>>()
+                .map(|c| c.0)
+        });
     let Some(peer) = peer else {
         return ApiError::Forbidden("peer credentials unavailable".into()).into_response();
     };

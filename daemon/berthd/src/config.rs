@@ -127,7 +127,9 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
     let dur = |key: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
         match v {
             None => Ok(default),
-            Some(s) => berth_core::units::parse_duration(s).map_err(|e| invalid(format!("{key}: {e}"))),
+            Some(s) => {
+                berth_core::units::parse_duration(s).map_err(|e| invalid(format!("{key}: {e}")))
+            }
         }
     };
     let node_id = file.node_id.unwrap_or_else(hostname);
@@ -140,7 +142,10 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
     let prefix_ok = prefix
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && prefix.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && prefix
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if !prefix_ok {
         return Err(invalid(format!(
             "prefix {prefix:?}: container names must start with a letter or digit and use only [a-zA-Z0-9_.-]"
@@ -151,30 +156,51 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
         return Err(invalid("history_limit: must be at least 1".into()));
     }
     let watch = file.watch.unwrap_or_default();
-    let debounce = dur("watch.debounce", &watch.debounce, Duration::from_millis(100))?;
+    let debounce = dur(
+        "watch.debounce",
+        &watch.debounce,
+        Duration::from_millis(100),
+    )?;
     let rescan = dur("watch.rescan", &watch.rescan, Duration::from_secs(60))?;
     let upstream = file.upstream.unwrap_or_default();
-    dur("upstream.poll_interval", &upstream.poll_interval, Duration::from_secs(30))?;
-    dur("upstream.heartbeat", &upstream.heartbeat, Duration::from_secs(60))?;
+    dur(
+        "upstream.poll_interval",
+        &upstream.poll_interval,
+        Duration::from_secs(30),
+    )?;
+    dur(
+        "upstream.heartbeat",
+        &upstream.heartbeat,
+        Duration::from_secs(60),
+    )?;
     let api = file.api.unwrap_or_default();
     let policy = file.policy.unwrap_or_default();
     let mut warnings = Vec::new();
     if api != Api::default() {
-        warnings.push("[api] is read but the TCP API is not served by this version yet".to_string());
+        warnings
+            .push("[api] is read but the TCP API is not served by this version yet".to_string());
     }
     if upstream != Upstream::default() {
-        warnings.push("[upstream] is read but pull and reports are not run by this version yet".to_string());
+        warnings.push(
+            "[upstream] is read but pull and reports are not run by this version yet".to_string(),
+        );
     }
     if file.user_bus.is_some() {
-        warnings.push("user_bus is read but systemd integration is not in this version yet".to_string());
+        warnings.push(
+            "user_bus is read but systemd integration is not in this version yet".to_string(),
+        );
     }
     Ok(Config {
         path: path.map(Path::to_path_buf),
         node_id,
         state_dir: file.state_dir.unwrap_or_else(|| "/var/lib/berth".into()),
-        socket: file.socket.unwrap_or_else(|| "/run/berth/berth.sock".into()),
+        socket: file
+            .socket
+            .unwrap_or_else(|| "/run/berth/berth.sock".into()),
         socket_group: file.socket_group.unwrap_or_else(|| "berth".into()),
-        spec_dir: file.spec_dir.unwrap_or_else(|| "/etc/berth/services.d".into()),
+        spec_dir: file
+            .spec_dir
+            .unwrap_or_else(|| "/etc/berth/services.d".into()),
         prefix,
         history_limit,
         docker_host: file
@@ -224,7 +250,9 @@ mod tests {
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let f = write("node_id = \"n1\"\nstate_dri = \"/x\"\n");
-        let e = load(Some(f.path()), None).expect_err("unknown key").to_string();
+        let e = load(Some(f.path()), None)
+            .expect_err("unknown key")
+            .to_string();
         assert!(e.contains(&f.path().display().to_string()), "{e}");
         assert!(e.contains("state_dri"), "{e}");
         assert!(e.contains("line 2"), "{e}");
@@ -233,8 +261,13 @@ mod tests {
     #[test]
     fn bad_duration_and_prefix() {
         let f = write("[watch]\ndebounce = \"5\"\n");
-        let e = load(Some(f.path()), None).expect_err("bad duration").to_string();
-        assert!(e.contains("watch.debounce") && e.contains("missing unit"), "{e}");
+        let e = load(Some(f.path()), None)
+            .expect_err("bad duration")
+            .to_string();
+        assert!(
+            e.contains("watch.debounce") && e.contains("missing unit"),
+            "{e}"
+        );
         let f = write("prefix = \"/bad\"\n");
         assert!(load(Some(f.path()), None).is_err());
     }

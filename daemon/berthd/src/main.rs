@@ -130,7 +130,9 @@ fn group_gid(group: &str) -> Option<u32> {
 fn own_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     // The owner of a file we just created is our effective uid; /proc/self is ours.
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }
 
 async fn run(cfg: config::Config) -> anyhow::Result<()> {
@@ -156,7 +158,10 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
                 tracing::warn!(socket = %cfg.socket.display(), group = cfg.socket_group, error = %e, "cannot give the socket to its group; only root and berthd's user can use it");
             }
         }
-        None => tracing::info!(group = cfg.socket_group, "socket_group does not exist; only root and berthd's user can use the socket"),
+        None => tracing::info!(
+            group = cfg.socket_group,
+            "socket_group does not exist; only root and berthd's user can use the socket"
+        ),
     }
     let policy = berth_api::PeerPolicy {
         own_uid: own_uid(),

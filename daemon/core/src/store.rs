@@ -60,6 +60,9 @@ pub enum StoreError {
     Corrupt { path: String, reason: String },
     #[error("record {service} generation {generation} already exists")]
     Exists { service: String, generation: u64 },
+    /// Refused before any path was built from it (no path traversal).
+    #[error("{service:?} is not a valid service name")]
+    InvalidName { service: String },
 }
 
 pub trait Store: Send + Sync + 'static {

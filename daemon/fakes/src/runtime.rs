@@ -137,7 +137,11 @@ impl FakeRuntime {
     }
 
     pub fn container_by_name(&self, name: &str) -> Option<FakeContainer> {
-        self.lock().containers.iter().find(|c| c.name == name).cloned()
+        self.lock()
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
     }
 
     /// Simulates the workload exiting with `code` (a crash, or a task ending).
@@ -220,10 +224,10 @@ impl FakeRuntime {
                 reason: "set unreachable by the test".into(),
             });
         }
-        if let Some(pos) = g.failures.iter().position(|(k, _)| *k == kind) {
-            if let Some((_, err)) = g.failures.remove(pos) {
-                return Err(err);
-            }
+        if let Some(pos) = g.failures.iter().position(|(k, _)| *k == kind)
+            && let Some((_, err)) = g.failures.remove(pos)
+        {
+            return Err(err);
         }
         Ok(g)
     }

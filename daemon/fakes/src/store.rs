@@ -1,0 +1,384 @@
+//! `MemStore`: the in-memory twin of `berth_store::FsStore`.
+//!
+//! Same semantics, kept in a map: service names are validated, `load`
+//! reports a service without a readable current record as
+//! [`LoadedService::Unreadable`], `history` is newest first, `prune` never
+//! removes the generations the meta names, the event log is compacted to the
+//! newest `keep` once it holds more than `2 × keep`. Helpers simulate what a
+//! disk does to the real one: a torn record ([`MemStore::insert_unreadable`])
+//! and a failed write ([`MemStore::fail_next_write`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+
+use berth_core::event::Event;
+use berth_core::record::Deployment;
+use berth_core::spec::valid_service_name;
+use berth_core::store::{LoadedService, ServiceMeta, Store, StoreError};
+
+#[derive(Debug, Default)]
+pub struct MemStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    services: BTreeMap<String, Service>,
+    /// Services whose current record is "torn": `(path, error)`.
+    unreadable: BTreeMap<String, (String, String)>,
+    events: Vec<Event>,
+    fail_next_write: bool,
+    writes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Service {
+    meta: Option<ServiceMeta>,
+    records: BTreeMap<u64, Deployment>,
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    /// Makes `service` load as [`LoadedService::Unreadable`] with `error`, as
+    /// if its `current.json` were torn. Like the real file, it stays so until
+    /// a `save_meta` for the service replaces it or the service is deleted.
+    pub fn insert_unreadable(&self, service: &str, error: impl Into<String>) {
+        let path = format!("mem://services/{service}/current.json");
+        self.lock()
+            .unreadable
+            .insert(service.to_string(), (path, error.into()));
+    }
+
+    /// The next `save_record` or `save_meta` fails with an I/O error and
+    /// changes nothing.
+    pub fn fail_next_write(&self) {
+        self.lock().fail_next_write = true;
+    }
+
+    /// Successful `save_record` and `save_meta` calls so far.
+    pub fn writes(&self) -> usize {
+        self.lock().writes
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panicking test thread leaves the map consistent: every change is
+        // made after all checks.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn check(service: &str) -> Result<(), StoreError> {
+    if valid_service_name(service) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName {
+            service: service.to_string(),
+        })
+    }
+}
+
+fn record_path(service: &str, generation: u64) -> String {
+    format!("mem://services/{service}/history/{generation}.json")
+}
+
+impl Inner {
+    /// Consumes an armed failure.
+    fn write(&mut self, path: String) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.fail_next_write) {
+            return Err(StoreError::Io {
+                op: "write",
+                path,
+                source: std::io::Error::other("injected failure (MemStore::fail_next_write)"),
+            });
+        }
+        self.writes += 1;
+        Ok(())
+    }
+}
+
+impl Store for MemStore {
+    fn load(&self) -> Result<Vec<LoadedService>, StoreError> {
+        let inner = self.lock();
+        let names: BTreeSet<&String> = inner
+            .services
+            .keys()
+            .chain(inner.unreadable.keys())
+            .collect();
+        let mut out = Vec::new();
+        for name in names {
+            if let Some((path, error)) = inner.unreadable.get(name) {
+                out.push(LoadedService::Unreadable {
+                    service: name.clone(),
+                    path: path.clone(),
+                    error: error.clone(),
+                });
+                continue;
+            }
+            let Some(svc) = inner.services.get(name) else {
+                continue;
+            };
+            let Some(meta) = &svc.meta else {
+                if !svc.records.is_empty() {
+                    out.push(LoadedService::Unreadable {
+                        service: name.clone(),
+                        path: format!("mem://services/{name}/current.json"),
+                        error: format!(
+                            "the file is missing, but history/ holds {} record(s)",
+                            svc.records.len()
+                        ),
+                    });
+                }
+                continue;
+            };
+            match svc.records.get(&meta.generation) {
+                Some(current) => out.push(LoadedService::Ok {
+                    meta: meta.clone(),
+                    current: Box::new(current.clone()),
+                }),
+                None => out.push(LoadedService::Unreadable {
+                    service: name.clone(),
+                    path: record_path(name, meta.generation),
+                    error: format!(
+                        "the file is missing, but current.json says generation {} is current",
+                        meta.generation
+                    ),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    fn save_record(&self, record: &Deployment) -> Result<(), StoreError> {
+        check(&record.service)?;
+        let mut inner = self.lock();
+        inner.write(record_path(&record.service, record.generation))?;
+        inner
+            .services
+            .entry(record.service.clone())
+            .or_default()
+            .records
+            .insert(record.generation, record.clone());
+        Ok(())
+    }
+
+    fn save_meta(&self, meta: &ServiceMeta) -> Result<(), StoreError> {
+        check(&meta.service)?;
+        let mut inner = self.lock();
+        inner.write(format!("mem://services/{}/current.json", meta.service))?;
+        // The torn file is replaced.
+        inner.unreadable.remove(&meta.service);
+        inner.services.entry(meta.service.clone()).or_default().meta = Some(meta.clone());
+        Ok(())
+    }
+
+    fn history(&self, service: &str, limit: usize) -> Result<Vec<Deployment>, StoreError> {
+        check(service)?;
+        let inner = self.lock();
+        Ok(inner
+            .services
+            .get(service)
+            .map(|s| s.records.values().rev().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn record(&self, service: &str, generation: u64) -> Result<Option<Deployment>, StoreError> {
+        check(service)?;
+        let inner = self.lock();
+        Ok(inner
+            .services
+            .get(service)
+            .and_then(|s| s.records.get(&generation))
+            .cloned())
+    }
+
+    fn prune(&self, service: &str, keep: usize) -> Result<(), StoreError> {
+        check(service)?;
+        let mut inner = self.lock();
+        if let Some((path, error)) = inner.unreadable.get(service) {
+            return Err(StoreError::Corrupt {
+                path: path.clone(),
+                reason: error.clone(),
+            });
+        }
+        let Some(svc) = inner.services.get_mut(service) else {
+            return Ok(());
+        };
+        let protected: BTreeSet<u64> = svc
+            .meta
+            .iter()
+            .flat_map(|m| [m.generation, m.target_generation])
+            .collect();
+        let doomed: Vec<u64> = svc
+            .records
+            .keys()
+            .rev()
+            .skip(keep)
+            .filter(|g| !protected.contains(g))
+            .copied()
+            .collect();
+        for generation in doomed {
+            svc.records.remove(&generation);
+        }
+        Ok(())
+    }
+
+    fn delete_service(&self, service: &str) -> Result<(), StoreError> {
+        check(service)?;
+        let mut inner = self.lock();
+        inner.services.remove(service);
+        inner.unreadable.remove(service);
+        Ok(())
+    }
+
+    fn append_event(&self, event: &Event, keep: usize) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.events.push(event.clone());
+        if inner.events.len() > keep.saturating_mul(2) {
+            let cut = inner.events.len().saturating_sub(keep);
+            inner.events.drain(..cut);
+        }
+        Ok(())
+    }
+
+    fn load_events(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let inner = self.lock();
+        let start = inner.events.len().saturating_sub(limit);
+        Ok(inner.events[start..].to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_core::event::EventKind;
+    use berth_core::record::Status;
+
+    use super::*;
+
+    fn record(service: &str, generation: u64) -> Deployment {
+        Deployment {
+            id: Deployment::make_id(service, generation),
+            service: service.to_string(),
+            generation,
+            ..Default::default()
+        }
+    }
+
+    fn meta(service: &str, generation: u64) -> ServiceMeta {
+        ServiceMeta {
+            service: service.to_string(),
+            generation,
+            target_generation: generation,
+            ..Default::default()
+        }
+    }
+
+    fn gens(history: Vec<Deployment>) -> Vec<u64> {
+        history.into_iter().map(|d| d.generation).collect()
+    }
+
+    #[test]
+    fn round_trip_like_the_real_store() {
+        let store = MemStore::new();
+        for g in 1..=5 {
+            store.save_record(&record("web", g)).expect("save");
+            store.save_meta(&meta("web", g)).expect("save");
+        }
+        assert_eq!(store.writes(), 10);
+        let mut done = record("web", 5);
+        done.status = Status::Complete;
+        store.save_record(&done).expect("rewrite");
+
+        let loaded = store.load().expect("load");
+        assert_eq!(
+            loaded,
+            [LoadedService::Ok {
+                meta: meta("web", 5),
+                current: Box::new(done.clone()),
+            }]
+        );
+        assert_eq!(gens(store.history("web", 2).expect("history")), [5, 4]);
+        assert_eq!(store.record("web", 5).expect("record"), Some(done));
+        assert_eq!(store.record("web", 9).expect("record"), None);
+
+        let mut m = meta("web", 5);
+        m.target_generation = 1;
+        store.save_meta(&m).expect("save");
+        store.prune("web", 2).expect("prune");
+        assert_eq!(
+            gens(store.history("web", usize::MAX).expect("history")),
+            [5, 4, 1]
+        );
+
+        store.delete_service("web").expect("delete");
+        assert!(store.load().expect("load").is_empty());
+        assert!(store.history("web", 10).expect("history").is_empty());
+    }
+
+    #[test]
+    fn unreadable_and_failures() {
+        let store = MemStore::new();
+        store.insert_unreadable("web", "truncated JSON at line 1 column 40");
+        let loaded = store.load().expect("load");
+        assert!(matches!(
+            &loaded[..],
+            [LoadedService::Unreadable { service, error, .. }]
+                if service == "web" && error.contains("truncated")
+        ));
+        assert!(store.prune("web", 1).is_err(), "cannot tell what to keep");
+
+        store.fail_next_write();
+        assert!(matches!(
+            store.save_record(&record("api", 1)),
+            Err(StoreError::Io { .. })
+        ));
+        assert_eq!(store.writes(), 0);
+        assert!(store.history("api", 10).expect("history").is_empty());
+        store
+            .save_record(&record("api", 1))
+            .expect("only one failure");
+        assert_eq!(store.writes(), 1);
+
+        // A record without a meta, and a meta without its record.
+        store.save_meta(&meta("db", 2)).expect("save");
+        let loaded = store.load().expect("load");
+        assert_eq!(loaded.len(), 3, "{loaded:?}");
+        assert!(
+            loaded
+                .iter()
+                .all(|l| matches!(l, LoadedService::Unreadable { .. }))
+        );
+
+        assert!(matches!(
+            store.history("../etc", 1),
+            Err(StoreError::InvalidName { .. })
+        ));
+    }
+
+    #[test]
+    fn events_are_compacted() {
+        let store = MemStore::new();
+        for seq in 1..=7 {
+            let event = Event {
+                seq,
+                at_ms: seq,
+                kind: EventKind::Daemon {
+                    message: String::new(),
+                },
+            };
+            store.append_event(&event, 3).expect("append");
+        }
+        let seqs: Vec<u64> = store
+            .load_events(10)
+            .expect("load")
+            .into_iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [5, 6, 7]);
+        assert_eq!(store.load_events(1).expect("load")[0].seq, 7);
+    }
+}

@@ -1,1 +1,486 @@
-//! placeholder
+//! berth's state directory: the real [`Store`].
+//!
+//! ```text
+//! <state_dir>/                          0700 (tightened at open if looser)
+//!   events.jsonl                        append-only event log, one JSON per line
+//!   services/<name>/current.json        ServiceMeta: which record is current
+//!   services/<name>/history/<gen>.json  Deployment, one per generation
+//! ```
+//!
+//! Every directory berth creates is 0700, every file 0600. Files are only
+//! ever replaced whole ([`write_atomic`], [`create_atomic`]); a crash leaves
+//! at most a stray `.tmp-*` file or a `services/.deleted-*` directory, both
+//! swept by [`FsStore::load`]. A file that does not parse is reported
+//! ([`LoadedService::Unreadable`]) and never rewritten or removed by berth.
+//!
+//! All methods block (they `fsync`); async callers run them under
+//! `spawn_blocking`. Writes are serialized by an internal lock, reads are not
+//! (files are replaced atomically, so a reader sees old or new content).
+//!
+//! Call [`FsStore::load`] once at start, before writing: it sweeps temp files,
+//! and one being written by this process at that moment would be swept too.
+
+mod atomic;
+mod events;
+mod parse;
+
+use std::collections::BTreeSet;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use berth_core::event::Event;
+use berth_core::record::Deployment;
+use berth_core::spec::valid_service_name;
+use berth_core::store::{LoadedService, ServiceMeta, Store, StoreError};
+
+pub use atomic::{Created, DIR_MODE, FILE_MODE, TMP_PREFIX, create_atomic, write_atomic};
+
+use atomic::{ensure_dir, io_err, sweep_temps, sync_dir};
+use events::EventLog;
+
+/// Name of the event log in the state dir.
+pub const EVENTS_FILE: &str = "events.jsonl";
+/// Name of a service's meta file.
+pub const META_FILE: &str = "current.json";
+/// Prefix of a service directory being deleted (see [`Store::delete_service`]).
+pub const DELETED_PREFIX: &str = ".deleted-";
+
+/// The state directory. `Send + Sync`; share it behind an `Arc`.
+#[derive(Debug)]
+pub struct FsStore {
+    root: PathBuf,
+    services: PathBuf,
+    /// Serializes every change to the tree (and the sweep in `load`).
+    write_lock: Mutex<()>,
+    events: Mutex<EventLog>,
+}
+
+impl FsStore {
+    /// Opens (creating it, mode 0700, if needed) the state directory.
+    ///
+    /// An existing state dir that group or others may access is tightened to
+    /// 0700 with a warning rather than refused: `StateDirectory=` and
+    /// `mkdir -p` make 0755 directories, and the records hold secret env
+    /// values, so the safe state is reached without an operator's help.
+    pub fn open(state_dir: &Path) -> Result<FsStore, StoreError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(state_dir)
+            .map_err(|e| io_err("create the state directory", state_dir, e))?;
+        let meta = std::fs::metadata(state_dir)
+            .map_err(|e| io_err("inspect the state directory", state_dir, e))?;
+        if !meta.is_dir() {
+            return Err(io_err(
+                "use as the state directory",
+                state_dir,
+                io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+            ));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode != DIR_MODE {
+            std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(DIR_MODE))
+                .map_err(|e| io_err("set permissions on the state directory", state_dir, e))?;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %state_dir.display(),
+                    was = format!("{mode:04o}"),
+                    "the state directory was open to other users; tightened it to 0700"
+                );
+            }
+        }
+        let services = state_dir.join("services");
+        ensure_dir(&services)?;
+        Ok(FsStore {
+            root: state_dir.to_path_buf(),
+            services,
+            write_lock: Mutex::new(()),
+            events: Mutex::new(EventLog::new(state_dir)),
+        })
+    }
+
+    /// The state directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn write_guard(&self) -> MutexGuard<'_, ()> {
+        // Nothing behind this lock can be left inconsistent by a panic.
+        self.write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn events_guard(&self) -> MutexGuard<'_, EventLog> {
+        match self.events.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                // A panic mid-append: forget what we knew, re-read the file.
+                let mut guard = poisoned.into_inner();
+                guard.reset();
+                self.events.clear_poison();
+                guard
+            }
+        }
+    }
+
+    /// `services/<name>`, for a name that is safe as one path component.
+    fn service_dir(&self, service: &str) -> Result<PathBuf, StoreError> {
+        if !valid_service_name(service) {
+            return Err(StoreError::InvalidName {
+                service: service.to_string(),
+            });
+        }
+        Ok(self.services.join(service))
+    }
+
+    fn history_dir(&self, service: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.service_dir(service)?.join("history"))
+    }
+
+    /// One service directory at load: `None` when it holds nothing committed.
+    fn load_service(&self, service: &str) -> Result<Option<LoadedService>, StoreError> {
+        let dir = self.services.join(service);
+        let history = dir.join("history");
+        for d in [&dir, &history] {
+            if let Err(e) = sweep_temps(d) {
+                tracing::warn!(error = %e, "cannot sweep temp files");
+            }
+        }
+        let unreadable = |path: &Path, error: String| {
+            Some(LoadedService::Unreadable {
+                service: service.to_string(),
+                path: path.display().to_string(),
+                error,
+            })
+        };
+        let meta_path = dir.join(META_FILE);
+        let meta: ServiceMeta = match read_opt(&meta_path) {
+            Err(e) => return Ok(unreadable(&meta_path, format!("cannot read it: {e}"))),
+            Ok(None) => {
+                let records = match generations(&history) {
+                    Ok(gens) => gens.len(),
+                    Err(e) => return Ok(unreadable(&history, e.to_string())),
+                };
+                if records == 0 {
+                    // A crash before the first record was committed: there is
+                    // nothing to lose and nothing to report.
+                    tracing::warn!(path = %dir.display(), "service directory without records; ignoring it");
+                    return Ok(None);
+                }
+                return Ok(unreadable(
+                    &meta_path,
+                    format!(
+                        "the file is missing, but history/ holds {records} record(s) \
+                         (a crash before the service's first current.json was written, \
+                         or it was removed)"
+                    ),
+                ));
+            }
+            Ok(Some(bytes)) => {
+                let path = meta_path.display().to_string();
+                match parse::parse(&bytes, service, None, &path) {
+                    Ok(meta) => meta,
+                    Err(error) => return Ok(unreadable(&meta_path, error)),
+                }
+            }
+        };
+        let record_path = history.join(record_file(meta.generation));
+        let current: Deployment = match read_opt(&record_path) {
+            Err(e) => return Ok(unreadable(&record_path, format!("cannot read it: {e}"))),
+            Ok(None) => {
+                return Ok(unreadable(
+                    &record_path,
+                    format!(
+                        "the file is missing, but current.json says generation {} is current",
+                        meta.generation
+                    ),
+                ));
+            }
+            Ok(Some(bytes)) => {
+                let path = record_path.display().to_string();
+                match parse::parse(&bytes, service, Some(meta.generation), &path) {
+                    Ok(record) => record,
+                    Err(error) => return Ok(unreadable(&record_path, error)),
+                }
+            }
+        };
+        Ok(Some(LoadedService::Ok {
+            meta,
+            current: Box::new(current),
+        }))
+    }
+
+    /// Reads one history record; `Ok(None)` if it is not there.
+    fn read_record(
+        &self,
+        service: &str,
+        generation: u64,
+    ) -> Result<Option<Deployment>, StoreError> {
+        let path = self.history_dir(service)?.join(record_file(generation));
+        let Some(bytes) = read_opt(&path).map_err(|e| io_err("read", &path, e))? else {
+            return Ok(None);
+        };
+        let shown = path.display().to_string();
+        parse::parse(&bytes, service, Some(generation), &shown)
+            .map(Some)
+            .map_err(|reason| StoreError::Corrupt {
+                path: shown,
+                reason,
+            })
+    }
+}
+
+impl Store for FsStore {
+    /// Sweeps stray temp files and half-deleted service directories, then
+    /// reads every service. Entries of `services/` that are not valid service
+    /// names are left alone with a warning. A missing, empty, torn or foreign
+    /// `current.json` or current record makes the service
+    /// [`LoadedService::Unreadable`]; a directory with no record at all (a
+    /// crash before the first one was written) is skipped with a warning.
+    fn load(&self) -> Result<Vec<LoadedService>, StoreError> {
+        let _guard = self.write_guard();
+        for d in [&self.root, &self.services] {
+            if let Err(e) = sweep_temps(d) {
+                tracing::warn!(error = %e, "cannot sweep temp files");
+            }
+        }
+        let mut names = Vec::new();
+        let entries =
+            std::fs::read_dir(&self.services).map_err(|e| io_err("list", &self.services, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("list", &self.services, e))?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                tracing::warn!(path = %path.display(), "ignoring an entry whose name is not UTF-8");
+                continue;
+            };
+            if name.starts_with(DELETED_PREFIX) {
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {
+                        tracing::warn!(path = %path.display(), "finished removing a deleted service's directory")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove a deleted service's directory")
+                    }
+                }
+                continue;
+            }
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if !valid_service_name(&name) || !is_dir {
+                tracing::warn!(path = %path.display(), "ignoring an entry that is not a service directory");
+                continue;
+            }
+            names.push(name);
+        }
+        names.sort();
+        let mut loaded = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(service) = self.load_service(&name)? {
+                loaded.push(service);
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// A generation not yet on disk is created with [`create_atomic`], so it
+    /// can never clobber one written meanwhile ([`StoreError::Exists`]); an
+    /// existing one (its status moved) is replaced with [`write_atomic`].
+    fn save_record(&self, record: &Deployment) -> Result<(), StoreError> {
+        let dir = self.service_dir(&record.service)?;
+        let history = dir.join("history");
+        let name = record_file(record.generation);
+        let path = history.join(&name);
+        let bytes = to_json(record, &path)?;
+        let _guard = self.write_guard();
+        ensure_dir(&dir)?;
+        ensure_dir(&history)?;
+        let exists = match std::fs::symlink_metadata(&path) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err("inspect", &path, e)),
+        };
+        if exists {
+            return write_atomic(&history, &name, &bytes);
+        }
+        match create_atomic(&history, &name, &bytes)? {
+            Created::Created => Ok(()),
+            Created::AlreadyExists => Err(StoreError::Exists {
+                service: record.service.clone(),
+                generation: record.generation,
+            }),
+        }
+    }
+
+    fn save_meta(&self, meta: &ServiceMeta) -> Result<(), StoreError> {
+        let dir = self.service_dir(&meta.service)?;
+        let bytes = to_json(meta, &dir.join(META_FILE))?;
+        let _guard = self.write_guard();
+        ensure_dir(&dir)?;
+        write_atomic(&dir, META_FILE, &bytes)
+    }
+
+    /// Newest first. A history file that does not parse is skipped with a
+    /// warning (it is not the current record; `load` reports that one). An
+    /// unknown service has no history.
+    fn history(&self, service: &str, limit: usize) -> Result<Vec<Deployment>, StoreError> {
+        let history = self.history_dir(service)?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for generation in generations(&history)?.into_iter().rev() {
+            match self.read_record(service, generation) {
+                Ok(Some(record)) => out.push(record),
+                // Pruned meanwhile.
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(service, generation, error = %e, "skipping an unreadable history record");
+                    continue;
+                }
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `Ok(None)` if there is no such record; [`StoreError::Corrupt`] if its
+    /// file does not parse.
+    fn record(&self, service: &str, generation: u64) -> Result<Option<Deployment>, StoreError> {
+        self.read_record(service, generation)
+    }
+
+    /// Never removes the generations `current.json` names (current and
+    /// target), even beyond `keep`. Refuses (with [`StoreError::Corrupt`])
+    /// when `current.json` exists but does not parse, as it cannot tell which
+    /// records are still needed.
+    fn prune(&self, service: &str, keep: usize) -> Result<(), StoreError> {
+        let dir = self.service_dir(service)?;
+        let history = dir.join("history");
+        let _guard = self.write_guard();
+        let gens = generations(&history)?;
+        if gens.len() <= keep {
+            return Ok(());
+        }
+        let meta_path = dir.join(META_FILE);
+        let mut protected = BTreeSet::new();
+        if let Some(bytes) = read_opt(&meta_path).map_err(|e| io_err("read", &meta_path, e))? {
+            let shown = meta_path.display().to_string();
+            let meta: ServiceMeta =
+                parse::parse(&bytes, service, None, &shown).map_err(|reason| {
+                    StoreError::Corrupt {
+                        path: shown.clone(),
+                        reason,
+                    }
+                })?;
+            protected.insert(meta.generation);
+            protected.insert(meta.target_generation);
+        }
+        let mut removed = 0;
+        for generation in gens.iter().rev().skip(keep) {
+            if protected.contains(generation) {
+                continue;
+            }
+            let path = history.join(record_file(*generation));
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", &path, e)),
+            }
+        }
+        if removed > 0 {
+            sync_dir(&history)?;
+        }
+        Ok(())
+    }
+
+    /// Renames the directory to `services/.deleted-<name>-<random>` (atomic,
+    /// made durable), then removes it: a crash in between leaves a directory
+    /// `load` finishes removing, never half a service that looks live. A
+    /// service that does not exist is already deleted.
+    fn delete_service(&self, service: &str) -> Result<(), StoreError> {
+        let dir = self.service_dir(service)?;
+        let _guard = self.write_guard();
+        let tomb = self.services.join(format!(
+            "{DELETED_PREFIX}{service}-{:016x}",
+            rand::random::<u64>()
+        ));
+        match std::fs::rename(&dir, &tomb) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("move aside the directory", &dir, e)),
+        }
+        sync_dir(&self.services)?;
+        // The service is gone; what is left is swept at the next start.
+        if let Err(e) = std::fs::remove_dir_all(&tomb) {
+            tracing::warn!(path = %tomb.display(), error = %e, "cannot remove a deleted service's directory; it is removed at the next start");
+        }
+        Ok(())
+    }
+
+    /// Appends one JSON line to `events.jsonl`. The line is written with a
+    /// single `write` (no user-space buffer, so nothing waits for a flush)
+    /// but is **not** `fsync`ed: a power loss may drop the last few events,
+    /// which is acceptable for a log, and an fsync per event would cost more
+    /// than the event is worth. A crash mid-write leaves a torn last line,
+    /// which is terminated before the next append and skipped when read.
+    /// Past `2 × keep` lines the file is rewritten (with [`write_atomic`],
+    /// durably) to the newest `keep`.
+    fn append_event(&self, event: &Event, keep: usize) -> Result<(), StoreError> {
+        self.events_guard().append(event, keep)
+    }
+
+    fn load_events(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.events_guard().load(limit)
+    }
+}
+
+fn record_file(generation: u64) -> String {
+    format!("{generation}.json")
+}
+
+/// The generations in `history`, ascending. Only `<n>.json` in canonical
+/// form counts; anything else is ignored. A missing directory has none.
+fn generations(history: &Path) -> Result<Vec<u64>, StoreError> {
+    let entries = match std::fs::read_dir(history) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("list", history, e)),
+    };
+    let mut gens = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("list", history, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(generation) = name
+            .strip_suffix(".json")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|g| record_file(*g) == name)
+        {
+            gens.push(generation);
+        }
+    }
+    gens.sort_unstable();
+    Ok(gens)
+}
+
+/// The file's bytes, or `None` if it does not exist.
+fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Pretty JSON (operators read these files) with a final newline.
+fn to_json<T: serde::Serialize>(value: &T, path: &Path) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| io_err("serialize", path, io::Error::other(e)))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}

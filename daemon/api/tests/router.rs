@@ -1,0 +1,192 @@
+//! The router through `oneshot`, against the loop on fakes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use berth_agent::{Agent, AgentConfig, Handle, Seams};
+use berth_api::{PeerPolicy, UnixPeer, router};
+use berth_fakes::{FakeRuntime, MemStore};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const OWN_UID: u32 = 4242;
+
+fn app(peer_uid: u32) -> (Router, Handle, tokio::sync::oneshot::Sender<()>) {
+    let runtime = FakeRuntime::new("n1");
+    runtime.add_image("demo:1", "sha256:one");
+    let env = Arc::new(Seams {
+        runtime,
+        store: MemStore::new(),
+    });
+    let (agent, handle) =
+        Agent::new(env, AgentConfig::new("n1", "t-", std::env::temp_dir())).expect("agent");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(agent.run(async move {
+        let _ = rx.await;
+    }));
+    let r = router(
+        handle.clone(),
+        PeerPolicy {
+            own_uid: OWN_UID,
+            group_gid: Some(900),
+        },
+    )
+    .layer(MockConnectInfo(UnixPeer {
+        uid: peer_uid,
+        gid: 100,
+        pid: None,
+    }));
+    (r, handle, stop)
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(match body {
+            Some(b) => Body::from(b.to_string()),
+            None => Body::empty(),
+        })
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+#[tokio::test]
+async fn healthz_needs_no_credentials_but_the_api_does() {
+    let (app, _h, _stop) = app(1000);
+    let (s, body) = call(&app, "GET", "/healthz", None).await;
+    assert_eq!((s, body), (StatusCode::OK, Value::String("ok".into())));
+    let (s, body) = call(&app, "GET", "/v1/services", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(body["kind"], "forbidden");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("uid 1000")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn root_and_own_uid_are_admitted() {
+    for uid in [0, OWN_UID] {
+        let (app, _h, _stop) = app(uid);
+        let (s, body) = call(&app, "GET", "/v1/services", None).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body, json!([]));
+    }
+}
+
+#[tokio::test]
+async fn invalid_specs_are_refused_with_every_field_named() {
+    let (app, _h, _stop) = app(0);
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/v1/apply",
+        Some(json!({"services": [
+            {"name": "web", "image": "demo:1", "imgae": "x"},
+            {"name": "api", "image": "demo:1", "restart": "sometimes"}
+        ]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["kind"], "invalid_spec");
+    let details = body["details"].to_string();
+    assert!(
+        details.contains("imgae") && details.contains("image"),
+        "{details}"
+    );
+    assert!(
+        details.contains("services[1]") && details.contains("sometimes"),
+        "{details}"
+    );
+    // Nothing was applied: all or nothing.
+    let (_, list) = call(&app, "GET", "/v1/services", None).await;
+    assert_eq!(list, json!([]));
+}
+
+#[tokio::test]
+async fn apply_dry_run_then_for_real_then_read_back() {
+    let (app, handle, _stop) = app(0);
+    let spec = json!({"name": "web", "image": "demo:1", "env": {"TOKEN": {"value": "s3cret", "secret": true}}});
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/v1/apply?dry_run=true",
+        Some(json!({"services": [spec]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["dry_run"], true);
+    assert_eq!(body["results"][0]["change"], "created");
+    assert!(
+        handle.snapshot().services.is_empty(),
+        "dry run applies nothing"
+    );
+
+    let (s, body) = call(&app, "PUT", "/v1/services/web", Some(spec.clone())).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let id = body["id"].as_str().expect("record id").to_string();
+    assert_eq!(
+        body["spec"]["env"]["TOKEN"]["value"], "<redacted>",
+        "{body}"
+    );
+    assert!(!body.to_string().contains("s3cret"));
+
+    let (s, body) = call(&app, "PUT", "/v1/services/web", Some(spec)).await;
+    assert_eq!(s, StatusCode::OK, "unchanged: {body}");
+
+    let (s, body) = call(&app, "GET", &format!("/v1/deployments/{id}?wait=10s"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["status"], "COMPLETE", "{body}");
+    let (s, body) = call(&app, "GET", "/v1/services/web", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["status"]["name"], "web");
+    assert!(!body.to_string().contains("s3cret"));
+    let (_, events) = call(&app, "GET", "/v1/events?since=0", None).await;
+    assert!(!events.to_string().contains("s3cret"));
+    assert!(events["events"].as_array().is_some_and(|e| !e.is_empty()));
+}
+
+#[tokio::test]
+async fn errors_have_kinds_and_statuses() {
+    let (app, _h, _stop) = app(0);
+    let (s, body) = call(&app, "GET", "/v1/services/nope", None).await;
+    assert_eq!(
+        (s, body["kind"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (s, body) = call(
+        &app,
+        "PUT",
+        "/v1/services/other",
+        Some(json!({"name": "web", "image": "demo:1"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/v1/apply",
+        Some(json!({"services": [], "extra": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, body) = call(&app, "POST", "/v1/services/nope/stop", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    let (s, _) = call(&app, "GET", "/v1/deployments/garbage", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&app, "GET", "/v1/deployments/web-1?wait=forever", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}

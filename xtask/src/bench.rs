@@ -1,0 +1,338 @@
+//! `cargo xtask bench apply`: berth side by side with `docker-compose up -d`
+//! on equivalent files. Prints a table; asserts nothing (machines are noisy).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use berth_tests::proxy::EngineProxy;
+
+const ENGINE: &str = "/var/run/docker.sock";
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    node: String,
+    ctl: PathBuf,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(bin: &Path, dir: &Path, node: &str, docker_host: &str) -> Result<Daemon> {
+        std::fs::create_dir_all(dir.join("specs"))?;
+        let socket = dir.join("berth.sock");
+        let config = dir.join("berthd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "node_id = \"{node}\"\nprefix = \"{node}-\"\nstate_dir = \"{}\"\nsocket = \"{}\"\nspec_dir = \"{}\"\ndocker_host = \"{docker_host}\"\n",
+                dir.join("state").display(),
+                socket.display(),
+                dir.join("specs").display()
+            ),
+        )?;
+        let child = Command::new(bin.join("berthd"))
+            .arg("--config")
+            .arg(&config)
+            .env("BERTH_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("berthd.log"))?)
+            .spawn()
+            .context("cannot start berthd")?;
+        let d = Daemon {
+            child,
+            socket,
+            node: node.to_string(),
+            ctl: bin.join("berthctl"),
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !d.ctl(&["status"])?.status.success() {
+            if Instant::now() > deadline {
+                bail!(
+                    "berthd did not come up; see {}",
+                    dir.join("berthd.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(d)
+    }
+
+    fn ctl(&self, args: &[&str]) -> Result<std::process::Output> {
+        Command::new(&self.ctl)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .context("cannot run berthctl")
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn running(&self) -> usize {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=io.berth.node={}", self.node),
+                "--filter",
+                "status=running",
+            ])
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        remove_label(&format!("io.berth.node={}", self.node));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn remove_label(label: &str) {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={label}")])
+        .output();
+    if let Ok(out) = out {
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .stdout(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn specs(dir: &Path, n: usize, greeting: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut text = String::from("services:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  - name: s{i:03}\n    image: berth-demo:latest\n    command: [\"/demo\", \"serve\", \"--port\", \"8080\"]\n    env: {{GREETING: {greeting}}}\n    network: none\n"
+        ));
+    }
+    std::fs::write(dir.join("services.yaml"), text)?;
+    Ok(())
+}
+
+fn compose_file(dir: &Path, n: usize, project: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut text = String::from("services:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  s{i:03}:\n    image: berth-demo:latest\n    command: [\"serve\", \"--port\", \"8080\"]\n    environment: {{GREETING: hello}}\n    network_mode: none\n    restart: always\n    labels: {{io.berth.bench: \"{project}\"}}\n"
+        ));
+    }
+    let path = dir.join("compose.yaml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn wait_running(d: &Daemon, n: usize, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while d.running() < n {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {n} containers running after {timeout:?}",
+                d.running()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub fn apply(root: &Path) -> Result<()> {
+    crate::images::run(
+        root,
+        &crate::images::Options {
+            tag: crate::images::DEMO_IMAGE.to_string(),
+            force: false,
+        },
+    )?;
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "berthd",
+            "-p",
+            "berthctl",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build --release failed");
+    }
+    let bin = root.join("target").join("release");
+    let base = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+
+    // 1. Cold apply of 50: berth vs compose (time until all 50 run).
+    let cold = 50;
+    let compose_s = {
+        let project = format!("berthbench{}", std::process::id());
+        let file = compose_file(&base.join("compose"), cold, &project)?;
+        let t = Instant::now();
+        let st = Command::new("docker-compose")
+            .args(["-p", &project, "-f"])
+            .arg(&file)
+            .args(["up", "-d", "--quiet-pull"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let took = t.elapsed();
+        let _ = Command::new("docker-compose")
+            .args(["-p", &project, "-f"])
+            .arg(&file)
+            .args(["down", "-t", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        remove_label(&format!("io.berth.bench={project}"));
+        match st {
+            Ok(s) if s.success() => Some(took),
+            _ => None,
+        }
+    };
+    let berth_cold = {
+        let d = Daemon::start(
+            &bin,
+            &base.join("cold"),
+            &format!("bench-cold-{}", std::process::id()),
+            &format!("unix://{ENGINE}"),
+        )?;
+        let dir = base.join("cold-specs");
+        specs(&dir, cold, "hello")?;
+        let t = Instant::now();
+        let out = d.ctl(&["apply", "--no-wait", &dir.display().to_string()])?;
+        if !out.status.success() {
+            bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        wait_running(&d, cold, Duration::from_secs(120))?;
+        t.elapsed()
+    };
+    rows.push((
+        format!("cold apply, {cold} services (until all run)"),
+        ms(berth_cold),
+        compose_s.map(ms).unwrap_or_else(|| "n/a".into()),
+        match compose_s {
+            Some(c) => format!(
+                "{:.2}x compose (target <= 0.7x)",
+                berth_cold.as_secs_f64() / c.as_secs_f64()
+            ),
+            None => "compose failed".into(),
+        },
+    ));
+
+    // 2-4. 200 services through the counting proxy.
+    let many = 200;
+    let proxy = EngineProxy::start(Path::new(ENGINE)).context("cannot start the engine proxy")?;
+    let d = Daemon::start(
+        &bin,
+        &base.join("many"),
+        &format!("bench-many-{}", std::process::id()),
+        &proxy.docker_host(),
+    )?;
+    let dir = base.join("many-specs");
+    specs(&dir, many, "hello")?;
+    let out = d.ctl(&["apply", "--no-wait", &dir.display().to_string()])?;
+    if !out.status.success() {
+        bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    wait_running(&d, many, Duration::from_secs(300))?;
+    // Let every deployment settle before measuring the no-op.
+    std::thread::sleep(Duration::from_secs(4));
+    proxy.clear();
+    let mut noop = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let out = d.ctl(&["apply", "--no-wait", &dir.display().to_string()])?;
+        noop.push(t.elapsed());
+        if !out.status.success() {
+            bail!("no-op apply failed");
+        }
+    }
+    noop.sort();
+    std::thread::sleep(Duration::from_millis(500));
+    let mutating = proxy.mutating_calls().len();
+    rows.push((
+        format!("no-op re-apply, {many} services (median of 5, incl. berthctl)"),
+        ms(noop[noop.len() / 2]),
+        "-".into(),
+        format!("{mutating} mutating engine calls (target < 50 ms, 0 calls)"),
+    ));
+
+    // One changed among 200.
+    let mut text = std::fs::read_to_string(dir.join("services.yaml"))?;
+    text = text.replacen("GREETING: hello", "GREETING: changed", 1);
+    std::fs::write(dir.join("services.yaml"), text)?;
+    proxy.clear();
+    let t = Instant::now();
+    let out = d.ctl(&["apply", &dir.display().to_string()])?;
+    let changed = t.elapsed();
+    if !out.status.success() {
+        bail!(
+            "changed apply failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let creates = proxy
+        .mutating_calls()
+        .iter()
+        .filter(|(m, p)| m == "POST" && p.contains("/containers/create"))
+        .count();
+    rows.push((
+        format!("one changed among {many} (apply until COMPLETE)"),
+        ms(changed),
+        "-".into(),
+        format!("{creates} container created; includes the 2 s settle"),
+    ));
+
+    // Idle RSS.
+    std::thread::sleep(Duration::from_secs(3));
+    let rss = d.rss_kib().unwrap_or(0);
+    rows.push((
+        format!("berthd idle RSS, {many} services"),
+        format!("{:.1} MiB", rss as f64 / 1024.0),
+        "-".into(),
+        "target < 15 MiB".into(),
+    ));
+    drop(d);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&base);
+
+    println!(
+        "\n{:<58} {:>10} {:>10}  notes",
+        "benchmark", "berth", "compose"
+    );
+    for (name, berth, compose, note) in rows {
+        println!("{name:<58} {berth:>10} {compose:>10}  {note}");
+    }
+    Ok(())
+}
