@@ -1071,7 +1071,13 @@ impl<E: Env> Agent<E> {
                 .push(spec);
         }
         for (_, (source, services)) in by_source {
-            let (tx, _rx) = tokio::sync::oneshot::channel();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let what = source.describe();
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = rx.await {
+                    tracing::warn!("{what}: not applied: {e}");
+                }
+            });
             self.begin_apply(
                 ApplyRequest {
                     services,
@@ -1114,6 +1120,24 @@ impl<E: Env> Agent<E> {
             if svc.busy || svc.current.status.is_terminal() {
                 continue;
             }
+            // A deployment resumed after a crash whose container was in fact
+            // created: it reached the engine.
+            if !svc.current.applied
+                && svc.current.generation == svc.target.generation
+                && container
+                    .as_ref()
+                    .is_some_and(|c| c.spec_hash.as_deref() == Some(svc.current.spec_hash.as_str()))
+            {
+                svc.current.applied = true;
+                svc.target.applied = true;
+                let record = svc.current.clone();
+                if let Err(e) = self.env.store().save_record(&record) {
+                    tracing::error!(service = name, error = %e, "cannot save record");
+                }
+            }
+            let Some(svc) = self.services.get_mut(&name) else {
+                continue;
+            };
             let verdict = judge_one(svc, container.as_ref(), now);
             match verdict {
                 Verdict::Wait => {}

@@ -613,3 +613,85 @@ async fn an_unreachable_engine_is_shown_and_retried() {
     assert_eq!(d.status, Status::Complete);
     node.stop().await;
 }
+
+fn spec_file(path: &str, content: &str, services: Vec<ServiceSpec>) -> berth_agent::SpecFile {
+    berth_agent::SpecFile {
+        path: path.into(),
+        content_hash: berth_core::hash::sha256_hex(content.as_bytes()),
+        services: Ok(services),
+    }
+}
+
+#[tokio::test]
+async fn spec_dir_files_apply_only_when_their_content_changes() {
+    let node = start();
+    let f = spec_file("/specs/web.yaml", "v1", vec![spec("web", "demo:1")]);
+    let problems = node
+        .handle
+        .spec_dir(vec![f.clone()])
+        .await
+        .expect("spec dir");
+    assert!(problems.is_empty(), "{problems:?}");
+    eventually("web created", || {
+        node.rt().container_by_name("t-web").is_some()
+    })
+    .await;
+    let h = node.handle.history("web", 10).await.expect("history");
+    assert_eq!(h.len(), 1);
+    wait_status(&node.handle, &h[0].id).await;
+
+    // The same file again (a restart, a SIGHUP): nothing happens.
+    node.handle
+        .spec_dir(vec![f.clone()])
+        .await
+        .expect("spec dir");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        node.handle.history("web", 10).await.expect("history").len(),
+        1
+    );
+
+    // Another file may not take web over.
+    let other = spec_file("/specs/other.yaml", "x", vec![spec("web", "demo:2")]);
+    let problems = node
+        .handle
+        .spec_dir(vec![f.clone(), other])
+        .await
+        .expect("spec dir");
+    assert!(
+        problems.iter().any(|p| p.contains("owned by")),
+        "{problems:?}"
+    );
+
+    // The file changes: web is updated.
+    let f2 = spec_file("/specs/web.yaml", "v2", vec![spec("web", "demo:2")]);
+    node.handle.spec_dir(vec![f2]).await.expect("spec dir");
+    eventually("web updated", || {
+        node.rt()
+            .container_by_name("t-web")
+            .is_some_and(|c| c.req.spec.image == "sha256:two")
+    })
+    .await;
+
+    // An invalid file leaves its services alone.
+    let bad = berth_agent::SpecFile {
+        path: "/specs/web.yaml".into(),
+        content_hash: "bad".into(),
+        services: Err("/specs/web.yaml:1:1: name: missing".into()),
+    };
+    let problems = node.handle.spec_dir(vec![bad]).await.expect("spec dir");
+    assert!(
+        problems.iter().any(|p| p.contains("invalid")),
+        "{problems:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(node.rt().container_by_name("t-web").is_some());
+
+    // The file is removed: web is deleted.
+    node.handle.spec_dir(vec![]).await.expect("spec dir");
+    eventually("web removed", || {
+        node.rt().container_by_name("t-web").is_none()
+    })
+    .await;
+    node.stop().await;
+}
