@@ -1208,12 +1208,45 @@ impl<E: Env> Agent<E> {
         d
     }
 
+    /// Exited containers of tasks that ended more than `task_gc_after` ago.
+    fn task_gc(&self) -> Vec<Action> {
+        let now = self.env.now_ms();
+        let after = self.cfg.task_gc_after.as_millis() as u64;
+        let mut out = Vec::new();
+        for (name, svc) in &self.services {
+            let done = svc.target.spec.kind == Kind::Task
+                && svc.current.status.is_terminal()
+                && svc.current.action != DeployAction::Delete
+                && !svc.meta.held
+                && now.saturating_sub(svc.current.updated_at_ms) >= after;
+            if !done {
+                continue;
+            }
+            for c in self.observed.iter().filter(|c| c.service == *name) {
+                if matches!(c.state, ContainerState::Exited | ContainerState::Dead) {
+                    out.push(Action::Remove {
+                        service: name.clone(),
+                        container: c.into(),
+                        reason: berth_core::plan::Reason::TaskFinished,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     fn reconcile(&mut self) {
-        let actions = plan(
+        let mut actions = plan(
             &self.desired(),
             &Observed {
                 containers: self.observed.clone(),
             },
+        );
+        let planned: BTreeSet<String> = actions.iter().map(|a| a.service().to_string()).collect();
+        actions.extend(
+            self.task_gc()
+                .into_iter()
+                .filter(|a| !planned.contains(a.service())),
         );
         let mut by_service: BTreeMap<String, Vec<Action>> = BTreeMap::new();
         for a in actions {

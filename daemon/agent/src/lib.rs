@@ -75,6 +75,9 @@ pub struct AgentConfig {
     pub resync_interval: Duration,
     /// Shown in `GET /v1/node`.
     pub engine_endpoint: String,
+    /// A finished task's exited container is removed this long after the
+    /// task ended (its output stays in the record).
+    pub task_gc_after: Duration,
 }
 
 impl AgentConfig {
@@ -87,6 +90,7 @@ impl AgentConfig {
             events_keep: 1000,
             resync_interval: Duration::from_secs(30),
             engine_endpoint: String::new(),
+            task_gc_after: Duration::from_secs(600),
         }
     }
 }

@@ -695,3 +695,67 @@ async fn spec_dir_files_apply_only_when_their_content_changes() {
     .await;
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_policy_only_change_makes_a_record_and_touches_no_container() {
+    let node = start();
+    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    node.rt().clear_calls();
+    let mut s = spec("web", "demo:1");
+    s.update.health_timeout = Duration::from_secs(30);
+    let r = apply(&node.handle, vec![s]).await;
+    assert_eq!(r.results[0].change, Change::PolicyOnly);
+    assert_eq!(r.results[0].diff[0].field, "update.health_timeout");
+    let d = wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    assert_eq!(d.status, Status::Complete);
+    assert_eq!(d.generation, 2);
+    assert_eq!(node.rt().mutating_calls(), vec![]);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn finished_task_containers_are_garbage_collected() {
+    let runtime = FakeRuntime::new("n1");
+    runtime.add_image("demo:1", "sha256:one");
+    let env = Arc::new(Seams {
+        runtime,
+        store: MemStore::new(),
+    });
+    let mut c = cfg();
+    c.task_gc_after = Duration::from_millis(300);
+    let (agent, handle) = Agent::new(env.clone(), c).expect("agent");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async move {
+        let _ = rx.await;
+    }));
+    let mut t = spec("job", "demo:1");
+    t.kind = Kind::Task;
+    let r = apply(&handle, vec![t]).await;
+    let id = r.results[0].deployment.clone().expect("rec").id;
+    eventually("task runs", || {
+        env.runtime
+            .container_by_name("t-job")
+            .is_some_and(|c| c.state == ContainerState::Running)
+    })
+    .await;
+    env.runtime.exit("t-job", 0, "done\n", "");
+    let d = wait_status(&handle, &id).await;
+    assert_eq!(d.status, Status::Complete);
+    eventually("exited task container removed", || {
+        env.runtime.container_by_name("t-job").is_none()
+    })
+    .await;
+    let d = handle.deployment(&id).await.expect("record stays");
+    assert_eq!(d.outputs.deploy_stdout.as_deref(), Some("done\n"));
+    let _ = stop.send(());
+    let _ = task.await;
+}

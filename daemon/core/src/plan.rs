@@ -60,6 +60,9 @@ pub enum Reason {
     /// The container has the desired spec but not the canonical name
     /// (left by an interrupted swap).
     Misnamed,
+    /// A finished task's container, kept a while for `logs`; its output is
+    /// in the record.
+    TaskFinished,
 }
 
 impl fmt::Display for Reason {
@@ -75,6 +78,7 @@ impl fmt::Display for Reason {
             Reason::NotDesired => write!(f, "service is not desired any more"),
             Reason::Duplicate => write!(f, "duplicate of the current container"),
             Reason::Misnamed => write!(f, "left by an interrupted swap"),
+            Reason::TaskFinished => write!(f, "task finished; its output is kept in the record"),
         }
     }
 }
