@@ -15,7 +15,7 @@ const ENGINE: &str = "/var/run/docker.sock";
 
 fn web(name: &str, greeting: &str) -> String {
     format!(
-        "name: {name}\nimage: berth-demo:latest\ncommand: [\"/demo\", \"serve\", \"--port\", \"8080\"]\nenv: {{GREETING: {greeting}}}\nupdate: {{settle: 1s}}\n"
+        "name: {name}\nimage: berth-demo:latest\ncommand: [\"serve\", \"--port\", \"8080\"]\nenv: {{GREETING: {greeting}}}\nupdate: {{settle: 1s}}\n"
     )
 }
 
@@ -34,11 +34,23 @@ fn apply(node: &TestNode, files: &[&std::path::Path]) -> Value {
     node.ctl_json(&args)
 }
 
+/// (service, final status) of the deployments an apply created (unchanged
+/// services are left out).
 fn statuses(applied: &Value) -> Vec<(String, String)> {
+    let changed: Vec<String> = applied["apply"]["results"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter(|r| r["change"] != "unchanged")
+                .filter_map(|r| r["service"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     applied["deployments"]
         .as_array()
         .map(|a| {
             a.iter()
+                .filter(|d| d["service"].as_str().is_some_and(|s| changed.iter().any(|c| c == s)))
                 .map(|d| {
                     (
                         d["service"].as_str().unwrap_or_default().to_string(),
@@ -357,7 +369,7 @@ fn a_task_runs_once_and_records_its_output_and_outputs() {
     node.start();
     let t = node.spec_file(
         "t.yaml",
-        "name: migrate\nimage: berth-demo:latest\nkind: task\ncommand: [\"/demo\", \"write-outputs\", \"result=42\", \"--dir\", \"/berth/outputs\"]\noutputs: [result]\n",
+        "name: migrate\nimage: berth-demo:latest\nkind: task\ncommand: [\"write-outputs\", \"result=42\", \"--dir\", \"/berth/outputs\"]\noutputs: [result]\n",
     );
     let out = apply(&node, &[&t]);
     assert_eq!(
@@ -383,7 +395,7 @@ fn a_task_runs_once_and_records_its_output_and_outputs() {
 
     let f = node.spec_file(
         "f.yaml",
-        "name: fails\nimage: berth-demo:latest\nkind: task\ncommand: [\"/demo\", \"exit\", \"3\", \"--stderr\", \"boom\"]\n",
+        "name: fails\nimage: berth-demo:latest\nkind: task\ncommand: [\"exit\", \"3\", \"--stderr\", \"boom\"]\n",
     );
     let out = node.ctl(&["--json", "apply", &f.display().to_string()]);
     assert_eq!(out.status.code(), Some(1));

@@ -1,1 +1,1104 @@
-//! placeholder
+//! `DockerRuntime`: berth's [`Runtime`] over the Docker Engine API (bollard).
+//!
+//! - The client is built lazily and the API version negotiated on first use
+//!   (the engine may be older than bollard's default, or not up yet when
+//!   berthd starts); until that succeeds every call fails fast with
+//!   [`RuntimeError::Unreachable`].
+//! - Only containers carrying `io.berth.node=<node id>` are listed or watched,
+//!   and every mutating call inspects its target first and refuses one without
+//!   that label. The mutation then addresses the container by the full id the
+//!   inspect returned, so a name re-pointed in between cannot redirect it.
+
+mod config;
+mod context;
+mod error;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use berth_core::runtime::{
+    BoxStream, ContainerState, CreateRequest, Health, ImageInfo, LABEL_GENERATION, LABEL_NODE,
+    LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream, ObservedContainer,
+    RuntimeError, RuntimeEvent,
+};
+use bollard::container::LogOutput;
+use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
+    ImportImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
+    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use bollard::{API_DEFAULT_VERSION, Docker, body_full, body_try_stream};
+use futures_util::stream::{self, Stream, StreamExt};
+use tokio::io::AsyncReadExt;
+
+pub use berth_core::runtime::Runtime;
+pub use config::container_config;
+
+use crate::error::{Failure, chain};
+
+/// Answering `/version` (the first call on a fresh client).
+const NEGOTIATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only calls: list, inspect.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Mutating calls that do not wait on the workload: create, start, remove, rename.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// On top of a container's own stop timeout, for stop and restart.
+const STOP_MARGIN: Duration = Duration::from_secs(30);
+/// The engine's default stop timeout when a container sets none.
+const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
+/// Until the response headers of a build or a load (the body may be uploaded
+/// and unpacked first).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Until the response headers of a log or event stream.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Containers inspected at once by `list`.
+const LIST_CONCURRENCY: usize = 8;
+/// Lines of build output kept for an error message.
+const BUILD_TAIL_LINES: usize = 20;
+/// Chunk size when streaming an image tarball to the engine.
+const LOAD_CHUNK: usize = 256 * 1024;
+
+/// The Docker Engine, as berth's [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// As given, for messages.
+    endpoint: String,
+    target: Target,
+    node_id: String,
+    /// Set once the version is negotiated.
+    client: Mutex<Option<Docker>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Unix(String),
+    Http(String),
+}
+
+fn parse_endpoint(endpoint: &str) -> Option<Target> {
+    let e = endpoint.trim();
+    if let Some(path) = e.strip_prefix("unix://") {
+        return (!path.is_empty()).then(|| Target::Unix(path.to_string()));
+    }
+    if e.starts_with('/') {
+        return Some(Target::Unix(e.to_string()));
+    }
+    for scheme in ["tcp://", "http://"] {
+        if let Some(addr) = e.strip_prefix(scheme) {
+            let addr = addr.trim_end_matches('/');
+            return (!addr.is_empty()).then(|| Target::Http(format!("http://{addr}")));
+        }
+    }
+    None
+}
+
+impl DockerRuntime {
+    /// A runtime for the engine at `endpoint` (`unix:///path`, a bare socket
+    /// path, `tcp://host:port` or `http://host:port`) acting for `node_id`.
+    ///
+    /// Does no I/O: the engine is first contacted (and the API version
+    /// negotiated) by the first call, so berthd can start before the engine.
+    pub fn connect(endpoint: &str, node_id: &str) -> Result<Self, RuntimeError> {
+        let target = parse_endpoint(endpoint).ok_or_else(|| RuntimeError::Unreachable {
+            endpoint: endpoint.to_string(),
+            reason: "not an engine endpoint: expected unix:///path/to/docker.sock, \
+                     /path/to/docker.sock, tcp://host:port or http://host:port"
+                .to_string(),
+        })?;
+        if node_id.is_empty() {
+            return Err(RuntimeError::Refused {
+                op: "connect to",
+                target: endpoint.to_string(),
+                message: "the node id is empty; berth needs one to tell its containers apart"
+                    .to_string(),
+            });
+        }
+        Ok(DockerRuntime {
+            inner: Arc::new(Inner {
+                endpoint: endpoint.to_string(),
+                target,
+                node_id: node_id.to_string(),
+                client: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// Contacts the engine (if not done yet) and returns the API version in
+    /// use, e.g. `1.41`.
+    pub async fn api_version(&self) -> Result<String, RuntimeError> {
+        let docker = self.inner.client().await?;
+        let v = docker.client_version();
+        Ok(format!("{}.{}", v.major_version, v.minor_version))
+    }
+}
+
+impl Inner {
+    fn unreachable(&self, reason: impl Into<String>) -> RuntimeError {
+        RuntimeError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The default mapping: unreachable stays unreachable, anything else is
+    /// the engine refusing `op` on `target`.
+    fn fail(&self, op: &'static str, target: &str, f: Failure) -> RuntimeError {
+        match f {
+            Failure::Unreachable(reason) => self.unreachable(reason),
+            other => RuntimeError::Refused {
+                op,
+                target: target.to_string(),
+                message: other.message().to_string(),
+            },
+        }
+    }
+
+    fn new_client(&self) -> Result<Docker, bollard::errors::Error> {
+        let secs = CALL_TIMEOUT.as_secs();
+        match &self.target {
+            Target::Unix(path) => Docker::connect_with_unix(path, secs, API_DEFAULT_VERSION),
+            Target::Http(addr) => Docker::connect_with_http(addr, secs, API_DEFAULT_VERSION),
+        }
+    }
+
+    /// The negotiated client, contacting the engine first if need be.
+    async fn client(&self) -> Result<Docker, RuntimeError> {
+        if let Some(docker) = self
+            .client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(docker.clone());
+        }
+        let fresh = self
+            .new_client()
+            .map_err(|e| self.unreachable(Failure::from(e).message().to_string()))?;
+        // The negotiated version lives behind an Arc shared by clones, so the
+        // short-timeout clone negotiates for `fresh` too.
+        let probe = fresh.clone().with_timeout(NEGOTIATE_TIMEOUT);
+        match tokio::time::timeout(NEGOTIATE_TIMEOUT, probe.negotiate_version()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let reason = match Failure::from(e) {
+                    Failure::Unreachable(r) => r,
+                    other => format!("cannot negotiate the API version: {}", other.message()),
+                };
+                return Err(self.unreachable(reason));
+            }
+            Err(_) => {
+                return Err(self.unreachable(format!(
+                    "no answer to /version within {}s",
+                    NEGOTIATE_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        let v = fresh.client_version();
+        tracing::debug!(endpoint = %self.endpoint, api = %format!("{}.{}", v.major_version, v.minor_version), "engine API version negotiated");
+        *self.client.lock().unwrap_or_else(PoisonError::into_inner) = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    fn node_filter(&self) -> String {
+        format!("{LABEL_NODE}={}", self.node_id)
+    }
+
+    /// Inspects `id` and refuses unless it carries this node's label.
+    async fn ensure_ours(
+        &self,
+        docker: &Docker,
+        op: &'static str,
+        id: &str,
+    ) -> Result<OwnedContainer, RuntimeError> {
+        if !valid_container_ref(id) {
+            return Err(RuntimeError::Refused {
+                op,
+                target: id.to_string(),
+                message: "not a container name or id".to_string(),
+            });
+        }
+        let c = docker
+            .clone()
+            .with_timeout(QUERY_TIMEOUT)
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| match Failure::from(e) {
+                f if f.status() == Some(404) => {
+                    RuntimeError::NoSuchContainer { id: id.to_string() }
+                }
+                f => self.fail(op, id, f),
+            })?;
+        check_owner(c, &self.node_id, op, id)
+    }
+}
+
+/// What a mutating call needs of the container it checked.
+struct OwnedContainer {
+    id: String,
+    stop_timeout: Option<i64>,
+}
+
+fn check_owner(
+    c: ContainerInspectResponse,
+    node_id: &str,
+    op: &'static str,
+    asked: &str,
+) -> Result<OwnedContainer, RuntimeError> {
+    let name = c
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_string();
+    let config = c.config.unwrap_or_default();
+    let owner = config
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_NODE))
+        .map(String::as_str);
+    let full_id = c.id.unwrap_or_default();
+    if owner != Some(node_id) || full_id.is_empty() {
+        let whose = match owner {
+            Some(other) => format!("it belongs to berth node `{other}`"),
+            None => format!("it does not carry the {LABEL_NODE} label"),
+        };
+        return Err(RuntimeError::Refused {
+            op,
+            target: asked.to_string(),
+            message: format!(
+                "container `{name}` ({}) is not this node's ({whose}); \
+                 berth never touches containers it did not create",
+                short_id(&full_id)
+            ),
+        });
+    }
+    Ok(OwnedContainer {
+        id: full_id,
+        stop_timeout: config.stop_timeout,
+    })
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.get(..12).unwrap_or(id)
+}
+
+/// A container name or id as the engine accepts them. Anything else (a `/`,
+/// `..`, `?`) could make the request URL address another endpoint.
+fn valid_container_ref(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 255
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// An image reference or id (`name[:tag]`, `name@sha256:..`, `sha256:..`).
+fn valid_image_ref(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 1024
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':' | b'/' | b'@')
+        })
+        && s.split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// A container as berth reports it, from the engine's inspect.
+fn observe(c: ContainerInspectResponse) -> Option<ObservedContainer> {
+    let id = c.id?;
+    let name = c
+        .name
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_string();
+    let labels = c.config.and_then(|cfg| cfg.labels).unwrap_or_default();
+    let st = c.state.unwrap_or_default();
+    let state = match st.status {
+        Some(s) if !s.as_ref().is_empty() => ContainerState::parse(s.as_ref()),
+        _ if st.running == Some(true) => ContainerState::Running,
+        _ => ContainerState::Exited,
+    };
+    let exit_code = match state {
+        ContainerState::Exited | ContainerState::Dead | ContainerState::Restarting => st.exit_code,
+        _ => None,
+    };
+    let health = st.health.and_then(|h| h.status).and_then(|s| match s {
+        HealthStatusEnum::STARTING => Some(Health::Starting),
+        HealthStatusEnum::HEALTHY => Some(Health::Healthy),
+        HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+        HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => None,
+    });
+    let started_at = st
+        .started_at
+        .filter(|s| !s.is_empty() && !s.starts_with("0001-01-01"));
+    Some(ObservedContainer {
+        id,
+        name,
+        service: labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+        spec_hash: labels.get(LABEL_SPEC_HASH).cloned(),
+        generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
+        state,
+        exit_code,
+        health,
+        restart_count: c
+            .restart_count
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
+        started_at,
+    })
+}
+
+/// An engine event about one of this node's containers; `None` for events
+/// berth has no use for (health probes' `exec_*`, events without an actor).
+fn runtime_event(ev: EventMessage) -> Option<RuntimeEvent> {
+    let action = ev.action?;
+    if action.starts_with("exec_") {
+        return None;
+    }
+    let actor = ev.actor?;
+    let container_id = actor.id?;
+    let attrs = actor.attributes.unwrap_or_default();
+    let exit_code = if action == "die" {
+        attrs.get("exitCode").and_then(|c| c.parse().ok())
+    } else {
+        None
+    };
+    Some(RuntimeEvent {
+        container_id,
+        service: attrs.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+        action,
+        exit_code,
+    })
+}
+
+/// `Loaded image: X` / `Loaded image ID: sha256:..` lines of a load's output.
+fn loaded_refs(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            line.strip_prefix("Loaded image ID: ")
+                .or_else(|| line.strip_prefix("Loaded image: "))
+                .map(|r| r.trim().to_string())
+        })
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// Ends `s` right after its first error.
+fn end_after_error<T: Send + 'static>(
+    s: impl Stream<Item = Result<T, RuntimeError>> + Send + 'static,
+) -> BoxStream<Result<T, RuntimeError>> {
+    let mut failed = false;
+    Box::pin(s.take_while(move |item| {
+        let go = !failed;
+        failed = item.is_err();
+        futures_util::future::ready(go)
+    }))
+}
+
+fn push_tail(tail: &mut VecDeque<String>, text: &str) {
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        if tail.len() == BUILD_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_string());
+    }
+}
+
+impl Runtime for DockerRuntime {
+    async fn list(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?.with_timeout(QUERY_TIMEOUT);
+        let filters = HashMap::from([("label", vec![inner.node_filter()])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| inner.fail("list", "containers", e.into()))?;
+        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
+        let inspected: Vec<_> = stream::iter(ids)
+            .map(|id| {
+                let docker = docker.clone();
+                async move {
+                    let res = docker.inspect_container(&id, None).await;
+                    (id, res)
+                }
+            })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+        let mut out = Vec::with_capacity(inspected.len());
+        for (id, res) in inspected {
+            match res {
+                Ok(c) => {
+                    let ours = c
+                        .config
+                        .as_ref()
+                        .and_then(|cfg| cfg.labels.as_ref())
+                        .and_then(|l| l.get(LABEL_NODE))
+                        .is_some_and(|n| *n == inner.node_id);
+                    if let Some(o) = observe(c).filter(|_| ours) {
+                        out.push(o);
+                    }
+                }
+                Err(e) => match Failure::from(e) {
+                    // Removed between the list and the inspect.
+                    f if f.status() == Some(404) => {}
+                    f => return Err(inner.fail("inspect", &id, f)),
+                },
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        let inner = &self.inner;
+        if !valid_image_ref(reference) {
+            return Err(RuntimeError::Refused {
+                op: "inspect image",
+                target: reference.to_string(),
+                message: "not an image reference".to_string(),
+            });
+        }
+        let docker = inner.client().await?.with_timeout(QUERY_TIMEOUT);
+        match docker.inspect_image(reference).await {
+            Ok(img) => Ok(Some(ImageInfo {
+                id: img.id.unwrap_or_default(),
+                tags: img.repo_tags.unwrap_or_default(),
+            })),
+            Err(e) => match Failure::from(e) {
+                f if f.status() == Some(404) => Ok(None),
+                f => Err(inner.fail("inspect image", reference, f)),
+            },
+        }
+    }
+
+    async fn create(&self, req: &CreateRequest) -> Result<String, RuntimeError> {
+        let inner = &self.inner;
+        if !valid_container_ref(&req.name) {
+            return Err(RuntimeError::Refused {
+                op: "create",
+                target: req.name.clone(),
+                message: "not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)".to_string(),
+            });
+        }
+        let docker = inner.client().await?;
+        let body = container_config(req, &inner.node_id);
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&req.name)
+            .build();
+        match docker.create_container(Some(opts), body).await {
+            Ok(resp) => {
+                for w in resp.warnings.iter().filter(|w| !w.is_empty()) {
+                    tracing::warn!(container = %req.name, warning = %w, "engine warning on create");
+                }
+                Ok(resp.id)
+            }
+            Err(e) => Err(match Failure::from(e) {
+                f if f.status() == Some(404)
+                    && f.message().to_ascii_lowercase().contains("no such image") =>
+                {
+                    RuntimeError::ImageNotFound {
+                        image: req.spec.image.clone(),
+                    }
+                }
+                f if f.status() == Some(409) => RuntimeError::NameConflict {
+                    name: req.name.clone(),
+                },
+                f => inner.fail("create", &req.name, f),
+            }),
+        }
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?;
+        let c = inner.ensure_ours(&docker, "start", id).await?;
+        // 304 (already running) is a success to bollard.
+        docker
+            .start_container(&c.id, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| match Failure::from(e) {
+                f if f.status() == Some(404) => {
+                    RuntimeError::NoSuchContainer { id: id.to_string() }
+                }
+                f => inner.fail("start", id, f),
+            })
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?;
+        let c = inner.ensure_ours(&docker, "stop", id).await?;
+        // No `t`: the engine uses the container's own StopTimeout / signal.
+        docker
+            .with_timeout(stop_call_timeout(c.stop_timeout))
+            .stop_container(&c.id, None::<StopContainerOptions>)
+            .await
+            .map_err(|e| match Failure::from(e) {
+                f if f.status() == Some(404) => {
+                    RuntimeError::NoSuchContainer { id: id.to_string() }
+                }
+                f => inner.fail("stop", id, f),
+            })
+    }
+
+    async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?;
+        let c = inner.ensure_ours(&docker, "restart", id).await?;
+        docker
+            .with_timeout(stop_call_timeout(c.stop_timeout))
+            .restart_container(&c.id, None::<RestartContainerOptions>)
+            .await
+            .map_err(|e| match Failure::from(e) {
+                f if f.status() == Some(404) => {
+                    RuntimeError::NoSuchContainer { id: id.to_string() }
+                }
+                f => inner.fail("restart", id, f),
+            })
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?;
+        let c = match inner.ensure_ours(&docker, "remove", id).await {
+            Ok(c) => c,
+            Err(RuntimeError::NoSuchContainer { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(&c.id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Failure::from(e) {
+                f if f.status() == Some(404) => Ok(()),
+                f => Err(inner.fail("remove", id, f)),
+            },
+        }
+    }
+
+    async fn rename(&self, id: &str, new_name: &str) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        if !valid_container_ref(new_name) {
+            return Err(RuntimeError::Refused {
+                op: "rename",
+                target: id.to_string(),
+                message: format!("`{new_name}` is not a valid container name"),
+            });
+        }
+        let docker = inner.client().await?;
+        let c = inner.ensure_ours(&docker, "rename", id).await?;
+        let opts = RenameContainerOptionsBuilder::default()
+            .name(new_name)
+            .build();
+        docker
+            .rename_container(&c.id, opts)
+            .await
+            .map_err(|e| match Failure::from(e) {
+                f if f.status() == Some(404) => {
+                    RuntimeError::NoSuchContainer { id: id.to_string() }
+                }
+                f if f.status() == Some(409) => RuntimeError::NameConflict {
+                    name: new_name.to_string(),
+                },
+                f => inner.fail("rename", id, f),
+            })
+    }
+
+    async fn build(
+        &self,
+        context: &str,
+        dockerfile: Option<&str>,
+        tag: &str,
+    ) -> Result<String, RuntimeError> {
+        let inner = &self.inner;
+        let build_err = |message: String| RuntimeError::Build {
+            tag: tag.to_string(),
+            context: context.to_string(),
+            message,
+        };
+        if !valid_image_ref(tag) {
+            return Err(build_err(format!("`{tag}` is not a valid image tag")));
+        }
+        let ctx = PathBuf::from(context);
+        let df = dockerfile.map(str::to_string);
+        let (dockerfile, tar) = tokio::task::spawn_blocking(move || {
+            let dockerfile = context::dockerfile_in_context(&ctx, df.as_deref())?;
+            let tar = context::tar_context(&ctx)?;
+            Ok::<_, String>((dockerfile, tar))
+        })
+        .await
+        .map_err(|e| build_err(format!("tarring the context panicked: {e}")))?
+        .map_err(build_err)?;
+
+        let docker = inner.client().await?.with_timeout(BUILD_TIMEOUT);
+        let opts = BuildImageOptionsBuilder::default()
+            .dockerfile(&dockerfile)
+            .t(tag)
+            .rm(true)
+            // A failed step's container goes too, not only successful ones.
+            .forcerm(true)
+            .build();
+        let mut tail: VecDeque<String> = VecDeque::new();
+        {
+            let mut output = docker.build_image(opts, None, Some(body_full(tar.into())));
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(info) => {
+                        if let Some(s) = info.stream.as_deref() {
+                            tracing::debug!(tag, "build: {}", s.trim_end());
+                            push_tail(&mut tail, s);
+                        }
+                        if let Some(s) = info.status.as_deref() {
+                            push_tail(&mut tail, s);
+                        }
+                    }
+                    Err(e) => {
+                        return Err(match Failure::from(e) {
+                            Failure::Unreachable(r) => inner.unreachable(r),
+                            f => {
+                                let mut message = f.message().to_string();
+                                if !tail.is_empty() {
+                                    message.push_str("\nlast build output:\n");
+                                    message.push_str(&Vec::from(tail).join("\n"));
+                                }
+                                build_err(message)
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        match self.inspect_image(tag).await? {
+            Some(img) if !img.id.is_empty() => Ok(img.id),
+            _ => Err(build_err(format!(
+                "the engine reported success but there is no image {tag} afterwards"
+            ))),
+        }
+    }
+
+    async fn load(&self, path: &str) -> Result<Vec<String>, RuntimeError> {
+        let inner = &self.inner;
+        let load_err = |message: String| RuntimeError::Load {
+            path: path.to_string(),
+            message,
+        };
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| load_err(format!("cannot open it: {}", chain(&e))))?;
+        let docker = inner.client().await?.with_timeout(BUILD_TIMEOUT);
+
+        // Streamed: an image tarball can be large.
+        let body = stream::unfold(Some(file), |file| async move {
+            let mut file = file?;
+            let mut buf = bytes::BytesMut::with_capacity(LOAD_CHUNK);
+            match file.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(buf.freeze()), Some(file))),
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        let opts = ImportImageOptionsBuilder::default().quiet(false).build();
+        let mut output = docker.import_image(opts, body_try_stream(body), None);
+        let mut text = String::new();
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(s) = info.stream.as_deref() {
+                        text.push_str(s);
+                        if !s.ends_with('\n') {
+                            text.push('\n');
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(match Failure::from(e) {
+                        Failure::Unreachable(r) => inner.unreachable(r),
+                        f => load_err(f.message().to_string()),
+                    });
+                }
+            }
+        }
+        let refs = loaded_refs(&text);
+        if refs.is_empty() {
+            return Err(load_err(format!(
+                "the engine reported no loaded image (output: {})",
+                text.trim()
+            )));
+        }
+        Ok(refs)
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        if !valid_image_ref(id) {
+            return Err(RuntimeError::Refused {
+                op: "remove image",
+                target: id.to_string(),
+                message: "not an image reference".to_string(),
+            });
+        }
+        let docker = inner.client().await?;
+        let opts = RemoveImageOptionsBuilder::default()
+            .force(false)
+            .noprune(false)
+            .build();
+        match docker.remove_image(id, Some(opts), None).await {
+            Ok(_) => Ok(()),
+            Err(e) => match Failure::from(e) {
+                f if f.status() == Some(404) => Ok(()),
+                f => Err(inner.fail("remove image", id, f)),
+            },
+        }
+    }
+
+    fn logs(&self, id: &str, opts: LogOptions) -> BoxStream<Result<LogChunk, RuntimeError>> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        let s = stream::once(async move {
+            let docker = match inner.client().await {
+                Ok(d) => d.with_timeout(STREAM_TIMEOUT),
+                Err(e) => return stream::iter([Err(e)]).boxed(),
+            };
+            let tail = opts
+                .tail
+                .map_or_else(|| "all".to_string(), |n| n.to_string());
+            let options = LogsOptionsBuilder::default()
+                .follow(opts.follow)
+                .stdout(true)
+                .stderr(true)
+                .tail(&tail)
+                .build();
+            docker
+                .logs(&id, Some(options))
+                .map(move |item| match item {
+                    Ok(LogOutput::StdErr { message }) => Ok(LogChunk {
+                        stream: LogStream::Stderr,
+                        bytes: message.to_vec(),
+                    }),
+                    Ok(
+                        LogOutput::StdOut { message }
+                        | LogOutput::Console { message }
+                        | LogOutput::StdIn { message },
+                    ) => Ok(LogChunk {
+                        stream: LogStream::Stdout,
+                        bytes: message.to_vec(),
+                    }),
+                    Err(e) => Err(match Failure::from(e) {
+                        f if f.status() == Some(404) => {
+                            RuntimeError::NoSuchContainer { id: id.clone() }
+                        }
+                        f => inner.fail("read the logs of", &id, f),
+                    }),
+                })
+                .boxed()
+        })
+        .flatten();
+        end_after_error(s)
+    }
+
+    fn events(&self) -> BoxStream<Result<RuntimeEvent, RuntimeError>> {
+        let inner = self.inner.clone();
+        let s = stream::once(async move {
+            let docker = match inner.client().await {
+                Ok(d) => d.with_timeout(STREAM_TIMEOUT),
+                Err(e) => return stream::iter([Err(e)]).boxed(),
+            };
+            let filters = HashMap::from([
+                ("type", vec!["container".to_string()]),
+                ("label", vec![inner.node_filter()]),
+            ]);
+            let opts = EventsOptionsBuilder::default().filters(&filters).build();
+            docker
+                .events(Some(opts))
+                .filter_map(move |item| {
+                    let out = match item {
+                        Ok(ev) => runtime_event(ev).map(Ok),
+                        Err(e) => {
+                            let reason = match Failure::from(e) {
+                                Failure::Unreachable(r) => r,
+                                f => format!("the event stream failed: {}", f.message()),
+                            };
+                            Some(Err(inner.unreachable(reason)))
+                        }
+                    };
+                    futures_util::future::ready(out)
+                })
+                .boxed()
+        })
+        .flatten();
+        end_after_error(s)
+    }
+}
+
+/// How long a stop or restart may take: the container's own timeout (the
+/// engine's default if unset) plus a margin; a negative timeout waits forever.
+fn stop_call_timeout(stop_timeout: Option<i64>) -> Duration {
+    match stop_timeout {
+        Some(t) if t < 0 => Duration::from_secs(24 * 60 * 60),
+        Some(t) => Duration::from_secs(u64::try_from(t).unwrap_or(0)) + STOP_MARGIN,
+        None => Duration::from_secs(DEFAULT_STOP_TIMEOUT_SECS) + STOP_MARGIN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{
+        ContainerConfig, ContainerStateStatusEnum, EventActor, Health as EngineHealth,
+    };
+
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            parse_endpoint("unix:///var/run/docker.sock"),
+            Some(Target::Unix("/var/run/docker.sock".to_string()))
+        );
+        assert_eq!(
+            parse_endpoint("/run/docker.sock"),
+            Some(Target::Unix("/run/docker.sock".to_string()))
+        );
+        assert_eq!(
+            parse_endpoint("tcp://127.0.0.1:2375"),
+            Some(Target::Http("http://127.0.0.1:2375".to_string()))
+        );
+        assert_eq!(
+            parse_endpoint("http://docker:2375/"),
+            Some(Target::Http("http://docker:2375".to_string()))
+        );
+        assert_eq!(parse_endpoint("ssh://host"), None);
+        assert_eq!(parse_endpoint("unix://"), None);
+        assert_eq!(parse_endpoint("docker.sock"), None);
+    }
+
+    #[test]
+    fn connect_checks_its_arguments() {
+        assert!(matches!(
+            DockerRuntime::connect("ftp://x", "n"),
+            Err(RuntimeError::Unreachable { endpoint, .. }) if endpoint == "ftp://x"
+        ));
+        assert!(matches!(
+            DockerRuntime::connect("/var/run/docker.sock", ""),
+            Err(RuntimeError::Refused { .. })
+        ));
+        let rt = DockerRuntime::connect("/nonexistent.sock", "node").expect("lazy connect");
+        assert_eq!(rt.node_id(), "node");
+        assert_eq!(rt.endpoint(), "/nonexistent.sock");
+    }
+
+    #[test]
+    fn refs_are_checked_before_they_reach_a_url() {
+        assert!(valid_container_ref("berth-web"));
+        assert!(valid_container_ref("berth_web.next-g2"));
+        assert!(valid_container_ref("0123456789abcdef"));
+        assert!(!valid_container_ref(""));
+        assert!(!valid_container_ref("../images/x"));
+        assert!(!valid_container_ref("a/b"));
+        assert!(!valid_container_ref("a?force=1"));
+        assert!(!valid_container_ref("-x"));
+        assert!(valid_image_ref("sha256:0123abcd"));
+        assert!(valid_image_ref("registry.local:5000/team/app:v1"));
+        assert!(valid_image_ref("app@sha256:0123"));
+        assert!(!valid_image_ref("../containers/x"));
+        assert!(!valid_image_ref("a//b"));
+        assert!(!valid_image_ref("a b"));
+        assert!(!valid_image_ref("a?x"));
+    }
+
+    fn inspected(labels: &[(&str, &str)]) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            id: Some("abc123".to_string()),
+            name: Some("/berth-web".to_string()),
+            restart_count: Some(2),
+            config: Some(ContainerConfig {
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                stop_timeout: Some(3),
+                ..Default::default()
+            }),
+            state: Some(bollard::models::ContainerState {
+                status: Some(ContainerStateStatusEnum::RUNNING),
+                running: Some(true),
+                exit_code: Some(0),
+                started_at: Some("2024-05-01T10:00:00.123Z".to_string()),
+                health: Some(EngineHealth {
+                    status: Some(HealthStatusEnum::HEALTHY),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn observes_a_running_container() {
+        let c = inspected(&[
+            (LABEL_NODE, "n1"),
+            (LABEL_SERVICE, "web"),
+            (LABEL_SPEC_HASH, "v1:abc"),
+            (LABEL_GENERATION, "7"),
+        ]);
+        let o = observe(c).expect("observed");
+        assert_eq!(o.id, "abc123");
+        assert_eq!(o.name, "berth-web");
+        assert_eq!(o.service, "web");
+        assert_eq!(o.spec_hash.as_deref(), Some("v1:abc"));
+        assert_eq!(o.generation, Some(7));
+        assert_eq!(o.state, ContainerState::Running);
+        assert_eq!(o.exit_code, None, "no exit code while running");
+        assert_eq!(o.health, Some(Health::Healthy));
+        assert_eq!(o.restart_count, 2);
+        assert_eq!(o.started_at.as_deref(), Some("2024-05-01T10:00:00.123Z"));
+    }
+
+    #[test]
+    fn observes_an_exited_never_started_container() {
+        let mut c = inspected(&[(LABEL_NODE, "n1"), (LABEL_GENERATION, "x")]);
+        if let Some(st) = c.state.as_mut() {
+            st.status = Some(ContainerStateStatusEnum::EXITED);
+            st.running = Some(false);
+            st.exit_code = Some(137);
+            st.started_at = Some("0001-01-01T00:00:00Z".to_string());
+            st.health = None;
+        }
+        let o = observe(c).expect("observed");
+        assert_eq!(o.state, ContainerState::Exited);
+        assert_eq!(o.exit_code, Some(137));
+        assert_eq!(o.health, None);
+        assert_eq!(o.started_at, None);
+        assert_eq!(o.generation, None, "an unparsable generation is None");
+        assert_eq!(o.service, "");
+    }
+
+    #[test]
+    fn owner_check() {
+        let ok = check_owner(inspected(&[(LABEL_NODE, "n1")]), "n1", "stop", "berth-web")
+            .map(|c| (c.id, c.stop_timeout))
+            .expect("ours");
+        assert_eq!(ok, ("abc123".to_string(), Some(3)));
+
+        let other = check_owner(inspected(&[(LABEL_NODE, "n2")]), "n1", "stop", "berth-web");
+        assert!(matches!(
+            other,
+            Err(RuntimeError::Refused { op: "stop", ref target, ref message })
+                if target == "berth-web" && message.contains("berth-web") && message.contains("n2")
+        ));
+        let foreign = check_owner(inspected(&[]), "n1", "remove", "abc");
+        assert!(matches!(
+            foreign,
+            Err(RuntimeError::Refused { op: "remove", ref message, .. }) if message.contains(LABEL_NODE)
+        ));
+    }
+
+    #[test]
+    fn events_are_mapped() {
+        let ev = |action: &str, attrs: &[(&str, &str)]| EventMessage {
+            action: Some(action.to_string()),
+            actor: Some(EventActor {
+                id: Some("cid".to_string()),
+                attributes: Some(
+                    attrs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        };
+        let die =
+            runtime_event(ev("die", &[(LABEL_SERVICE, "web"), ("exitCode", "137")])).expect("die");
+        assert_eq!(
+            die,
+            RuntimeEvent {
+                container_id: "cid".to_string(),
+                service: "web".to_string(),
+                action: "die".to_string(),
+                exit_code: Some(137),
+            }
+        );
+        let health =
+            runtime_event(ev("health_status: healthy", &[(LABEL_SERVICE, "web")])).expect("health");
+        assert_eq!(health.action, "health_status: healthy");
+        assert_eq!(health.exit_code, None);
+        assert_eq!(runtime_event(ev("exec_start: /bin/true", &[])), None);
+    }
+
+    #[test]
+    fn load_output() {
+        let out = "Loaded image: berth-test:1\nLoaded image ID: sha256:abc\n\nOther\n";
+        assert_eq!(loaded_refs(out), vec!["berth-test:1", "sha256:abc"]);
+    }
+
+    #[test]
+    fn stop_timeouts() {
+        assert_eq!(stop_call_timeout(None), Duration::from_secs(40));
+        assert_eq!(stop_call_timeout(Some(5)), Duration::from_secs(35));
+        assert!(stop_call_timeout(Some(-1)) >= Duration::from_secs(3600));
+    }
+
+    #[tokio::test]
+    async fn stream_ends_after_first_error() {
+        let s = stream::iter([
+            Ok(1),
+            Err(RuntimeError::NoSuchContainer { id: "x".into() }),
+            Ok(2),
+        ]);
+        let items: Vec<_> = end_after_error(s).collect().await;
+        assert_eq!(items.len(), 2);
+        assert!(items[1].is_err());
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_unreachable_without_waiting() {
+        let rt = DockerRuntime::connect("unix:///nonexistent/berth/docker.sock", "n")
+            .expect("lazy connect");
+        let started = std::time::Instant::now();
+        let err = rt.list().await.expect_err("no engine");
+        assert!(err.is_unreachable(), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let mut events = rt.events();
+        assert!(matches!(
+            events.next().await,
+            Some(Err(RuntimeError::Unreachable { .. }))
+        ));
+        assert!(events.next().await.is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! Sorting bollard's errors into what berth cares about.
+
+use std::error::Error as StdError;
+
+use bollard::errors::Error as BollardError;
+
+/// A failed engine call, sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The engine could not be reached, or stopped answering (connect
+    /// refused, no socket, timeout, connection dropped mid-response).
+    Unreachable(String),
+    /// The engine answered with an error status.
+    Status { code: u16, message: String },
+    /// An error inside a successful response's stream (`errorDetail`).
+    Stream(String),
+    /// Anything else (a response we could not decode, a bad request URI).
+    Other(String),
+}
+
+impl Failure {
+    pub(crate) fn status(&self) -> Option<u16> {
+        match self {
+            Failure::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Failure::Unreachable(m) | Failure::Stream(m) | Failure::Other(m) => m,
+            Failure::Status { message, .. } => message,
+        }
+    }
+}
+
+impl From<BollardError> for Failure {
+    fn from(e: BollardError) -> Self {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => Failure::Status {
+                code: status_code,
+                message: message.trim().to_string(),
+            },
+            BollardError::DockerStreamError { error } => Failure::Stream(error.trim().to_string()),
+            BollardError::RequestTimeoutError => {
+                Failure::Unreachable("the engine did not answer in time".to_string())
+            }
+            e @ (BollardError::HyperResponseError { .. }
+            | BollardError::HyperLegacyError { .. }
+            | BollardError::IOError { .. }
+            | BollardError::SocketNotFoundError(_)) => Failure::Unreachable(chain(&e)),
+            e => Failure::Other(chain(&e)),
+        }
+    }
+}
+
+/// The error and its sources, `: `-separated, without repeats.
+pub(crate) fn chain(e: &dyn StdError) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_errors() {
+        let f = Failure::from(BollardError::DockerResponseServerError {
+            status_code: 404,
+            message: "No such image: x\n".to_string(),
+        });
+        assert_eq!(f.status(), Some(404));
+        assert_eq!(f.message(), "No such image: x");
+        assert!(matches!(
+            Failure::from(BollardError::RequestTimeoutError),
+            Failure::Unreachable(_)
+        ));
+        assert!(matches!(
+            Failure::from(BollardError::SocketNotFoundError("/nope".to_string())),
+            Failure::Unreachable(m) if m.contains("/nope")
+        ));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(matches!(
+            Failure::from(BollardError::from(io)),
+            Failure::Unreachable(m) if m.contains("refused")
+        ));
+        assert!(matches!(
+            Failure::from(BollardError::DockerStreamError {
+                error: "boom".to_string()
+            }),
+            Failure::Stream(m) if m == "boom"
+        ));
+    }
+}
