@@ -50,7 +50,11 @@ fn statuses(applied: &Value) -> Vec<(String, String)> {
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|d| d["service"].as_str().is_some_and(|s| changed.iter().any(|c| c == s)))
+                .filter(|d| {
+                    d["service"]
+                        .as_str()
+                        .is_some_and(|s| changed.iter().any(|c| c == s))
+                })
                 .map(|d| {
                     (
                         d["service"].as_str().unwrap_or_default().to_string(),
@@ -409,4 +413,187 @@ fn a_task_runs_once_and_records_its_output_and_outputs() {
             .is_some_and(|s| s.contains("boom")),
         "{d:#}"
     );
+}
+
+#[test]
+fn a_bad_config_exits_78_with_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("berthd.toml");
+    std::fs::write(&config, "node_id = \"x\"\nstate_dri = \"/tmp/x\"\n").expect("write");
+    let out = std::process::Command::new(&berth_tests::bins::bins().berthd)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("berthd runs");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("berthd.toml") && err.contains("state_dri"),
+        "{err}"
+    );
+}
+
+#[test]
+fn build_and_load_images_without_a_registry() {
+    let (mut node, proxy) = node_with_proxy("images");
+    node.start();
+    // A build context next to the spec file, referenced relatively.
+    let ctx = node.dir().join("apply/app");
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM berth-demo:latest\nCOPY motd /etc/demo/motd\n",
+    )
+    .expect("dockerfile");
+    std::fs::write(ctx.join("motd"), "built by berth\n").expect("motd");
+    let svc = format!("{}built", node.prefix);
+    let spec = node.spec_file(
+        "built.yaml",
+        &format!("name: {svc}\nimage: {{build: {{context: app}}}}\ncommand: [\"serve\"]\nupdate: {{settle: 1s}}\n"),
+    );
+    let out = apply(&node, &[&spec]);
+    assert_eq!(
+        statuses(&out),
+        vec![(svc.clone(), "COMPLETE".into())],
+        "{out:#}"
+    );
+    let image = inspect(
+        &node.container(&svc).expect("container").id,
+        "{{.Config.Image}}",
+    );
+    let tags = String::from_utf8_lossy(
+        &docker(&["image", "inspect", "--format", "{{json .RepoTags}}", &image]).stdout,
+    )
+    .to_string();
+    assert!(tags.contains(&format!("berth-build/{svc}:")), "{tags}");
+    // Unchanged context: nothing rebuilt, nothing changed.
+    proxy.clear();
+    let out = apply(&node, &[&spec]);
+    assert!(statuses(&out).is_empty(), "{out:#}");
+    assert!(
+        !proxy.calls().iter().any(|(_, p)| p.starts_with("/build")),
+        "{:?}",
+        proxy.calls()
+    );
+    // A changed context is rebuilt and the service updated.
+    std::fs::write(ctx.join("motd"), "rebuilt\n").expect("motd");
+    let out = apply(&node, &[&spec]);
+    assert_eq!(
+        statuses(&out),
+        vec![(svc.clone(), "COMPLETE".into())],
+        "{out:#}"
+    );
+
+    // load: a `docker save` tarball.
+    let tar = node.dir().join("apply/demo.tar");
+    let saved = docker(&[
+        "save",
+        "-o",
+        &tar.display().to_string(),
+        "berth-demo:latest",
+    ]);
+    assert!(saved.status.success());
+    let loaded = node.spec_file(
+        "loaded.yaml",
+        "name: loaded\nimage: {load: demo.tar}\ncommand: [\"serve\"]\nupdate: {settle: 1s}\n",
+    );
+    let out = apply(&node, &[&loaded]);
+    assert_eq!(
+        statuses(&out),
+        vec![("loaded".into(), "COMPLETE".into())],
+        "{out:#}"
+    );
+}
+
+#[test]
+fn sighup_rereads_the_spec_dir_and_only_changed_files_apply() {
+    let (mut node, _proxy) = node_with_proxy("hup");
+    std::fs::write(node.spec_dir().join("a.yaml"), web("a", "hello")).expect("write");
+    node.start();
+    node.wait_until("a from the spec dir", Duration::from_secs(30), |n| {
+        n.container("a").is_some_and(|c| c.state == "running")
+    });
+    std::fs::write(node.spec_dir().join("b.yaml"), web("b", "hi")).expect("write");
+    node.hup();
+    node.wait_until("b after SIGHUP", Duration::from_secs(30), |n| {
+        n.container("b").is_some_and(|c| c.state == "running")
+    });
+    let a_hist = node.ctl_json(&["history", "a"]);
+    assert_eq!(
+        a_hist.as_array().map(Vec::len),
+        Some(1),
+        "a's unchanged file was not re-applied"
+    );
+    // A restart re-reads the dir but re-applies nothing.
+    node.kill();
+    node.start();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        node.ctl_json(&["history", "a"]).as_array().map(Vec::len),
+        Some(1)
+    );
+    // The owner is the file: the API may not take it over without --force.
+    let other = node.spec_file("a.yaml", &web("a", "other"));
+    let out = node.ctl(&["apply", &other.display().to_string()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Removing the file deletes the service.
+    std::fs::remove_file(node.spec_dir().join("b.yaml")).expect("rm");
+    node.hup();
+    node.wait_until("b deleted", Duration::from_secs(30), |n| {
+        n.container("b").is_none()
+    });
+}
+
+#[test]
+fn secrets_never_reach_status_records_events_or_logs() {
+    let (mut node, _proxy) = node_with_proxy("secret");
+    node.start();
+    let s = node.spec_file(
+        "s.yaml",
+        "name: s\nimage: berth-demo:latest\ncommand: [\"serve\"]\nenv: {TOKEN: {value: hunter2-secret-value, secret: true}}\nupdate: {settle: 1s}\n",
+    );
+    apply(&node, &[&s]);
+    let c = node.container("s").expect("s");
+    assert!(
+        inspect(&c.id, "{{json .Config.Env}}").contains("hunter2-secret-value"),
+        "the container gets it"
+    );
+    for args in [
+        vec!["--json", "status"],
+        vec!["--json", "show", "s"],
+        vec!["--json", "history", "s"],
+        vec!["--json", "events"],
+        vec!["show", "s"],
+    ] {
+        let out = node.ctl_ok(&args);
+        assert!(!out.contains("hunter2"), "{args:?} leaks: {out}");
+    }
+    assert!(!node.logs().contains("hunter2"), "berthd's log leaks");
+}
+
+#[test]
+fn a_crash_looping_service_shows_restarts_and_fails_its_deployment() {
+    let (mut node, _proxy) = node_with_proxy("crash");
+    node.start();
+    let s = node.spec_file(
+        "c.yaml",
+        "name: c\nimage: berth-demo:latest\ncommand: [\"exit\", \"1\", \"--sleep\", \"200ms\"]\nupdate: {settle: 3s}\n",
+    );
+    let out = node.ctl(&["--json", "apply", &s.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    node.wait_until("restarts shown", Duration::from_secs(30), |n| {
+        let st = n.ctl_json(&["status"]);
+        st["services"][0]["container"]["restart_count"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    });
+    let st = node.ctl_json(&["status"]);
+    assert_eq!(st["services"][0]["current"]["status"], "FAILED", "{st:#}");
 }

@@ -128,7 +128,7 @@ fn specs(dir: &Path, n: usize, greeting: &str) -> Result<()> {
     let mut text = String::from("services:\n");
     for i in 0..n {
         text.push_str(&format!(
-            "  - name: s{i:03}\n    image: berth-demo:latest\n    command: [\"/demo\", \"serve\", \"--port\", \"8080\"]\n    env: {{GREETING: {greeting}}}\n    network: none\n"
+            "  - name: s{i:03}\n    image: berth-demo:latest\n    command: [\"serve\", \"--port\", \"8080\"]\n    env: {{GREETING: {greeting}}}\n    network: none\n"
         ));
     }
     std::fs::write(dir.join("services.yaml"), text)?;

@@ -54,6 +54,8 @@ pub struct Agent<E: Env> {
     /// When to list the engine's containers again.
     observe_at: Option<Instant>,
     observe_backoff: Duration,
+    /// A list is running.
+    observing: bool,
     events_connected: bool,
     events_retry_at: Instant,
     last_resync: Instant,
@@ -91,6 +93,7 @@ impl<E: Env> Agent<E> {
             engine_detail: String::new(),
             observe_at: Some(now),
             observe_backoff: Duration::from_millis(500),
+            observing: false,
             events_connected: false,
             events_retry_at: now,
             last_resync: now,
@@ -319,10 +322,15 @@ impl<E: Env> Agent<E> {
 
     /// After any input: observe if due, judge deployments, plan, dispatch.
     async fn step(&mut self) {
-        if let Some(at) = self.observe_at
+        // Listing runs in a task of its own, so the loop keeps answering
+        // commands while the engine is slow.
+        if !self.observing
+            && let Some(at) = self.observe_at
             && Instant::now() >= at
         {
-            self.observe().await;
+            self.observing = true;
+            self.observe_at = None;
+            self.spawn(Job::List);
         }
         if !self.dirty {
             return;
@@ -331,18 +339,18 @@ impl<E: Env> Agent<E> {
         // Plan only from a fresh list: while a re-list is pending (after an
         // engine event or a finished job), what we hold is stale and acting on
         // it would repeat work that was just done.
-        if self.engine_reachable == Some(true) && self.observe_at.is_none() {
+        if self.engine_reachable == Some(true) && !self.observing && self.observe_at.is_none() {
             self.judge();
             self.reconcile();
         }
         self.publish_snapshot();
     }
 
-    async fn observe(&mut self) {
-        match self.env.runtime().list().await {
+    fn observed(&mut self, result: Result<Vec<ObservedContainer>, RuntimeError>) {
+        self.observing = false;
+        match result {
             Ok(list) => {
                 self.observed = list;
-                self.observe_at = None;
                 self.last_resync = Instant::now();
                 self.observe_backoff = Duration::from_millis(500);
                 if self.engine_reachable != Some(true) {
@@ -1301,8 +1309,11 @@ impl<E: Env> Agent<E> {
 
     fn handle_done(&mut self, done: Done) {
         self.dirty = true;
-        self.request_observe();
+        if !matches!(done, Done::Listed(_)) {
+            self.request_observe();
+        }
         match done {
+            Done::Listed(result) => self.observed(result),
             Done::Resolved { apply_id, results } => self.finish_apply(apply_id, results),
             Done::Actions {
                 service,

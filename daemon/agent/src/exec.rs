@@ -39,6 +39,8 @@ pub(crate) enum Job {
         outputs: Vec<String>,
         outputs_dir: Option<PathBuf>,
     },
+    /// List this node's containers.
+    List,
     /// Resolve the images of a pending apply.
     Resolve {
         apply_id: u64,
@@ -47,6 +49,7 @@ pub(crate) enum Job {
 }
 
 pub(crate) enum Done {
+    Listed(Result<Vec<berth_core::runtime::ObservedContainer>, RuntimeError>),
     Actions {
         service: String,
         steps: Vec<Step>,
@@ -73,6 +76,7 @@ pub(crate) enum Done {
 
 pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
     match job {
+        Job::List => Done::Listed(runtime.list().await),
         Job::Actions {
             service,
             actions,

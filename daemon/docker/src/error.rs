@@ -26,6 +26,16 @@ impl Failure {
         }
     }
 
+    /// A 404 about the container itself; a 404 on start can also be about
+    /// something it refers to (a network that does not exist).
+    pub(crate) fn is_no_such_container(&self) -> bool {
+        self.status() == Some(404)
+            && self
+                .message()
+                .to_ascii_lowercase()
+                .contains("no such container")
+    }
+
     pub(crate) fn message(&self) -> &str {
         match self {
             Failure::Unreachable(m) | Failure::Stream(m) | Failure::Other(m) => m,
@@ -84,6 +94,12 @@ mod tests {
         });
         assert_eq!(f.status(), Some(404));
         assert_eq!(f.message(), "No such image: x");
+        assert!(!f.is_no_such_container());
+        let f = Failure::from(BollardError::DockerResponseServerError {
+            status_code: 404,
+            message: "No such container: abc".to_string(),
+        });
+        assert!(f.is_no_such_container());
         assert!(matches!(
             Failure::from(BollardError::RequestTimeoutError),
             Failure::Unreachable(_)

@@ -9,6 +9,7 @@
 //!   that label. The mutation then addresses the container by the full id the
 //!   inspect returned, so a name re-pointed in between cannot redirect it.
 
+mod cache;
 mod config;
 mod context;
 mod error;
@@ -76,6 +77,8 @@ struct Inner {
     node_id: String,
     /// Set once the version is negotiated.
     client: Mutex<Option<Docker>>,
+    /// Inspect results kept while an events stream can invalidate them.
+    cache: Arc<Mutex<cache::InspectCache>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +131,7 @@ impl DockerRuntime {
                 target,
                 node_id: node_id.to_string(),
                 client: Mutex::new(None),
+                cache: Arc::new(Mutex::new(cache::InspectCache::default())),
             }),
         })
     }
@@ -176,6 +180,10 @@ impl Inner {
             Target::Unix(path) => Docker::connect_with_unix(path, secs, API_DEFAULT_VERSION),
             Target::Http(addr) => Docker::connect_with_http(addr, secs, API_DEFAULT_VERSION),
         }
+    }
+
+    fn cache_lock(&self) -> std::sync::MutexGuard<'_, cache::InspectCache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The negotiated client, contacting the engine first if need be.
@@ -443,8 +451,20 @@ impl Runtime for DockerRuntime {
             .list_containers(Some(opts))
             .await
             .map_err(|e| inner.fail("list", "containers", e.into()))?;
-        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
-        let inspected: Vec<_> = stream::iter(ids)
+        let epoch = inner.cache_lock().epoch();
+        let mut cached = Vec::new();
+        let mut to_inspect = Vec::new();
+        let mut listed = Vec::with_capacity(summaries.len());
+        for s in summaries {
+            let Some(id) = s.id else { continue };
+            listed.push(id.clone());
+            let state = s.state.map(|st| st.to_string());
+            match inner.cache_lock().get(&id, state.as_deref()) {
+                Some(o) => cached.push(o),
+                None => to_inspect.push(id),
+            }
+        }
+        let inspected: Vec<_> = stream::iter(to_inspect)
             .map(|id| {
                 let docker = docker.clone();
                 async move {
@@ -476,6 +496,8 @@ impl Runtime for DockerRuntime {
                 },
             }
         }
+        inner.cache_lock().fill(epoch, &listed, &out);
+        out.extend(cached);
         out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
@@ -548,7 +570,7 @@ impl Runtime for DockerRuntime {
             .start_container(&c.id, None::<StartContainerOptions>)
             .await
             .map_err(|e| match Failure::from(e) {
-                f if f.status() == Some(404) => {
+                f if f.is_no_such_container() => {
                     RuntimeError::NoSuchContainer { id: id.to_string() }
                 }
                 f => inner.fail("start", id, f),
@@ -565,7 +587,7 @@ impl Runtime for DockerRuntime {
             .stop_container(&c.id, None::<StopContainerOptions>)
             .await
             .map_err(|e| match Failure::from(e) {
-                f if f.status() == Some(404) => {
+                f if f.is_no_such_container() => {
                     RuntimeError::NoSuchContainer { id: id.to_string() }
                 }
                 f => inner.fail("stop", id, f),
@@ -581,7 +603,7 @@ impl Runtime for DockerRuntime {
             .restart_container(&c.id, None::<RestartContainerOptions>)
             .await
             .map_err(|e| match Failure::from(e) {
-                f if f.status() == Some(404) => {
+                f if f.is_no_such_container() => {
                     RuntimeError::NoSuchContainer { id: id.to_string() }
                 }
                 f => inner.fail("restart", id, f),
@@ -627,7 +649,7 @@ impl Runtime for DockerRuntime {
             .rename_container(&c.id, opts)
             .await
             .map_err(|e| match Failure::from(e) {
-                f if f.status() == Some(404) => {
+                f if f.is_no_such_container() => {
                     RuntimeError::NoSuchContainer { id: id.to_string() }
                 }
                 f if f.status() == Some(409) => RuntimeError::NameConflict {
@@ -817,7 +839,7 @@ impl Runtime for DockerRuntime {
                         bytes: message.to_vec(),
                     }),
                     Err(e) => Err(match Failure::from(e) {
-                        f if f.status() == Some(404) => {
+                        f if f.is_no_such_container() => {
                             RuntimeError::NoSuchContainer { id: id.clone() }
                         }
                         f => inner.fail("read the logs of", &id, f),
@@ -841,11 +863,19 @@ impl Runtime for DockerRuntime {
                 ("label", vec![inner.node_filter()]),
             ]);
             let opts = EventsOptionsBuilder::default().filters(&filters).build();
+            inner.cache_lock().stream_opened();
+            let guard = cache::StreamGuard(inner.cache.clone());
             docker
                 .events(Some(opts))
                 .filter_map(move |item| {
+                    let _registered = &guard;
                     let out = match item {
-                        Ok(ev) => runtime_event(ev).map(Ok),
+                        Ok(ev) => {
+                            if let Some(id) = ev.actor.as_ref().and_then(|a| a.id.as_deref()) {
+                                inner.cache_lock().invalidate(id);
+                            }
+                            runtime_event(ev).map(Ok)
+                        }
                         Err(e) => {
                             let reason = match Failure::from(e) {
                                 Failure::Unreachable(r) => r,

@@ -683,6 +683,30 @@ async fn a_missing_image_is_named() {
             .expect("present");
     assert_eq!(info.id, f.image_id);
     assert!(info.tags.contains(&f.image_tag), "{:?}", info.tags);
+
+    // Another 404 on create (a missing network) is not a missing image.
+    let network = format!("berth-test-nonet-{}", &f.node[5..]);
+    let spec = CreateSpec {
+        network: berth_core::spec::Network::Named(network.clone()),
+        ..f.spec(&["sleep", "1"])
+    };
+    match f.rt.create(&f.request("nonet", "nonet", spec)).await {
+        Err(RuntimeError::Refused {
+            op,
+            target,
+            message,
+        }) => {
+            assert_eq!(op, "create");
+            assert_eq!(target, f.name("nonet"));
+            assert!(message.contains(&network), "{message}");
+        }
+        // Engines that create first and resolve the network at start.
+        Ok(id) => {
+            let err = f.rt.start(&id).await.expect_err("no such network");
+            assert!(err.to_string().contains(&network), "{err}");
+        }
+        Err(other) => panic!("expected Refused, got {other:?}"),
+    }
 }
 
 #[tokio::test]
