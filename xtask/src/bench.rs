@@ -79,6 +79,17 @@ impl Daemon {
             .and_then(|v| v.parse().ok())
     }
 
+    /// utime + stime, in clock ticks.
+    fn cpu_ticks(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which is in parentheses).
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some(utime + stime)
+    }
+
     fn running(&self) -> usize {
         let out = Command::new("docker")
             .args([
@@ -167,13 +178,7 @@ fn ms(d: Duration) -> String {
 }
 
 pub fn apply(root: &Path) -> Result<()> {
-    crate::images::run(
-        root,
-        &crate::images::Options {
-            tag: crate::images::DEMO_IMAGE.to_string(),
-            force: false,
-        },
-    )?;
+    crate::images::ensure_demo(root)?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root)
         .args([
@@ -314,8 +319,12 @@ pub fn apply(root: &Path) -> Result<()> {
         format!("{creates} container created; includes the 2 s settle"),
     ));
 
-    // Idle RSS.
-    std::thread::sleep(Duration::from_secs(3));
+    // Idle: long enough after the last change for berthd's periodic heap
+    // trim (30 s) to have run, then CPU over 10 s and RSS.
+    std::thread::sleep(Duration::from_secs(35));
+    let cpu0 = d.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(10));
+    let cpu1 = d.cpu_ticks();
     let rss = d.rss_kib().unwrap_or(0);
     rows.push((
         format!("berthd idle RSS, {many} services"),
@@ -323,6 +332,16 @@ pub fn apply(root: &Path) -> Result<()> {
         "-".into(),
         "target < 15 MiB".into(),
     ));
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        // Clock ticks are 1/100 s on Linux.
+        let pct = (b.saturating_sub(a)) as f64 / 100.0 / 10.0 * 100.0;
+        rows.push((
+            format!("berthd idle CPU, {many} services (10 s)"),
+            format!("{pct:.1} %"),
+            "-".into(),
+            "one core = 100 %".into(),
+        ));
+    }
     drop(d);
     drop(proxy);
     let _ = std::fs::remove_dir_all(&base);

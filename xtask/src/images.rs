@@ -270,6 +270,18 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// `berth-demo:latest`, built if missing or stale (what tests, the demo and
+/// the benchmarks need).
+pub fn ensure_demo(root: &std::path::Path) -> anyhow::Result<()> {
+    run(
+        root,
+        &Options {
+            tag: DEMO_IMAGE.to_string(),
+            force: false,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::hex;

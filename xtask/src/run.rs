@@ -35,13 +35,7 @@ pub fn test(root: &Path, extra: &[String]) -> Result<()> {
     println!("== xtask tidy");
     crate::tidy::run(root)?;
     println!("== xtask images");
-    crate::images::run(
-        root,
-        &crate::images::Options {
-            tag: crate::images::DEMO_IMAGE.to_string(),
-            force: false,
-        },
-    )?;
+    crate::images::ensure_demo(root)?;
     println!("== build berthd and berthctl (the integration tests run them)");
     run(
         cargo()
@@ -102,13 +96,7 @@ pub fn man(root: &Path) -> Result<()> {
 
 /// berthd on a temp state dir with examples/ applied; cleans up on Ctrl-C.
 pub fn demo(root: &Path, once: bool) -> Result<()> {
-    crate::images::run(
-        root,
-        &crate::images::Options {
-            tag: crate::images::DEMO_IMAGE.to_string(),
-            force: false,
-        },
-    )?;
+    crate::images::ensure_demo(root)?;
     run(
         cargo()
             .current_dir(root)

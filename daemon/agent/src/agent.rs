@@ -29,6 +29,13 @@ use crate::{AgentConfig, AgentError, Command, Env, Handle, Reply, SpecFile, Verb
 
 /// Lists are coalesced to at most one per this interval.
 const MIN_LIST_INTERVAL: Duration = Duration::from_millis(50);
+/// While container jobs run, lists are spaced further apart: each list takes
+/// the engine's container-store lock that the jobs' creates and starts need,
+/// and what is in flight cannot be planned anyway.
+const BUSY_LIST_INTERVAL: Duration = Duration::from_millis(1000);
+/// At most this many container jobs run at once; the engine serialises much
+/// of create/start internally, and a bounded queue keeps each job quick.
+pub(crate) const MAX_PARALLEL_JOBS: usize = 16;
 
 /// Crash loop: this many restarts observed by the engine...
 const CRASH_LOOP_RESTARTS: u64 = 3;
@@ -56,6 +63,9 @@ pub struct Agent<E: Env> {
     observe_backoff: Duration,
     /// A list is running.
     observing: bool,
+    /// Container jobs (actions, restarts) spawned and not yet reported back.
+    jobs_in_flight: usize,
+    job_permits: Arc<tokio::sync::Semaphore>,
     events_connected: bool,
     events_retry_at: Instant,
     last_resync: Instant,
@@ -94,6 +104,8 @@ impl<E: Env> Agent<E> {
             observe_at: Some(now),
             observe_backoff: Duration::from_millis(500),
             observing: false,
+            jobs_in_flight: 0,
+            job_permits: Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL_JOBS)),
             events_connected: false,
             events_retry_at: now,
             last_resync: now,
@@ -298,7 +310,12 @@ impl<E: Env> Agent<E> {
     /// Asks for a fresh container list soon: at once, unless one was read
     /// less than `MIN_LIST_INTERVAL` ago (a burst of events costs one list).
     fn request_observe(&mut self) {
-        let earliest = self.last_resync + MIN_LIST_INTERVAL;
+        let interval = if self.jobs_in_flight > 0 {
+            BUSY_LIST_INTERVAL
+        } else {
+            MIN_LIST_INTERVAL
+        };
+        let earliest = self.last_resync + interval;
         let at = Instant::now().max(earliest);
         self.observe_at = Some(match self.observe_at {
             Some(existing) => existing.min(at),
@@ -1309,6 +1326,9 @@ impl<E: Env> Agent<E> {
 
     fn handle_done(&mut self, done: Done) {
         self.dirty = true;
+        if matches!(done, Done::Actions { .. } | Done::Restart { .. }) {
+            self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
+        }
         if !matches!(done, Done::Listed(_)) {
             self.request_observe();
         }
@@ -1476,10 +1496,20 @@ impl<E: Env> Agent<E> {
 
     // ---- plumbing -------------------------------------------------------
 
-    fn spawn(&self, job: Job) {
+    fn spawn(&mut self, job: Job) {
         let env = self.env.clone();
         let tx = self.done_tx.clone();
+        let container_job = matches!(job, Job::Actions { .. } | Job::Restart { .. });
+        let permits = self.job_permits.clone();
+        if container_job {
+            self.jobs_in_flight += 1;
+        }
         tokio::spawn(async move {
+            let _permit = if container_job {
+                permits.acquire_owned().await.ok()
+            } else {
+                None
+            };
             let done = exec::run(env.runtime(), job).await;
             let _ = tx.send(done);
         });
@@ -1535,18 +1565,7 @@ impl<E: Env> Agent<E> {
                 berth_core::dto::ServiceStatus {
                     name: name.clone(),
                     unreadable: Some(format!("{path}: {error}")),
-                    container: self
-                        .container_of(name)
-                        .map(|c| berth_core::dto::ContainerStatus {
-                            id: c.id.chars().take(12).collect(),
-                            name: c.name.clone(),
-                            state: c.state,
-                            health: c.health,
-                            restart_count: c.restart_count,
-                            exit_code: c.exit_code,
-                            started_at: c.started_at.clone(),
-                            spec_hash: c.spec_hash.clone(),
-                        }),
+                    container: self.container_of(name).map(crate::state::container_status),
                     ..Default::default()
                 },
             );

@@ -72,9 +72,9 @@ pub(crate) fn image_display(image: &ImageSource) -> String {
     }
 }
 
-pub(crate) fn service_status(svc: &Svc, container: Option<&ObservedContainer>) -> ServiceStatus {
-    let spec = &svc.target.spec;
-    let container_status = container.map(|c| ContainerStatus {
+/// A container as `status` shows it (short id).
+pub(crate) fn container_status(c: &ObservedContainer) -> ContainerStatus {
+    ContainerStatus {
         id: c.id.chars().take(12).collect(),
         name: c.name.clone(),
         state: c.state,
@@ -83,7 +83,12 @@ pub(crate) fn service_status(svc: &Svc, container: Option<&ObservedContainer>) -
         exit_code: c.exit_code,
         started_at: c.started_at.clone(),
         spec_hash: c.spec_hash.clone(),
-    });
+    }
+}
+
+pub(crate) fn service_status(svc: &Svc, container: Option<&ObservedContainer>) -> ServiceStatus {
+    let spec = &svc.target.spec;
+    let container_status = container.map(container_status);
     ServiceStatus {
         name: svc.meta.service.clone(),
         owner: svc.meta.source.describe(),

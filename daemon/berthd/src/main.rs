@@ -185,6 +185,8 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
     };
     let agent_task = tokio::spawn(agent.run(agent_stop));
 
+    tokio::spawn(trim_heap_periodically());
+
     // The spec dir is applied once the loop runs.
     apply_spec_dir(&handle, &cfg.spec_dir).await;
     tracing::info!(
@@ -246,5 +248,26 @@ async fn apply_spec_dir(handle: &berth_agent::Handle, dir: &std::path::Path) {
             }
         }
         Err(e) => tracing::error!(error = %e, "applying the spec dir failed"),
+    }
+}
+
+/// glibc keeps freed memory in its arenas; after a burst (a cold apply of
+/// hundreds of services parses hundreds of engine responses) that memory
+/// would stay resident for the agent's whole life. Hand it back now and then.
+async fn trim_heap_periodically() {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        trim_heap();
+    }
+}
+
+#[allow(unsafe_code)]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks and releases glibc's own free lists; it
+    // takes no pointers from us and is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
