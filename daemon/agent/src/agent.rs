@@ -644,7 +644,7 @@ impl<E: Env> Agent<E> {
                 let create = create_spec(spec, id, Some(outputs_dir.to_string_lossy().as_ref()));
                 (spec_hash(&create), Some(id.clone()), None)
             }
-            Err(e) => (String::new(), None, Some(e.to_string())),
+            Err(e) => (String::new(), None, Some(e)),
         };
         let change = match existing {
             None => Change::Created,
@@ -685,9 +685,15 @@ impl<E: Env> Agent<E> {
         record.image_id = image_id;
         record.spec_hash = hash;
         match failure {
-            Some(reason) => {
+            // The engine is away: the deployment waits for it rather than
+            // failing, and its image is resolved once the engine answers.
+            Some(e) if e.is_unreachable() => {
+                record.status = Status::Pending;
+                record.status_reason = format!("waiting for the container engine: {e}");
+            }
+            Some(e) => {
                 record.status = Status::Failed;
-                record.status_reason = reason;
+                record.status_reason = e.to_string();
             }
             None if change == Change::PolicyOnly => {
                 record.applied = true;
@@ -1260,7 +1266,99 @@ impl<E: Env> Agent<E> {
         out
     }
 
+    /// Deployments recorded while the engine was away: resolve their images now.
+    fn resolve_waiting(&mut self) {
+        let waiting: Vec<(String, u64, berth_core::spec::ImageSource)> = self
+            .services
+            .values()
+            .filter(|s| {
+                s.current.status == Status::Pending
+                    && s.current.image_id.is_none()
+                    && !s.busy
+                    && s.retry_at.is_none_or(|t| Instant::now() >= t)
+            })
+            .map(|s| {
+                (
+                    s.meta.service.clone(),
+                    s.current.generation,
+                    s.current.spec.image.clone(),
+                )
+            })
+            .collect();
+        for (service, generation, image) in waiting {
+            if let Some(svc) = self.services.get_mut(&service) {
+                svc.busy = true;
+            }
+            self.spawn(Job::ResolveRecord {
+                service,
+                generation,
+                image,
+            });
+        }
+    }
+
+    /// The image of a waiting deployment resolved (or not).
+    fn resolved_record(
+        &mut self,
+        service: &str,
+        generation: u64,
+        result: Result<String, RuntimeError>,
+    ) {
+        let Some(svc) = self.services.get_mut(service) else {
+            return;
+        };
+        svc.busy = false;
+        if svc.current.generation != generation || svc.current.status != Status::Pending {
+            return;
+        }
+        match result {
+            Err(e) if e.is_unreachable() => {
+                svc.retry_at = Some(Instant::now() + Duration::from_secs(2));
+            }
+            Err(e) => self.fail_early(service, e.to_string()),
+            Ok(id) => {
+                let outputs_dir = self.outputs_dir(service);
+                let Some(svc) = self.services.get_mut(service) else {
+                    return;
+                };
+                let create = create_spec(
+                    &svc.current.spec,
+                    &id,
+                    Some(outputs_dir.to_string_lossy().as_ref()),
+                );
+                svc.current.image_id = Some(id);
+                svc.current.spec_hash = spec_hash(&create);
+                svc.current.status_reason.clear();
+                let already_runs = self.observed.iter().any(|c| {
+                    c.service == service
+                        && c.spec_hash.as_deref() == Some(svc.current.spec_hash.as_str())
+                });
+                if already_runs {
+                    svc.current.applied = true;
+                    svc.current.status = Status::InProgress;
+                    svc.watch = Some(Watch {
+                        running_since: None,
+                        needs_settle: false,
+                        restarts_at_start: None,
+                        health_deadline: Instant::now() + svc.current.spec.update.health_timeout,
+                    });
+                }
+                svc.target = svc.current.clone();
+                let record = svc.current.clone();
+                let create = self.create_request(&record);
+                if let Some(svc) = self.services.get_mut(service) {
+                    svc.create = create;
+                }
+                if let Err(e) = self.env.store().save_record(&record) {
+                    tracing::error!(service, error = %e, "cannot save record");
+                }
+                self.emit_status(&record);
+            }
+        }
+    }
+
     fn reconcile(&mut self) {
+        self.resolve_waiting();
         let mut actions = plan(
             &self.desired(),
             &Observed {
@@ -1335,6 +1433,11 @@ impl<E: Env> Agent<E> {
         match done {
             Done::Listed(result) => self.observed(result),
             Done::Resolved { apply_id, results } => self.finish_apply(apply_id, results),
+            Done::ResolvedRecord {
+                service,
+                generation,
+                result,
+            } => self.resolved_record(&service, generation, result),
             Done::Actions {
                 service,
                 steps,

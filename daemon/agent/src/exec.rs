@@ -41,6 +41,12 @@ pub(crate) enum Job {
     },
     /// List this node's containers.
     List,
+    /// Resolve the image of a deployment recorded while the engine was away.
+    ResolveRecord {
+        service: String,
+        generation: u64,
+        image: ImageSource,
+    },
     /// Resolve the images of a pending apply.
     Resolve {
         apply_id: u64,
@@ -50,6 +56,11 @@ pub(crate) enum Job {
 
 pub(crate) enum Done {
     Listed(Result<Vec<berth_core::runtime::ObservedContainer>, RuntimeError>),
+    ResolvedRecord {
+        service: String,
+        generation: u64,
+        result: Result<String, RuntimeError>,
+    },
     Actions {
         service: String,
         steps: Vec<Step>,
@@ -77,6 +88,18 @@ pub(crate) enum Done {
 pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
     match job {
         Job::List => Done::Listed(runtime.list().await),
+        Job::ResolveRecord {
+            service,
+            generation,
+            image,
+        } => {
+            let result = crate::images::resolve(runtime, &service, &image).await;
+            Done::ResolvedRecord {
+                service,
+                generation,
+                result,
+            }
+        }
         Job::Actions {
             service,
             actions,

@@ -591,9 +591,13 @@ async fn an_unreachable_engine_is_shown_and_retried() {
         )
         .await
         .expect("apply answers");
-    assert_eq!(
-        r.results[0].deployment.as_ref().expect("rec").status,
-        Status::Failed
+    // Nothing is lost: the deployment waits for the engine instead of failing.
+    let d = r.results[0].deployment.clone().expect("rec");
+    assert_eq!(d.status, Status::Pending);
+    assert!(
+        d.status_reason.contains("waiting for the container engine"),
+        "{}",
+        d.status_reason
     );
     eventually("engine shown unreachable", || {
         !node.handle.snapshot().node.engine.reachable
@@ -604,13 +608,9 @@ async fn an_unreachable_engine_is_shown_and_retried() {
         node.handle.snapshot().node.engine.reachable
     })
     .await;
-    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
-    let d = wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
-    assert_eq!(d.status, Status::Complete);
+    let d = wait_status(&node.handle, &d.id).await;
+    assert_eq!(d.status, Status::Complete, "{d:?}");
+    assert_eq!(d.image_id.as_deref(), Some("sha256:one"));
     node.stop().await;
 }
 
