@@ -597,3 +597,52 @@ fn a_crash_looping_service_shows_restarts_and_fails_its_deployment() {
     let st = node.ctl_json(&["status"]);
     assert_eq!(st["services"][0]["current"]["status"], "FAILED", "{st:#}");
 }
+
+#[test]
+fn sigkill_mid_apply_leaves_no_duplicates_and_the_records_resolve() {
+    let (mut node, _proxy) = node_with_proxy("midkill");
+    node.start();
+    let mut text = String::from("services:\n");
+    for i in 0..6 {
+        text.push_str(&format!(
+            "  - name: m{i}\n    image: berth-demo:latest\n    command: [\"serve\"]\n    update: {{settle: 1s}}\n"
+        ));
+    }
+    let f = node.spec_file("many.yaml", &text);
+    let seq_before = node.ctl_json(&["status"])["node"]["event_seq"]
+        .as_u64()
+        .unwrap_or(0);
+    node.ctl_ok(&["apply", "--no-wait", &f.display().to_string()]);
+    std::thread::sleep(Duration::from_millis(150));
+    node.kill();
+    node.start();
+    node.wait_until("every deployment resolved", Duration::from_secs(60), |n| {
+        let st = n.ctl_json(&["status"]);
+        st["services"].as_array().is_some_and(|s| {
+            s.len() == 6
+                && s.iter()
+                    .all(|s| s["current"]["status"] == "COMPLETE" && s["converged"] == true)
+        })
+    });
+    let containers = node.containers();
+    assert_eq!(
+        containers.len(),
+        6,
+        "one container per service: {containers:?}"
+    );
+    assert!(containers.iter().all(|c| c.state == "running"));
+    // Re-applying changes nothing.
+    let out = apply(&node, &[&f]);
+    assert!(statuses(&out).is_empty(), "{out:#}");
+    // Event sequence numbers continue across the restart.
+    let events = node.ctl_json(&["events"]);
+    let seqs: Vec<u64> = events["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["seq"].as_u64()).collect())
+        .unwrap_or_default();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(
+        seqs.first().is_some_and(|s| *s <= seq_before + 1),
+        "{seqs:?}"
+    );
+}
