@@ -333,8 +333,17 @@ impl<E: Env> Agent<E> {
         if self.last_resync.elapsed() >= self.cfg.resync_interval && self.observe_at.is_none() {
             self.observe_at = Some(Instant::now());
         }
-        // Deadlines (settle, health, retry) are judged in step().
-        self.dirty = true;
+        // Deadlines (settle, health, retry) are judged in step(); an idle
+        // node has none, and then a tick costs nothing.
+        let now = Instant::now();
+        let waiting = self.services.values().any(|s| {
+            !s.current.status.is_terminal()
+                || s.watch.is_some()
+                || s.retry_at.is_some_and(|t| now >= t)
+        });
+        if waiting {
+            self.dirty = true;
+        }
     }
 
     /// After any input: observe if due, judge deployments, plan, dispatch.
@@ -1379,6 +1388,12 @@ impl<E: Env> Agent<E> {
                 .push(a);
         }
         let now = Instant::now();
+        // A backoff that expired with nothing left to do is over.
+        for (name, svc) in self.services.iter_mut() {
+            if svc.retry_at.is_some_and(|t| now >= t) && !by_service.contains_key(name) {
+                svc.retry_at = None;
+            }
+        }
         for (service, actions) in by_service {
             let (create, outputs_dir) = match self.services.get(&service) {
                 Some(svc) => {
