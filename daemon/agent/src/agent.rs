@@ -73,6 +73,7 @@ pub struct Agent<E: Env> {
     ring: Arc<Mutex<EventRing>>,
     events_tx: broadcast::Sender<Event>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    heartbeat_tx: watch::Sender<u64>,
     cmd_rx: mpsc::Receiver<Command>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
@@ -91,6 +92,7 @@ impl<E: Env> Agent<E> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (events_tx, _) = broadcast::channel(1024);
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+        let (heartbeat_tx, heartbeat_rx) = watch::channel(0u64);
         let ring = Arc::new(Mutex::new(EventRing::new(cfg.events_keep)));
         let now = Instant::now();
         let mut agent = Agent {
@@ -113,6 +115,7 @@ impl<E: Env> Agent<E> {
             ring: ring.clone(),
             events_tx: events_tx.clone(),
             snapshot_tx,
+            heartbeat_tx,
             cmd_rx,
             done_tx,
             done_rx,
@@ -126,6 +129,7 @@ impl<E: Env> Agent<E> {
         let handle = Handle {
             cmd: cmd_tx,
             snapshot: snapshot_rx,
+            heartbeat: heartbeat_rx,
             events: events_tx,
             ring,
         };
@@ -330,6 +334,8 @@ impl<E: Env> Agent<E> {
     }
 
     fn on_tick(&mut self) {
+        // Proof of life for the systemd watchdog: only a loop that runs ticks.
+        self.heartbeat_tx.send_modify(|n| *n = n.wrapping_add(1));
         if self.last_resync.elapsed() >= self.cfg.resync_interval && self.observe_at.is_none() {
             self.observe_at = Some(Instant::now());
         }

@@ -180,6 +180,7 @@ pub(crate) enum Command {
 pub struct Handle {
     cmd: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    heartbeat: watch::Receiver<u64>,
     events: broadcast::Sender<Event>,
     ring: Arc<std::sync::Mutex<state::EventRing>>,
 }
@@ -294,6 +295,12 @@ impl Handle {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
+    }
+
+    /// Bumped by the loop on every tick (250 ms) from the loop itself: a
+    /// watchdog that sees it stop knows the loop is stuck.
+    pub fn heartbeat(&self) -> watch::Receiver<u64> {
+        self.heartbeat.clone()
     }
 
     pub fn watch_snapshot(&self) -> watch::Receiver<Arc<Snapshot>> {
