@@ -869,6 +869,25 @@ impl<E: Env> Agent<E> {
             tracing::error!(service, error = %e, "cannot save record status");
         }
         self.emit_status(&record);
+        if status.is_terminal() && matches!(record.spec.image, berth_core::spec::ImageSource::Build { .. }) {
+            self.collect_images(service);
+        }
+    }
+
+    /// Built images of `service` that no record in its (pruned) history uses
+    /// any more are removed, so rebuilds do not fill the disk.
+    fn collect_images(&mut self, service: &str) {
+        let keep = match self.env.store().history(service, usize::MAX) {
+            Ok(h) => h.into_iter().filter_map(|d| d.image_id).collect(),
+            Err(e) => {
+                tracing::warn!(service, error = %e, "cannot read history; no image garbage collection");
+                return;
+            }
+        };
+        self.spawn(Job::ImageGc {
+            service: service.to_string(),
+            keep,
+        });
     }
 
     // ---- verbs ----------------------------------------------------------
@@ -1453,6 +1472,23 @@ impl<E: Env> Agent<E> {
         }
         match done {
             Done::Listed(result) => self.observed(result),
+            Done::ImagesCollected {
+                service,
+                removed,
+                errors,
+            } => {
+                for tag in removed {
+                    self.emit(EventKind::ContainerAction {
+                        service: service.clone(),
+                        action: "removed image".into(),
+                        container: tag,
+                        reason: "built by berth, no record in the history uses it".into(),
+                    });
+                }
+                for e in errors {
+                    tracing::warn!(service, error = %e, "image garbage collection");
+                }
+            }
             Done::Resolved { apply_id, results } => self.finish_apply(apply_id, results),
             Done::ResolvedRecord {
                 service,

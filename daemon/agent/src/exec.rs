@@ -41,6 +41,12 @@ pub(crate) enum Job {
     },
     /// List this node's containers.
     List,
+    /// Remove the images berth built for `service` that no record in its
+    /// history refers to any more.
+    ImageGc {
+        service: String,
+        keep: std::collections::BTreeSet<String>,
+    },
     /// Resolve the image of a deployment recorded while the engine was away.
     ResolveRecord {
         service: String,
@@ -56,6 +62,11 @@ pub(crate) enum Job {
 
 pub(crate) enum Done {
     Listed(Result<Vec<berth_core::runtime::ObservedContainer>, RuntimeError>),
+    ImagesCollected {
+        service: String,
+        removed: Vec<String>,
+        errors: Vec<String>,
+    },
     ResolvedRecord {
         service: String,
         generation: u64,
@@ -88,6 +99,29 @@ pub(crate) enum Done {
 pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
     match job {
         Job::List => Done::Listed(runtime.list().await),
+        Job::ImageGc { service, keep } => {
+            let prefix = format!("{}:", crate::images::build_repository(&service));
+            let mut removed = Vec::new();
+            let mut errors = Vec::new();
+            match runtime.list_images(&prefix).await {
+                Err(e) => errors.push(e.to_string()),
+                Ok(images) => {
+                    for image in images.into_iter().filter(|i| !keep.contains(&i.id)) {
+                        for tag in image.tags {
+                            match runtime.remove_image(&tag).await {
+                                Ok(()) => removed.push(tag),
+                                Err(e) => errors.push(e.to_string()),
+                            }
+                        }
+                    }
+                }
+            }
+            Done::ImagesCollected {
+                service,
+                removed,
+                errors,
+            }
+        }
         Job::ResolveRecord {
             service,
             generation,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use berth_agent::{Agent, AgentConfig, Handle, Seams, Verb};
 use berth_core::dto::{ApplyRequest, Change};
 use berth_core::record::{Source, Status};
-use berth_core::runtime::{ContainerState, RuntimeError};
+use berth_core::runtime::{ContainerState, Runtime, RuntimeError};
 use berth_core::spec::{ImageSource, Kind, ServiceSpec, UpdatePolicy};
 use berth_fakes::runtime::Call;
 use berth_fakes::{FakeRuntime, MemStore};
@@ -756,6 +756,70 @@ async fn finished_task_containers_are_garbage_collected() {
     .await;
     let d = handle.deployment(&id).await.expect("record stays");
     assert_eq!(d.outputs.deploy_stdout.as_deref(), Some("done\n"));
+    let _ = stop.send(());
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn built_images_no_record_uses_are_removed() {
+    let runtime = FakeRuntime::new("n1");
+    let env = Arc::new(Seams {
+        runtime,
+        store: MemStore::new(),
+    });
+    let mut c = cfg();
+    c.history_limit = 2;
+    let (agent, handle) = Agent::new(env.clone(), c).expect("agent");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async move {
+        let _ = rx.await;
+    }));
+    let ctx = tempfile::tempdir().expect("ctx");
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+    let built = |n: u32| {
+        std::fs::write(ctx.path().join("version"), n.to_string()).expect("write");
+        let mut s = spec("app", "unused");
+        s.image = ImageSource::Build {
+            build: berth_core::spec::BuildSpec {
+                context: ctx.path().display().to_string(),
+                dockerfile: None,
+            },
+        };
+        s
+    };
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let r = apply(&handle, vec![built(n)]).await;
+        let d = wait_status(&handle, &r.results[0].deployment.clone().expect("rec").id).await;
+        assert_eq!(d.status, Status::Complete);
+        ids.push(d.image_id.expect("built image"));
+    }
+    let images = |rt: &FakeRuntime| {
+        let rt = rt.clone();
+        async move {
+            rt.list_images("berth-build/app:")
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|i| i.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // History keeps generations 2 and 3: the first build is unreferenced.
+    for _ in 0..100 {
+        if !images(&env.runtime).await.contains(&ids[0]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let left = images(&env.runtime).await;
+    assert!(!left.contains(&ids[0]), "{left:?}");
+    assert!(left.contains(&ids[1]) && left.contains(&ids[2]), "{left:?}");
+    // The same context again is not rebuilt.
+    env.runtime.clear_calls();
+    let r = apply(&handle, vec![built(3)]).await;
+    assert_eq!(r.results[0].change, Change::Unchanged);
+    assert!(!env.runtime.calls().iter().any(|c| matches!(c, Call::Build(_))));
     let _ = stop.send(());
     let _ = task.await;
 }

@@ -259,6 +259,11 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
     /// Loads a `docker save` tarball; returns the references it brought.
     fn load(&self, path: &str) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
+    /// Images with a tag starting with `repository_prefix` (e.g. `berth-build/web:`).
+    fn list_images(
+        &self,
+        repository_prefix: &str,
+    ) -> impl Future<Output = Result<Vec<ImageInfo>, RuntimeError>> + Send;
     /// Removes an image berth built (never forcefully: an image in use stays).
     fn remove_image(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Logs of a container, stdout and stderr told apart.

@@ -783,6 +783,26 @@ impl Runtime for DockerRuntime {
         Ok(refs)
     }
 
+    async fn list_images(&self, repository_prefix: &str) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?.with_timeout(QUERY_TIMEOUT);
+        let images = docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(|e| inner.fail("list", "images", e.into()))?;
+        Ok(images
+            .into_iter()
+            .filter_map(|img| {
+                let tags: Vec<String> = img
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t.starts_with(repository_prefix))
+                    .collect();
+                (!tags.is_empty()).then_some(ImageInfo { id: img.id, tags })
+            })
+            .collect())
+    }
+
     async fn remove_image(&self, id: &str) -> Result<(), RuntimeError> {
         let inner = &self.inner;
         if !valid_image_ref(id) {

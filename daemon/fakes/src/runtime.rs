@@ -25,13 +25,14 @@ pub enum Call {
     Rename(String, String),
     Build(String),
     Load(String),
+    ListImages,
     RemoveImage(String),
 }
 
 impl Call {
     /// Calls that change the engine's state.
     pub fn is_mutating(&self) -> bool {
-        !matches!(self, Call::List | Call::InspectImage(_))
+        !matches!(self, Call::List | Call::InspectImage(_) | Call::ListImages)
     }
     fn kind(&self) -> &'static str {
         match self {
@@ -45,6 +46,7 @@ impl Call {
             Call::Rename(..) => "rename",
             Call::Build(_) => "build",
             Call::Load(_) => "load",
+            Call::ListImages => "list_images",
             Call::RemoveImage(_) => "remove_image",
         }
     }
@@ -427,8 +429,34 @@ impl Runtime for FakeRuntime {
         Ok(vec![reference])
     }
 
+    async fn list_images(&self, repository_prefix: &str) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let g = self.begin(Call::ListImages)?;
+        let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (reference, id) in &g.images {
+            if reference.starts_with(repository_prefix) {
+                by_id.entry(id.clone()).or_default().push(reference.clone());
+            }
+        }
+        Ok(by_id
+            .into_iter()
+            .map(|(id, tags)| ImageInfo { id, tags })
+            .collect())
+    }
+
     async fn remove_image(&self, id: &str) -> Result<(), RuntimeError> {
         let mut g = self.begin(Call::RemoveImage(id.to_string()))?;
+        // A tag: untag it; the image goes when no tag is left (like the engine).
+        if !id.starts_with("sha256:") {
+            let target = g.images.get(id).cloned();
+            g.images.remove(id);
+            let Some(target) = target else { return Ok(()) };
+            let still_tagged = g.images.iter().any(|(r, v)| *v == target && *r != target);
+            if still_tagged || g.containers.iter().any(|c| c.req.spec.image == target) {
+                return Ok(());
+            }
+            g.images.remove(&target);
+            return Ok(());
+        }
         if g.containers.iter().any(|c| c.req.spec.image == id) {
             return Err(RuntimeError::Refused {
                 op: "remove image",
