@@ -418,33 +418,26 @@ impl<E: Env> Agent<E> {
     }
 
     fn handle_engine_event(&mut self, ev: RuntimeEvent) {
-        // Level-triggered: an event only says "look again".
-        let ours = self.observed.iter().any(|c| c.id == ev.container_id);
-        let interesting = !matches!(
-            ev.action.as_str(),
-            "exec_create" | "exec_start" | "exec_die"
-        ) && !ev.action.starts_with("exec_");
-        if interesting {
-            if !self.is_own_transition(&ev) && ours {
-                let name = self
-                    .observed
-                    .iter()
-                    .find(|c| c.id == ev.container_id)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
-                if matches!(ev.action.as_str(), "die" | "destroy" | "oom" | "kill")
-                    || ev.action.starts_with("health_status")
-                {
-                    self.emit(EventKind::ContainerObserved {
-                        service: ev.service.clone(),
-                        container: name,
-                        action: ev.action.clone(),
-                        exit_code: ev.exit_code,
-                    });
-                }
-            }
-            self.request_observe();
+        // Health probes run as execs: they change nothing berth looks at.
+        if ev.action.starts_with("exec_") {
+            return;
         }
+        let reportable = matches!(ev.action.as_str(), "die" | "destroy" | "oom" | "kill")
+            || ev.action.starts_with("health_status");
+        if reportable
+            && !self.is_own_transition(&ev)
+            && let Some(c) = self.observed.iter().find(|c| c.id == ev.container_id)
+        {
+            let container = c.name.clone();
+            self.emit(EventKind::ContainerObserved {
+                service: ev.service.clone(),
+                container,
+                action: ev.action.clone(),
+                exit_code: ev.exit_code,
+            });
+        }
+        // Level-triggered: the event only says "look again".
+        self.request_observe();
     }
 
     /// Events caused by berthd's own executor are not reported twice.
@@ -869,7 +862,12 @@ impl<E: Env> Agent<E> {
             tracing::error!(service, error = %e, "cannot save record status");
         }
         self.emit_status(&record);
-        if status.is_terminal() && matches!(record.spec.image, berth_core::spec::ImageSource::Build { .. }) {
+        if status.is_terminal()
+            && matches!(
+                record.spec.image,
+                berth_core::spec::ImageSource::Build { .. }
+            )
+        {
             self.collect_images(service);
         }
     }

@@ -12,7 +12,11 @@ use sha2::{Digest, Sha256};
 /// The tag berth gives an image it builds for `service` from a context whose
 /// content hashes to `hash`.
 pub fn build_tag(service: &str, hash: &str) -> String {
-    format!("{}:{}", build_repository(service), &hash[..hash.len().min(16)])
+    format!(
+        "{}:{}",
+        build_repository(service),
+        &hash[..hash.len().min(16)]
+    )
 }
 
 /// The repository of the images berth builds for `service`.

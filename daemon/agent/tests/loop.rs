@@ -819,7 +819,12 @@ async fn built_images_no_record_uses_are_removed() {
     env.runtime.clear_calls();
     let r = apply(&handle, vec![built(3)]).await;
     assert_eq!(r.results[0].change, Change::Unchanged);
-    assert!(!env.runtime.calls().iter().any(|c| matches!(c, Call::Build(_))));
+    assert!(
+        !env.runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Build(_)))
+    );
     let _ = stop.send(());
     let _ = task.await;
 }
