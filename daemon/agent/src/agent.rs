@@ -81,6 +81,9 @@ pub struct Agent<E: Env> {
     next_apply_id: u64,
     /// Services with no record whose containers are being removed.
     orphans_busy: BTreeSet<String>,
+    /// Containers a job acted on lately, so the engine's echo of berthd's own
+    /// actions is not reported as something that happened to it.
+    own_containers: std::collections::HashMap<String, Instant>,
     dirty: bool,
 }
 
@@ -122,6 +125,7 @@ impl<E: Env> Agent<E> {
             pending: BTreeMap::new(),
             next_apply_id: 1,
             orphans_busy: BTreeSet::new(),
+            own_containers: std::collections::HashMap::new(),
             dirty: true,
         };
         agent.load()?;
@@ -440,11 +444,10 @@ impl<E: Env> Agent<E> {
         self.request_observe();
     }
 
-    /// Events caused by berthd's own executor are not reported twice.
+    /// Events caused by berthd's own executor (a stop, a removal during a
+    /// swap) are already reported as its steps, not again as observations.
     fn is_own_transition(&self, ev: &RuntimeEvent) -> bool {
-        self.services
-            .get(&ev.service)
-            .is_some_and(|s| s.busy && ev.action != "die")
+        self.own_containers.contains_key(&ev.container_id)
     }
 
     fn handle_command(&mut self, cmd: Command) {
@@ -986,11 +989,11 @@ impl<E: Env> Agent<E> {
                 record.applied = target.applied || target.image_id.is_some();
                 record.status = Status::InProgress;
                 let record = self.commit_record(record, None)?;
-                let message = format!(
-                    "{} {service} (deployment {})",
-                    action.as_str().to_lowercase(),
-                    record.id
-                );
+                let message = if action == DeployAction::Stop {
+                    format!("stopping {service}")
+                } else {
+                    format!("starting {service}")
+                };
                 Ok(response(Some(record), message))
             }
             Verb::Delete => {
@@ -1003,7 +1006,7 @@ impl<E: Env> Agent<E> {
                 record.applied = true;
                 record.status = Status::InProgress;
                 let record = self.commit_record(record, None)?;
-                let message = format!("deleting {service} (deployment {})", record.id);
+                let message = format!("deleting {service}");
                 Ok(response(Some(record), message))
             }
             Verb::Rollback { generation } => {
@@ -1052,8 +1055,8 @@ impl<E: Env> Agent<E> {
                 }
                 let record = self.commit_record(record, None)?;
                 let message = format!(
-                    "rolling {service} back to generation {} (deployment {}); config files are not rolled back",
-                    chosen.generation, record.id
+                    "rolling {service} back to generation {}; config files are not rolled back",
+                    chosen.generation
                 );
                 Ok(response(Some(record), message))
             }
@@ -1448,8 +1451,23 @@ impl<E: Env> Agent<E> {
             {
                 self.set_status(&service, Status::InProgress, String::new(), None);
             }
+            self.own_containers
+                .retain(|_, at| now.duration_since(*at) < Duration::from_secs(30));
             for a in &actions {
                 tracing::info!(service, action = a.verb(), reason = %a.reason(), "planned");
+                match a {
+                    Action::Deploy { replace, .. } => {
+                        for c in replace {
+                            self.own_containers.insert(c.id.clone(), now);
+                        }
+                    }
+                    Action::Start { container, .. }
+                    | Action::Stop { container, .. }
+                    | Action::Rename { container, .. }
+                    | Action::Remove { container, .. } => {
+                        self.own_containers.insert(container.id.clone(), now);
+                    }
+                }
             }
             self.spawn(Job::Actions {
                 service,
