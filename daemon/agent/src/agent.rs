@@ -564,7 +564,7 @@ impl<E: Env> Agent<E> {
                 let _ = reply.send(Err(AgentError::Refused {
                     service: spec.name.clone(),
                     reason: format!(
-                        "its record {path} is unreadable ({error}); move it away first"
+                        "has an unreadable record {path} ({error}); move it away first"
                     ),
                 }));
                 return;
@@ -961,9 +961,12 @@ impl<E: Env> Agent<E> {
                 if let Some(svc) = self.services.get_mut(service) {
                     svc.busy = true;
                 }
+                self.own_containers
+                    .insert(container.clone(), Instant::now());
                 self.spawn(Job::Restart {
                     service: service.to_string(),
                     container,
+                    name: name.clone(),
                 });
                 Ok(response(None, format!("restarting {name}")))
             }
@@ -1038,7 +1041,7 @@ impl<E: Env> Agent<E> {
                     return Err(AgentError::Refused {
                         service: service.to_string(),
                         reason: format!(
-                            "generation {} never resolved an image (it failed before reaching the engine)",
+                            "cannot go back to generation {}: it never resolved an image (it failed before reaching the engine)",
                             chosen.generation
                         ),
                     });
@@ -1590,7 +1593,7 @@ impl<E: Env> Agent<E> {
             }
             Done::Restart {
                 service,
-                container,
+                name: container,
                 error,
             } => {
                 if let Some(svc) = self.services.get_mut(&service) {

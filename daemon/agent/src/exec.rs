@@ -30,6 +30,7 @@ pub(crate) enum Job {
     Restart {
         service: String,
         container: String,
+        name: String,
     },
     /// Read a finished task's logs and outputs.
     Collect {
@@ -83,7 +84,7 @@ pub(crate) enum Done {
     },
     Restart {
         service: String,
-        container: String,
+        name: String,
         error: Option<RuntimeError>,
     },
     Collected {
@@ -172,11 +173,15 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
                 error,
             }
         }
-        Job::Restart { service, container } => {
+        Job::Restart {
+            service,
+            container,
+            name,
+        } => {
             let error = runtime.restart(&container).await.err();
             Done::Restart {
                 service,
-                container,
+                name,
                 error,
             }
         }

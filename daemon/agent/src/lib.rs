@@ -129,7 +129,8 @@ pub enum AgentError {
         reason: String,
         details: Vec<String>,
     },
-    #[error("{service}: {reason}")]
+    /// `reason` reads on from the service name: "web is held; ...".
+    #[error("{service} {reason}")]
     Refused { service: String, reason: String },
     #[error("the state store failed")]
     Store(#[from] StoreError),

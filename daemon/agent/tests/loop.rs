@@ -828,3 +828,50 @@ async fn built_images_no_record_uses_are_removed() {
     let _ = stop.send(());
     let _ = task.await;
 }
+
+#[tokio::test]
+async fn restart_is_an_event_not_a_record() {
+    let node = start();
+    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    let before = node.rt().container_by_name("t-web").expect("web").id;
+    let v = node
+        .handle
+        .verb("web", Verb::Restart, "test")
+        .await
+        .expect("restart");
+    assert!(v.deployment.is_none());
+    assert_eq!(v.message, "restarting t-web");
+    eventually("restart reported", || {
+        node.handle
+            .events_since(0)
+            .events
+            .iter()
+            .any(|e| e.kind.summary().contains("restarted t-web"))
+    })
+    .await;
+    assert!(node.rt().calls().contains(&Call::Restart(before.clone())));
+    assert_eq!(
+        node.rt().container_by_name("t-web").expect("web").id,
+        before
+    );
+    assert_eq!(
+        node.handle.history("web", 10).await.expect("history").len(),
+        1
+    );
+    node.handle
+        .verb("web", Verb::Hold, "test")
+        .await
+        .expect("hold");
+    let err = node
+        .handle
+        .verb("web", Verb::Restart, "test")
+        .await
+        .expect_err("held");
+    assert_eq!(err.to_string(), "web is held; `berthctl release` it first");
+    node.stop().await;
+}
