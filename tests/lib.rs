@@ -13,3 +13,5 @@ pub mod bins;
 pub mod node;
 #[path = "src/proxy.rs"]
 pub mod proxy;
+#[path = "src/systemd.rs"]
+pub mod systemd;

@@ -306,7 +306,9 @@ impl<E: Env> Agent<E> {
                     }
                 },
                 _ = tick.tick() => self.on_tick(),
-                _ = sleep_until_opt(self.observe_at) => {}
+                // Not while a list runs: a due request then waits for that
+                // list to report back (waking for it would spin the loop).
+                _ = sleep_until_opt(self.observe_at.filter(|_| !self.observing)) => {}
             }
             self.step().await;
         }

@@ -200,7 +200,7 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
         }
         Job::Resolve { apply_id, images } => {
             // Each distinct image once: 200 services on one tag cost one inspect.
-            let mut cache: Vec<(ImageSource, String, Result<String, String>)> = Vec::new();
+            let mut cache: Vec<(ImageSource, String, Result<String, RuntimeError>)> = Vec::new();
             let mut results = Vec::with_capacity(images.len());
             for (service, image) in images {
                 // Builds are tagged per service, so the cache key includes it for them.
@@ -212,19 +212,11 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
                     .iter()
                     .find(|(i, s, _)| *i == image && *s == key_service)
                 {
-                    results.push(r.clone().map_err(|message| RuntimeError::Refused {
-                        op: "resolve",
-                        target: crate::state::image_display(&image),
-                        message,
-                    }));
+                    results.push(r.clone());
                     continue;
                 }
                 let r = crate::images::resolve(runtime, &service, &image).await;
-                let cached = match &r {
-                    Ok(id) => Ok(id.clone()),
-                    Err(e) => Err(e.to_string()),
-                };
-                cache.push((image, key_service, cached));
+                cache.push((image, key_service, r.clone()));
                 results.push(r);
             }
             Done::Resolved { apply_id, results }

@@ -2,6 +2,7 @@
 
 mod config;
 mod specdir;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // Read before any thread exists (see STYLE.md §5).
     let docker_host_env = std::env::var("DOCKER_HOST").ok();
+    let sd = systemd::SdEnv::from_env();
     let cfg = match config::load(args.config.as_deref(), docker_host_env) {
         Ok(c) => c,
         Err(e) => {
@@ -55,7 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    init_logging();
+    init_logging(&sd);
     if args.check {
         let (files, problems) = specdir::read(&cfg.spec_dir);
         println!(
@@ -93,7 +95,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START_FAILED);
         }
     };
-    match rt.block_on(run(cfg)) {
+    match rt.block_on(run(cfg, sd)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -103,16 +105,45 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs to the journal (structured: an event's fields become journal fields)
+/// when systemd connected stderr to it, else as text to stderr. A journal
+/// that cannot be reached falls back to stderr; it never stops berthd.
+fn init_logging(sd: &systemd::SdEnv) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BERTH_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || {
+        EnvFilter::try_from_env("BERTH_LOG")
+            .or_else(|_| EnvFilter::try_from_default_env())
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    let mut journal_error = None;
+    if sd.stderr_is_journal() {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("berthd".into());
+                if tracing_subscriber::registry()
+                    .with(filter())
+                    .with(layer)
+                    .try_init()
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            Err(e) => journal_error = Some(e),
+        }
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_target(false)
-        .init();
+        .try_init();
+    if let Some(e) = journal_error {
+        tracing::warn!(error = %e, "cannot log to the journal; logging to stderr");
+    }
 }
 
 /// The gid of `group` from /etc/group.
@@ -135,7 +166,8 @@ fn own_uid() -> u32 {
         .unwrap_or(0)
 }
 
-async fn run(cfg: config::Config) -> anyhow::Result<()> {
+async fn run(cfg: config::Config, sd: systemd::SdEnv) -> anyhow::Result<()> {
+    let notify = sd.notifier();
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -149,10 +181,21 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
     let env = Arc::new(Seams { runtime, store });
     let (agent, handle) = Agent::new(env, agent_cfg).context("cannot load the state")?;
 
-    let listener = berth_api::bind_unix(&cfg.socket)
-        .with_context(|| format!("cannot bind the local API socket {}", cfg.socket.display()))?;
+    // systemd owns a socket it passed (its mode and group come from the
+    // .socket unit); berthd neither rebinds nor removes it.
+    let inherited =
+        systemd::inherited_listener(&sd).context("cannot use the socket passed by systemd")?;
+    let socket_owned_by_systemd = inherited.is_some();
+    let listener = match inherited {
+        Some(l) => tokio::net::UnixListener::from_std(l)
+            .context("cannot use the socket passed by systemd")?,
+        None => berth_api::bind_unix(&cfg.socket).with_context(|| {
+            format!("cannot bind the local API socket {}", cfg.socket.display())
+        })?,
+    };
     let gid = group_gid(&cfg.socket_group);
     match gid {
+        Some(_) if socket_owned_by_systemd => {}
         Some(gid) => {
             if let Err(e) = std::os::unix::fs::chown(&cfg.socket, None, Some(gid)) {
                 tracing::warn!(socket = %cfg.socket.display(), group = cfg.socket_group, error = %e, "cannot give the socket to its group; only root and berthd's user can use it");
@@ -186,6 +229,19 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
     let agent_task = tokio::spawn(agent.run(agent_stop));
 
     tokio::spawn(trim_heap_periodically());
+    if let Some(interval) = sd.watchdog
+        && notify.enabled()
+    {
+        tracing::info!(
+            ?interval,
+            "feeding the systemd watchdog from the loop's heartbeat"
+        );
+        tokio::spawn(systemd::feed_watchdog(
+            notify.clone(),
+            interval,
+            handle.heartbeat(),
+        ));
+    }
 
     // The spec dir is applied once the loop runs.
     apply_spec_dir(&handle, &cfg.spec_dir).await;
@@ -196,6 +252,17 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
         engine = cfg.docker_host,
         "berthd ready"
     );
+    // The socket accepts connections (bound, mode and group set, or passed by
+    // systemd) and the state is loaded.
+    let summary = handle.snapshot().node.summary.line();
+    notify.ready(&summary);
+    if notify.enabled() {
+        tokio::spawn(systemd::track_status(
+            notify.clone(),
+            handle.watch_snapshot(),
+            summary,
+        ));
+    }
 
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -205,6 +272,7 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: re-reading the config and the spec dir");
+                notify.reloading();
                 match config::load(cfg.path.as_deref(), std::env::var("DOCKER_HOST").ok()) {
                     Ok(new) => {
                         if new.spec_dir != spec_dir {
@@ -220,11 +288,13 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
                     Err(e) => tracing::error!("{e}; keeping the running config"),
                 }
                 apply_spec_dir(&handle, &spec_dir).await;
+                notify.ready(&handle.snapshot().node.summary.line());
             }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping; containers keep running"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping; containers keep running"); break; }
         }
     }
+    notify.stopping();
     let _ = stop_tx.send(true);
     let _ = agent_task.await;
     match tokio::time::timeout(std::time::Duration::from_secs(5), api).await {
@@ -232,7 +302,9 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("API connections still open after 5s; exiting anyway"),
         _ => {}
     }
-    let _ = std::fs::remove_file(&cfg.socket);
+    if !socket_owned_by_systemd {
+        let _ = std::fs::remove_file(&cfg.socket);
+    }
     Ok(())
 }
 

@@ -185,7 +185,7 @@ pub struct LogOptions {
     pub tail: Option<u64>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     #[error("the container engine at {endpoint} is unreachable: {reason}")]
     Unreachable { endpoint: String, reason: String },
