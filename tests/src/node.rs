@@ -221,16 +221,9 @@ impl TestNode {
 
     /// Runs berthctl, expects success, returns stdout.
     pub fn ctl_ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "berthctl {args:?} failed ({}):\nstdout: {}\nstderr: {}\nberthd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        expect_ok(args, &self.ctl(args), || {
+            format!("berthd log:\n{}", self.logs())
+        })
     }
 
     /// Runs `berthctl --json ...`, expects success, parses stdout.
@@ -290,6 +283,20 @@ impl TestNode {
             self.logs()
         );
     }
+}
+
+/// stdout of a berthctl run that must have succeeded; on failure, panics
+/// with both streams and `diagnostics()` (berthd's log, unit state, ...).
+pub fn expect_ok(args: &[&str], out: &Output, diagnostics: impl FnOnce() -> String) -> String {
+    assert!(
+        out.status.success(),
+        "berthctl {args:?} failed ({}):\nstdout: {}\nstderr: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        diagnostics()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `docker ...`, returning the output.

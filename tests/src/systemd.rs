@@ -450,16 +450,7 @@ impl SystemdNode {
     }
 
     pub fn ctl_ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "berthctl {args:?} failed ({}):\nstdout: {}\nstderr: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.diagnostics()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::node::expect_ok(args, &self.ctl(args), || self.diagnostics())
     }
 
     /// Writes a spec file outside the spec dir and returns its path.
