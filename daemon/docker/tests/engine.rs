@@ -587,7 +587,10 @@ async fn logs_tell_stdout_from_stderr() {
     let req = f.request(
         "task",
         "task",
-        f.spec(&["sh", "-c", "echo out1; echo err1 >&2; echo out2"]),
+        // stdout and stderr reach the log through separate pipes, so their
+        // order is only certain with a pause between them (tail counts lines
+        // across both streams).
+        f.spec(&["sh", "-c", "echo out1; echo err1 >&2; sleep 1; echo out2"]),
     );
     let id = f.rt.create(&req).await.expect("create");
     f.rt.start(&id).await.expect("start");
