@@ -20,18 +20,8 @@ struct Daemon {
 
 impl Daemon {
     fn start(bin: &Path, dir: &Path, node: &str, docker_host: &str) -> Result<Daemon> {
-        std::fs::create_dir_all(dir.join("specs"))?;
-        let socket = dir.join("berth.sock");
-        let config = dir.join("berthd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "node_id = \"{node}\"\nprefix = \"{node}-\"\nstate_dir = \"{}\"\nsocket = \"{}\"\nspec_dir = \"{}\"\ndocker_host = \"{docker_host}\"\n",
-                dir.join("state").display(),
-                socket.display(),
-                dir.join("specs").display()
-            ),
-        )?;
+        let (config, socket) =
+            crate::run::write_node_config(dir, node, &format!("{node}-"), Some(docker_host))?;
         let child = Command::new(bin.join("berthd"))
             .arg("--config")
             .arg(&config)

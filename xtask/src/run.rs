@@ -105,19 +105,8 @@ pub fn demo(root: &Path, once: bool) -> Result<()> {
     )?;
     let bin = root.join("target").join("debug");
     let dir = std::env::temp_dir().join(format!("berth-demo-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("specs"))?;
     let node = format!("demo-{}", std::process::id());
-    let socket = dir.join("berth.sock");
-    let config = dir.join("berthd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_id = \"{node}\"\nprefix = \"berth-demo-\"\nstate_dir = \"{}\"\nsocket = \"{}\"\nspec_dir = \"{}\"\n",
-            dir.join("state").display(),
-            socket.display(),
-            dir.join("specs").display()
-        ),
-    )?;
+    let (config, socket) = write_node_config(&dir, &node, "berth-demo-", None)?;
     let log = dir.join("berthd.log");
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -216,4 +205,28 @@ pub fn demo(root: &Path, once: bool) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// A berthd config for a throwaway node under `dir` (state, socket and spec
+/// dir inside it); returns the config's and the socket's paths.
+pub fn write_node_config(
+    dir: &Path,
+    node: &str,
+    prefix: &str,
+    docker_host: Option<&str>,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    std::fs::create_dir_all(dir.join("specs"))?;
+    let socket = dir.join("berth.sock");
+    let config = dir.join("berthd.toml");
+    let mut text = format!(
+        "node_id = \"{node}\"\nprefix = \"{prefix}\"\nstate_dir = \"{}\"\nsocket = \"{}\"\nspec_dir = \"{}\"\n",
+        dir.join("state").display(),
+        socket.display(),
+        dir.join("specs").display()
+    );
+    if let Some(host) = docker_host {
+        text.push_str(&format!("docker_host = \"{host}\"\n"));
+    }
+    std::fs::write(&config, text)?;
+    Ok((config, socket))
 }

@@ -91,6 +91,18 @@ async fn apply(h: &Handle, specs: Vec<ServiceSpec>) -> berth_core::dto::ApplyRes
     .expect("apply accepted")
 }
 
+/// Applies and waits until every deployment the apply made has ended.
+async fn deploy(h: &Handle, specs: Vec<ServiceSpec>) -> Vec<berth_core::record::Deployment> {
+    let r = apply(h, specs).await;
+    let mut out = Vec::new();
+    for res in &r.results {
+        if let Some(d) = &res.deployment {
+            out.push(wait_status(h, &d.id).await);
+        }
+    }
+    out
+}
+
 async fn wait_status(h: &Handle, id: &str) -> berth_core::record::Deployment {
     let d = h
         .wait_deployment(id, Duration::from_secs(10))
@@ -152,14 +164,11 @@ async fn apply_creates_settles_and_reapply_is_a_noop() {
 #[tokio::test]
 async fn a_changed_service_is_replaced_alone() {
     let node = start();
-    let r = apply(
+    deploy(
         &node.handle,
         vec![spec("web", "demo:1"), spec("api", "demo:1")],
     )
     .await;
-    for res in &r.results {
-        wait_status(&node.handle, &res.deployment.as_ref().expect("record").id).await;
-    }
     let api_before = node.rt().container_by_name("t-api").expect("api").id;
     let web_before = node.rt().container_by_name("t-web").expect("web").id;
     node.rt().clear_calls();
@@ -195,12 +204,7 @@ async fn a_changed_service_is_replaced_alone() {
 #[tokio::test]
 async fn a_missing_image_fails_and_leaves_the_old_container_running() {
     let node = start();
-    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
-    wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
     let before = node.rt().container_by_name("t-web").expect("web");
     let r = apply(&node.handle, vec![spec("web", "nope:9")]).await;
     let d = r.results[0].deployment.clone().expect("record");
@@ -221,12 +225,7 @@ async fn a_missing_image_fails_and_leaves_the_old_container_running() {
 #[tokio::test]
 async fn a_create_refused_by_the_engine_fails_and_keeps_the_old_one() {
     let node = start();
-    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
-    wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
     let before = node.rt().container_by_name("t-web").expect("web");
     node.rt().fail_next(
         "create",
@@ -253,14 +252,11 @@ async fn a_create_refused_by_the_engine_fails_and_keeps_the_old_one() {
 #[tokio::test]
 async fn restart_of_berthd_adopts_without_touching() {
     let node = start();
-    let r = apply(
+    deploy(
         &node.handle,
         vec![spec("web", "demo:1"), spec("api", "demo:2")],
     )
     .await;
-    for res in &r.results {
-        wait_status(&node.handle, &res.deployment.as_ref().expect("rec").id).await;
-    }
     let env = node.stop().await;
     env.runtime.clear_calls();
     let node = start_with(env);
@@ -274,12 +270,7 @@ async fn restart_of_berthd_adopts_without_touching() {
 #[tokio::test]
 async fn a_container_removed_behind_our_back_comes_back() {
     let node = start();
-    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
-    wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
     node.rt().remove_behind_back("t-web");
     eventually("web brought back", || {
         node.rt()
@@ -364,12 +355,7 @@ async fn a_crash_during_settle_fails_the_deployment() {
 #[tokio::test]
 async fn stop_start_hold_release_delete() {
     let node = start();
-    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
-    wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
 
     let v = node
         .handle
@@ -436,18 +422,8 @@ async fn stop_start_hold_release_delete() {
 #[tokio::test]
 async fn rollback_goes_to_the_previous_complete_spec() {
     let node = start();
-    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
-    wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
-    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
-    wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
+    deploy(&node.handle, vec![spec("web", "demo:2")]).await;
     assert_eq!(
         node.rt()
             .container_by_name("t-web")
@@ -548,12 +524,7 @@ async fn an_unreadable_record_is_reported_and_its_container_left_alone() {
     );
     runtime.add_foreign("t-web", labels);
     let node = start_with(Arc::new(Seams { runtime, store }));
-    let r = apply(&node.handle, vec![spec("api", "demo:1")]).await;
-    wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    deploy(&node.handle, vec![spec("api", "demo:1")]).await;
     let snap = node.handle.snapshot();
     let web = &snap.services["web"];
     assert!(
@@ -699,12 +670,7 @@ async fn spec_dir_files_apply_only_when_their_content_changes() {
 #[tokio::test]
 async fn a_policy_only_change_makes_a_record_and_touches_no_container() {
     let node = start();
-    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
-    wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
     node.rt().clear_calls();
     let mut s = spec("web", "demo:1");
     s.update.health_timeout = Duration::from_secs(30);
@@ -832,12 +798,7 @@ async fn built_images_no_record_uses_are_removed() {
 #[tokio::test]
 async fn restart_is_an_event_not_a_record() {
     let node = start();
-    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
-    wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
     let before = node.rt().container_by_name("t-web").expect("web").id;
     let v = node
         .handle
