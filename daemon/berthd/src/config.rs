@@ -187,7 +187,7 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
     }
     if file.user_bus.is_some() {
         warnings.push(
-            "user_bus is read but systemd integration is not in this version yet".to_string(),
+            "user_bus is read but D-Bus unit ordering (after_units, requires_units) and transient units are not in this version yet".to_string(),
         );
     }
     Ok(Config {
