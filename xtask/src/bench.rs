@@ -100,27 +100,8 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        remove_label(&format!("io.berth.node={}", self.node));
+        crate::run::remove_containers(&format!("io.berth.node={}", self.node));
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn remove_label(label: &str) {
-    let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label={label}")])
-        .output();
-    if let Ok(out) = out {
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .stdout(Stdio::null())
-                .status();
-        }
     }
 }
 
@@ -209,7 +190,7 @@ pub fn apply(root: &Path) -> Result<()> {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        remove_label(&format!("io.berth.bench={project}"));
+        crate::run::remove_containers(&format!("io.berth.bench={project}"));
         match st {
             Ok(s) if s.success() => Some(took),
             _ => None,

@@ -183,25 +183,9 @@ pub fn demo(root: &Path, once: bool) -> Result<()> {
         .args(["-TERM", &berthd.id().to_string()])
         .status();
     let _ = berthd.wait();
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.berth.node={node}"),
-        ])
-        .output()?;
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f"])
-            .args(&ids)
-            .stdout(Stdio::null())
-            .status();
-        println!("removed {} demo containers", ids.len());
+    let removed = remove_containers(&format!("io.berth.node={node}"));
+    if removed > 0 {
+        println!("removed {removed} demo containers");
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -229,4 +213,27 @@ pub fn write_node_config(
     }
     std::fs::write(&config, text)?;
     Ok((config, socket))
+}
+
+/// Removes (forcefully) every container carrying `label` (`key=value`);
+/// returns how many there were.
+pub fn remove_containers(label: &str) -> usize {
+    let Ok(out) = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={label}")])
+        .output()
+    else {
+        return 0;
+    };
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .stdout(Stdio::null())
+            .status();
+    }
+    ids.len()
 }

@@ -77,18 +77,29 @@ fn spec(name: &str, image: &str) -> ServiceSpec {
     }
 }
 
-async fn apply(h: &Handle, specs: Vec<ServiceSpec>) -> berth_core::dto::ApplyResponse {
+/// An apply by `source` (`force` to take services over), as the loop answers it.
+async fn apply_from(
+    h: &Handle,
+    specs: Vec<ServiceSpec>,
+    source: Source,
+    force: bool,
+) -> Result<berth_core::dto::ApplyResponse, berth_agent::AgentError> {
     h.apply(
         ApplyRequest {
             services: specs,
-            force: false,
+            force,
         },
-        Source::Api,
+        source,
         "test",
         false,
     )
     .await
-    .expect("apply accepted")
+}
+
+async fn apply(h: &Handle, specs: Vec<ServiceSpec>) -> berth_core::dto::ApplyResponse {
+    apply_from(h, specs, Source::Api, false)
+        .await
+        .expect("apply accepted")
 }
 
 /// Applies and waits until every deployment the apply made has ended.
@@ -461,46 +472,23 @@ async fn rollback_goes_to_the_previous_complete_spec() {
 #[tokio::test]
 async fn ownership_conflicts_are_refused_unless_forced() {
     let node = start();
-    node.handle
-        .apply(
-            ApplyRequest {
-                services: vec![spec("web", "demo:1")],
-                force: false,
-            },
-            Source::SpecDir {
-                path: "/etc/berth/services.d/web.yaml".into(),
-                content_hash: "x".into(),
-            },
-            "spec_dir",
-            false,
-        )
+    let file = Source::SpecDir {
+        path: "/etc/berth/services.d/web.yaml".into(),
+        content_hash: "x".into(),
+    };
+    apply_from(&node.handle, vec![spec("web", "demo:1")], file, false)
         .await
         .expect("spec_dir apply");
-    let err = node
-        .handle
-        .apply(
-            ApplyRequest {
-                services: vec![spec("web", "demo:2")],
-                force: false,
-            },
-            Source::Api,
-            "test",
-            false,
-        )
-        .await
-        .expect_err("conflict");
+    let err = apply_from(
+        &node.handle,
+        vec![spec("web", "demo:2")],
+        Source::Api,
+        false,
+    )
+    .await
+    .expect_err("conflict");
     assert!(err.to_string().contains("web.yaml"), "{err}");
-    let ok = node
-        .handle
-        .apply(
-            ApplyRequest {
-                services: vec![spec("web", "demo:2")],
-                force: true,
-            },
-            Source::Api,
-            "test",
-            false,
-        )
+    let ok = apply_from(&node.handle, vec![spec("web", "demo:2")], Source::Api, true)
         .await
         .expect("forced");
     assert_eq!(ok.results[0].change, Change::Updated);
@@ -549,19 +537,7 @@ async fn an_unreadable_record_is_reported_and_its_container_left_alone() {
 async fn an_unreachable_engine_is_shown_and_retried() {
     let node = start();
     node.rt().set_unreachable(true);
-    let r = node
-        .handle
-        .apply(
-            ApplyRequest {
-                services: vec![spec("web", "demo:1")],
-                force: false,
-            },
-            Source::Api,
-            "test",
-            false,
-        )
-        .await
-        .expect("apply answers");
+    let r = apply(&node.handle, vec![spec("web", "demo:1")]).await;
     // Nothing is lost: the deployment waits for the engine instead of failing.
     let d = r.results[0].deployment.clone().expect("rec");
     assert_eq!(d.status, Status::Pending);
