@@ -194,6 +194,20 @@ pub enum Verb {
     #[command(verbatim_doc_comment)]
     Restart(RecordVerbArgs),
 
+    /// Re-read a service's config sources and apply each source's on_change
+    /// (restart, recreate, signal, exec), whether the content changed or not.
+    ///
+    /// berthd does this by itself when a config file's content changes; use
+    /// this after fixing something outside the files (e.g. a reload that
+    /// failed for another reason). Makes a RECONFIGURE deployment and waits
+    /// for it (see --no-wait). `berthctl show NAME` lists the sources.
+    ///
+    /// Examples:
+    ///   berthctl reconfigure web
+    ///   berthctl reconfigure web --json
+    #[command(verbatim_doc_comment)]
+    Reconfigure(RecordVerbArgs),
+
     /// Stop a service and keep it stopped.
     ///
     /// Makes a STOP deployment; the service stays stopped until `start` or an
@@ -330,6 +344,9 @@ pub async fn run(cli: Cli) -> CliResult {
         }
         Verb::Restart(a) => {
             verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Restart, Some(&a.wait)).await
+        }
+        Verb::Reconfigure(a) => {
+            verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Reconfigure, Some(&a.wait)).await
         }
         Verb::Stop(a) => verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Stop, Some(&a.wait)).await,
         Verb::Start(a) => verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Start, Some(&a.wait)).await,

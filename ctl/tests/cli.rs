@@ -497,6 +497,39 @@ fn check_bad_file_names_file_line_and_field() -> TestResult {
 }
 
 #[test]
+fn check_refuses_an_in_place_reload_of_a_file_source_and_warns_on_a_missing_one() -> TestResult {
+    let dir = files(&[("app.conf", "x=1\n")])?;
+    let conf = dir.path().join("app.conf");
+    let missing = dir.path().join("nope");
+    let spec = format!(
+        "name: web\nimage: demo\nconfig:\n  - {{source: {}, target: /etc/app.conf, on_change: {{signal: SIGHUP}}}}\n",
+        conf.display()
+    );
+    let spec_path = dir.path().join("web.yaml");
+    std::fs::write(&spec_path, spec)?;
+    let run = berthctl(Path::new("/nonexistent"), &["check", &path_str(&spec_path)])?;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("web: config[0]"), "{run:?}");
+    assert!(run.stderr.contains("Mount the directory"), "{run:?}");
+
+    // The directory, or a restart, is fine; a missing source only warns.
+    let spec = format!(
+        "services:\n  - name: web\n    image: demo\n    config: [{{source: {}, target: /etc/demo, on_change: {{signal: SIGHUP}}}}]\n  - name: api\n    image: demo\n    config: [{{source: {}, target: /etc/api}}]\n",
+        dir.path().display(),
+        missing.display()
+    );
+    std::fs::write(&spec_path, spec)?;
+    let run = berthctl(Path::new("/nonexistent"), &["check", &path_str(&spec_path)])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stderr.contains("warning: api: config[0].source"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("never creates it"), "{run:?}");
+    Ok(())
+}
+
+#[test]
 fn duplicate_services_across_files_name_both() -> TestResult {
     let dir = files(&[("a.yaml", WEB_YAML), ("b.yaml", WEB_YAML)])?;
     let run = berthctl(Path::new("/nonexistent"), &["check", &path_str(dir.path())])?;

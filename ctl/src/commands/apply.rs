@@ -81,6 +81,13 @@ fn load(paths: &[PathBuf], what: &str) -> CliResult<Loaded> {
 
 pub fn cmd_check(ctx: &Ctx, args: &CheckArgs) -> CliResult {
     let loaded = load(&args.files.paths, "")?;
+    let (problems, warnings) = check_config_sources(&loaded.services);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if !problems.is_empty() {
+        return Err(CliError::usage(problems.join("\n")));
+    }
     if ctx.json {
         return output::json(&ApplyRequest {
             services: loaded.services,
@@ -92,6 +99,35 @@ pub fn cmd_check(ctx: &Ctx, args: &CheckArgs) -> CliResult {
         plural(loaded.services.len(), "service", "services"),
         plural(loaded.files.len(), "file", "files")
     ))
+}
+
+/// What the spec alone cannot tell: whether each config source exists, and
+/// whether it is a file (or symlink) that an in-place reload would not see
+/// replaced. Problems refuse the check; a missing source is a warning (the
+/// deployment fails until it exists, but it may be created later).
+fn check_config_sources(services: &[berth_core::spec::ServiceSpec]) -> (Vec<String>, Vec<String>) {
+    use berth_core::spec::{SourceKind, config_source_problem};
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+    for spec in services {
+        for (i, m) in spec.config.iter().enumerate() {
+            let kind = match std::fs::symlink_metadata(&m.source) {
+                Ok(md) if md.file_type().is_symlink() => SourceKind::Symlink,
+                Ok(md) if md.is_dir() => SourceKind::Directory,
+                Ok(_) => SourceKind::File,
+                Err(e) => {
+                    warnings.push(format!(
+                        "{}: config[{i}].source {}: {e}; the deployment fails until it exists (berth never creates it)",
+                        spec.name, m.source
+                    ));
+                    continue;
+                }
+            };
+            if let Some(p) = config_source_problem(m, kind) {
+                problems.push(format!("{}: config[{i}]: {p}", spec.name));
+            }
+        }
+    }
+    (problems, warnings)
 }
 
 async fn post_apply(ctx: &Ctx, request: &ApplyRequest, dry_run: bool) -> CliResult<ApplyResponse> {

@@ -202,6 +202,7 @@ pub fn render_show(detail: &ServiceDetail, now_ms: u64) -> String {
         pairs.push(("notes", notes.join(", ")));
     }
     kv(&mut out, "", &pairs);
+    out.push_str(&render_config(s, now_ms));
 
     let Some(d) = &detail.current else {
         out.push_str("\nno current deployment\n");
@@ -242,6 +243,64 @@ pub fn render_show(detail: &ServiceDetail, now_ms: u64) -> String {
         }
         for (k, v) in &o.declared {
             block(k, v);
+        }
+    }
+    out
+}
+
+/// The config sources, their hash as last read, and the last change.
+fn render_config(s: &berth_core::dto::ServiceStatus, now_ms: u64) -> String {
+    let mut out = String::new();
+    if s.config.is_empty() {
+        return out;
+    }
+    out.push_str(
+        "
+config sources:
+",
+    );
+    for c in &s.config {
+        let state = match (&c.error, &c.hash) {
+            (Some(e), _) => format!("UNREADABLE: {e}"),
+            (None, Some(h)) => format!("hash {}", short_hash(h)),
+            (None, None) => "not read yet".to_string(),
+        };
+        out.push_str(&format!(
+            "  {} -> {}  (on_change: {})  {state}\n",
+            c.source, c.target, c.on_change
+        ));
+    }
+    if let Some(last) = &s.last_config_change {
+        let ch = &last.change;
+        let mut line = format!(
+            "last change: {} {} ({} ago): {} -> {}, {}",
+            last.deployment,
+            last.status,
+            format_age(now_ms, last.at_ms),
+            ch.old_hash.as_deref().map_or("-".into(), short_hash),
+            ch.new_hash.as_deref().map_or("-".into(), short_hash),
+            ch.reaction
+        );
+        if ch.forced {
+            line.push_str(" (forced)");
+        }
+        if !last.status_reason.is_empty() {
+            line.push_str(&format!("; {}", last.status_reason));
+        }
+        out.push_str(&format!("  {line}\n"));
+        let files = ch.files();
+        if !files.is_empty() {
+            let shown: Vec<&str> = files.iter().take(10).map(String::as_str).collect();
+            let more = files.len().saturating_sub(shown.len());
+            out.push_str(&format!(
+                "  changed files: {}{}\n",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
         }
     }
     out

@@ -1,5 +1,5 @@
-//! The operator verbs on one service: rollback, restart, stop, start, hold,
-//! release, delete.
+//! The operator verbs on one service: rollback, restart, reconfigure, stop,
+//! start, hold, release, delete.
 
 use berth_core::dto::{RollbackRequest, VerbResponse};
 use clap::Args;
@@ -15,6 +15,7 @@ use crate::wait;
 pub enum Verb {
     Rollback(Option<u64>),
     Restart,
+    Reconfigure,
     Stop,
     Start,
     Delete,
@@ -59,6 +60,7 @@ pub async fn cmd_verb(ctx: &Ctx, name: &str, verb: Verb, wait: Option<&WaitArgs>
         other => {
             let action = match other {
                 Verb::Restart => "restart",
+                Verb::Reconfigure => "reconfigure",
                 Verb::Stop => "stop",
                 Verb::Start => "start",
                 Verb::Hold => "hold",

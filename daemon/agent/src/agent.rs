@@ -14,8 +14,9 @@ use berth_core::hash::{create_spec, spec_hash};
 use berth_core::plan::{Action, Desired, DesiredService, Observed, plan};
 use berth_core::record::{DeployAction, Deployment, RECORD_SCHEMA_VERSION, Source, Status};
 use berth_core::runtime::{
-    ContainerState, CreateRequest, Health, LABEL_DEPLOYMENT, LABEL_GENERATION, LABEL_KIND,
-    LABEL_SERVICE, LABEL_SPEC_HASH, ObservedContainer, Runtime, RuntimeError, RuntimeEvent,
+    ContainerState, CreateRequest, Health, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT, LABEL_GENERATION,
+    LABEL_KIND, LABEL_SERVICE, LABEL_SPEC_HASH, ObservedContainer, Runtime, RuntimeError,
+    RuntimeEvent,
 };
 use berth_core::spec::{DesiredState, Kind, ServiceSpec};
 use berth_core::store::{LoadedService, META_SCHEMA_VERSION, ServiceMeta, Store};
@@ -23,8 +24,13 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::exec::{self, Done, Job};
-use crate::state::{EventRing, Snapshot, Svc, Watch, converged, service_status};
+use crate::exec::{self, ConfigRead, Done, Job};
+use crate::state::{
+    ConfigTrack, EventRing, Snapshot, Svc, Watch, converged, last_change_of, made_from,
+    service_status,
+};
+
+mod config;
 use crate::{AgentConfig, AgentError, Command, Env, Handle, Reply, SpecFile, Verb};
 
 /// Lists are coalesced to at most one per this interval.
@@ -85,6 +91,10 @@ pub struct Agent<E: Env> {
     /// actions is not reported as something that happened to it.
     own_containers: std::collections::HashMap<String, Instant>,
     dirty: bool,
+    /// The config watcher, when berthd has one (tests may run without).
+    watcher: Option<Box<dyn berth_watch::Watcher>>,
+    /// What the watcher was last told to watch.
+    watching: Vec<berth_watch::WatchSpec>,
 }
 
 impl<E: Env> Agent<E> {
@@ -127,6 +137,8 @@ impl<E: Env> Agent<E> {
             orphans_busy: BTreeSet::new(),
             own_containers: std::collections::HashMap::new(),
             dirty: true,
+            watcher: None,
+            watching: Vec::new(),
         };
         agent.load()?;
         agent.publish_snapshot();
@@ -203,7 +215,9 @@ impl<E: Env> Agent<E> {
                         watch: None,
                         last_restarts: 0,
                         crash_loop: false,
+                        config: ConfigTrack::default(),
                     };
+                    svc.config = self.load_config_track(&svc);
                     svc.create = self.create_request(&svc.target);
                     if !svc.current.status.is_terminal() {
                         // Resumed: judged again from what the engine shows.
@@ -263,6 +277,9 @@ impl<E: Env> Agent<E> {
             Kind::Task => "task",
         };
         labels.insert(LABEL_KIND.to_string(), kind.to_string());
+        if let Some(identity) = &record.config_identity {
+            labels.insert(LABEL_CONFIG_HASH.to_string(), identity.clone());
+        }
         Some(CreateRequest {
             name: format!("{}{}", self.cfg.prefix, record.service),
             spec,
@@ -303,6 +320,16 @@ impl<E: Env> Agent<E> {
                         tracing::warn!("engine event stream ended; resyncing");
                         engine_events = None;
                         self.lost_events();
+                    }
+                },
+                ev = next_watch_event(&mut self.watcher) => match ev {
+                    Some(ev) => self.on_watch_event(ev),
+                    None => {
+                        tracing::error!("the config watcher stopped; config changes are no longer seen");
+                        self.emit(EventKind::Daemon {
+                            message: "the config watcher stopped; config changes are no longer seen until berthd restarts".into(),
+                        });
+                        self.watcher = None;
                     }
                 },
                 _ = tick.tick() => self.on_tick(),
@@ -352,6 +379,7 @@ impl<E: Env> Agent<E> {
             !s.current.status.is_terminal()
                 || s.watch.is_some()
                 || s.retry_at.is_some_and(|t| now >= t)
+                || (s.config.dirty && !s.config.reading)
         });
         if waiting {
             self.dirty = true;
@@ -380,6 +408,7 @@ impl<E: Env> Agent<E> {
         if self.engine_reachable == Some(true) && !self.observing && self.observe_at.is_none() {
             self.judge();
             self.reconcile();
+            self.schedule_config_reads();
         }
         self.publish_snapshot();
     }
@@ -462,6 +491,12 @@ impl<E: Env> Agent<E> {
                 dry_run,
                 reply,
             } => self.begin_apply(req, source, actor, dry_run, reply),
+            Command::Verb {
+                service,
+                verb: Verb::Reconfigure,
+                actor,
+                reply,
+            } => self.request_reconfigure(&service, actor, reply),
             Command::Verb {
                 service,
                 verb,
@@ -595,6 +630,7 @@ impl<E: Env> Agent<E> {
             .iter()
             .map(|s| (s.name.clone(), s.image.clone()))
             .collect();
+        let configs = req.services.iter().map(|s| s.config.clone()).collect();
         self.pending.insert(
             apply_id,
             PendingApply {
@@ -605,22 +641,60 @@ impl<E: Env> Agent<E> {
                 reply: Some(reply),
             },
         );
-        self.spawn(Job::Resolve { apply_id, images });
+        self.spawn(Job::Resolve {
+            apply_id,
+            images,
+            configs,
+        });
     }
 
-    fn finish_apply(&mut self, apply_id: u64, results: Vec<Result<String, RuntimeError>>) {
+    fn finish_apply(
+        &mut self,
+        apply_id: u64,
+        results: Vec<Result<String, RuntimeError>>,
+        configs: Vec<Vec<ConfigRead>>,
+    ) {
         let Some(mut pending) = self.pending.remove(&apply_id) else {
             return;
         };
+        // All or nothing: a source that cannot be reloaded in place refuses
+        // the whole apply before anything is recorded.
+        let problems: Vec<String> =
+            pending
+                .req
+                .services
+                .iter()
+                .zip(&configs)
+                .flat_map(|(spec, reads)| {
+                    spec.config.iter().zip(reads).enumerate().filter_map(
+                        move |(i, (m, (_, kind)))| {
+                            let problem = berth_core::spec::config_source_problem(m, (*kind)?)?;
+                            Some(format!("{}: config[{i}]: {problem}", spec.name))
+                        },
+                    )
+                })
+                .collect();
+        if !problems.is_empty() {
+            if let Some(reply) = pending.reply.take() {
+                let _ = reply.send(Err(AgentError::Invalid {
+                    reason: problems.join("; "),
+                    details: problems,
+                }));
+            }
+            return;
+        }
         let mut out = ApplyResponse {
             dry_run: pending.dry_run,
             results: Vec::new(),
         };
         let mut error = None;
+        let mut configs = configs.into_iter();
         for (spec, image) in pending.req.services.iter().zip(results) {
+            let reads = configs.next().unwrap_or_default();
             match self.apply_one(
                 spec,
                 image,
+                reads,
                 &pending.source,
                 &pending.actor,
                 pending.dry_run,
@@ -644,26 +718,51 @@ impl<E: Env> Agent<E> {
         &mut self,
         spec: &ServiceSpec,
         image: Result<String, RuntimeError>,
+        reads: Vec<ConfigRead>,
         source: &Source,
         actor: &str,
         dry_run: bool,
     ) -> Result<ApplyResult, AgentError> {
+        let states: Vec<berth_core::reconfig::ConfigState> =
+            reads.into_iter().map(|(state, _)| state).collect();
+        let config_errors: Vec<String> = states.iter().filter_map(|s| s.error.clone()).collect();
         let existing = self.services.get(&spec.name).filter(|s| !s.is_deleted());
         let old_spec = existing.map(|s| s.current.spec.redacted());
         let diff = spec_diff(old_spec.as_ref(), &spec.redacted());
-        let (hash, image_id, failure) = match &image {
-            Ok(id) => {
-                let outputs_dir = self.outputs_dir(&spec.name);
-                let create = create_spec(spec, id, Some(outputs_dir.to_string_lossy().as_ref()));
-                (spec_hash(&create), Some(id.clone()), None)
-            }
-            Err(e) => (String::new(), None, Some(e)),
-        };
+        // (unreachable engine, message)
+        let (hash, image_id, failure): (String, Option<String>, Option<(bool, String)>) =
+            match &image {
+                Ok(id) => {
+                    let outputs_dir = self.outputs_dir(&spec.name);
+                    let create =
+                        create_spec(spec, id, Some(outputs_dir.to_string_lossy().as_ref()));
+                    let failure = (!config_errors.is_empty()).then(|| {
+                        (
+                            false,
+                            format!(
+                                "{}; nothing was changed (mount a source that exists: berth never creates one)",
+                                config_errors.join("; ")
+                            ),
+                        )
+                    });
+                    (spec_hash(&create), Some(id.clone()), failure)
+                }
+                Err(e) => (
+                    String::new(),
+                    None,
+                    Some((e.is_unreachable(), e.to_string())),
+                ),
+            };
+        // Content that changed under an unchanged spec is the watcher's
+        // business: it reconfigures by the policy (marked below).
+        let mut config_moved = false;
         let change = match existing {
             None => Change::Created,
             Some(svc) => {
                 if failure.is_none() && svc.target.spec_hash == hash {
                     let same_source = svc.meta.source == *source;
+                    config_moved = !spec.config.is_empty()
+                        && berth_core::reconfig::combined_hash(&states) != svc.target.config_hash;
                     if svc.current.spec == *spec
                         && svc.current.status != Status::Failed
                         && same_source
@@ -686,6 +785,9 @@ impl<E: Env> Agent<E> {
         if dry_run || change == Change::Unchanged {
             if change == Change::Unchanged {
                 result.deployment = existing.map(|s| s.current.redacted());
+                if config_moved && !dry_run {
+                    self.mark_config_dirty(&spec.name);
+                }
             }
             return Ok(result);
         }
@@ -697,16 +799,30 @@ impl<E: Env> Agent<E> {
         let mut record = self.new_record(spec.clone(), action, source.clone(), actor);
         record.image_id = image_id;
         record.spec_hash = hash;
+        match (change, self.services.get(&spec.name)) {
+            // Same container: its config is what it was; the watcher
+            // compares the content against that.
+            (Change::PolicyOnly, Some(svc)) => {
+                record.config = svc.target.config.clone();
+                record.config_hash = svc.target.config_hash.clone();
+                record.config_identity = svc.target.config_identity.clone();
+            }
+            _ => {
+                record.config_hash = berth_core::reconfig::combined_hash(&states);
+                record.config_identity = berth_core::reconfig::identity(spec, &states);
+                record.config = states;
+            }
+        }
         match failure {
             // The engine is away: the deployment waits for it rather than
             // failing, and its image is resolved once the engine answers.
-            Some(e) if e.is_unreachable() => {
+            Some((true, e)) => {
                 record.status = Status::Pending;
                 record.status_reason = format!("waiting for the container engine: {e}");
             }
-            Some(e) => {
+            Some((false, e)) => {
                 record.status = Status::Failed;
-                record.status_reason = e.to_string();
+                record.status_reason = e;
             }
             None if change == Change::PolicyOnly => {
                 record.applied = true;
@@ -715,6 +831,9 @@ impl<E: Env> Agent<E> {
             None => {}
         }
         let record = self.commit_record(record, Some(source.clone()))?;
+        if change == Change::PolicyOnly && config_moved {
+            self.mark_config_dirty(&record.service);
+        }
         result.deployment = Some(record.redacted());
         Ok(result)
     }
@@ -746,6 +865,9 @@ impl<E: Env> Agent<E> {
             image_id: None,
             spec_hash: String::new(),
             config_hash: None,
+            config: Vec::new(),
+            config_identity: None,
+            config_change: None,
             status: Status::Pending,
             status_reason: String::new(),
             outputs: Default::default(),
@@ -811,7 +933,11 @@ impl<E: Env> Agent<E> {
             watch,
             last_restarts: prev.as_ref().map(|p| p.last_restarts).unwrap_or(0),
             crash_loop: false,
+            config: prev.map(|p| p.config).unwrap_or_default(),
         };
+        if record.config_change.is_some() {
+            svc.config.last_change = last_change_of(&record);
+        }
         if failed_early && svc.target.generation == record.generation {
             // A brand-new service whose first deployment failed: nothing runs.
             svc.create = None;
@@ -820,6 +946,7 @@ impl<E: Env> Agent<E> {
         if let Err(e) = store.prune(&name, self.cfg.history_limit) {
             tracing::warn!(service = name, error = %e, "pruning history failed");
         }
+        self.refresh_watches();
         self.emit_status(&record);
         Ok(record)
     }
@@ -969,6 +1096,7 @@ impl<E: Env> Agent<E> {
                     service: service.to_string(),
                     container,
                     name: name.clone(),
+                    reconfigure: None,
                 });
                 Ok(response(None, format!("restarting {name}")))
             }
@@ -991,6 +1119,7 @@ impl<E: Env> Agent<E> {
                 let mut record = self.new_record(spec, action, source, actor);
                 record.image_id = target.image_id.clone();
                 record.spec_hash = target.spec_hash.clone();
+                inherit_config(&mut record, &target);
                 record.applied = target.applied || target.image_id.is_some();
                 record.status = Status::InProgress;
                 let record = self.commit_record(record, None)?;
@@ -1006,6 +1135,7 @@ impl<E: Env> Agent<E> {
                 let source = svc.meta.source.clone();
                 let target = svc.target.clone();
                 let mut record = self.new_record(spec, DeployAction::Delete, source, actor);
+                inherit_config(&mut record, &target);
                 record.image_id = target.image_id;
                 record.spec_hash = target.spec_hash;
                 record.applied = true;
@@ -1014,6 +1144,10 @@ impl<E: Env> Agent<E> {
                 let message = format!("deleting {service}");
                 Ok(response(Some(record), message))
             }
+            Verb::Reconfigure => Err(AgentError::Refused {
+                service: service.to_string(),
+                reason: "cannot be reconfigured this way (internal: reconfigure is answered by the config reader)".into(),
+            }),
             Verb::Rollback { generation } => {
                 let history = self.env.store().history(service, usize::MAX)?;
                 let current_hash = svc.target.spec_hash.clone();
@@ -1053,6 +1187,10 @@ impl<E: Env> Agent<E> {
                     self.new_record(chosen.spec.clone(), DeployAction::Rollback, source, actor);
                 record.image_id = chosen.image_id.clone();
                 record.spec_hash = chosen.spec_hash.clone();
+                // Config files are not rolled back: the chosen record's
+                // reading is the baseline the watcher compares today's
+                // content with (a difference reconfigures by the policy).
+                inherit_config(&mut record, &chosen);
                 record.rollback_of = Some(chosen.generation);
                 if record.spec_hash == current_hash {
                     record.applied = true;
@@ -1273,6 +1411,7 @@ impl<E: Env> Agent<E> {
                     task_done: spec.kind == Kind::Task
                         && svc.target.status.is_terminal()
                         && svc.target.applied,
+                    config_identity: svc.target.config_identity.clone(),
                 },
             );
         }
@@ -1510,7 +1649,23 @@ impl<E: Env> Agent<E> {
                     tracing::warn!(service, error = %e, "image garbage collection");
                 }
             }
-            Done::Resolved { apply_id, results } => self.finish_apply(apply_id, results),
+            Done::Resolved {
+                apply_id,
+                results,
+                configs,
+            } => self.finish_apply(apply_id, results, configs),
+            Done::ConfigRead {
+                service,
+                generation,
+                reads,
+                forced,
+            } => self.config_read(&service, generation, reads, forced),
+            Done::Reloaded {
+                service,
+                generation,
+                outputs,
+                error,
+            } => self.reloaded(&service, generation, outputs, error),
             Done::ResolvedRecord {
                 service,
                 generation,
@@ -1595,7 +1750,14 @@ impl<E: Env> Agent<E> {
             }
             Done::Restart {
                 service,
+                name: _,
+                reconfigure: Some(generation),
+                error,
+            } => self.reconfigure_restarted(&service, generation, error),
+            Done::Restart {
+                service,
                 name: container,
+                reconfigure: None,
                 error,
             } => {
                 if let Some(svc) = self.services.get_mut(&service) {
@@ -1680,7 +1842,10 @@ impl<E: Env> Agent<E> {
     fn spawn(&mut self, job: Job) {
         let env = self.env.clone();
         let tx = self.done_tx.clone();
-        let container_job = matches!(job, Job::Actions { .. } | Job::Restart { .. });
+        let container_job = matches!(
+            job,
+            Job::Actions { .. } | Job::Restart { .. } | Job::Reload { .. }
+        );
         let permits = self.job_permits.clone();
         if container_job {
             self.jobs_in_flight += 1;
@@ -1782,6 +1947,22 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
+/// Copies what `from`'s container was given: its config reading and identity.
+fn inherit_config(record: &mut Deployment, from: &Deployment) {
+    record.config = from.config.clone();
+    record.config_hash = from.config_hash.clone();
+    record.config_identity = from.config_identity.clone();
+}
+
+async fn next_watch_event(
+    watcher: &mut Option<Box<dyn berth_watch::Watcher>>,
+) -> Option<berth_watch::WatchEvent> {
+    match watcher {
+        Some(w) => w.events().recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_event(
     stream: &mut Option<berth_core::runtime::BoxStream<Result<RuntimeEvent, RuntimeError>>>,
 ) -> Option<Result<RuntimeEvent, RuntimeError>> {
@@ -1805,8 +1986,7 @@ fn judge_one(svc: &mut Svc, container: Option<&ObservedContainer>, now: Instant)
         return Verdict::Wait;
     }
     let spec = &record.spec;
-    let hash_matches =
-        |c: &ObservedContainer| c.spec_hash.as_deref() == Some(record.spec_hash.as_str());
+    let hash_matches = |c: &ObservedContainer| made_from(record, c);
     if record.action == DeployAction::Delete {
         return if container.is_none() {
             Verdict::Done(Status::Complete, String::new())

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use berth_core::plan::{Action, ContainerRef};
+use berth_core::reconfig::ConfigState;
 use berth_core::record::{Outputs, cap_output};
 use berth_core::runtime::{CreateRequest, LogOptions, LogStream, Runtime, RuntimeError};
-use berth_core::spec::ImageSource;
+use berth_core::spec::{ConfigMount, ImageSource, OnChange, SourceKind};
 use futures_util::StreamExt;
 
 /// One thing an executor did to a container.
@@ -31,6 +32,24 @@ pub(crate) enum Job {
         service: String,
         container: String,
         name: String,
+        /// For a RECONFIGURE record: its generation.
+        reconfigure: Option<u64>,
+    },
+    /// Read a service's config sources.
+    ReadConfig {
+        service: String,
+        /// The record the reading is compared against.
+        generation: u64,
+        mounts: Vec<ConfigMount>,
+        previous: Vec<ConfigState>,
+        forced: bool,
+    },
+    /// Reload a service in place: signals and execs, in order.
+    Reload {
+        service: String,
+        generation: u64,
+        container: String,
+        steps: Vec<OnChange>,
     },
     /// Read a finished task's logs and outputs.
     Collect {
@@ -54,12 +73,16 @@ pub(crate) enum Job {
         generation: u64,
         image: ImageSource,
     },
-    /// Resolve the images of a pending apply.
+    /// Resolve the images (and read the config sources) of a pending apply.
     Resolve {
         apply_id: u64,
         images: Vec<(String, ImageSource)>,
+        configs: Vec<Vec<ConfigMount>>,
     },
 }
+
+/// A config source as read, with what kind of path it is.
+pub(crate) type ConfigRead = (ConfigState, Option<SourceKind>);
 
 pub(crate) enum Done {
     Listed(Result<Vec<berth_core::runtime::ObservedContainer>, RuntimeError>),
@@ -85,7 +108,20 @@ pub(crate) enum Done {
     Restart {
         service: String,
         name: String,
+        reconfigure: Option<u64>,
         error: Option<RuntimeError>,
+    },
+    ConfigRead {
+        service: String,
+        generation: u64,
+        reads: Vec<ConfigRead>,
+        forced: bool,
+    },
+    Reloaded {
+        service: String,
+        generation: u64,
+        outputs: Outputs,
+        error: Option<String>,
     },
     Collected {
         service: String,
@@ -94,7 +130,46 @@ pub(crate) enum Done {
     Resolved {
         apply_id: u64,
         results: Vec<Result<String, RuntimeError>>,
+        configs: Vec<Vec<ConfigRead>>,
     },
+}
+
+/// Reads every mount's source off the loop (file I/O blocks).
+pub(crate) async fn read_config(
+    mounts: Vec<ConfigMount>,
+    previous: Vec<ConfigState>,
+) -> Vec<ConfigRead> {
+    if mounts.is_empty() {
+        return Vec::new();
+    }
+    let n = mounts.len();
+    let read = tokio::task::spawn_blocking(move || {
+        mounts
+            .iter()
+            .map(|m| {
+                let prev = previous
+                    .iter()
+                    .find(|p| p.source == m.source && p.target == m.target);
+                berth_watch::read_state(m, prev)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match read {
+        Ok(reads) => reads,
+        // The blocking task panicked or was cancelled: report it per source.
+        Err(e) => (0..n)
+            .map(|_| {
+                (
+                    ConfigState {
+                        error: Some(format!("reading config sources failed: {e}")),
+                        ..Default::default()
+                    },
+                    None,
+                )
+            })
+            .collect(),
+    }
 }
 
 pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
@@ -177,11 +252,39 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
             service,
             container,
             name,
+            reconfigure,
         } => {
             let error = runtime.restart(&container).await.err();
             Done::Restart {
                 service,
                 name,
+                reconfigure,
+                error,
+            }
+        }
+        Job::ReadConfig {
+            service,
+            generation,
+            mounts,
+            previous,
+            forced,
+        } => Done::ConfigRead {
+            service,
+            generation,
+            reads: read_config(mounts, previous).await,
+            forced,
+        },
+        Job::Reload {
+            service,
+            generation,
+            container,
+            steps,
+        } => {
+            let (outputs, error) = reload(runtime, &container, &steps).await;
+            Done::Reloaded {
+                service,
+                generation,
+                outputs,
                 error,
             }
         }
@@ -198,7 +301,11 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
                 outputs: collected,
             }
         }
-        Job::Resolve { apply_id, images } => {
+        Job::Resolve {
+            apply_id,
+            images,
+            configs,
+        } => {
             // Each distinct image once: 200 services on one tag cost one inspect.
             let mut cache: Vec<(ImageSource, String, Result<String, RuntimeError>)> = Vec::new();
             let mut results = Vec::with_capacity(images.len());
@@ -219,9 +326,75 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
                 cache.push((image, key_service, r.clone()));
                 results.push(r);
             }
-            Done::Resolved { apply_id, results }
+            let mut reads = Vec::with_capacity(configs.len());
+            for mounts in configs {
+                reads.push(read_config(mounts, Vec::new()).await);
+            }
+            Done::Resolved {
+                apply_id,
+                results,
+                configs: reads,
+            }
         }
     }
+}
+
+/// Runs a reload's signals and execs in order; the first failure stops it.
+/// Execs' output becomes the record's outputs, kept on failure too.
+async fn reload<R: Runtime>(
+    runtime: &R,
+    container: &str,
+    steps: &[OnChange],
+) -> (Outputs, Option<String>) {
+    let mut outputs = Outputs::default();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let mut error = None;
+    for step in steps {
+        match step {
+            OnChange::Signal(sig) => {
+                if let Err(e) = runtime.kill(container, sig).await {
+                    error = Some(format!("sending {sig} failed: {e}"));
+                }
+            }
+            OnChange::Exec(argv) => match runtime.exec(container, argv).await {
+                Err(e) => error = Some(format!("`{}` could not run: {e}", argv.join(" "))),
+                Ok(out) => {
+                    stdout.push_str(&out.stdout);
+                    stderr.push_str(&out.stderr);
+                    outputs.deploy_status_code = Some(out.exit_code);
+                    if out.exit_code != 0 {
+                        let text = out.stderr.trim_end();
+                        let mut cut = text.len().saturating_sub(2000);
+                        while !text.is_char_boundary(cut) {
+                            cut += 1;
+                        }
+                        let tail = &text[cut..];
+                        error = Some(format!(
+                            "`{}` exited with code {}{}",
+                            argv.join(" "),
+                            out.exit_code,
+                            if tail.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {tail}")
+                            }
+                        ));
+                    }
+                }
+            },
+            OnChange::Restart | OnChange::Recreate | OnChange::None => {}
+        }
+        if error.is_some() {
+            break;
+        }
+    }
+    if !stdout.is_empty() {
+        outputs.deploy_stdout = Some(cap_output(stdout));
+    }
+    if !stderr.is_empty() {
+        outputs.deploy_stderr = Some(cap_output(stderr));
+    }
+    (outputs, error)
 }
 
 fn step(steps: &mut Vec<Step>, verb: &'static str, container: &str, reason: impl Into<String>) {

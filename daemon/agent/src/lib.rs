@@ -104,7 +104,12 @@ pub enum Verb {
     Hold,
     Release,
     Delete,
-    Rollback { generation: Option<u64> },
+    Rollback {
+        generation: Option<u64>,
+    },
+    /// Re-read the config sources and apply every source's `on_change`,
+    /// changed or not.
+    Reconfigure,
 }
 
 /// A spec_dir file as berthd read it.

@@ -3,9 +3,11 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use berth_core::dto::{
-    ContainerStatus, DeploymentSummary, EventsResponse, NodeInfo, ServiceStatus,
+    ConfigSourceStatus, ContainerStatus, DeploymentSummary, EventsResponse, LastConfigChange,
+    NodeInfo, ServiceStatus, VerbResponse,
 };
 use berth_core::event::Event;
+use berth_core::reconfig::ConfigState;
 use berth_core::record::{DeployAction, Deployment, Status};
 use berth_core::runtime::{CreateRequest, ObservedContainer};
 use berth_core::spec::{ImageSource, Kind};
@@ -31,6 +33,62 @@ pub(crate) struct Svc {
     /// Restart count last seen, to report crash loops.
     pub last_restarts: u64,
     pub crash_loop: bool,
+    pub config: ConfigTrack,
+}
+
+/// The config-watch side of a service.
+#[derive(Default)]
+pub(crate) struct ConfigTrack {
+    /// Its sources may have changed: read them when the service is idle.
+    pub dirty: bool,
+    /// An operator asked for a reconfigure whatever the content.
+    pub forced: bool,
+    /// A read is running.
+    pub reading: bool,
+    /// Resume an interrupted reconfigure (berthd restarted mid-way).
+    pub resume: bool,
+    pub last_change: Option<LastConfigChange>,
+    /// `berthctl reconfigure` callers waiting for the record: (actor, reply).
+    pub replies: Vec<(String, crate::Reply<VerbResponse>)>,
+}
+
+impl ConfigTrack {
+    pub fn new(dirty: bool, last_change: Option<LastConfigChange>) -> Self {
+        ConfigTrack {
+            dirty,
+            last_change,
+            ..Default::default()
+        }
+    }
+}
+
+/// What `show` says about a RECONFIGURE record.
+pub(crate) fn last_change_of(d: &Deployment) -> Option<LastConfigChange> {
+    let change = d.config_change.clone()?;
+    Some(LastConfigChange {
+        deployment: d.id.clone(),
+        status: d.status,
+        status_reason: d.status_reason.clone(),
+        at_ms: d.created_at_ms,
+        change,
+    })
+}
+
+/// The config the service's container was last given: the newest record's
+/// reading when it has the same sources as the target, else the target's.
+pub(crate) fn config_baseline(svc: &Svc) -> &[ConfigState] {
+    if svc.current.spec.config == svc.target.spec.config {
+        &svc.current.config
+    } else {
+        &svc.target.config
+    }
+}
+
+/// The container was made from `record`'s spec (and, with `recreate` config
+/// sources, from its config).
+pub(crate) fn made_from(record: &Deployment, c: &ObservedContainer) -> bool {
+    c.spec_hash.as_deref() == Some(record.spec_hash.as_str())
+        && (record.config_identity.is_none() || c.config_hash == record.config_identity)
 }
 
 /// A deployment being judged: settle time and health gate.
@@ -101,6 +159,23 @@ pub(crate) fn service_status(svc: &Svc, container: Option<&ObservedContainer>) -
         converged: false,
         crash_loop: svc.crash_loop,
         unreadable: None,
+        config: spec
+            .config
+            .iter()
+            .map(|m| {
+                let read = config_baseline(svc)
+                    .iter()
+                    .find(|s| s.source == m.source && s.target == m.target);
+                ConfigSourceStatus {
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    on_change: m.on_change.describe(),
+                    hash: read.and_then(|r| r.hash.clone()),
+                    error: read.and_then(|r| r.error.clone()),
+                }
+            })
+            .collect(),
+        last_config_change: svc.config.last_change.clone(),
     }
 }
 
@@ -111,7 +186,7 @@ pub(crate) fn converged(svc: &Svc, container: Option<&ObservedContainer>) -> boo
     match container {
         None => spec.kind == Kind::Task && svc.target.status.is_terminal(),
         Some(c) => {
-            c.spec_hash.as_deref() == Some(svc.target.spec_hash.as_str())
+            made_from(&svc.target, c)
                 && match (spec.kind, spec.state) {
                     (_, DesiredState::Stopped) => !c.state.is_up(),
                     (Kind::Task, DesiredState::Running) => true,

@@ -3,135 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent::{Agent, AgentConfig, Handle, Seams, Verb};
-use berth_core::dto::{ApplyRequest, Change};
+use berth_agent::{Agent, Seams, Verb};
+use berth_core::dto::Change;
 use berth_core::record::{Source, Status};
 use berth_core::runtime::{ContainerState, Runtime, RuntimeError};
-use berth_core::spec::{ImageSource, Kind, ServiceSpec, UpdatePolicy};
+use berth_core::spec::{ImageSource, Kind, ServiceSpec};
 use berth_fakes::runtime::Call;
 use berth_fakes::{FakeRuntime, MemStore};
 
-type Env = Seams<FakeRuntime, MemStore>;
-
-struct Node {
-    env: Arc<Env>,
-    handle: Handle,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-fn cfg() -> AgentConfig {
-    let mut c = AgentConfig::new("n1", "t-", std::env::temp_dir().join("berth-agent-test"));
-    c.resync_interval = Duration::from_millis(200);
-    c
-}
-
-fn start_with(env: Arc<Env>) -> Node {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("debug")
-        .try_init();
-    let (agent, handle) = Agent::new(env.clone(), cfg()).expect("agent loads");
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(agent.run(async move {
-        let _ = rx.await;
-    }));
-    Node {
-        env,
-        handle,
-        stop,
-        task,
-    }
-}
-
-fn start() -> Node {
-    let runtime = FakeRuntime::new("n1");
-    runtime.add_image("demo:1", "sha256:one");
-    runtime.add_image("demo:2", "sha256:two");
-    start_with(Arc::new(Seams {
-        runtime,
-        store: MemStore::new(),
-    }))
-}
-
-impl Node {
-    async fn stop(self) -> Arc<Env> {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-        self.env
-    }
-    fn rt(&self) -> &FakeRuntime {
-        &self.env.runtime
-    }
-}
-
-fn spec(name: &str, image: &str) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        image: ImageSource::Ref(image.into()),
-        update: UpdatePolicy {
-            settle: Duration::from_millis(100),
-            health_timeout: Duration::from_secs(5),
-        },
-        ..Default::default()
-    }
-}
-
-/// An apply by `source` (`force` to take services over), as the loop answers it.
-async fn apply_from(
-    h: &Handle,
-    specs: Vec<ServiceSpec>,
-    source: Source,
-    force: bool,
-) -> Result<berth_core::dto::ApplyResponse, berth_agent::AgentError> {
-    h.apply(
-        ApplyRequest {
-            services: specs,
-            force,
-        },
-        source,
-        "test",
-        false,
-    )
-    .await
-}
-
-async fn apply(h: &Handle, specs: Vec<ServiceSpec>) -> berth_core::dto::ApplyResponse {
-    apply_from(h, specs, Source::Api, false)
-        .await
-        .expect("apply accepted")
-}
-
-/// Applies and waits until every deployment the apply made has ended.
-async fn deploy(h: &Handle, specs: Vec<ServiceSpec>) -> Vec<berth_core::record::Deployment> {
-    let r = apply(h, specs).await;
-    let mut out = Vec::new();
-    for res in &r.results {
-        if let Some(d) = &res.deployment {
-            out.push(wait_status(h, &d.id).await);
-        }
-    }
-    out
-}
-
-async fn wait_status(h: &Handle, id: &str) -> berth_core::record::Deployment {
-    let d = h
-        .wait_deployment(id, Duration::from_secs(10))
-        .await
-        .expect("deployment exists");
-    assert!(d.status.is_terminal(), "{id} still {:?}", d.status);
-    d
-}
-
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
+mod common;
+use common::*;
 
 #[tokio::test]
 async fn apply_creates_settles_and_reapply_is_a_noop() {

@@ -248,6 +248,7 @@ async fn verb(
         "stop" => Verb::Stop,
         "start" => Verb::Start,
         "restart" => Verb::Restart,
+        "reconfigure" => Verb::Reconfigure,
         "hold" => Verb::Hold,
         "release" => Verb::Release,
         "rollback" => {

@@ -180,6 +180,12 @@ async fn run(cfg: config::Config, sd: systemd::SdEnv) -> anyhow::Result<()> {
     agent_cfg.engine_endpoint = cfg.docker_host.clone();
     let env = Arc::new(Seams { runtime, store });
     let (agent, handle) = Agent::new(env, agent_cfg).context("cannot load the state")?;
+    // One inotify instance for every config source; debounced, with a
+    // periodic rescan as the safety net for missed events.
+    let watcher =
+        berth_watch::NotifyWatcher::new(cfg.debounce, berth_watch::DEFAULT_MAX_WAIT, cfg.rescan)
+            .context("cannot start the config watcher (inotify)")?;
+    let agent = agent.with_watcher(Box::new(watcher));
 
     // systemd owns a socket it passed (its mode and group come from the
     // .socket unit); berthd neither rebinds nor removes it.

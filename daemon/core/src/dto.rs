@@ -78,6 +78,40 @@ pub struct ServiceStatus {
     /// Set when the service's record could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
+    /// Its config sources as last read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<ConfigSourceStatus>,
+    /// The newest RECONFIGURE record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_config_change: Option<LastConfigChange>,
+}
+
+/// One config source of a service, as `show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ConfigSourceStatus {
+    pub source: String,
+    pub target: String,
+    /// `restart`, `recreate`, `signal SIGHUP`, `exec CMD...`, `none`.
+    pub on_change: String,
+    /// The content hash the service was last given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Why the source could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The newest config change of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LastConfigChange {
+    pub deployment: String,
+    pub status: Status,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub status_reason: String,
+    pub at_ms: u64,
+    pub change: crate::reconfig::ConfigChange,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

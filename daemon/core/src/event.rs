@@ -58,10 +58,34 @@ pub enum EventKind {
         path: String,
         error: String,
     },
+    /// A config source's content changed (or became unreadable, or was
+    /// forced by an operator).
+    ConfigChanged {
+        service: String,
+        /// The combined hashes of the service's config.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_hash: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_hash: Option<String>,
+        /// Changed files as `source/relative-path` (at most 20; `more` counts the rest).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<String>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        more: usize,
+        /// What berthd does about it (`signal SIGHUP`, `restart`, ...), or the error.
+        reaction: String,
+    },
     Daemon {
         message: String,
     },
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// At most this many changed files are named in one event.
+pub const EVENT_FILES_MAX: usize = 20;
 
 impl EventKind {
     pub fn service(&self) -> Option<&str> {
@@ -71,6 +95,7 @@ impl EventKind {
             | EventKind::ContainerObserved { service, .. }
             | EventKind::ServiceHeld { service, .. }
             | EventKind::ServiceDeleted { service }
+            | EventKind::ConfigChanged { service, .. }
             | EventKind::RecordUnreadable { service, .. } => Some(service),
             EventKind::EngineState { .. } | EventKind::Daemon { .. } => None,
         }
@@ -138,6 +163,37 @@ impl EventKind {
             } => format!(
                 "{service}: record {path} is unreadable ({error}); left as is, service not managed until fixed"
             ),
+            EventKind::ConfigChanged {
+                service,
+                old_hash,
+                new_hash,
+                files,
+                more,
+                reaction,
+            } => {
+                let short = |h: &Option<String>| match h {
+                    Some(h) => {
+                        let h = h.strip_prefix("sha256:").unwrap_or(h);
+                        h[..h.len().min(12)].to_string()
+                    }
+                    None => "-".to_string(),
+                };
+                let mut s = format!(
+                    "{service}: config changed ({} -> {})",
+                    short(old_hash),
+                    short(new_hash)
+                );
+                if !files.is_empty() {
+                    s.push_str(": ");
+                    s.push_str(&files.join(", "));
+                    if *more > 0 {
+                        s.push_str(&format!(" and {more} more"));
+                    }
+                }
+                s.push_str("; ");
+                s.push_str(reaction);
+                s
+            }
             EventKind::Daemon { message } => message.clone(),
         }
     }

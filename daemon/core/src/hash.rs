@@ -49,6 +49,14 @@ pub fn create_spec(spec: &ServiceSpec, image_id: &str, outputs_dir: Option<&str>
         } else {
             outputs_dir.map(|d| d.to_string())
         },
+        config: spec
+            .config
+            .iter()
+            .map(|m| crate::runtime::ConfigBind {
+                source: m.source.clone(),
+                target: m.target.clone(),
+            })
+            .collect(),
     }
 }
 

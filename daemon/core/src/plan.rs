@@ -27,6 +27,33 @@ pub struct DesiredService {
     /// A task whose current generation already ran: never run it again, even
     /// when its container has been pruned.
     pub task_done: bool,
+    /// The `io.berth.config-hash` label the container must carry (services
+    /// with `on_change: recreate` config sources); `None`: not compared.
+    pub config_identity: Option<String>,
+}
+
+impl DesiredService {
+    /// The container was made from this spec (and, for `recreate` config,
+    /// from this config).
+    pub fn matches(&self, c: &ObservedContainer) -> bool {
+        c.spec_hash.as_deref() == Some(self.spec_hash.as_str())
+            && (self.config_identity.is_none() || c.config_hash == self.config_identity)
+    }
+
+    /// Why `c` is not the container this service wants.
+    fn mismatch(&self, c: &ObservedContainer) -> Reason {
+        if c.spec_hash.as_deref() == Some(self.spec_hash.as_str()) {
+            Reason::ConfigChanged {
+                from: c.config_hash.clone(),
+                to: self.config_identity.clone().unwrap_or_default(),
+            }
+        } else {
+            Reason::SpecChanged {
+                from: c.spec_hash.clone(),
+                to: self.spec_hash.clone(),
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -49,6 +76,8 @@ pub enum Reason {
     Missing,
     /// The running container was made from another spec.
     SpecChanged { from: Option<String>, to: String },
+    /// A `recreate` config source changed: the container was made from other content.
+    ConfigChanged { from: Option<String>, to: String },
     /// The container is not running and should be.
     NotRunning { state: ContainerState },
     /// The service is set to `state: stopped`.
@@ -73,6 +102,10 @@ impl fmt::Display for Reason {
                 Some(from) => write!(f, "spec changed ({} -> {})", short(from), short(to)),
                 None => write!(f, "container has no spec hash (now {})", short(to)),
             },
+            Reason::ConfigChanged { from, to } => match from {
+                Some(from) => write!(f, "config changed ({} -> {})", short(from), short(to)),
+                None => write!(f, "config changed (now {})", short(to)),
+            },
             Reason::NotRunning { state } => write!(f, "container is {state:?}, should run"),
             Reason::DesiredStopped => write!(f, "service is set to state: stopped"),
             Reason::NotDesired => write!(f, "service is not desired any more"),
@@ -85,6 +118,7 @@ impl fmt::Display for Reason {
 
 fn short(hash: &str) -> &str {
     let h = hash.strip_prefix("v1:").unwrap_or(hash);
+    let h = h.strip_prefix("sha256:").unwrap_or(h);
     &h[..h.len().min(12)]
 }
 
@@ -215,7 +249,7 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
     let matching: Vec<&ObservedContainer> = containers
         .iter()
         .copied()
-        .filter(|c| c.spec_hash.as_deref() == Some(svc.spec_hash.as_str()))
+        .filter(|c| svc.matches(c))
         .collect();
     // Keep one matching container: the canonically named one, else a running
     // one, else the first by name.
@@ -234,10 +268,7 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
         let replace: Vec<ContainerRef> = containers.iter().map(|c| (*c).into()).collect();
         let reason = match containers.first() {
             None => Reason::Missing,
-            Some(old) => Reason::SpecChanged {
-                from: old.spec_hash.clone(),
-                to: svc.spec_hash.clone(),
-            },
+            Some(old) => svc.mismatch(old),
         };
         out.push(Action::Deploy {
             service: service(),
@@ -250,13 +281,10 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
 
     for c in containers {
         if c.id != keeper.id {
-            let reason = if c.spec_hash.as_deref() == Some(svc.spec_hash.as_str()) {
+            let reason = if svc.matches(c) {
                 Reason::Duplicate
             } else {
-                Reason::SpecChanged {
-                    from: c.spec_hash.clone(),
-                    to: svc.spec_hash.clone(),
-                }
+                svc.mismatch(c)
             };
             out.push(Action::Remove {
                 service: service(),

@@ -163,8 +163,20 @@ pub struct Deployment {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
     pub spec_hash: String,
+    /// The combined hash of the config sources this record gave the service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Each config source as read for this record (the baseline for the
+    /// next change).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<crate::reconfig::ConfigState>,
+    /// The `io.berth.config-hash` label its container carries (`recreate`
+    /// sources only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_identity: Option<String>,
+    /// For RECONFIGURE: what changed and what was done about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_change: Option<crate::reconfig::ConfigChange>,
     pub status: Status,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub status_reason: String,

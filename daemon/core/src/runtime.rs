@@ -22,6 +22,9 @@ pub const LABEL_SPEC_HASH: &str = "io.berth.spec-hash";
 pub const LABEL_GENERATION: &str = "io.berth.generation";
 pub const LABEL_DEPLOYMENT: &str = "io.berth.deployment";
 pub const LABEL_KIND: &str = "io.berth.kind";
+/// The hash of the config sources whose `on_change` is `recreate`: part of
+/// the container's identity (absent when there are none).
+pub const LABEL_CONFIG_HASH: &str = "io.berth.config-hash";
 
 /// Where a task's declared outputs are mounted inside its container.
 pub const OUTPUTS_MOUNT: &str = "/berth/outputs";
@@ -82,6 +85,25 @@ pub struct CreateSpec {
     /// Host directory mounted at [`OUTPUTS_MOUNT`] (tasks with declared outputs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs_dir: Option<String>,
+    /// Config sources, bind-mounted read-only with the Mounts API (a missing
+    /// source is an error, never a directory created for it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<ConfigBind>,
+}
+
+/// A read-only bind mount of a config source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigBind {
+    pub source: String,
+    pub target: String,
+}
+
+/// What a command run in a container (`docker exec`) produced.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +155,9 @@ pub struct ObservedContainer {
     pub spec_hash: Option<String>,
     /// The `io.berth.generation` label (informational only: plan never compares it).
     pub generation: Option<u64>,
+    /// The `io.berth.config-hash` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
     pub state: ContainerState,
     pub exit_code: Option<i64>,
     pub health: Option<Health>,
@@ -243,6 +268,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops with the container's own stop signal and timeout.
     fn stop(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn restart(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Sends `signal` (e.g. `SIGHUP`) to the container's main process.
+    fn kill(&self, id: &str, signal: &str)
+    -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Runs `argv` in the running container and waits for it (output capped
+    /// by the implementation at [`crate::record::OUTPUT_CAP`] per stream).
+    fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+    ) -> impl Future<Output = Result<ExecOutput, RuntimeError>> + Send;
     /// Removes a container (forcefully: it is killed if running).
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn rename(

@@ -80,6 +80,9 @@ pub struct ServiceSpec {
     pub outputs: Vec<String>,
     #[serde(skip_serializing_if = "UpdatePolicy::is_default")]
     pub update: UpdatePolicy,
+    /// Configuration sources: mounted read-only, watched, re-applied on change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<ConfigMount>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -525,4 +528,96 @@ mod nano_cpus_serde {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         Ok(Option::<f64>::deserialize(d)?.map(|c| (c * 1e9).round() as u64))
     }
+}
+
+/// One configuration source of a service: a host file or directory mounted
+/// read-only at `target`, whose *content* is watched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigMount {
+    /// Absolute host path (file or directory; may be a symlink).
+    pub source: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    #[serde(default)]
+    pub on_change: OnChange,
+}
+
+/// What a content change of a config source does to the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnChange {
+    /// Restart the container (it keeps its identity; mounts are re-resolved).
+    #[default]
+    Restart,
+    /// A new container, create-then-swap; the config hash is part of its identity.
+    Recreate,
+    /// Send a signal to the container's main process.
+    Signal(String),
+    /// Run a command in the container; non-zero exit fails the reconfigure.
+    Exec(Vec<String>),
+    /// Only record the change.
+    None,
+}
+
+impl OnChange {
+    /// How strong the reaction is: when several sources change at once the
+    /// strongest one wins (a new container sees every change).
+    pub fn strength(&self) -> u8 {
+        match self {
+            OnChange::None => 0,
+            OnChange::Signal(_) | OnChange::Exec(_) => 1,
+            OnChange::Restart => 2,
+            OnChange::Recreate => 3,
+        }
+    }
+
+    /// Whether the reaction reloads in place (the container keeps running and
+    /// its mounts are not re-resolved).
+    pub fn in_place(&self) -> bool {
+        matches!(self, OnChange::Signal(_) | OnChange::Exec(_))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            OnChange::Restart => "restart".into(),
+            OnChange::Recreate => "recreate".into(),
+            OnChange::Signal(s) => format!("signal {s}"),
+            OnChange::Exec(argv) => format!("exec {}", argv.join(" ")),
+            OnChange::None => "none".into(),
+        }
+    }
+}
+
+/// What a config source turned out to be on the host (read by whoever may do
+/// I/O: `berthctl check`, berthd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Directory,
+    File,
+    /// The source path itself is a symlink (to a file or a directory).
+    Symlink,
+}
+
+/// The one combination berth refuses: an in-place reload (`signal`/`exec`)
+/// of a source whose bind mount would keep showing the old content. A bind
+/// mount of a file pins its inode, so a new file renamed into place (what
+/// editors and config tools do) is invisible; a symlinked source is resolved
+/// once, when the container starts. Returns the message, naming the fix.
+pub fn config_source_problem(mount: &ConfigMount, kind: SourceKind) -> Option<String> {
+    if !mount.on_change.in_place() {
+        return None;
+    }
+    let what = match kind {
+        SourceKind::Directory => return None,
+        SourceKind::File => "a file",
+        SourceKind::Symlink => "a symlink",
+    };
+    Some(format!(
+        "source {} is {what}, and on_change: {} reloads in place: the container would keep \
+         seeing the old content after the file is replaced (a bind mount pins the file it \
+         was given). Mount the directory that holds it instead (source: its parent \
+         directory, target: a directory), or use on_change: restart or recreate",
+        mount.source,
+        mount.on_change.describe()
+    ))
 }

@@ -102,6 +102,7 @@ mod tests {
             service: "s".into(),
             spec_hash: None,
             generation: None,
+            config_hash: None,
             state: ContainerState::Running,
             exit_code: None,
             health: None,

@@ -6,8 +6,9 @@ use std::time::Duration;
 use berth_core::runtime::{CreateRequest, LABEL_NODE, OUTPUTS_MOUNT};
 use berth_core::spec::{Healthcheck, Logging, PortMapping, RestartPolicy, Volume};
 use bollard::models::{
-    ContainerCreateBody, HealthConfig, HostConfig, HostConfigLogConfig, PortBinding, PortMap,
-    ResourcesUlimits, RestartPolicy as EngineRestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountType,
+    PortBinding, PortMap, ResourcesUlimits, RestartPolicy as EngineRestartPolicy,
+    RestartPolicyNameEnum,
 };
 
 /// The create body for `req` on node `node_id`: the request's labels plus
@@ -30,6 +31,21 @@ pub fn container_config(req: &CreateRequest, node_id: &str) -> ContainerCreateBo
         binds.push(format!("{dir}:{OUTPUTS_MOUNT}:rw"));
     }
 
+    // Config sources go through the Mounts API, not `binds`: for a bind
+    // whose source is missing, `binds` silently creates a directory, Mounts
+    // refuses the create.
+    let mounts: Vec<Mount> = spec
+        .config
+        .iter()
+        .map(|c| Mount {
+            typ: Some(MountType::BIND),
+            source: Some(c.source.clone()),
+            target: Some(c.target.clone()),
+            read_only: Some(true),
+            ..Default::default()
+        })
+        .collect();
+
     let (exposed_ports, port_bindings) = ports(&spec.ports);
 
     let ulimits: Vec<ResourcesUlimits> = spec
@@ -44,6 +60,7 @@ pub fn container_config(req: &CreateRequest, node_id: &str) -> ContainerCreateBo
 
     let host_config = HostConfig {
         binds: non_empty(binds),
+        mounts: non_empty(mounts),
         network_mode: Some(spec.network.as_mode().to_string()),
         port_bindings,
         privileged: Some(spec.privileged),
@@ -238,6 +255,10 @@ mod tests {
                 start_period: Some(Duration::from_secs(10)),
             }),
             outputs_dir: Some("/var/lib/berth/outputs/job".to_string()),
+            config: vec![berth_core::runtime::ConfigBind {
+                source: "/etc/berth/web".to_string(),
+                target: "/etc/web".to_string(),
+            }],
         }
     }
 
@@ -259,6 +280,16 @@ mod tests {
             ])
         );
         assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        let mounts = body
+            .host_config
+            .as_ref()
+            .and_then(|h| h.mounts.as_ref())
+            .expect("config mounts");
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].typ, Some(MountType::BIND));
+        assert_eq!(mounts[0].source.as_deref(), Some("/etc/berth/web"));
+        assert_eq!(mounts[0].target.as_deref(), Some("/etc/web"));
+        assert_eq!(mounts[0].read_only, Some(true), "config is mounted read-only");
         let labels = body.labels.as_ref().expect("labels");
         assert_eq!(labels.get(LABEL_NODE).map(String::as_str), Some("node-1"));
         assert_eq!(labels.get(LABEL_SERVICE).map(String::as_str), Some("web"));

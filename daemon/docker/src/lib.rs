@@ -20,17 +20,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use berth_core::runtime::{
-    BoxStream, ContainerState, CreateRequest, Health, ImageInfo, LABEL_GENERATION, LABEL_NODE,
-    LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream, ObservedContainer,
-    RuntimeError, RuntimeEvent,
+    BoxStream, ContainerState, CreateRequest, ExecOutput, Health, ImageInfo, LABEL_CONFIG_HASH,
+    LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
+    ObservedContainer, RuntimeError, RuntimeEvent,
 };
 use bollard::container::LogOutput;
-use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{ContainerInspectResponse, EventMessage, ExecConfig, HealthStatusEnum};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
-    ImportImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
-    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    ImportImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RenameContainerOptionsBuilder, RestartContainerOptions, StartContainerOptions,
+    StopContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, Docker, body_full, body_try_stream};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -62,6 +64,14 @@ const LIST_CONCURRENCY: usize = 8;
 const BUILD_TAIL_LINES: usize = 20;
 /// Chunk size when streaming an image tarball to the engine.
 const LOAD_CHUNK: usize = 256 * 1024;
+/// A reload command run in a container (`on_change: {exec: ...}`) gets this long.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Appends to an exec's captured output, up to the record's cap.
+fn append_capped(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let room = berth_core::record::OUTPUT_CAP.saturating_sub(buf.len());
+    buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
 
 /// The Docker Engine, as berth's [`Runtime`].
 #[derive(Debug, Clone)]
@@ -365,6 +375,7 @@ fn observe(c: ContainerInspectResponse) -> Option<ObservedContainer> {
         service: labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
         spec_hash: labels.get(LABEL_SPEC_HASH).cloned(),
         generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
+        config_hash: labels.get(LABEL_CONFIG_HASH).cloned(),
         state,
         exit_code,
         health,
@@ -608,6 +619,90 @@ impl Runtime for DockerRuntime {
                 }
                 f => inner.fail("restart", id, f),
             })
+    }
+
+    async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?;
+        let c = inner.ensure_ours(&docker, "signal", id).await?;
+        let opts = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        docker
+            .with_timeout(QUERY_TIMEOUT)
+            .kill_container(&c.id, Some(opts))
+            .await
+            .map_err(|e| match Failure::from(e) {
+                f if f.is_no_such_container() => {
+                    RuntimeError::NoSuchContainer { id: id.to_string() }
+                }
+                f => inner.fail("signal", id, f),
+            })
+    }
+
+    async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?;
+        let c = inner.ensure_ours(&docker, "exec in", id).await?;
+        let fail = |f: Failure| match f {
+            f if f.is_no_such_container() => RuntimeError::NoSuchContainer { id: id.to_string() },
+            f => inner.fail("exec in", id, f),
+        };
+        let created = docker
+            .clone()
+            .with_timeout(QUERY_TIMEOUT)
+            .create_exec(
+                &c.id,
+                ExecConfig {
+                    cmd: Some(argv.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| fail(Failure::from(e)))?;
+        let run = async {
+            let started = docker
+                .start_exec(&created.id, None::<StartExecOptions>)
+                .await
+                .map_err(|e| fail(Failure::from(e)))?;
+            let mut out = ExecOutput::default();
+            if let StartExecResults::Attached { mut output, .. } = started {
+                let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+                while let Some(item) = output.next().await {
+                    match item.map_err(|e| fail(Failure::from(e)))? {
+                        LogOutput::StdErr { message } => append_capped(&mut stderr, &message),
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            append_capped(&mut stdout, &message)
+                        }
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+                out.stdout = String::from_utf8_lossy(&stdout).into_owned();
+                out.stderr = String::from_utf8_lossy(&stderr).into_owned();
+            }
+            let inspected = docker
+                .clone()
+                .with_timeout(QUERY_TIMEOUT)
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|e| fail(Failure::from(e)))?;
+            out.exit_code = inspected.exit_code.unwrap_or(-1);
+            Ok(out)
+        };
+        match tokio::time::timeout(EXEC_TIMEOUT, run).await {
+            Ok(r) => r,
+            Err(_) => Err(RuntimeError::Refused {
+                op: "exec in",
+                target: id.to_string(),
+                message: format!(
+                    "`{}` did not finish within {}s",
+                    argv.join(" "),
+                    EXEC_TIMEOUT.as_secs()
+                ),
+            }),
+        }
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

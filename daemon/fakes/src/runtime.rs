@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use berth_core::runtime::{
-    BoxStream, ContainerState, CreateRequest, Health, ImageInfo, LABEL_GENERATION, LABEL_NODE,
-    LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream, ObservedContainer, Runtime,
-    RuntimeError, RuntimeEvent,
+    BoxStream, ContainerState, CreateRequest, ExecOutput, Health, ImageInfo, LABEL_CONFIG_HASH,
+    LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
+    ObservedContainer, Runtime, RuntimeError, RuntimeEvent,
 };
 use tokio::sync::broadcast;
 
@@ -21,6 +21,10 @@ pub enum Call {
     Start(String),
     Stop(String),
     Restart(String),
+    /// Container id, signal.
+    Kill(String, String),
+    /// Container id, command.
+    Exec(String, Vec<String>),
     Remove(String),
     Rename(String, String),
     Build(String),
@@ -42,6 +46,8 @@ impl Call {
             Call::Start(_) => "start",
             Call::Stop(_) => "stop",
             Call::Restart(_) => "restart",
+            Call::Kill(..) => "kill",
+            Call::Exec(..) => "exec",
             Call::Remove(_) => "remove",
             Call::Rename(..) => "rename",
             Call::Build(_) => "build",
@@ -76,6 +82,8 @@ struct Inner {
     failures: VecDeque<(&'static str, RuntimeError)>,
     unreachable: bool,
     next_id: u64,
+    /// What the next execs return (default: exit 0, no output).
+    exec_results: VecDeque<ExecOutput>,
 }
 
 #[derive(Clone)]
@@ -111,6 +119,11 @@ impl FakeRuntime {
     /// The next call of `kind` (`create`, `start`, ...) fails with `err`.
     pub fn fail_next(&self, kind: &'static str, err: RuntimeError) {
         self.lock().failures.push_back((kind, err));
+    }
+
+    /// The next `exec` returns `out`.
+    pub fn push_exec_result(&self, out: ExecOutput) {
+        self.lock().exec_results.push_back(out);
     }
 
     pub fn set_unreachable(&self, down: bool) {
@@ -261,6 +274,14 @@ fn event(c: &FakeContainer, action: &str, exit_code: Option<i64>) -> RuntimeEven
     }
 }
 
+fn not_running(op: &'static str, id: &str) -> RuntimeError {
+    RuntimeError::Refused {
+        op,
+        target: id.to_string(),
+        message: format!("container {id} is not running"),
+    }
+}
+
 fn observe(c: &FakeContainer) -> ObservedContainer {
     ObservedContainer {
         id: c.id.clone(),
@@ -268,6 +289,7 @@ fn observe(c: &FakeContainer) -> ObservedContainer {
         service: c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
         spec_hash: c.labels.get(LABEL_SPEC_HASH).cloned(),
         generation: c.labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
+        config_hash: c.labels.get(LABEL_CONFIG_HASH).cloned(),
         state: c.state,
         exit_code: c.exit_code,
         health: c.health,
@@ -370,6 +392,28 @@ impl Runtime for FakeRuntime {
         };
         self.publish(e);
         Ok(())
+    }
+
+    async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        let e = {
+            let mut g = self.begin(Call::Kill(id.to_string(), signal.to_string()))?;
+            let c = self.mine(&mut g, id)?;
+            if c.state != ContainerState::Running {
+                return Err(not_running("signal", id));
+            }
+            event(c, "kill", None)
+        };
+        self.publish(e);
+        Ok(())
+    }
+
+    async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, RuntimeError> {
+        let mut g = self.begin(Call::Exec(id.to_string(), argv.to_vec()))?;
+        let c = self.mine(&mut g, id)?;
+        if c.state != ContainerState::Running {
+            return Err(not_running("exec in", id));
+        }
+        Ok(g.exec_results.pop_front().unwrap_or_default())
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

@@ -22,6 +22,7 @@
 
 mod atomic;
 mod events;
+mod outbox;
 mod parse;
 
 use std::collections::BTreeSet;
@@ -36,6 +37,7 @@ use berth_core::spec::valid_service_name;
 use berth_core::store::{LoadedService, ServiceMeta, Store, StoreError};
 
 pub use atomic::{Created, DIR_MODE, FILE_MODE, TMP_PREFIX, create_atomic, write_atomic};
+pub use outbox::{FsOutbox, OUTBOX_DIR, OutboxError, OutboxList, SEQ_FILE, Unreadable};
 
 use atomic::{ensure_dir, io_err, sweep_temps, sync_dir};
 use events::EventLog;

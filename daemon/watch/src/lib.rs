@@ -17,13 +17,15 @@
 mod fake;
 mod notify_watcher;
 mod snapshot;
+mod state;
 mod tracker;
 
 use std::path::PathBuf;
 
 pub use fake::{FakeWatcher, FakeWatcherHandle};
-pub use notify_watcher::NotifyWatcher;
+pub use notify_watcher::{DEFAULT_DEBOUNCE, DEFAULT_MAX_WAIT, DEFAULT_RESCAN, NotifyWatcher};
 pub use snapshot::{SourceSnapshot, snapshot};
+pub use state::read_state;
 pub use tracker::{Change, ChangeTracker};
 
 /// One watched config source.

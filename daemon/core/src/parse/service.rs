@@ -7,9 +7,9 @@ use std::time::Duration;
 use super::read::{Ctx, Field, optional, suggest};
 use super::tree::{Node, Scalar, Value};
 use crate::spec::{
-    BuildSpec, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, DesiredState, EnvValue, Healthcheck,
-    ImageSource, Kind, Logging, Network, PortMapping, Resources, RestartPolicy, ServiceSpec,
-    Ulimit, UpdatePolicy, Volume, valid_service_name,
+    BuildSpec, ConfigMount, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, DesiredState, EnvValue,
+    Healthcheck, ImageSource, Kind, Logging, Network, OnChange, PortMapping, Resources,
+    RestartPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume, valid_service_name,
 };
 
 /// Every field a service may have, in the order messages list them.
@@ -40,11 +40,11 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "healthcheck",
     "outputs",
     "update",
+    "config",
 ];
 
 /// Fields of later berth versions, refused with a message saying so.
 pub const NOT_YET_FIELDS: &[&str] = &[
-    "config",
     "after_units",
     "requires_units",
     "depends_on",
@@ -164,6 +164,19 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
     }
     if let Some(u) = f.get("update") {
         spec.update = update(cx, u).unwrap_or_default();
+    }
+    if let Some(c) = f.get("config") {
+        spec.config = config(cx, c).unwrap_or_default();
+        let volume_targets = spec.volumes.iter().map(|v| v.target.as_str());
+        if let Some(t) = volume_targets
+            .into_iter()
+            .find(|t| spec.config.iter().any(|m| m.target == *t))
+        {
+            cx.invalid(
+                c,
+                format!("target {t} is also a volume's target; each path in the container is mounted once"),
+            );
+        }
     }
 
     (cx.errors.len() == before).then_some(spec)
@@ -603,4 +616,109 @@ fn update(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<UpdatePolicy> {
         settle: settle.unwrap_or(Some(DEFAULT_SETTLE))?,
         health_timeout: health_timeout.unwrap_or(Some(DEFAULT_HEALTH_TIMEOUT))?,
     })
+}
+
+const CONFIG_EXAMPLE: &str =
+    "e.g. {source: /etc/berth/config/web, target: /etc/demo, on_change: {signal: SIGHUP}}";
+
+fn config(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<ConfigMount>> {
+    let items = cx.list(f, &format!(", {CONFIG_EXAMPLE}"))?;
+    let mut out: Vec<ConfigMount> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (node, path) in &items {
+        let item = Field { node, path };
+        match config_mount(cx, item) {
+            Some(m) => {
+                if out.iter().any(|o| o.target == m.target) {
+                    cx.invalid(
+                        item,
+                        format!(
+                            "target {} is mounted twice; each config source needs its own target",
+                            m.target
+                        ),
+                    );
+                    ok = false;
+                } else {
+                    out.push(m);
+                }
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn config_mount(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<ConfigMount> {
+    let m = cx.map(f, &["source", "target", "on_change"], &[])?;
+    let mut absolute = |key: &str, what: &str| -> Option<String> {
+        let Some(v) = m.get(key) else {
+            cx.missing(&m, key, what);
+            return None;
+        };
+        let p = cx.string(v, what)?;
+        if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
+            cx.expected(v, what);
+            return None;
+        }
+        Some(p)
+    };
+    let source = absolute(
+        "source",
+        "an absolute host path without `..` (a file or directory), e.g. /etc/berth/config/web",
+    );
+    let target = absolute(
+        "target",
+        "an absolute path in the container without `..`, e.g. /etc/demo",
+    );
+    if let Some(t) = &target
+        && t == "/"
+    {
+        if let Some(v) = m.get("target") {
+            cx.invalid(v, "target / would hide the whole container filesystem");
+        }
+        return None;
+    }
+    let on_change = match m.get("on_change") {
+        Some(v) => on_change(cx, v),
+        None => Some(OnChange::default()),
+    };
+    Some(ConfigMount {
+        source: source?,
+        target: target?,
+        on_change: on_change?,
+    })
+}
+
+fn on_change(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<OnChange> {
+    const WHAT: &str = "restart, recreate, none, {signal: SIGHUP} or {exec: [\"cmd\", \"arg\"]}";
+    if let Some(Scalar::Str(s)) = f.node.scalar() {
+        return match s {
+            "restart" => Some(OnChange::Restart),
+            "recreate" => Some(OnChange::Recreate),
+            "none" => Some(OnChange::None),
+            _ => {
+                cx.expected(f, WHAT);
+                None
+            }
+        };
+    }
+    let Value::Map(entries) = &f.node.value else {
+        cx.expected(f, WHAT);
+        return None;
+    };
+    if entries.len() != 1 {
+        cx.expected(f, WHAT);
+        return None;
+    }
+    let m = cx.map(f, &["signal", "exec"], &[])?;
+    if let Some(s) = m.get("signal") {
+        return signal(cx, s).map(OnChange::Signal);
+    }
+    let e = m.get("exec")?;
+    let argv = cx.strings(e, "a string", LIST_HINT)?;
+    if argv.is_empty() {
+        cx.expected(e, r#"a non-empty command list, e.g. ["/demo", "reload"]"#);
+        return None;
+    }
+    Some(OnChange::Exec(argv))
 }

@@ -976,3 +976,91 @@ mod robustness {
         }
     }
 }
+
+#[test]
+fn config_sources_parse_with_every_on_change_form() {
+    let spec = one(&with(
+        "config:\n\
+         \x20 - {source: /etc/berth/web, target: /etc/demo, on_change: {signal: hup}}\n\
+         \x20 - {source: /etc/berth/a.conf, target: /etc/a.conf}\n\
+         \x20 - {source: /etc/berth/b, target: /b, on_change: recreate}\n\
+         \x20 - {source: /etc/berth/c, target: /c, on_change: none}\n\
+         \x20 - {source: /etc/berth/d, target: /d, on_change: {exec: [/demo, reload]}}\n",
+    ));
+    use crate::spec::{ConfigMount, OnChange};
+    let m = |source: &str, target: &str, on_change| ConfigMount {
+        source: source.into(),
+        target: target.into(),
+        on_change,
+    };
+    assert_eq!(
+        spec.config,
+        vec![
+            m(
+                "/etc/berth/web",
+                "/etc/demo",
+                OnChange::Signal("SIGHUP".into())
+            ),
+            m("/etc/berth/a.conf", "/etc/a.conf", OnChange::Restart),
+            m("/etc/berth/b", "/b", OnChange::Recreate),
+            m("/etc/berth/c", "/c", OnChange::None),
+            m(
+                "/etc/berth/d",
+                "/d",
+                OnChange::Exec(vec!["/demo".into(), "reload".into()])
+            ),
+        ]
+    );
+}
+
+#[test]
+fn config_errors_name_the_field_and_what_is_accepted() {
+    let e = error(&with("config: [{source: etc/web, target: /etc/demo}]\n"));
+    assert_eq!(e.field, "config[0].source");
+    assert!(e.message.contains("absolute host path"), "{}", e.message);
+
+    let e = error(&with("config: [{source: /etc/web}]\n"));
+    assert_eq!(e.field, "config[0].target");
+
+    let e = error(&with(
+        "config: [{source: /etc/web, target: /x, on_change: reload}]\n",
+    ));
+    assert_eq!(e.field, "config[0].on_change");
+    assert!(e.message.contains("{signal: SIGHUP}"), "{}", e.message);
+
+    let e = error(&with(
+        "config: [{source: /a, target: /x}, {source: /b, target: /x}]\n",
+    ));
+    assert_eq!(e.field, "config[1]");
+    assert!(e.message.contains("mounted twice"), "{}", e.message);
+
+    let e = error(&with(
+        "volumes: [\"/srv:/x\"]\nconfig: [{source: /a, target: /x}]\n",
+    ));
+    assert_eq!(e.field, "config");
+    assert!(e.message.contains("volume"), "{}", e.message);
+
+    let e = error(&with(
+        "config: [{source: /a, target: /x, on_change: {signal: HUP, exec: [a]}}]\n",
+    ));
+    assert_eq!(e.field, "config[0].on_change");
+}
+
+#[test]
+fn in_place_reload_of_a_file_source_is_refused_with_the_fix() {
+    use crate::spec::{ConfigMount, OnChange, SourceKind, config_source_problem};
+    let m = ConfigMount {
+        source: "/etc/berth/app.conf".into(),
+        target: "/etc/app.conf".into(),
+        on_change: OnChange::Signal("SIGHUP".into()),
+    };
+    let msg = config_source_problem(&m, SourceKind::File).expect("refused");
+    assert!(msg.contains("Mount the directory"), "{msg}");
+    assert!(config_source_problem(&m, SourceKind::Symlink).is_some());
+    assert!(config_source_problem(&m, SourceKind::Directory).is_none());
+    let restart = ConfigMount {
+        on_change: OnChange::Restart,
+        ..m
+    };
+    assert!(config_source_problem(&restart, SourceKind::File).is_none());
+}

@@ -11,6 +11,7 @@ fn svc(name: &str, hash: &str) -> DesiredService {
         restart: RestartPolicy::Always,
         held: false,
         task_done: false,
+        config_identity: None,
     }
 }
 
@@ -27,6 +28,7 @@ fn ctr(
         service: service.into(),
         spec_hash: Some(hash.into()),
         generation: None,
+        config_hash: None,
         state,
         exit_code: None,
         health: None,
@@ -70,6 +72,14 @@ fn table() {
         s.task_done = true;
         s
     };
+    let identity = |mut s: DesiredService, id: &str| {
+        s.config_identity = Some(id.to_string());
+        s
+    };
+    let labelled = |mut c: ObservedContainer, label: &str| {
+        c.config_hash = Some(label.to_string());
+        c
+    };
     let cases = vec![
         Case {
             name: "new service is created",
@@ -94,6 +104,33 @@ fn table() {
             desired: desired(vec![svc("web", "h2")]),
             observed: vec![ctr("c1", "b-web", "web", "h1", Running)],
             want: vec!["replace web: spec changed (h1 -> h2)"],
+        },
+        Case {
+            name: "recreate config changed: the container is replaced",
+            desired: desired(vec![identity(svc("web", "h1"), "sha256:c2")]),
+            observed: vec![labelled(
+                ctr("c1", "b-web", "web", "h1", Running),
+                "sha256:c1",
+            )],
+            want: vec!["replace web: config changed (c1 -> c2)"],
+        },
+        Case {
+            name: "recreate config unchanged: nothing",
+            desired: desired(vec![identity(svc("web", "h1"), "sha256:c1")]),
+            observed: vec![labelled(
+                ctr("c1", "b-web", "web", "h1", Running),
+                "sha256:c1",
+            )],
+            want: vec![],
+        },
+        Case {
+            name: "a config label is not compared without recreate config",
+            desired: desired(vec![svc("web", "h1")]),
+            observed: vec![labelled(
+                ctr("c1", "b-web", "web", "h1", Running),
+                "sha256:c1",
+            )],
+            want: vec![],
         },
         Case {
             name: "stopped behind our back with restart always is started",
@@ -218,6 +255,7 @@ fn apply(
                 service: service.clone(),
                 spec_hash: Some(svc.spec_hash.clone()),
                 generation: None,
+                config_hash: svc.config_identity.clone(),
                 state: if *start { Running } else { Created },
                 exit_code: None,
                 health: None,
@@ -261,11 +299,11 @@ fn arb_state() -> impl Strategy<Value = ContainerState> {
 
 prop_compose! {
     fn arb_world()(
-        specs in proptest::collection::btree_map(0u8..6, (0u8..3, any::<bool>(), any::<bool>(), 0u8..3, any::<bool>()), 0..6),
-        containers in proptest::collection::vec((0u8..8, 0u8..3, arb_state(), any::<bool>()), 0..10),
+        specs in proptest::collection::btree_map(0u8..6, (0u8..3, any::<bool>(), any::<bool>(), 0u8..3, any::<bool>(), 0u8..3), 0..6),
+        containers in proptest::collection::vec((0u8..8, 0u8..3, arb_state(), any::<bool>(), 0u8..3), 0..10),
     ) -> (Desired, Vec<ObservedContainer>) {
         let mut services = BTreeMap::new();
-        for (n, (h, stopped, is_task, restart, held)) in specs {
+        for (n, (h, stopped, is_task, restart, held, identity)) in specs {
             let name = format!("s{n}");
             let restart = [RestartPolicy::Always, RestartPolicy::OnFailure, RestartPolicy::Never][restart as usize];
             services.insert(name.clone(), DesiredService {
@@ -277,14 +315,17 @@ prop_compose! {
                 restart,
                 held,
                 task_done: false,
+                config_identity: (identity > 0).then(|| format!("c{identity}")),
             });
         }
         let observed = containers
             .into_iter()
             .enumerate()
-            .map(|(i, (s, h, state, canonical))| {
+            .map(|(i, (s, h, state, canonical, label))| {
                 let name = if canonical { format!("b-s{s}") } else { format!("b-s{s}-tmp{i}") };
-                ctr(&format!("c{i}"), &name, &format!("s{s}"), &format!("h{h}"), state)
+                let mut c = ctr(&format!("c{i}"), &name, &format!("s{s}"), &format!("h{h}"), state);
+                c.config_hash = (label > 0).then(|| format!("c{label}"));
+                c
             })
             .collect();
         (Desired { services, untouchable: Default::default() }, observed)
