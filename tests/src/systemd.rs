@@ -624,3 +624,105 @@ pub fn verify_units() -> Result<(), String> {
     }
     Ok(())
 }
+
+// --- The D-Bus seam (berth-systemd) under a real user manager. -----------
+
+/// `berth-systemd-probe` (the D-Bus seam's driver), built (debug) once per
+/// test process.
+pub fn systemd_probe() -> &'static Path {
+    static PROBE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PROBE.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "berth-systemd",
+                "--bin",
+                "berth-systemd-probe",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build runs");
+        assert!(status.success(), "building berth-systemd-probe failed");
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"))
+            .join("debug/berth-systemd-probe")
+    })
+}
+
+/// Why the user bus (dbus-daemon started by the user manager's
+/// `dbus.socket`) cannot be had here, if it cannot.
+pub fn user_bus_unavailable() -> Option<String> {
+    if let Some(why) = unavailable() {
+        return Some(why);
+    }
+    let socket_unit = [
+        "/usr/lib/systemd/user/dbus.socket",
+        "/lib/systemd/user/dbus.socket",
+    ];
+    if !socket_unit.iter().any(|p| Path::new(p).exists()) {
+        return Some("no user dbus.socket (apt-get install dbus-user-session)".into());
+    }
+    None
+}
+
+impl UserManager {
+    /// Like [`UserManager::ns_command`], but returns the running child, with
+    /// stdout and stderr piped. The caller reads and reaps it; the namespace
+    /// going away (on drop) kills it in any case.
+    pub fn ns_spawn(&self, cmd: &str, args: &[&str]) -> Child {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.ns_init.to_string(), "-p", "-m", "--", cmd])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in manager_env(self.dir.path()) {
+            c.env(k, v);
+        }
+        c.spawn()
+            .unwrap_or_else(|e| panic!("nsenter {cmd} does not run: {e}"))
+    }
+
+    /// Waits until systemd owns its name on the user bus (the first client
+    /// starts dbus-daemon through `dbus.socket`, and the manager connects to
+    /// it only then).
+    pub fn wait_for_user_bus(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.ns_command(
+                "busctl",
+                &["--user", "--no-pager", "status", "org.freedesktop.systemd1"],
+            );
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "systemd did not appear on the user bus within 30s: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                tail(&self.log(), 40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs `berth-systemd-probe --user-bus ARGS` inside the namespaces.
+    pub fn probe(&self, args: &[&str]) -> Output {
+        let mut full = vec!["--user-bus"];
+        full.extend_from_slice(args);
+        let probe = systemd_probe().display().to_string();
+        self.ns_command(&probe, &full)
+    }
+
+    /// Starts `berth-systemd-probe --user-bus ARGS` inside the namespaces.
+    pub fn spawn_probe(&self, args: &[&str]) -> Child {
+        let mut full = vec!["--user-bus"];
+        full.extend_from_slice(args);
+        let probe = systemd_probe().display().to_string();
+        self.ns_spawn(&probe, &full)
+    }
+}

@@ -12,6 +12,7 @@ pub mod dto;
 pub mod event;
 pub mod hash;
 pub mod heat;
+pub mod host;
 pub mod parse;
 pub mod plan;
 pub mod reconfig;

@@ -1,0 +1,80 @@
+//! berth's host-units seam ([`berth_core::host::HostUnits`]) on systemd's
+//! D-Bus API, and [`fake::FakeHost`] for the agent's tests.
+//!
+//! [`DbusHost`] talks to `org.freedesktop.systemd1` on the system bus (berthd
+//! on a host) or a user bus (tests, `user_bus = true`), with zbus on tokio.
+//! It uses plain method calls and one signal match rule; it never polls.
+//!
+//! # Watching units
+//! [`HostUnits::watch_units`] must not miss a change, so the order is:
+//!
+//! 1. `Subscribe` on the manager, once per connection ([`DbusHost::connect`]):
+//!    without it systemd does not emit unit signals at all.
+//! 2. Add the match rule (every signal systemd sends under
+//!    `/org/freedesktop/systemd1`) and start draining it, *before* reading
+//!    anything. A change that happens while the current state is being read
+//!    is then already queued. The other order (read, then subscribe) loses
+//!    whatever changes in between, forever.
+//! 3. `LoadUnit` each name (its object path; aliases resolve to the real
+//!    unit), `Ref` it (so systemd does not garbage-collect an inactive or
+//!    not-found unit under the watch, which would otherwise make every read
+//!    load it again and announce it again), and read `LoadState`,
+//!    `ActiveState`, `SubState` (and a service's `Result`).
+//! 4. Then apply signals: `PropertiesChanged` on a watched unit's object
+//!    (the new values are in the signal), `JobRemoved` / `UnitNew` for a
+//!    watched name (re-read), `UnitRemoved` (it was unloaded, so it is
+//!    inactive), and `Reloading(false)` (after a `daemon-reload`, re-read
+//!    every watched unit: a unit file that appeared turns `not-found` into
+//!    `loaded`, and nothing else would say so). Between `Reloading(true)`
+//!    and `Reloading(false)` systemd re-announces every unit (`UnitRemoved`,
+//!    `UnitNew`); those are ignored.
+//!
+//! Signals queued before a read's reply describe states older than what was
+//! read. zbus numbers every message a connection receives, replies included
+//! (`Message::recv_position`), so a unit's signals received before its last
+//! read are skipped: a watch never reports a state the unit already left
+//! (no `failed` → `active` → `failed` flip-flop after a re-read), and
+//! identical consecutive states are reported once.
+//!
+//! The signal stream is drained by its own task into an unbounded channel:
+//! zbus stops reading the socket when a match-rule queue is full, so a task
+//! that waits for a method reply while its own signal queue is full would
+//! wait forever. Only the few signal kinds above are forwarded.
+//!
+//! # Host commands as transient units
+//! [`HostUnits::run_transient`] starts `berth-hook-<...>.service` with
+//! `StartTransientUnit`: `Type=exec` (the start fails visibly if the program
+//! cannot be executed), `RemainAfterExit=yes`, `RuntimeMaxSec=` for the
+//! timeout (SIGTERM, then SIGKILL after [`STOP_GRACE`]), stdout and stderr
+//! truncated into one file the caller names.
+//!
+//! Why not wait for the process? Because berthd may restart while a hook
+//! runs (an upgrade, a crash, the watchdog). The result must outlive berthd,
+//! and systemd keeps it: `RemainAfterExit=yes` keeps a successful unit
+//! `active (exited)`, a failed one stays `failed` until `ResetFailedUnit`, and
+//! both keep `Result`, `ExecMainCode` and `ExecMainStatus`. The output is in
+//! a file, not the journal (there may be none, and reading it back is
+//! another API). So re-attaching is just asking again by name:
+//! [`HostUnits::transient_result`] is `None` while it runs and the result
+//! once it is done, from any berthd process. [`HostUnits::cleanup_transient`]
+//! stops the unit, waits for the stop job, makes systemd forget it
+//! (`ResetFailedUnit`) and removes the output file; the caller does that
+//! only after the result is stored.
+//!
+//! The probe binary (`berth-systemd-probe`) drives all of this from a shell
+//! and prints JSON lines; the integration tests use it inside a private user
+//! manager's namespaces.
+
+mod bus;
+pub mod fake;
+mod props;
+mod transient;
+mod watch;
+
+pub use berth_core::host::{
+    ExitStatus, HostError, HostUnits, TransientResult, TransientSpec, UnitState,
+};
+pub use bus::{Bus, DbusHost, unit_object_path};
+
+/// How long a timed-out or cleaned-up hook gets between SIGTERM and SIGKILL.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

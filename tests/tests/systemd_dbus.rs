@@ -1,0 +1,416 @@
+//! The host-units seam (`berth-systemd`) against a real `systemd --user`
+//! manager (one per test, see `berth_tests::systemd`), driven through
+//! `berth-systemd-probe` run inside the manager's namespaces (the manager
+//! refuses D-Bus peers from another PID namespace). Each probe prints one
+//! JSON object per line.
+//!
+//! Covers: unit watches (current state first, then changes; failed;
+//! not-found, and found after a daemon-reload), host commands as transient
+//! units (output and exit code; the timeout; re-attaching from another
+//! process; cleanup).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Output};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use berth_tests::systemd::{UserManager, serial, user_bus_unavailable};
+use serde_json::Value;
+
+/// A user manager with its bus up, or `None` (and why, on stderr) when this
+/// machine cannot run one.
+fn manager() -> Option<UserManager> {
+    if let Some(why) = user_bus_unavailable() {
+        eprintln!("SKIPPED: cannot run a systemd user manager with a bus here: {why}");
+        return None;
+    }
+    let m = UserManager::start();
+    m.wait_for_user_bus();
+    Some(m)
+}
+
+fn write_unit(m: &UserManager, name: &str, body: &str) {
+    std::fs::write(m.unit_dir().join(name), body).expect("write unit");
+}
+
+/// The JSON lines of a probe that has finished.
+fn lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Runs the probe, which must succeed, and returns its last JSON line.
+fn probe_ok(m: &UserManager, args: &[&str]) -> Value {
+    let out = m.probe(args);
+    let all = lines(&out);
+    assert!(
+        out.status.success(),
+        "probe {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    all.last().cloned().expect("the probe printed nothing")
+}
+
+/// A running `probe watch`, read line by line.
+struct Watch {
+    child: Child,
+    rx: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Watch {
+    fn start(m: &UserManager, units: &[&str]) -> Watch {
+        Watch::start_with(m, units, &[])
+    }
+
+    fn start_with(m: &UserManager, units: &[&str], flags: &[&str]) -> Watch {
+        let mut args = vec!["watch"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(units);
+        args.extend_from_slice(&["--for", "120s"]);
+        let mut child = m.spawn_probe(&args);
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({"event": "garbage", "line": line}));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Watch {
+            child,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line, within 30 s.
+    fn next(&mut self) -> Value {
+        match self.rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(v) => {
+                self.seen.push(v.clone());
+                v
+            }
+            Err(_) => panic!("no event within 30s; seen so far:\n{}", self.history()),
+        }
+    }
+
+    /// The next state line, which must be about `unit`.
+    fn next_state(&mut self) -> Value {
+        let v = self.next();
+        assert_eq!(v["event"], "state", "{}", self.history());
+        v["state"].clone()
+    }
+
+    /// Skips lines until one satisfies `pred`.
+    fn until_line(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let v = self.next();
+            if pred(&v) {
+                return v;
+            }
+        }
+        panic!("never saw {what}; seen:\n{}", self.history())
+    }
+
+    /// Skips lines until a state of `unit` satisfies `pred`.
+    fn until(&mut self, unit: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let v = self.next();
+            assert_ne!(v["event"], "error", "{}", self.history());
+            if v["event"] == "state" && v["state"]["name"] == unit && pred(&v["state"]) {
+                return v["state"].clone();
+            }
+        }
+        panic!("{unit} never was {what}; seen:\n{}", self.history())
+    }
+
+    fn history(&self) -> String {
+        self.seen
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is(s: &Value, load: &str, active: &str) -> bool {
+    s["load_state"] == load && s["active_state"] == active
+}
+
+#[test]
+fn a_watch_reports_the_current_state_first_then_every_change() {
+    let _g = serial();
+    let Some(m) = manager() else { return };
+    write_unit(&m, "w1.service", "[Service]\nExecStart=/bin/sleep 300\n");
+    write_unit(&m, "bad.service", "[Service]\nExecStart=/bin/false\n");
+    m.daemon_reload();
+
+    let mut w = Watch::start(&m, &["w1.service", "bad.service", "nope.service"]);
+    // The current state of each, in order, before anything else.
+    let s = w.next_state();
+    assert_eq!(s["name"], "w1.service");
+    assert!(is(&s, "loaded", "inactive"), "{s}");
+    let s = w.next_state();
+    assert_eq!(s["name"], "bad.service");
+    assert!(is(&s, "loaded", "inactive"), "{s}");
+    let s = w.next_state();
+    assert_eq!(s["name"], "nope.service");
+    assert!(is(&s, "not-found", "inactive"), "{s}");
+
+    m.systemctl_ok(&["start", "w1.service"]);
+    let s = w.until("w1.service", "active", |s| is(s, "loaded", "active"));
+    assert_eq!(s["sub_state"], "running", "{s}");
+    m.systemctl_ok(&["stop", "w1.service"]);
+    let s = w.until("w1.service", "inactive", |s| is(s, "loaded", "inactive"));
+    assert_eq!(s["sub_state"], "dead", "{s}");
+
+    // A unit whose command fails is seen failed, with the reason.
+    let _ = m.systemctl(&["start", "bad.service"]);
+    let s = w.until("bad.service", "failed", |s| is(s, "loaded", "failed"));
+    assert_eq!(s["result"], "exit-code", "{s}");
+
+    // A unit file that appears is reported after the daemon-reload, with no
+    // other trigger.
+    write_unit(&m, "nope.service", "[Service]\nExecStart=/bin/sleep 300\n");
+    m.daemon_reload();
+    w.until("nope.service", "loaded", |s| is(s, "loaded", "inactive"));
+    m.systemctl_ok(&["start", "nope.service"]);
+    w.until("nope.service", "active", |s| is(s, "loaded", "active"));
+    eprintln!("what the watch saw:\n{}", w.history());
+    // The reload re-announces every unit; none of that is reported as a
+    // change (bad.service stays failed throughout).
+    let bad: Vec<&Value> = w
+        .seen
+        .iter()
+        .map(|v| &v["state"])
+        .filter(|s| s["name"] == "bad.service")
+        .skip_while(|s| s["active_state"] != "failed")
+        .collect();
+    assert!(
+        bad.iter().all(|s| s["active_state"] == "failed"),
+        "{}",
+        w.history()
+    );
+}
+
+#[test]
+fn a_unit_state_is_read_once() {
+    let _g = serial();
+    let Some(m) = manager() else { return };
+    let v = probe_ok(&m, &["state", "nope.service"]);
+    assert!(is(&v["state"], "not-found", "inactive"), "{v}");
+    let v = probe_ok(&m, &["state", "dbus.socket"]);
+    assert!(is(&v["state"], "loaded", "active"), "{v}");
+    assert!(v["state"].get("result").is_none(), "not a service: {v}");
+    let out = m.probe(&["state", "no/such"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("invalid unit name"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_host_command_runs_as_a_transient_unit_and_its_output_and_code_are_collected() {
+    let _g = serial();
+    let Some(m) = manager() else { return };
+    let unit = "berth-hook-web-pre_stop-1.service";
+    let output = m.dir().join("hook-1.out");
+    let output = output.to_str().expect("utf-8 path");
+    probe_ok(
+        &m,
+        &[
+            "run",
+            "--name",
+            unit,
+            "--output",
+            output,
+            "--timeout",
+            "30s",
+            "--env",
+            "GREETING=hello",
+            "--dir",
+            "/tmp",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo out $GREETING $(pwd); echo err >&2; exit 3",
+        ],
+    );
+    let v = probe_ok(&m, &["result", unit, "--output", output, "--wait", "30s"]);
+    let r = &v["result"];
+    assert_eq!(r["result"], "exit-code", "{v}");
+    assert_eq!(r["exit"]["kind"], "exited", "{v}");
+    assert_eq!(r["exit"]["code"], 3, "{v}");
+    assert_eq!(r["output"], "out hello /tmp\nerr\n", "{v}");
+
+    // The same name twice is refused while systemd still has it.
+    let out = m.probe(&["run", "--name", unit, "--output", output, "--", "/bin/true"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already exists"),
+        "{out:?}"
+    );
+
+    // Cleanup: systemd forgets it, the file goes, and again is fine.
+    probe_ok(&m, &["cleanup", unit, "--output", output]);
+    assert!(!std::path::Path::new(output).exists());
+    assert_eq!(m.prop(unit, "LoadState"), "not-found");
+    let out = m.probe(&["result", unit, "--output", output]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("has no unit"),
+        "{out:?}"
+    );
+    probe_ok(&m, &["cleanup", unit, "--output", output]);
+
+    // A program that cannot be executed fails the unit visibly.
+    let unit = "berth-hook-web-pre_stop-2.service";
+    probe_ok(
+        &m,
+        &[
+            "run",
+            "--name",
+            unit,
+            "--output",
+            output,
+            "--",
+            "/no/such/program",
+        ],
+    );
+    let v = probe_ok(&m, &["result", unit, "--output", output, "--wait", "30s"]);
+    assert_eq!(v["result"]["exit"]["code"], 203, "203/EXEC: {v}");
+    probe_ok(&m, &["cleanup", unit, "--output", output]);
+}
+
+#[test]
+fn a_host_command_that_overruns_its_timeout_is_killed() {
+    let _g = serial();
+    let Some(m) = manager() else { return };
+    let unit = "berth-hook-db-migrate-1.service";
+    let output = m.dir().join("hook-t.out");
+    let output = output.to_str().expect("utf-8 path");
+    let started = Instant::now();
+    probe_ok(
+        &m,
+        &[
+            "run",
+            "--name",
+            unit,
+            "--output",
+            output,
+            "--timeout",
+            "1s",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo begun; exec sleep 30",
+        ],
+    );
+    let v = probe_ok(&m, &["result", unit, "--output", output, "--wait", "30s"]);
+    let r = &v["result"];
+    assert_eq!(r["result"], "timeout", "{v}");
+    assert_eq!(r["exit"]["kind"], "killed", "{v}");
+    assert_eq!(r["exit"]["signal"], 15, "SIGTERM: {v}");
+    assert_eq!(r["output"], "begun\n", "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "killed after the 1 s timeout, not after sleep 30"
+    );
+    let s = m.show(unit, &["ActiveState", "MainPID", "Result"]);
+    assert_eq!(s["ActiveState"], "failed", "{s:?}");
+    assert_eq!(s["MainPID"], "0", "nothing runs any more: {s:?}");
+    probe_ok(&m, &["cleanup", unit, "--output", output]);
+    assert_eq!(m.prop(unit, "LoadState"), "not-found");
+}
+
+#[test]
+fn another_process_re_attaches_to_a_host_command_by_name() {
+    let _g = serial();
+    let Some(m) = manager() else { return };
+    let unit = "berth-hook-api-post_start-7.service";
+    let output = m.dir().join("hook-r.out");
+    let output = output.to_str().expect("utf-8 path");
+    let gate = m.dir().join("gate");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.1; done; echo finished",
+        gate.display()
+    );
+    // Process 1 starts it and exits.
+    probe_ok(
+        &m,
+        &[
+            "run",
+            "--name",
+            unit,
+            "--output",
+            output,
+            "--timeout",
+            "60s",
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+    );
+    // Process 2: still running.
+    let v = probe_ok(&m, &["result", unit, "--output", output]);
+    assert!(v["result"].is_null(), "{v}");
+    // Process 3 waits for it; it finishes once the gate opens.
+    let waiter = m.spawn_probe(&["result", unit, "--output", output, "--wait", "60s"]);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&gate, "").expect("open the gate");
+    let out = waiter.wait_with_output().expect("the waiting probe ends");
+    let v = lines(&out).pop().expect("a result line");
+    let r = &v["result"];
+    assert_eq!(r["result"], "success", "{v}");
+    assert_eq!(r["exit"]["code"], 0, "{v}");
+    assert_eq!(r["output"], "finished\n", "{v}");
+    // RemainAfterExit: systemd keeps the result for a 4th process too.
+    assert_eq!(m.prop(unit, "SubState"), "exited");
+    let again = probe_ok(&m, &["result", unit, "--output", output]);
+    assert_eq!(again["result"], v["result"]);
+    probe_ok(&m, &["cleanup", unit, "--output", output]);
+    assert_eq!(m.prop(unit, "LoadState"), "not-found");
+}
+
+#[test]
+fn a_watch_survives_a_dbus_restart_by_watching_again() {
+    let _g = serial();
+    let Some(m) = manager() else { return };
+    write_unit(&m, "w2.service", "[Service]\nExecStart=/bin/sleep 300\n");
+    m.daemon_reload();
+    let mut w = Watch::start_with(&m, &["w2.service"], &["--rewatch"]);
+    let s = w.next_state();
+    assert!(is(&s, "loaded", "inactive"), "{s}");
+
+    // The bus goes away under the watch: the stream ends with an
+    // unreachable error, and the same DbusHost connects again.
+    m.systemctl_ok(&["restart", "dbus.service"]);
+    let e = w.until_line("an unreachable error", |v| v["event"] == "error");
+    assert_eq!(e["unreachable"], true, "{}", w.history());
+    w.until("w2.service", "reported again", |s| {
+        is(s, "loaded", "inactive")
+    });
+    m.systemctl_ok(&["start", "w2.service"]);
+    w.until("w2.service", "active", |s| is(s, "loaded", "active"));
+    eprintln!("what the watch saw:\n{}", w.history());
+}
