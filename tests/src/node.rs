@@ -160,6 +160,36 @@ impl TestNode {
         }
     }
 
+    /// Starts berthd expecting it to refuse to start: waits (up to 30 s)
+    /// for its exit and returns the status and what it logged.
+    pub fn start_expecting_exit(&mut self) -> (ExitStatus, String) {
+        assert!(self.child.is_none(), "already running");
+        self.write_config();
+        let mut child = Command::new(&bins().berthd)
+            .arg("--config")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("berthd starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                let out = child.wait_with_output().expect("berthd output");
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                return (out.status, text);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("berthd was expected to exit but still ran after 30s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

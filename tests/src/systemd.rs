@@ -726,3 +726,26 @@ impl UserManager {
         self.ns_spawn(&probe, &full)
     }
 }
+
+// --- Host units (after_units / requires_units) through berthd. ------------
+
+impl SystemdNode {
+    /// Writes a unit file into the manager's unit dir and reloads it.
+    pub fn write_unit(&self, name: &str, body: &str) {
+        std::fs::write(self.manager.unit_dir().join(name), body).expect("write unit");
+        self.manager.daemon_reload();
+    }
+
+    /// Rewrites the config for berthd to reach the manager on its user bus
+    /// (`user_bus = true`), with `extra` TOML appended, and waits until
+    /// systemd is on that bus.
+    pub fn use_user_bus(&self, extra: &str) {
+        self.write_config(&format!("user_bus = true\n{extra}"));
+        self.manager.wait_for_user_bus();
+    }
+
+    /// `berthctl show SERVICE`, as text.
+    pub fn show(&self, service: &str) -> String {
+        self.ctl_ok(&["show", service])
+    }
+}

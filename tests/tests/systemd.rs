@@ -194,3 +194,171 @@ fn a_bad_config_fails_the_unit_and_is_not_restarted() {
     assert_eq!(s["NRestarts"], "0", "{s:?}");
     assert!(node.logs().contains("no_such_key"), "{}", node.logs());
 }
+
+// --- Host units: after_units / requires_units over the user bus. ----------
+
+/// A node whose berthd follows host units on the manager's user bus, with a
+/// short units_timeout, started; `None` (and why) when there is no user bus.
+fn units_node(hint: &str) -> Option<SystemdNode> {
+    if let Some(why) = berth_tests::systemd::user_bus_unavailable() {
+        eprintln!("SKIPPED: no systemd user manager with a bus here: {why}");
+        return None;
+    }
+    demo_image();
+    let node = SystemdNode::new(hint, "");
+    node.use_user_bus("units_timeout = \"3s\"\n");
+    node.write_unit(
+        "fake-db.service",
+        "[Unit]\nDescription=a host unit berth waits for\n\n[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    node.manager.systemctl_ok(&["start", "berthd.service"]);
+    Some(node)
+}
+
+fn running(node: &SystemdNode, service: &str) -> bool {
+    node.container(service)
+        .is_some_and(|c| inspect(&c.id, "{{.State.Running}}") == "true")
+}
+
+#[test]
+fn requires_units_waits_for_follows_and_recovers_with_a_host_unit() {
+    let _g = serial();
+    let Some(node) = units_node("sdunits") else {
+        return;
+    };
+    let spec = node.spec_file(
+        "db-user.yaml",
+        "name: db-user\nimage: berth-demo:latest\ncommand: [\"serve\"]\n\
+         requires_units: [fake-db]\nupdate: {settle: 1s}\n",
+    );
+    node.ctl_ok(&["apply", "--no-wait", &spec.display().to_string()]);
+    node.wait_until(
+        "db-user waits for fake-db.service",
+        Duration::from_secs(30),
+        |n| {
+            let show = n.show("db-user");
+            show.contains("IN_PROGRESS")
+                && show.contains("waiting for host units")
+                && show.contains("fake-db.service (inactive)")
+        },
+    );
+    // Longer than units_timeout: a unit that exists is waited for.
+    std::thread::sleep(Duration::from_secs(4));
+    let show = node.show("db-user");
+    assert!(
+        show.contains("IN_PROGRESS"),
+        "{show}\n{}",
+        node.diagnostics()
+    );
+    assert!(node.container("db-user").is_none(), "nothing created yet");
+    let history = node.ctl_ok(&["history", "db-user"]);
+    assert!(
+        history.contains("waiting for host units"),
+        "history shows why: {history}"
+    );
+
+    // The unit starts: the container starts.
+    node.manager.systemctl_ok(&["start", "fake-db.service"]);
+    node.wait_until("db-user runs", Duration::from_secs(60), |n| {
+        running(n, "db-user") && n.show("db-user").contains("COMPLETE")
+    });
+    let first = node.container("db-user").expect("container");
+
+    // The unit stops: the container is stopped, and status says why.
+    node.manager.systemctl_ok(&["stop", "fake-db.service"]);
+    node.wait_until(
+        "db-user stopped because fake-db stopped",
+        Duration::from_secs(30),
+        |n| {
+            !running(n, "db-user") && {
+                let show = n.show("db-user");
+                show.contains("stopped: required host unit") && show.contains("fake-db.service")
+            }
+        },
+    );
+    let events = node.ctl_ok(&["events"]);
+    assert!(
+        events.contains("host unit fake-db.service is inactive"),
+        "{events}"
+    );
+
+    // Back again: the same container runs again, and the note is gone.
+    node.manager.systemctl_ok(&["start", "fake-db.service"]);
+    node.wait_until("db-user runs again", Duration::from_secs(30), |n| {
+        running(n, "db-user") && !n.show("db-user").contains("required host unit")
+    });
+    let again = node.container("db-user").expect("container");
+    assert_eq!(first.id, again.id, "started again, not recreated");
+}
+
+#[test]
+fn after_units_naming_a_missing_unit_fails_the_deployment_naming_it() {
+    let _g = serial();
+    let Some(node) = units_node("sdnounit") else {
+        return;
+    };
+    let spec = node.spec_file(
+        "late.yaml",
+        "name: late\nimage: berth-demo:latest\ncommand: [\"serve\"]\n\
+         after_units: [nope.service]\nupdate: {settle: 1s}\n",
+    );
+    // apply waits for the deployment: it fails after units_timeout (3 s).
+    let started = std::time::Instant::now();
+    let out = node.ctl(&["apply", "--timeout", "60s", &spec.display().to_string()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}\n{}", node.diagnostics());
+    assert!(
+        text.contains("FAILED") && text.contains("nope.service"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "not before the timeout"
+    );
+    let show = node.show("late");
+    assert!(
+        show.contains("nope.service (not-found)") && show.contains("does not exist"),
+        "{show}"
+    );
+    assert!(node.container("late").is_none(), "nothing was created");
+}
+
+#[test]
+fn host_units_without_a_reachable_bus_fail_the_deployment_with_the_bus_error_and_a_hint() {
+    let _g = serial();
+    if std::path::Path::new("/run/dbus/system_bus_socket").exists() {
+        eprintln!("SKIPPED: this machine has a system bus; the test needs one that is absent");
+        return;
+    }
+    demo_image();
+    // No user_bus: berthd looks for systemd on the (absent) system bus. A
+    // node without host units never notices.
+    let node = SystemdNode::new("sdnobus", "");
+    node.write_config("units_timeout = \"2s\"\n");
+    node.manager.systemctl_ok(&["start", "berthd.service"]);
+    let spec = node.spec_file(
+        "db-user.yaml",
+        "name: db-user\nimage: berth-demo:latest\ncommand: [\"serve\"]\n\
+         requires_units: [fake-db.service]\nupdate: {settle: 1s}\n",
+    );
+    let out = node.ctl(&["apply", "--timeout", "60s", &spec.display().to_string()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}\n{}", node.diagnostics());
+    let show = node.show("db-user");
+    assert!(
+        show.contains("fake-db.service")
+            && show.contains("system bus")
+            && show.contains("user_bus = true"),
+        "{show}\n{}",
+        node.diagnostics()
+    );
+    assert!(node.container("db-user").is_none(), "nothing was created");
+}

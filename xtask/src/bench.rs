@@ -10,7 +10,7 @@ use berth_tests::proxy::EngineProxy;
 
 const ENGINE: &str = "/var/run/docker.sock";
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     socket: PathBuf,
     node: String,
@@ -19,7 +19,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(bin: &Path, dir: &Path, node: &str, docker_host: &str) -> Result<Daemon> {
+    pub(crate) fn start(bin: &Path, dir: &Path, node: &str, docker_host: &str) -> Result<Daemon> {
         let (config, socket) =
             crate::run::write_node_config(dir, node, &format!("{node}-"), Some(docker_host))?;
         let child = Command::new(bin.join("berthd"))
@@ -51,7 +51,7 @@ impl Daemon {
         Ok(d)
     }
 
-    fn ctl(&self, args: &[&str]) -> Result<std::process::Output> {
+    pub(crate) fn ctl(&self, args: &[&str]) -> Result<std::process::Output> {
         Command::new(&self.ctl)
             .arg("--socket")
             .arg(&self.socket)
@@ -60,7 +60,7 @@ impl Daemon {
             .context("cannot run berthctl")
     }
 
-    fn rss_kib(&self) -> Option<u64> {
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         status
             .lines()
@@ -70,7 +70,7 @@ impl Daemon {
     }
 
     /// utime + stime, in clock ticks.
-    fn cpu_ticks(&self) -> Option<u64> {
+    pub(crate) fn cpu_ticks(&self) -> Option<u64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
         // Fields after the command name (which is in parentheses).
         let rest = stat.rsplit_once(')')?.1;
@@ -80,7 +80,7 @@ impl Daemon {
         Some(utime + stime)
     }
 
-    fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         let out = Command::new("docker")
             .args([
                 "ps",
@@ -130,7 +130,7 @@ fn compose_file(dir: &Path, n: usize, project: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn wait_running(d: &Daemon, n: usize, timeout: Duration) -> Result<()> {
+pub(crate) fn wait_running(d: &Daemon, n: usize, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while d.running() < n {
         if Instant::now() > deadline {
@@ -144,11 +144,12 @@ fn wait_running(d: &Daemon, n: usize, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
-pub fn apply(root: &Path) -> Result<()> {
+/// Builds berthd and berthctl in release mode; returns their directory.
+pub(crate) fn release_bins(root: &Path) -> Result<PathBuf> {
     crate::images::ensure_demo(root)?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root)
@@ -165,7 +166,20 @@ pub fn apply(root: &Path) -> Result<()> {
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    let bin = root.join("target").join("release");
+    Ok(root.join("target").join("release"))
+}
+
+/// berthd's CPU use over `window` (one core = 100 %).
+pub(crate) fn idle_cpu_pct(d: &Daemon, window: Duration) -> Option<f64> {
+    let a = d.cpu_ticks()?;
+    std::thread::sleep(window);
+    let b = d.cpu_ticks()?;
+    // Clock ticks are 1/100 s on Linux.
+    Some(b.saturating_sub(a) as f64 / 100.0 / window.as_secs_f64() * 100.0)
+}
+
+pub fn apply(root: &Path) -> Result<()> {
+    let bin = release_bins(root)?;
     let base = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
 
@@ -293,9 +307,7 @@ pub fn apply(root: &Path) -> Result<()> {
     // Idle: long enough after the last change for berthd's periodic heap
     // trim (30 s) to have run, then CPU over 10 s and RSS.
     std::thread::sleep(Duration::from_secs(35));
-    let cpu0 = d.cpu_ticks();
-    std::thread::sleep(Duration::from_secs(10));
-    let cpu1 = d.cpu_ticks();
+    let cpu = idle_cpu_pct(&d, Duration::from_secs(10));
     let rss = d.rss_kib().unwrap_or(0);
     rows.push((
         format!("berthd idle RSS, {many} services"),
@@ -303,9 +315,7 @@ pub fn apply(root: &Path) -> Result<()> {
         "-".into(),
         "target < 15 MiB".into(),
     ));
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        // Clock ticks are 1/100 s on Linux.
-        let pct = (b.saturating_sub(a)) as f64 / 100.0 / 10.0 * 100.0;
+    if let Some(pct) = cpu {
         rows.push((
             format!("berthd idle CPU, {many} services (10 s)"),
             format!("{pct:.1} %"),

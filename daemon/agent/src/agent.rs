@@ -31,6 +31,7 @@ use crate::state::{
 };
 
 mod config;
+pub(crate) mod units;
 use crate::{AgentConfig, AgentError, Command, Env, Handle, Reply, SpecFile, Verb};
 
 /// Lists are coalesced to at most one per this interval.
@@ -95,6 +96,8 @@ pub struct Agent<E: Env> {
     watcher: Option<Box<dyn berth_watch::Watcher>>,
     /// What the watcher was last told to watch.
     watching: Vec<berth_watch::WatchSpec>,
+    /// Host units (`after_units`, `requires_units`) and their states.
+    units: units::Units,
 }
 
 impl<E: Env> Agent<E> {
@@ -139,6 +142,7 @@ impl<E: Env> Agent<E> {
             dirty: true,
             watcher: None,
             watching: Vec::new(),
+            units: units::Units::new(),
         };
         agent.load()?;
         agent.publish_snapshot();
@@ -332,6 +336,7 @@ impl<E: Env> Agent<E> {
                         self.watcher = None;
                     }
                 },
+                Some(msg) = self.units.rx.recv() => self.on_unit_msg(msg),
                 _ = tick.tick() => self.on_tick(),
                 // Not while a list runs: a due request then waits for that
                 // list to report back (waking for it would spin the loop).
@@ -379,7 +384,7 @@ impl<E: Env> Agent<E> {
             !s.current.status.is_terminal()
                 || s.watch.is_some()
                 || s.retry_at.is_some_and(|t| now >= t)
-                || (s.config.dirty && !s.config.reading)
+                || (s.config.dirty && !s.config.reading && !s.meta.held)
         });
         if waiting {
             self.dirty = true;
@@ -402,12 +407,18 @@ impl<E: Env> Agent<E> {
             return;
         }
         self.dirty = false;
+        self.refresh_units();
         // Plan only from a fresh list: while a re-list is pending (after an
         // engine event or a finished job), what we hold is stale and acting on
         // it would repeat work that was just done.
-        if self.engine_reachable == Some(true) && !self.observing && self.observe_at.is_none() {
-            self.judge();
-            self.reconcile();
+        if self.engine_reachable == Some(true) {
+            if !self.observing && self.observe_at.is_none() {
+                self.judge_units();
+                self.judge();
+                self.reconcile();
+            }
+            // Reading files needs no fresh container list, and a reaction
+            // only names the service's container (kept while it is idle).
             self.schedule_config_reads();
         }
         self.publish_snapshot();
@@ -589,6 +600,21 @@ impl<E: Env> Agent<E> {
         // All-or-nothing checks first.
         let mut seen = BTreeSet::new();
         for spec in &req.services {
+            if let Some((i, m)) = spec
+                .config
+                .iter()
+                .enumerate()
+                .find(|(_, m)| !m.source.starts_with('/'))
+            {
+                let _ = reply.send(Err(AgentError::Invalid {
+                    reason: format!(
+                        "{}: config[{i}].source {:?} must be an absolute host path (berthctl resolves a relative one against the spec file's directory)",
+                        spec.name, m.source
+                    ),
+                    details: vec![],
+                }));
+                return;
+            }
             if !seen.insert(spec.name.clone()) {
                 let _ = reply.send(Err(AgentError::Invalid {
                     reason: format!("service {} appears twice in one apply", spec.name),
@@ -1033,6 +1059,16 @@ impl<E: Env> Agent<E> {
             deployment: deployment.map(|d| d.redacted()),
             message,
         };
+        if svc.current.action == DeployAction::Delete && !svc.current.status.is_terminal() {
+            // A finished delete is filtered out above; this one is on its way.
+            return Err(AgentError::Refused {
+                service: service.to_string(),
+                reason: format!(
+                    "is being deleted (deployment {} is {})",
+                    svc.current.id, svc.current.status
+                ),
+            });
+        }
         let held = svc.meta.held;
         if held && !matches!(verb, Verb::Release | Verb::Hold) {
             return Err(AgentError::Refused {
@@ -1412,6 +1448,7 @@ impl<E: Env> Agent<E> {
                         && svc.target.status.is_terminal()
                         && svc.target.applied,
                     config_identity: svc.target.config_identity.clone(),
+                    blocked: self.units_blocked(svc),
                 },
             );
         }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use berth_core::dto::{ApplyRequest, ApplyResponse, EventsResponse, VerbResponse};
 use berth_core::event::Event;
+use berth_core::host::HostUnits;
 use berth_core::record::{Deployment, Source};
 use berth_core::runtime::{BoxStream, LogChunk, LogOptions, Runtime, RuntimeError};
 use berth_core::spec::ServiceSpec;
@@ -26,19 +27,33 @@ use berth_core::store::{Store, StoreError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use agent::Agent;
+pub use agent::units::NoHost;
 pub use state::Snapshot;
 
 /// The seams the loop runs against, bundled so the loop has one type parameter.
 pub trait Env: Send + Sync + 'static {
     type Runtime: Runtime;
     type Store: Store;
+    /// The host's service manager (systemd), for `after_units` /
+    /// `requires_units`.
+    type Host: HostUnits;
     fn runtime(&self) -> &Self::Runtime;
     fn store(&self) -> &Self::Store;
+    fn host(&self) -> &Self::Host;
     /// Unix milliseconds, for timestamps in records and events.
     fn now_ms(&self) -> u64;
 }
 
-/// The production and test environment: a runtime and a store, the system clock.
+fn system_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A runtime and a store, the system clock, and no host units ([`NoHost`]:
+/// a service with `after_units` / `requires_units` waits and then fails,
+/// saying so). For tests that need no systemd.
 pub struct Seams<R, S> {
     pub runtime: R,
     pub store: S,
@@ -47,17 +62,44 @@ pub struct Seams<R, S> {
 impl<R: Runtime, S: Store> Env for Seams<R, S> {
     type Runtime = R;
     type Store = S;
+    type Host = NoHost;
     fn runtime(&self) -> &R {
         &self.runtime
     }
     fn store(&self) -> &S {
         &self.store
     }
+    fn host(&self) -> &NoHost {
+        &NoHost
+    }
     fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        system_now_ms()
+    }
+}
+
+/// The production environment: a runtime, a store and the host's systemd
+/// (berthd: `berth_systemd::DbusHost`; tests: `berth_systemd::fake::FakeHost`).
+pub struct HostSeams<R, S, H> {
+    pub runtime: R,
+    pub store: S,
+    pub host: H,
+}
+
+impl<R: Runtime, S: Store, H: HostUnits> Env for HostSeams<R, S, H> {
+    type Runtime = R;
+    type Store = S;
+    type Host = H;
+    fn runtime(&self) -> &R {
+        &self.runtime
+    }
+    fn store(&self) -> &S {
+        &self.store
+    }
+    fn host(&self) -> &H {
+        &self.host
+    }
+    fn now_ms(&self) -> u64 {
+        system_now_ms()
     }
 }
 
@@ -78,7 +120,15 @@ pub struct AgentConfig {
     /// A finished task's exited container is removed this long after the
     /// task ended (its output stays in the record).
     pub task_gc_after: Duration,
+    /// A deployment waiting for host units (`after_units`,
+    /// `requires_units`) fails after this long if one of them does not
+    /// exist (or systemd cannot be reached); units that exist but are not
+    /// active are waited for without limit. berthd's `units_timeout`.
+    pub units_timeout: Duration,
 }
+
+/// The default [`AgentConfig::units_timeout`].
+pub const DEFAULT_UNITS_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl AgentConfig {
     pub fn new(node_id: &str, prefix: &str, state_dir: PathBuf) -> Self {
@@ -91,6 +141,7 @@ impl AgentConfig {
             resync_interval: Duration::from_secs(30),
             engine_endpoint: String::new(),
             task_gc_after: Duration::from_secs(600),
+            units_timeout: DEFAULT_UNITS_TIMEOUT,
         }
     }
 }

@@ -305,7 +305,21 @@ async fn stop_start_hold_release_delete() {
         .verb("web", Verb::Delete, "test")
         .await
         .expect("delete");
+    // While it is being deleted: no second DELETE record, no restart.
+    for verb in [Verb::Delete, Verb::Restart] {
+        let e = node.handle.verb("web", verb, "test").await;
+        assert!(e.is_err(), "{verb:?} during a delete: {e:?}");
+    }
     wait_status(&node.handle, &v.deployment.expect("delete record").id).await;
+    let deletes = node
+        .handle
+        .history("web", 50)
+        .await
+        .expect("history")
+        .iter()
+        .filter(|d| d.action == berth_core::record::DeployAction::Delete)
+        .count();
+    assert_eq!(deletes, 1);
     assert!(node.rt().container_by_name("t-web").is_none());
     assert!(node.handle.snapshot().services.is_empty());
     node.stop().await;

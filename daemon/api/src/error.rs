@@ -2,6 +2,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use berth_agent::AgentError;
 use berth_core::dto::ErrorBody;
+use berth_core::policy::PolicyViolation;
 use http::StatusCode;
 
 /// Every error a route can answer with.
@@ -17,6 +18,16 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Forbidden(String),
+    /// No credentials, or credentials no token matches (TCP).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A pushed spec asks for what the node policy forbids (TCP).
+    #[error("refused by the node policy")]
+    Policy(Vec<PolicyViolation>),
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
 }
 
 impl ApiError {
@@ -66,6 +77,28 @@ impl ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone(), vec![]),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), vec![]),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone(), vec![]),
+            ApiError::Unauthorized(m) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", m.clone(), vec![])
+            }
+            ApiError::Policy(v) => (
+                StatusCode::FORBIDDEN,
+                "policy",
+                v.first()
+                    .map_or_else(|| "refused by the node policy".into(), |v| v.to_string()),
+                v.iter().map(ToString::to_string).collect(),
+            ),
+            ApiError::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                self.to_string(),
+                vec![],
+            ),
+            ApiError::BodyTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                self.to_string(),
+                vec![],
+            ),
         }
     }
 }
@@ -76,14 +109,29 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(%status, kind, error, "request failed");
         }
-        (
-            status,
-            Json(ErrorBody {
-                kind: kind.to_string(),
-                error,
-                details,
-            }),
-        )
-            .into_response()
+        let body = ErrorBody {
+            kind: kind.to_string(),
+            error,
+            details,
+        };
+        let mut resp = match &self {
+            // The first violation's rule and field, for clients to act on.
+            ApiError::Policy(v) if !v.is_empty() => {
+                let mut value = serde_json::to_value(&body).unwrap_or_default();
+                if let (Some(obj), Some(first)) = (value.as_object_mut(), v.first()) {
+                    obj.insert("rule".into(), first.rule.into());
+                    obj.insert("field".into(), first.field.clone().into());
+                }
+                (status, Json(value)).into_response()
+            }
+            _ => (status, Json(body)).into_response(),
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"berthd\""),
+            );
+        }
+        resp
     }
 }

@@ -10,62 +10,256 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use berth_agent::{Handle, Verb};
 use berth_core::dto::{
-    ApplyRequest, ApplyResponse, EventsResponse, NodeInfo, RollbackRequest, ServiceDetail,
-    ServiceStatus, VerbResponse,
+    ApplyRequest, ApplyResponse, ErrorBody, EventsResponse, NodeInfo, RollbackRequest,
+    ServiceDetail, ServiceStatus, VerbResponse,
 };
 use berth_core::parse::parse_service_json_value;
+use berth_core::policy::NodePolicy;
 use berth_core::record::{Deployment, Source};
 use berth_core::runtime::LogOptions;
 use berth_core::spec::ServiceSpec;
 use futures_util::StreamExt;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 
+use crate::auth::{Role, Tokens};
+use crate::tcp::TcpPeer;
 use crate::unix::{PeerPolicy, UnixPeer};
 use crate::{Actor, ApiError};
 
 /// Long polls are capped here whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Spec bodies are small; the cap keeps a bad client from filling memory.
+pub const MAX_BODY: usize = 1 << 20;
+/// A request body must arrive within this (headers have their own timeout
+/// in the TCP listener). Not a total-request timeout: long polls and
+/// streams answer for as long as they need.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The OpenAPI document of this router (`GET /v1/openapi.json`).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// How callers are authenticated.
+#[derive(Clone)]
+enum Access {
+    /// The local socket: SO_PEERCRED, no token.
+    Unix(Arc<PeerPolicy>),
+    /// TCP: bearer tokens.
+    Tokens(Arc<Tokens>),
+}
 
 #[derive(Clone)]
 struct AppState {
     handle: Handle,
-    policy: Arc<PeerPolicy>,
+    access: Access,
+    /// Checked against specs that arrive over TCP; `None` on the local
+    /// socket (the local operator is trusted).
+    node_policy: Option<Arc<NodePolicy>>,
 }
 
 /// The whole API for the local socket.
 pub fn router(handle: Handle, policy: PeerPolicy) -> Router {
-    let state = AppState {
+    build(AppState {
         handle,
-        policy: Arc::new(policy),
-    };
-    let v1 = Router::new()
-        .route("/v1/node", get(node))
-        .route("/v1/services", get(services))
-        .route(
-            "/v1/services/{name}",
-            get(service).put(put_service).delete(delete_service),
-        )
-        .route("/v1/apply", post(apply))
-        .route("/v1/services/{name}/{verb}", post(verb))
-        .route("/v1/services/{name}/deployments", get(history))
-        .route("/v1/services/{name}/logs", get(logs))
-        .route("/v1/deployments/{id}", get(deployment))
-        .route("/v1/events", get(events))
-        .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), unix_auth));
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(v1)
-        .with_state(state)
-        // Spec bodies are small; a 1 MiB cap keeps a bad client from filling memory.
-        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+        access: Access::Unix(Arc::new(policy)),
+        node_policy: None,
+    })
 }
 
-async fn unix_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// The whole API for TCP: bearer tokens (a read token may only GET) and the
+/// node policy applied to every spec pushed.
+pub fn tcp_router(handle: Handle, tokens: Tokens, node_policy: NodePolicy) -> Router {
+    build(AppState {
+        handle,
+        access: Access::Tokens(Arc::new(tokens)),
+        node_policy: Some(Arc::new(node_policy)),
+    })
+}
+
+/// Routes that need credentials (ARCHITECTURE.md §5). The router is built
+/// from these two tables only, so the OpenAPI test can check them.
+fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/v1/node", get(node)),
+        ("/v1/services", get(services)),
+        (
+            "/v1/services/{name}",
+            get(service).put(put_service).delete(delete_service),
+        ),
+        ("/v1/apply", post(apply)),
+        ("/v1/services/{name}/{verb}", post(verb)),
+        ("/v1/services/{name}/deployments", get(history)),
+        ("/v1/services/{name}/logs", get(logs)),
+        ("/v1/deployments/{id}", get(deployment)),
+        ("/v1/events", get(events)),
+        ("/metrics", get(metrics)),
+    ]
+}
+
+/// Routes anyone may call.
+fn open_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/healthz", get(|| async { "ok" })),
+        ("/v1/openapi.json", get(openapi)),
+    ]
+}
+
+/// Every path the router serves (for the OpenAPI test).
+pub fn route_paths() -> Vec<&'static str> {
+    api_routes()
+        .into_iter()
+        .chain(open_routes())
+        .map(|(p, _)| p)
+        .collect()
+}
+
+fn build(state: AppState) -> Router {
+    let mut v1 = Router::new();
+    for (path, route) in api_routes() {
+        v1 = v1.route(path, route);
+    }
+    // Authenticate first, then read the body (bounded in size and time).
+    let v1 = v1
+        .route_layer(middleware::from_fn(read_body))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let mut open = Router::new();
+    for (path, route) in open_routes() {
+        open = open.route(path, route);
+    }
+    open.merge(v1)
+        .fallback(no_route)
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
+}
+
+async fn openapi() -> Response {
+    let mut resp = Response::new(Body::from(OPENAPI));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+async fn no_route(req: Request) -> ApiError {
+    ApiError::NotFound(format!("no route {} {}", req.method(), req.uri().path()))
+}
+
+/// Reads the whole body before the handler runs: at most [`MAX_BODY`]
+/// bytes, within [`BODY_READ_TIMEOUT`].
+async fn read_body(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+        Err(_) => return ApiError::BodyTimeout(BODY_READ_TIMEOUT).into_response(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return ApiError::PayloadTooLarge { limit: MAX_BODY }.into_response();
+        }
+        Ok(Err(e)) => {
+            return ApiError::BadRequest(format!("cannot read the body: {e}")).into_response();
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Every error answers with an [`ErrorBody`]: axum's own rejections (a bad
+/// query string, a wrong method) are plain text, so they are wrapped here.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Rejection texts are short; anything longer is cut, never buffered whole.
+    let text = match http_body_util::Limited::new(body, 4096).collect().await {
+        Ok(c) => String::from_utf8_lossy(&c.to_bytes()).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let kind = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let error = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string()
+    } else {
+        text
+    };
+    let body = serde_json::to_vec(&ErrorBody {
+        kind: kind.to_string(),
+        error,
+        details: vec![],
+    })
+    .unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let actor = match &state.access {
+        Access::Unix(policy) => match unix_actor(policy, &req) {
+            Ok(a) => a,
+            Err(e) => return e.into_response(),
+        },
+        Access::Tokens(tokens) => match token_actor(tokens, &req) {
+            Ok(a) => a,
+            Err(e) => return e.into_response(),
+        },
+    };
+    req.extensions_mut().insert(actor);
+    next.run(req).await
+}
+
+fn token_actor(tokens: &Tokens, req: &Request) -> Result<Actor, ApiError> {
+    let peer = req
+        .extensions()
+        .get::<TcpPeer>()
+        .map(|p| p.addr.to_string());
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized(
+            "this API needs a token: Authorization: Bearer TOKEN".into(),
+        ));
+    };
+    let Some(who) = tokens.authenticate(value.as_bytes()) else {
+        tracing::warn!(peer, "refused a TCP API request: no token matches");
+        return Err(ApiError::Unauthorized("no token matches".into()));
+    };
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !reads && who.role != Role::Admin {
+        return Err(ApiError::Forbidden(format!(
+            "{} may only read; {} {} needs an admin token",
+            who.name,
+            req.method(),
+            req.uri().path()
+        )));
+    }
+    Ok(Actor(who.name))
+}
+
+fn unix_actor(policy: &PeerPolicy, req: &Request) -> Result<Actor, ApiError> {
     // MockConnectInfo is how tests (and any in-process caller) say who they are.
     let peer = req
         .extensions()
@@ -77,19 +271,37 @@ async fn unix_auth(State(state): State<AppState>, mut req: Request, next: Next) 
                 .map(|c| c.0)
         });
     let Some(peer) = peer else {
-        return ApiError::Forbidden("peer credentials unavailable".into()).into_response();
+        return Err(ApiError::Forbidden("peer credentials unavailable".into()));
     };
-    if !state.policy.allows(&peer) {
+    if !policy.allows(&peer) {
         tracing::warn!(uid = peer.uid, gid = peer.gid, "refused a local API client");
-        return ApiError::Forbidden(format!(
+        return Err(ApiError::Forbidden(format!(
             "uid {} may not use berthd's socket: it must be root or in the socket_group",
             peer.uid
-        ))
-        .into_response();
+        )));
     }
-    req.extensions_mut()
-        .insert(Actor(format!("uid:{}", peer.uid)));
-    next.run(req).await
+    Ok(Actor(format!("uid:{}", peer.uid)))
+}
+
+/// The node policy's verdict on specs pushed over TCP (`field` names each
+/// spec in the request).
+fn check_policy<'a>(
+    state: &AppState,
+    specs: impl IntoIterator<Item = (String, &'a ServiceSpec)>,
+) -> Result<(), ApiError> {
+    let Some(policy) = &state.node_policy else {
+        return Ok(());
+    };
+    let violations: Vec<_> = specs
+        .into_iter()
+        .flat_map(|(field, spec)| policy.check_spec(spec, &field))
+        .collect();
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        tracing::warn!(first = %violations[0], count = violations.len(), "refused a pushed spec");
+        Err(ApiError::Policy(violations))
+    }
 }
 
 fn actor(req_actor: Option<axum::Extension<Actor>>) -> String {
@@ -148,6 +360,7 @@ async fn put_service(
             spec.name
         )));
     }
+    check_policy(&s, [(String::new(), &spec)])?;
     let resp = s
         .handle
         .apply(
@@ -169,7 +382,10 @@ async fn put_service(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((status, Json(result.deployment)).into_response())
+    let Some(record) = result.deployment else {
+        return Err(ApiError::NotFound(format!("no record for {name}")));
+    };
+    Ok((status, Json(record)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -215,6 +431,13 @@ async fn apply(
     if !details.is_empty() {
         return Err(ApiError::InvalidSpec { details });
     }
+    check_policy(
+        &s,
+        specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| (format!("services[{i}]"), spec)),
+    )?;
     let resp = s
         .handle
         .apply(

@@ -18,6 +18,7 @@ struct File {
     history_limit: Option<usize>,
     docker_host: Option<String>,
     user_bus: Option<bool>,
+    units_timeout: Option<String>,
     watch: Option<Watch>,
     api: Option<Api>,
     policy: Option<Policy>,
@@ -73,7 +74,11 @@ pub struct Config {
     pub prefix: String,
     pub history_limit: usize,
     pub docker_host: String,
+    /// systemd on the user bus (`systemd --user`; tests) instead of the
+    /// system bus, for `after_units` / `requires_units`.
     pub user_bus: bool,
+    /// A deployment waiting for a host unit that does not exist fails after this.
+    pub units_timeout: Duration,
     pub debounce: Duration,
     pub rescan: Duration,
     pub api: Api,
@@ -176,20 +181,40 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
     let api = file.api.unwrap_or_default();
     let policy = file.policy.unwrap_or_default();
     let mut warnings = Vec::new();
-    if api != Api::default() {
-        warnings
-            .push("[api] is read but the TCP API is not served by this version yet".to_string());
+    // The files [api] names are read and checked by tcp::prepare (exit 78 too).
+    if api.listen.is_none() && api != Api::default() {
+        warnings.push(
+            "[api] tokens_file, cert, key and client_ca are ignored without [api] listen"
+                .to_string(),
+        );
     }
     if upstream != Upstream::default() {
         warnings.push(
             "[upstream] is read but pull and reports are not run by this version yet".to_string(),
         );
     }
-    if file.user_bus.is_some() {
-        warnings.push(
-            "user_bus is read but D-Bus unit ordering (after_units, requires_units) and transient units are not in this version yet".to_string(),
-        );
+    for p in policy.allowed_host_paths.iter().flatten() {
+        if !p.starts_with('/') {
+            return Err(invalid(format!(
+                "policy.allowed_host_paths: {p:?} must be an absolute path"
+            )));
+        }
     }
+    if policy
+        .allowed_signal_hosts
+        .iter()
+        .flatten()
+        .any(|h| h.trim().is_empty() || h.contains(['/', ' ']))
+    {
+        return Err(invalid(
+            "policy.allowed_signal_hosts: each entry is a host or host:port".into(),
+        ));
+    }
+    let units_timeout = dur(
+        "units_timeout",
+        &file.units_timeout,
+        berth_agent::DEFAULT_UNITS_TIMEOUT,
+    )?;
     Ok(Config {
         path: path.map(Path::to_path_buf),
         node_id,
@@ -208,6 +233,7 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
             .or(docker_host_env)
             .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
         user_bus: file.user_bus.unwrap_or(false),
+        units_timeout,
         debounce,
         rescan,
         api,
@@ -243,6 +269,8 @@ mod tests {
         assert_eq!(c.history_limit, 50);
         assert_eq!(c.docker_host, "unix:///var/run/docker.sock");
         assert_eq!(c.debounce, Duration::from_millis(100));
+        assert!(!c.user_bus);
+        assert_eq!(c.units_timeout, Duration::from_secs(30));
         let c = load(None, Some("unix:///tmp/d.sock".into())).expect("load");
         assert_eq!(c.docker_host, "unix:///tmp/d.sock");
     }
@@ -259,6 +287,18 @@ mod tests {
     }
 
     #[test]
+    fn user_bus_and_units_timeout() {
+        let f = write("user_bus = true\nunits_timeout = \"3s\"\n");
+        let c = load(Some(f.path()), None).expect("valid");
+        assert!(c.user_bus);
+        assert_eq!(c.units_timeout, Duration::from_secs(3));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let f = write("units_timeout = \"soon\"\n");
+        let e = load(Some(f.path()), None).expect_err("bad").to_string();
+        assert!(e.contains("units_timeout"), "{e}");
+    }
+
+    #[test]
     fn bad_duration_and_prefix() {
         let f = write("[watch]\ndebounce = \"5\"\n");
         let e = load(Some(f.path()), None)
@@ -270,5 +310,30 @@ mod tests {
         );
         let f = write("prefix = \"/bad\"\n");
         assert!(load(Some(f.path()), None).is_err());
+    }
+
+    #[test]
+    fn policy_paths_must_be_absolute_and_api_keys_need_listen() {
+        let f = write("[policy]\nallowed_host_paths = [\"srv/berth\"]\n");
+        let e = load(Some(f.path()), None)
+            .expect_err("relative")
+            .to_string();
+        assert!(e.contains("policy.allowed_host_paths"), "{e}");
+        let f = write("[policy]\nallowed_signal_hosts = [\"http://heat/\"]\n");
+        assert!(load(Some(f.path()), None).is_err());
+        let f = write("[api]\ntokens_file = \"/etc/berth/tokens\"\n");
+        let c = load(Some(f.path()), None).expect("loads");
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("without [api] listen"))
+        );
+        let f = write("[api]\nlisten = \"127.0.0.1:7443\"\ntokens_file = \"/t\"\n");
+        let c = load(Some(f.path()), None).expect("loads");
+        assert!(
+            !c.warnings.iter().any(|w| w.contains("[api]")),
+            "{:?}",
+            c.warnings
+        );
     }
 }

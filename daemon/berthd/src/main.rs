@@ -3,13 +3,14 @@
 mod config;
 mod specdir;
 mod systemd;
+mod tcp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_agent::{Agent, AgentConfig, Seams};
+use berth_agent::{Agent, AgentConfig, HostSeams};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -34,7 +35,8 @@ const EXIT_START_FAILED: u8 = 1;
                   Signals: SIGHUP re-reads the config and spec_dir; SIGTERM/SIGINT stop berthd \
                   and leave containers running.\n\
                   Config keys and defaults: see ARCHITECTURE.md §9 (node_id, state_dir, socket, \
-                  socket_group, spec_dir, prefix, history_limit, docker_host, ...)."
+                  socket_group, spec_dir, prefix, history_limit, docker_host, user_bus, \
+                  units_timeout, ...)."
 )]
 struct Args {
     /// The node config (TOML). Without it, every key has its default.
@@ -43,6 +45,10 @@ struct Args {
     /// Check the config and the spec_dir files, print the result, and exit.
     #[arg(long)]
     check: bool,
+    /// Reach systemd on the user bus (a `systemd --user` manager) instead of
+    /// the system bus, for after_units/requires_units; as `user_bus = true`.
+    #[arg(long)]
+    user_bus: bool,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,14 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&sd);
+    // The TCP API's files (tokens, TLS) are part of the config: a bad one is exit 78.
+    let tcp = match tcp::prepare(&cfg.api, own_uid()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("berthd: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     if args.check {
         let (files, problems) = specdir::read(&cfg.spec_dir);
         println!(
@@ -83,8 +97,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         };
     }
+    limit_malloc_arenas();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Blocking work is reading config sources; a few threads keep up,
+        // and every extra thread would get a malloc arena of its own.
+        .max_blocking_threads(4)
         .thread_name("berthd")
         .enable_all()
         .build()
@@ -95,7 +113,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START_FAILED);
         }
     };
-    match rt.block_on(run(cfg, sd)) {
+    match rt.block_on(run(cfg, sd, tcp, args.user_bus)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -166,7 +184,12 @@ fn own_uid() -> u32 {
         .unwrap_or(0)
 }
 
-async fn run(cfg: config::Config, sd: systemd::SdEnv) -> anyhow::Result<()> {
+async fn run(
+    cfg: config::Config,
+    sd: systemd::SdEnv,
+    tcp: Option<tcp::TcpSetup>,
+    user_bus_flag: bool,
+) -> anyhow::Result<()> {
     let notify = sd.notifier();
     for w in &cfg.warnings {
         tracing::warn!("{w}");
@@ -178,7 +201,20 @@ async fn run(cfg: config::Config, sd: systemd::SdEnv) -> anyhow::Result<()> {
     let mut agent_cfg = AgentConfig::new(&cfg.node_id, &cfg.prefix, cfg.state_dir.clone());
     agent_cfg.history_limit = cfg.history_limit;
     agent_cfg.engine_endpoint = cfg.docker_host.clone();
-    let env = Arc::new(Seams { runtime, store });
+    agent_cfg.units_timeout = cfg.units_timeout;
+    // systemd is reached on first use: a node whose services have no host
+    // units never needs D-Bus.
+    let bus = if user_bus_flag || cfg.user_bus {
+        berth_systemd::Bus::User
+    } else {
+        berth_systemd::Bus::System
+    };
+    let host = berth_systemd::DbusHost::lazy(bus);
+    let env = Arc::new(HostSeams {
+        runtime,
+        store,
+        host,
+    });
     let (agent, handle) = Agent::new(env, agent_cfg).context("cannot load the state")?;
     // One inotify instance for every config source; debounced, with a
     // periodic rescan as the safety net for missed events.
@@ -226,6 +262,32 @@ async fn run(cfg: config::Config, sd: systemd::SdEnv) -> anyhow::Result<()> {
         }
     };
     let api = tokio::spawn(berth_api::serve_unix(listener, router, api_stop));
+    if let Some(setup) = tcp {
+        let listener = tokio::net::TcpListener::bind(setup.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} ([api] listen)", setup.listen))?;
+        let router =
+            berth_api::tcp_router(handle.clone(), setup.tokens, tcp::node_policy(&cfg.policy));
+        let mut rx = stop_rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        tracing::info!(
+            listen = %setup.listen,
+            tls = setup.tls.is_some(),
+            client_certificates = setup.client_auth,
+            "serving the TCP API"
+        );
+        let tls = setup.tls.map(berth_api::TlsAcceptor::from);
+        tokio::spawn(async move {
+            if let Err(e) =
+                berth_api::serve_tcp(listener, tls, router, berth_api::TcpLimits::default(), stop)
+                    .await
+            {
+                tracing::error!(error = %e, "the TCP API stopped");
+            }
+        });
+    }
     let agent_stop = {
         let mut rx = stop_rx.clone();
         async move {
@@ -338,6 +400,18 @@ async fn trim_heap_periodically() {
     loop {
         every.tick().await;
         trim_heap();
+    }
+}
+
+/// At most two malloc arenas: glibc gives each thread that allocates its
+/// own (up to 8 per core), which an agent this small never needs and which
+/// keep freed memory resident.
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    // SAFETY: called once at the start of main, before any other thread
+    // exists; mallopt only sets a glibc tunable and takes no pointers.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -75,6 +75,17 @@ pub enum EventKind {
         /// What berthd does about it (`signal SIGHUP`, `restart`, ...), or the error.
         reaction: String,
     },
+    /// A host unit a service orders against (`after_units`,
+    /// `requires_units`) changed state, and what that means for the service.
+    UnitState {
+        service: String,
+        unit: String,
+        /// `active`, `inactive`, `failed`, `not-found`, ... (systemd's words).
+        state: String,
+        /// What berthd does about it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        effect: String,
+    },
     Daemon {
         message: String,
     },
@@ -96,6 +107,7 @@ impl EventKind {
             | EventKind::ServiceHeld { service, .. }
             | EventKind::ServiceDeleted { service }
             | EventKind::ConfigChanged { service, .. }
+            | EventKind::UnitState { service, .. }
             | EventKind::RecordUnreadable { service, .. } => Some(service),
             EventKind::EngineState { .. } | EventKind::Daemon { .. } => None,
         }
@@ -193,6 +205,18 @@ impl EventKind {
                 s.push_str("; ");
                 s.push_str(reaction);
                 s
+            }
+            EventKind::UnitState {
+                service,
+                unit,
+                state,
+                effect,
+            } => {
+                if effect.is_empty() {
+                    format!("{service}: host unit {unit} is {state}")
+                } else {
+                    format!("{service}: host unit {unit} is {state}; {effect}")
+                }
             }
             EventKind::Daemon { message } => message.clone(),
         }

@@ -15,6 +15,7 @@ pub mod heat;
 pub mod host;
 pub mod parse;
 pub mod plan;
+pub mod policy;
 pub mod reconfig;
 pub mod record;
 pub mod runtime;

@@ -30,6 +30,21 @@ pub struct DesiredService {
     /// The `io.berth.config-hash` label the container must carry (services
     /// with `on_change: recreate` config sources); `None`: not compared.
     pub config_identity: Option<String>,
+    /// Host units (`after_units` / `requires_units`) that are not active:
+    /// while set, the container is neither created nor started.
+    pub blocked: Option<Blocked>,
+}
+
+/// Why a service may not start now: host units that are not active.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Blocked {
+    /// The units that are not active (or not known yet), in spec order.
+    pub units: Vec<String>,
+    /// A `requires_units` unit is known to be inactive or failed: a running
+    /// container is stopped. (A unit whose state is not known yet, say
+    /// while berthd connects to systemd, blocks starts but stops nothing,
+    /// so a restarted berthd never stops what it re-adopts.)
+    pub stop: bool,
 }
 
 impl DesiredService {
@@ -92,6 +107,8 @@ pub enum Reason {
     /// A finished task's container, kept a while for `logs`; its output is
     /// in the record.
     TaskFinished,
+    /// A `requires_units` host unit is not active.
+    UnitsInactive { units: Vec<String> },
 }
 
 impl fmt::Display for Reason {
@@ -112,6 +129,11 @@ impl fmt::Display for Reason {
             Reason::Duplicate => write!(f, "duplicate of the current container"),
             Reason::Misnamed => write!(f, "left by an interrupted swap"),
             Reason::TaskFinished => write!(f, "task finished; its output is kept in the record"),
+            Reason::UnitsInactive { units } => write!(
+                f,
+                "required host unit {} not active (requires_units); started again once active",
+                units.join(", ")
+            ),
         }
     }
 }
@@ -260,9 +282,37 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
         .or_else(|| matching.iter().copied().find(|c| c.state.is_up()))
         .or_else(|| matching.first().copied());
 
+    // Host units not active: no container is created or started, and with
+    // a required unit down, running ones are stopped.
+    let blocked = svc
+        .blocked
+        .as_ref()
+        .filter(|_| svc.state == DesiredState::Running);
+    let stop_for_units = |c: ContainerRef, state: ContainerState, out: &mut Vec<Action>| {
+        if let Some(b) = blocked.filter(|b| b.stop)
+            && (state.is_up() || state == ContainerState::Paused)
+        {
+            out.push(Action::Stop {
+                service: service(),
+                container: c,
+                reason: Reason::UnitsInactive {
+                    units: b.units.clone(),
+                },
+            });
+        }
+    };
     let Some(keeper) = keeper else {
         if svc.kind == Kind::Task && svc.task_done {
             // The task ran; its containers are history. Nothing to create.
+            return;
+        }
+        if blocked.is_some() {
+            // Nothing is created while waiting: an old container keeps
+            // running (unless a required unit is down), so a deployment
+            // that gives up on its units leaves it as it was.
+            for c in containers {
+                stop_for_units((*c).into(), c.state, out);
+            }
             return;
         }
         let replace: Vec<ContainerRef> = containers.iter().map(|c| (*c).into()).collect();
@@ -306,6 +356,9 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
         name: svc.container_name.clone(),
     };
     match svc.state {
+        DesiredState::Running if blocked.is_some() => {
+            stop_for_units(keeper_ref(), keeper.state, out);
+        }
         DesiredState::Running => {
             let should_start = match keeper.state {
                 // Never started (created, or left by an interrupted swap).

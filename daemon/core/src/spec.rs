@@ -83,10 +83,36 @@ pub struct ServiceSpec {
     /// Configuration sources: mounted read-only, watched, re-applied on change.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub config: Vec<ConfigMount>,
+    /// Host (systemd) units that must be active before the container is
+    /// started; berth waits for them, it never starts them. Full unit names
+    /// (see [`normalize_unit_name`]). A policy field: not in the spec hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after_units: Vec<String>,
+    /// As `after_units`, and while one of them is not active (stopped,
+    /// failed) the container is stopped; it is started again once they all
+    /// are. A policy field: not in the spec hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requires_units: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// A host unit name as written in `after_units` / `requires_units`, made
+/// full: a name without any `.` gets `.service` appended (as `systemctl`
+/// does: `postgresql` means `postgresql.service`); a name with a `.` must
+/// end in a unit type (`.service`, `.mount`, `.target`, ...), so a typo like
+/// `db.servce` is refused rather than silently watched as
+/// `db.servce.service`. Then checked the way systemd checks unit names.
+pub fn normalize_unit_name(name: &str) -> Result<String, String> {
+    let full = if name.contains('.') {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    };
+    crate::host::validate_unit_name(&full).map_err(|e| format!("{e}, e.g. postgresql.service"))?;
+    Ok(full)
 }
 
 impl ServiceSpec {
@@ -98,7 +124,7 @@ impl ServiceSpec {
         })
     }
 
-    /// Makes relative `build.context` and `load` paths absolute against
+    /// Makes relative `build.context`, `load` and `config[].source` paths absolute against
     /// `base` (the spec file's directory). `build.dockerfile` stays as it is:
     /// like Docker's, it is a path inside the context. Pure path arithmetic:
     /// nothing is read.
@@ -121,6 +147,21 @@ impl ServiceSpec {
             ImageSource::Build { build } => abs(&mut build.context),
             ImageSource::Load { load } => abs(load),
         }
+        for m in &mut self.config {
+            abs(&mut m.source);
+        }
+    }
+
+    /// Every host unit the service orders against (`requires_units` first),
+    /// each once.
+    pub fn host_units(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for u in self.requires_units.iter().chain(&self.after_units) {
+            if !out.contains(u) {
+                out.push(u.clone());
+            }
+        }
+        out
     }
 
     /// A copy with every secret env value replaced, for output that leaves the daemon.

@@ -289,7 +289,11 @@ mod tests {
         assert_eq!(mounts[0].typ, Some(MountType::BIND));
         assert_eq!(mounts[0].source.as_deref(), Some("/etc/berth/web"));
         assert_eq!(mounts[0].target.as_deref(), Some("/etc/web"));
-        assert_eq!(mounts[0].read_only, Some(true), "config is mounted read-only");
+        assert_eq!(
+            mounts[0].read_only,
+            Some(true),
+            "config is mounted read-only"
+        );
         let labels = body.labels.as_ref().expect("labels");
         assert_eq!(labels.get(LABEL_NODE).map(String::as_str), Some("node-1"));
         assert_eq!(labels.get(LABEL_SERVICE).map(String::as_str), Some("web"));

@@ -156,6 +156,16 @@ impl<E: Env> Agent<E> {
         let mut jobs = Vec::new();
         let mut resumes = Vec::new();
         for (name, svc) in self.services.iter_mut() {
+            if svc.is_deleted() {
+                // Deleted while an operator waited for a reconfigure.
+                for (_, reply) in svc.config.replies.drain(..) {
+                    let _ = reply.send(Err(AgentError::NoSuchService {
+                        service: name.clone(),
+                    }));
+                }
+                svc.config.dirty = false;
+                continue;
+            }
             if svc.config.resume && !svc.busy {
                 svc.config.resume = false;
                 resumes.push(name.clone());

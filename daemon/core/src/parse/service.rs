@@ -9,7 +9,8 @@ use super::tree::{Node, Scalar, Value};
 use crate::spec::{
     BuildSpec, ConfigMount, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, DesiredState, EnvValue,
     Healthcheck, ImageSource, Kind, Logging, Network, OnChange, PortMapping, Resources,
-    RestartPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume, valid_service_name,
+    RestartPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume, normalize_unit_name,
+    valid_service_name,
 };
 
 /// Every field a service may have, in the order messages list them.
@@ -41,16 +42,12 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "outputs",
     "update",
     "config",
+    "after_units",
+    "requires_units",
 ];
 
 /// Fields of later berth versions, refused with a message saying so.
-pub const NOT_YET_FIELDS: &[&str] = &[
-    "after_units",
-    "requires_units",
-    "depends_on",
-    "hooks",
-    "inputs",
-];
+pub const NOT_YET_FIELDS: &[&str] = &["depends_on", "hooks", "inputs"];
 
 const LIST_HINT: &str = r#"; use a list, e.g. ["/demo", "serve"]"#;
 const NAME_RULE: &str = "a service name: lowercase letters, digits, `_` and `-`, \
@@ -179,7 +176,34 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
         }
     }
 
+    for (key, list) in [
+        ("after_units", &mut spec.after_units),
+        ("requires_units", &mut spec.requires_units),
+    ] {
+        if let Some(l) = f.get(key) {
+            *list = units(cx, l).unwrap_or_default();
+        }
+    }
+
     (cx.errors.len() == before).then_some(spec)
+}
+
+/// `after_units` / `requires_units`: systemd unit names, made full (see
+/// [`normalize_unit_name`]); a name listed twice counts once.
+fn units(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<String>> {
+    let names = cx.parsed_list(
+        f,
+        "a systemd unit name",
+        r#", e.g. ["postgresql.service", "srv-data.mount"]"#,
+        normalize_unit_name,
+    )?;
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Some(out)
 }
 
 fn service_name(cx: &mut Ctx<'_>, f: Field<'_>, name: String) -> Option<String> {
@@ -650,24 +674,28 @@ fn config(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<ConfigMount>> {
 
 fn config_mount(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<ConfigMount> {
     let m = cx.map(f, &["source", "target", "on_change"], &[])?;
-    let mut absolute = |key: &str, what: &str| -> Option<String> {
+    let mut path = |key: &str, relative_ok: bool, what: &str| -> Option<String> {
         let Some(v) = m.get(key) else {
             cx.missing(&m, key, what);
             return None;
         };
         let p = cx.string(v, what)?;
-        if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
+        if (!relative_ok && !p.starts_with('/')) || p.split('/').any(|c| c == "..") {
             cx.expected(v, what);
             return None;
         }
         Some(p)
     };
-    let source = absolute(
+    // A relative source is resolved against the spec file's directory (by
+    // berthctl and for spec_dir files); berthd refuses one over the API.
+    let source = path(
         "source",
-        "an absolute host path without `..` (a file or directory), e.g. /etc/berth/config/web",
+        true,
+        "a host path without `..` (a file or directory): absolute, or relative to the spec file, e.g. /etc/berth/config/web",
     );
-    let target = absolute(
+    let target = path(
         "target",
+        false,
         "an absolute path in the container without `..`, e.g. /etc/demo",
     );
     if let Some(t) = &target

@@ -1015,9 +1015,16 @@ fn config_sources_parse_with_every_on_change_form() {
 
 #[test]
 fn config_errors_name_the_field_and_what_is_accepted() {
-    let e = error(&with("config: [{source: etc/web, target: /etc/demo}]\n"));
+    let e = error(&with("config: [{source: ../etc/web, target: /etc/demo}]\n"));
     assert_eq!(e.field, "config[0].source");
-    assert!(e.message.contains("absolute host path"), "{}", e.message);
+    assert!(e.message.contains("without `..`"), "{}", e.message);
+    let e = error(&with("config: [{source: /etc/web, target: etc/demo}]\n"));
+    assert_eq!(e.field, "config[0].target");
+    assert!(
+        e.message.contains("absolute path in the container"),
+        "{}",
+        e.message
+    );
 
     let e = error(&with("config: [{source: /etc/web}]\n"));
     assert_eq!(e.field, "config[0].target");
@@ -1063,4 +1070,61 @@ fn in_place_reload_of_a_file_source_is_refused_with_the_fix() {
         ..m
     };
     assert!(config_source_problem(&restart, SourceKind::File).is_none());
+}
+
+#[test]
+fn host_units_are_full_unit_names() {
+    let spec = one(&with(
+        "after_units: [srv-data.mount, docker]\nrequires_units: [postgresql@14-main, postgresql@14-main.service, \"openvswitch-switch.service\"]\n",
+    ));
+    assert_eq!(spec.after_units, ["srv-data.mount", "docker.service"]);
+    // Normalised, then a name listed twice counts once.
+    assert_eq!(
+        spec.requires_units,
+        ["postgresql@14-main.service", "openvswitch-switch.service"]
+    );
+    assert_eq!(
+        spec.host_units(),
+        [
+            "postgresql@14-main.service",
+            "openvswitch-switch.service",
+            "srv-data.mount",
+            "docker.service"
+        ]
+    );
+    assert!(one(&with("")).after_units.is_empty());
+}
+
+#[test]
+fn bad_host_unit_names_are_refused_with_the_field() {
+    let e = error(&with("after_units: [db.servce]\n"));
+    assert_eq!(e.field, "after_units[0]");
+    assert!(
+        e.message.contains("unknown unit type `.servce`"),
+        "{}",
+        e.message
+    );
+    let e = error(&with("requires_units: [ok, \"a b\"]\n"));
+    assert_eq!(e.field, "requires_units[1]");
+    assert!(
+        e.message.contains("not allowed in a unit name"),
+        "{}",
+        e.message
+    );
+    let e = error(&with("requires_units: fake-db\n"));
+    assert_eq!(e.field, "requires_units");
+}
+
+#[test]
+fn host_units_are_policy_not_in_the_spec_hash() {
+    use crate::hash::{create_spec, spec_hash};
+    let a = one(&with(""));
+    let b = one(&with(
+        "after_units: [a.service]\nrequires_units: [b.mount]\n",
+    ));
+    assert_ne!(a, b);
+    assert_eq!(
+        spec_hash(&create_spec(&a, "sha256:x", None)),
+        spec_hash(&create_spec(&b, "sha256:x", None))
+    );
 }

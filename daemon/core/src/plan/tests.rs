@@ -12,6 +12,7 @@ fn svc(name: &str, hash: &str) -> DesiredService {
         held: false,
         task_done: false,
         config_identity: None,
+        blocked: None,
     }
 }
 
@@ -74,6 +75,13 @@ fn table() {
     };
     let identity = |mut s: DesiredService, id: &str| {
         s.config_identity = Some(id.to_string());
+        s
+    };
+    let blocked = |mut s: DesiredService, stop: bool| {
+        s.blocked = Some(Blocked {
+            units: vec!["db.service".into()],
+            stop,
+        });
         s
     };
     let labelled = |mut c: ObservedContainer, label: &str| {
@@ -203,6 +211,61 @@ fn table() {
             want: vec![],
         },
         Case {
+            name: "waiting for host units: nothing is created",
+            desired: desired(vec![blocked(svc("web", "h1"), false)]),
+            observed: vec![],
+            want: vec![],
+        },
+        Case {
+            name: "waiting for an after unit: the old container keeps running",
+            desired: desired(vec![blocked(svc("web", "h2"), false)]),
+            observed: vec![ctr("c1", "b-web", "web", "h1", Running)],
+            want: vec![],
+        },
+        Case {
+            name: "a required unit is down: the old container is stopped, nothing created",
+            desired: desired(vec![blocked(svc("web", "h2"), true)]),
+            observed: vec![ctr("c1", "b-web", "web", "h1", Running)],
+            want: vec![
+                "stop web: required host unit db.service not active (requires_units); started again once active",
+            ],
+        },
+        Case {
+            name: "a required unit is down: the running container is stopped",
+            desired: desired(vec![blocked(svc("web", "h1"), true)]),
+            observed: vec![ctr("c1", "b-web", "web", "h1", Running)],
+            want: vec![
+                "stop web: required host unit db.service not active (requires_units); started again once active",
+            ],
+        },
+        Case {
+            name: "an after unit is down: a running container is left alone",
+            desired: desired(vec![blocked(svc("web", "h1"), false)]),
+            observed: vec![ctr("c1", "b-web", "web", "h1", Running)],
+            want: vec![],
+        },
+        Case {
+            name: "blocked: a stopped container is not started (restart: always)",
+            desired: desired(vec![blocked(svc("web", "h1"), true)]),
+            observed: vec![ctr("c1", "b-web", "web", "h1", Exited)],
+            want: vec![],
+        },
+        Case {
+            name: "blocked: a created container is not started, duplicates still go",
+            desired: desired(vec![blocked(svc("web", "h1"), false)]),
+            observed: vec![
+                ctr("c1", "b-web", "web", "h1", Created),
+                ctr("c2", "b-web-x", "web", "h0", Exited),
+            ],
+            want: vec!["remove web: spec changed (h0 -> h1)"],
+        },
+        Case {
+            name: "blocked but desired stopped: created as usual",
+            desired: desired(vec![stopped(blocked(svc("web", "h1"), true))]),
+            observed: vec![],
+            want: vec!["create web: no container"],
+        },
+        Case {
             name: "unreadable record: its containers are untouched",
             desired: Desired {
                 services: Default::default(),
@@ -299,11 +362,11 @@ fn arb_state() -> impl Strategy<Value = ContainerState> {
 
 prop_compose! {
     fn arb_world()(
-        specs in proptest::collection::btree_map(0u8..6, (0u8..3, any::<bool>(), any::<bool>(), 0u8..3, any::<bool>(), 0u8..3), 0..6),
+        specs in proptest::collection::btree_map(0u8..6, ((0u8..3, any::<bool>(), any::<bool>(), 0u8..3, any::<bool>(), 0u8..3), 0u8..3), 0..6),
         containers in proptest::collection::vec((0u8..8, 0u8..3, arb_state(), any::<bool>(), 0u8..3), 0..10),
     ) -> (Desired, Vec<ObservedContainer>) {
         let mut services = BTreeMap::new();
-        for (n, (h, stopped, is_task, restart, held, identity)) in specs {
+        for (n, ((h, stopped, is_task, restart, held, identity), blocked)) in specs {
             let name = format!("s{n}");
             let restart = [RestartPolicy::Always, RestartPolicy::OnFailure, RestartPolicy::Never][restart as usize];
             services.insert(name.clone(), DesiredService {
@@ -316,6 +379,10 @@ prop_compose! {
                 held,
                 task_done: false,
                 config_identity: (identity > 0).then(|| format!("c{identity}")),
+                blocked: (blocked > 0).then(|| Blocked {
+                    units: vec!["u.service".into()],
+                    stop: blocked > 1,
+                }),
             });
         }
         let observed = containers
@@ -344,9 +411,16 @@ proptest! {
         let again = plan(&desired, &Observed { containers: containers.clone() });
         prop_assert!(again.is_empty(), "not converged: {:?}", again);
         // Every non-held service that should exist has exactly one container,
-        // canonically named.
+        // canonically named (one waiting for host units may have none yet).
         for svc in desired.services.values().filter(|s| !s.held) {
             let mine: Vec<_> = containers.iter().filter(|c| c.service == svc.name).collect();
+            if svc.blocked.is_some() && svc.state == DesiredState::Running {
+                prop_assert!(mine.iter().all(|c| !svc.matches(c) || c.name == svc.container_name));
+                if svc.blocked.as_ref().is_some_and(|b| b.stop) {
+                    prop_assert!(mine.iter().all(|c| !c.state.is_up()), "a required unit is down: nothing runs");
+                }
+                continue;
+            }
             prop_assert_eq!(mine.len(), 1);
             prop_assert_eq!(&mine[0].name, &svc.container_name);
         }
