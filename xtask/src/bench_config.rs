@@ -19,7 +19,13 @@ use crate::bench::{Daemon, idle_cpu_pct, ms, release_bins, wait_running};
 const ENGINE: &str = "unix:///var/run/docker.sock";
 /// berthd's default `[watch] debounce`.
 const DEBOUNCE_MS: f64 = 100.0;
-const CHANGES: usize = 100;
+/// Changes measured per policy (`BERTH_BENCH_CHANGES` overrides, for a quick look).
+fn changes() -> usize {
+    std::env::var("BERTH_BENCH_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -116,6 +122,15 @@ fn latencies(d: &Daemon, service: &str, dir: &Path, action: &str, n: usize) -> R
         write_config(dir, &format!("change={i}\n"))?;
         let (at, _) = wait_event(d, since, service, action)?;
         out.push(at.saturating_sub(t0) as f64);
+        if std::env::var_os("BERTH_BENCH_VERBOSE").is_some() {
+            eprintln!(
+                "{service} change {i}: {} ms (written at {t0})",
+                at.saturating_sub(t0)
+            );
+            for e in events(d, since)? {
+                eprintln!("  {} {} {}", e["at_ms"], e["type"], e["action"]);
+            }
+        }
     }
     out.sort_by(f64::total_cmp);
     Ok(out)
@@ -158,10 +173,10 @@ pub fn config(root: &Path) -> Result<()> {
                 "write -> new container running (recreate)",
             ),
         ] {
-            let l = latencies(&d, name, dir, action, CHANGES)?;
+            let l = latencies(&d, name, dir, action, changes())?;
             let (p50, p99) = (percentile(&l, 0.5), percentile(&l, 0.99));
             rows.push((
-                format!("{what}, p50 / p99 of {CHANGES}"),
+                format!("{what}, p50 / p99 of {}", l.len()),
                 format!("{p50:.0} / {p99:.0} ms"),
                 format!(
                     "berth's own share (minus the {DEBOUNCE_MS:.0} ms debounce): {:.0} / {:.0} ms{}",
@@ -205,7 +220,7 @@ pub fn config(root: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_secs(35));
         let window = Duration::from_secs(65);
         let cpu = idle_cpu_pct(&d, window);
-        let rss = d.rss_kib().unwrap_or(0);
+
         rows.push((
             format!(
                 "berthd idle CPU, {many} services watching config ({})",
@@ -217,15 +232,15 @@ pub fn config(root: &Path) -> Result<()> {
         ));
         rows.push((
             format!("berthd idle RSS, {many} services watching config"),
-            format!("{:.1} MiB", rss as f64 / 1024.0),
+            d.rss_text(),
             "target < 15 MiB".into(),
         ));
     }
     let _ = std::fs::remove_dir_all(&base);
 
-    println!("\n{:<62} {:>16}  notes", "benchmark", "berth");
+    println!("\n{:<62} {:>34}  notes", "benchmark", "berth");
     for (name, value, note) in rows {
-        println!("{name:<62} {value:>16}  {note}");
+        println!("{name:<62} {value:>34}  {note}");
     }
     Ok(())
 }

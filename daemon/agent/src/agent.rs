@@ -1661,10 +1661,12 @@ impl<E: Env> Agent<E> {
 
     fn handle_done(&mut self, done: Done) {
         self.dirty = true;
-        if matches!(done, Done::Actions { .. } | Done::Restart { .. }) {
+        if done.is_container_job() {
             self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
         }
-        if !matches!(done, Done::Listed(_)) {
+        // What a job did to the engine is seen in a fresh list (reading
+        // config files changes nothing there).
+        if !matches!(done, Done::Listed(_) | Done::ConfigRead { .. }) {
             self.request_observe();
         }
         match done {
@@ -1879,10 +1881,7 @@ impl<E: Env> Agent<E> {
     fn spawn(&mut self, job: Job) {
         let env = self.env.clone();
         let tx = self.done_tx.clone();
-        let container_job = matches!(
-            job,
-            Job::Actions { .. } | Job::Restart { .. } | Job::Reload { .. }
-        );
+        let container_job = job.is_container_job();
         let permits = self.job_permits.clone();
         if container_job {
             self.jobs_in_flight += 1;

@@ -81,6 +81,27 @@ pub(crate) enum Job {
     },
 }
 
+impl Job {
+    /// Jobs that act on containers: they take a permit and count as in
+    /// flight until their [`Done`] comes back.
+    pub(crate) fn is_container_job(&self) -> bool {
+        matches!(
+            self,
+            Job::Actions { .. } | Job::Restart { .. } | Job::Reload { .. }
+        )
+    }
+}
+
+impl Done {
+    /// The answer of a job for which [`Job::is_container_job`] holds.
+    pub(crate) fn is_container_job(&self) -> bool {
+        matches!(
+            self,
+            Done::Actions { .. } | Done::Restart { .. } | Done::Reloaded { .. }
+        )
+    }
+}
+
 /// A config source as read, with what kind of path it is.
 pub(crate) type ConfigRead = (ConfigState, Option<SourceKind>);
 
@@ -607,5 +628,57 @@ async fn collect<R: Runtime>(
         deploy_stderr: Some(cap_output(deploy_stderr)),
         deploy_status_code: exit_code,
         declared,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_fakes::FakeRuntime;
+
+    /// Every job reports back with a `Done` of the same kind, so the loop's
+    /// count of container jobs in flight goes back down (a leak there made
+    /// every later list wait the busy interval).
+    #[tokio::test]
+    async fn container_jobs_and_their_answers_agree() {
+        let rt = FakeRuntime::new("n1");
+        let jobs = vec![
+            Job::List,
+            Job::Actions {
+                service: "s".into(),
+                actions: vec![],
+                create: None,
+                outputs_dir: None,
+            },
+            Job::Restart {
+                service: "s".into(),
+                container: "nope".into(),
+                name: "nope".into(),
+                reconfigure: None,
+            },
+            Job::Reload {
+                service: "s".into(),
+                generation: 1,
+                container: "nope".into(),
+                steps: vec![OnChange::Signal("SIGHUP".into())],
+            },
+            Job::ReadConfig {
+                service: "s".into(),
+                generation: 1,
+                mounts: vec![],
+                previous: vec![],
+                forced: false,
+            },
+            Job::Resolve {
+                apply_id: 1,
+                images: vec![],
+                configs: vec![],
+            },
+        ];
+        for job in jobs {
+            let kind = job.is_container_job();
+            let done = run(&rt, job).await;
+            assert_eq!(done.is_container_job(), kind);
+        }
     }
 }
