@@ -15,3 +15,5 @@ pub mod node;
 pub mod proxy;
 #[path = "src/systemd.rs"]
 pub mod systemd;
+#[path = "src/undercloud.rs"]
+pub mod undercloud;

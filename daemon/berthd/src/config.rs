@@ -84,6 +84,9 @@ pub struct Config {
     pub api: Api,
     pub policy: Policy,
     pub upstream: Upstream,
+    /// `[upstream] poll_interval` and `heartbeat`, parsed.
+    pub poll_interval: Duration,
+    pub heartbeat: Duration,
     /// Keys that are read but whose feature this version does not run yet.
     pub warnings: Vec<String>,
 }
@@ -168,16 +171,38 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
     )?;
     let rescan = dur("watch.rescan", &watch.rescan, Duration::from_secs(60))?;
     let upstream = file.upstream.unwrap_or_default();
-    dur(
+    let poll_interval = dur(
         "upstream.poll_interval",
         &upstream.poll_interval,
         Duration::from_secs(30),
     )?;
-    dur(
+    let heartbeat = dur(
         "upstream.heartbeat",
         &upstream.heartbeat,
         Duration::from_secs(60),
     )?;
+    for (key, d) in [
+        ("upstream.poll_interval", poll_interval),
+        ("upstream.heartbeat", heartbeat),
+    ] {
+        if d < Duration::from_secs(1) {
+            return Err(invalid(format!("{key}: must be at least 1s")));
+        }
+    }
+    for (key, url) in [
+        ("upstream.metadata_url", &upstream.metadata_url),
+        ("upstream.report_url", &upstream.report_url),
+    ] {
+        if let Some(url) = url {
+            berth_upstream::check_url(url).map_err(|e| {
+                invalid(format!("{key} {}: {e}", berth_core::heat::redact_url(url)))
+            })?;
+        }
+    }
+    if let Some(ca) = &upstream.ca_file {
+        berth_upstream::http::read_ca_file(ca)
+            .map_err(|e| invalid(format!("upstream.ca_file: {e}")))?;
+    }
     let api = file.api.unwrap_or_default();
     let policy = file.policy.unwrap_or_default();
     let mut warnings = Vec::new();
@@ -186,11 +211,6 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
         warnings.push(
             "[api] tokens_file, cert, key and client_ca are ignored without [api] listen"
                 .to_string(),
-        );
-    }
-    if upstream != Upstream::default() {
-        warnings.push(
-            "[upstream] is read but pull and reports are not run by this version yet".to_string(),
         );
     }
     for p in policy.allowed_host_paths.iter().flatten() {
@@ -239,6 +259,8 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
         api,
         policy,
         upstream,
+        poll_interval,
+        heartbeat,
         warnings,
     })
 }
@@ -296,6 +318,33 @@ mod tests {
         let f = write("units_timeout = \"soon\"\n");
         let e = load(Some(f.path()), None).expect_err("bad").to_string();
         assert!(e.contains("units_timeout"), "{e}");
+    }
+
+    #[test]
+    fn upstream_urls_and_durations_are_checked() {
+        let f = write("[upstream]\nmetadata_url = \"ftp://h/m?sig=s3cr3t\"\n");
+        let e = load(Some(f.path()), None).expect_err("ftp").to_string();
+        assert!(
+            e.contains("upstream.metadata_url") && e.contains("ftp"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr3t"), "{e}");
+        let f = write("[upstream]\nreport_url = \"not a url\"\n");
+        assert!(load(Some(f.path()), None).is_err());
+        let f = write("[upstream]\npoll_interval = \"0s\"\n");
+        let e = load(Some(f.path()), None).expect_err("0s").to_string();
+        assert!(e.contains("upstream.poll_interval"), "{e}");
+        let f = write(
+            "[upstream]\nmetadata_url = \"https://h:8000/m\"\npoll_interval = \"5s\"\nheartbeat = \"2m\"\n",
+        );
+        let c = load(Some(f.path()), None).expect("valid");
+        assert_eq!(c.poll_interval, Duration::from_secs(5));
+        assert_eq!(c.heartbeat, Duration::from_secs(120));
+        assert!(
+            c.warnings.iter().all(|w| !w.contains("[upstream]")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

@@ -222,6 +222,16 @@ async fn run(
         berth_watch::NotifyWatcher::new(cfg.debounce, berth_watch::DEFAULT_MAX_WAIT, cfg.rescan)
             .context("cannot start the config watcher (inotify)")?;
     let agent = agent.with_watcher(Box::new(watcher));
+    // Heat documents, the signal outbox, pull and reports. Built before the
+    // routers so they can be handed `upstream.clone()`; its tasks talk to
+    // the loop through the handle and wait for it to run.
+    let upstream = berth_upstream::Upstream::start(
+        handle.clone(),
+        &cfg.state_dir,
+        &cfg.node_id,
+        upstream_config(&cfg),
+    )
+    .context("cannot start the upstream tasks (outbox, pull, reports)")?;
 
     // systemd owns a socket it passed (its mode and group come from the
     // .socket unit); berthd neither rebinds nor removes it.
@@ -365,6 +375,8 @@ async fn run(
     notify.stopping();
     let _ = stop_tx.send(true);
     let _ = agent_task.await;
+    // Queued signals stay in the outbox for the next start.
+    drop(upstream);
     match tokio::time::timeout(std::time::Duration::from_secs(5), api).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server ended with an error"),
         Err(_) => tracing::warn!("API connections still open after 5s; exiting anyway"),
@@ -374,6 +386,17 @@ async fn run(
         let _ = std::fs::remove_file(&cfg.socket);
     }
     Ok(())
+}
+
+fn upstream_config(cfg: &config::Config) -> berth_upstream::UpstreamConfig {
+    berth_upstream::UpstreamConfig {
+        metadata_url: cfg.upstream.metadata_url.clone(),
+        poll_interval: cfg.poll_interval,
+        report_url: cfg.upstream.report_url.clone(),
+        heartbeat: cfg.heartbeat,
+        ca_file: cfg.upstream.ca_file.clone(),
+        policy: tcp::node_policy(&cfg.policy),
+    }
 }
 
 async fn apply_spec_dir(handle: &berth_agent::Handle, dir: &std::path::Path) {

@@ -1,0 +1,334 @@
+//! berthd's upstream I/O, the I/O half of Heat compatibility (the pure
+//! half is `berth_core::heat`):
+//!
+//! - [`Upstream::submit`] deploys a Heat software-deployment document
+//!   through the agent, idempotent by document id (a durable index in
+//!   `<state_dir>/heat/`), and spawns a waiter that, once every record of
+//!   the document has ended, composes the one signal and appends it to the
+//!   durable outbox. Only then is the document marked done
+//!   (`signal_queued`); a restarted berthd resumes the waiters of documents
+//!   not yet done.
+//! - The outbox sender delivers signals (signed URL, or Keystone + Heat's
+//!   signal API) with an `Idempotency-Key`, removes them after a 2xx,
+//!   dead-letters permanent refusals and backs off otherwise.
+//! - The pull task polls `[upstream] metadata_url` like os-collect-config
+//!   (conditional GETs, backoff) and submits the `group: berth` documents.
+//! - The report task posts the node's state to `[upstream] report_url` on
+//!   change (at most once a second) and on a heartbeat; latest wins.
+//!
+//! Secrets (passwords, tokens, signal URL signatures) never reach a log
+//! line, an error or a view: URLs are shown through `redact_url`.
+
+mod deploy;
+pub mod http;
+mod index;
+mod pull;
+mod report;
+mod sender;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_agent::{AgentError, Handle};
+use berth_core::heat::outbox::{EntryState, OutboxView};
+use berth_core::policy::{NodePolicy, PolicyViolation};
+use berth_core::record::Deployment;
+use berth_core::store::StoreError;
+use berth_store::{FsOutbox, OutboxError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+pub use crate::http::check_url;
+pub use crate::index::OriginKind;
+
+/// `[upstream]` and the `[policy]` parts that concern upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// Heat server metadata to poll; `None`: no pull.
+    pub metadata_url: Option<String>,
+    pub poll_interval: Duration,
+    /// Where node state reports go; `None`: no reports.
+    pub report_url: Option<String>,
+    pub heartbeat: Duration,
+    /// A PEM CA added to the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// `[policy]`: checked for pushed documents that ask for it
+    /// ([`Origin::Push::check_policy`]); `allowed_signal_hosts` for every
+    /// signal.
+    pub policy: NodePolicy,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            metadata_url: None,
+            poll_interval: Duration::from_secs(30),
+            report_url: None,
+            heartbeat: Duration::from_secs(60),
+            ca_file: None,
+            policy: NodePolicy::default(),
+        }
+    }
+}
+
+/// Who handed a document to berth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `POST /v1/deployments`. Services become API-owned; `actor` is named
+    /// in the records. `check_policy`: refuse specs `[policy]` forbids (the
+    /// TCP API sets it; the local socket is trusted).
+    Push { actor: String, check_policy: bool },
+    /// The metadata pull: services are owned by the pull.
+    Pull,
+}
+
+impl Origin {
+    fn kind(&self) -> OriginKind {
+        match self {
+            Origin::Push { .. } => OriginKind::Push,
+            Origin::Pull => OriginKind::Pull,
+        }
+    }
+    fn actor(&self) -> String {
+        match self {
+            Origin::Push { actor, .. } => actor.clone(),
+            Origin::Pull => "pull".to_string(),
+        }
+    }
+}
+
+/// A document berth accepted (now or earlier), as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The Heat document id.
+    pub doc_id: String,
+    /// Its services, in document order.
+    pub services: Vec<String>,
+    /// The record of each service (redacted), as it is now; a service
+    /// without one (a DELETE of a service that did not exist) is left out.
+    pub deployments: Vec<Deployment>,
+    /// The same id and body were submitted before: nothing was applied.
+    pub unchanged: bool,
+    /// `deploy_action: DELETE`.
+    pub delete: bool,
+    /// Every record ended and the signal is queued (or none is sent).
+    pub done: bool,
+}
+
+/// Why a document was not accepted. Suggested API statuses in brackets.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The document is malformed [400]; `path` names the field
+    /// (`config[0].image`), `details` one line per problem.
+    #[error("{message}")]
+    Invalid {
+        path: String,
+        message: String,
+        details: Vec<String>,
+    },
+    /// Another agent's document (script, puppet, ...) [422].
+    #[error("group {group:?} is not berth's; berth acts on group \"berth\" documents only")]
+    NotOurs { group: String },
+    /// The same id was submitted with another body [409].
+    #[error(
+        "document {doc_id} was already submitted with another body; Heat gives every change a new id"
+    )]
+    Conflict { doc_id: String },
+    /// `[policy]` forbids what a spec asks for [403].
+    #[error("refused by node policy: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Policy(Vec<PolicyViolation>),
+    /// The agent refused or failed (map as the API maps `AgentError`).
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The index could not be read or written [500].
+    #[error("the Heat document index failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// An outbox operation from the API or `berthctl outbox`.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxOpError {
+    /// `NotFound` [404], `WrongState` [409], else [500].
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+/// Outbox numbers for `status`, `/metrics` and `GET /v1/node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OutboxStats {
+    /// Pending entries.
+    pub depth: usize,
+    /// Age of the oldest pending entry, ms (0 when none).
+    pub oldest_age_ms: u64,
+    /// Dead letters.
+    pub dead: usize,
+    /// Files in the outbox that do not parse.
+    pub unreadable: usize,
+}
+
+/// Errors starting the upstream tasks (a bad `ca_file`, the state dir).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Client(#[from] crate::http::ClientError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub(crate) struct Inner {
+    pub handle: Handle,
+    pub node_id: String,
+    pub cfg: UpstreamConfig,
+    pub index: index::Index,
+    pub outbox: FsOutbox,
+    pub client: crate::http::HttpClient,
+    /// Wakes the outbox sender (something was appended or retried).
+    pub wake: Notify,
+    /// One submit at a time (idempotency by id is read-check-write).
+    pub submit_lock: tokio::sync::Mutex<()>,
+}
+
+/// The upstream handle: cheap to clone. Create it with [`Upstream::start`]
+/// inside the tokio runtime, after the agent.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A value in `[0, 1)` for backoff jitter.
+pub(crate) fn jitter() -> f64 {
+    rand::random::<f64>()
+}
+
+impl Upstream {
+    /// Opens the outbox and the document index under `state_dir`, and
+    /// starts the tasks: the outbox sender, the waiters of documents not
+    /// yet done, and (when configured) the pull and the reports. The tasks
+    /// end when the runtime does.
+    pub fn start(
+        handle: Handle,
+        state_dir: &Path,
+        node_id: &str,
+        cfg: UpstreamConfig,
+    ) -> Result<Upstream, StartError> {
+        let client = crate::http::HttpClient::new(cfg.ca_file.as_deref())?;
+        let outbox = FsOutbox::open(state_dir)?;
+        let index = index::Index::open(state_dir)?;
+        let inner = Arc::new(Inner {
+            handle,
+            node_id: node_id.to_string(),
+            cfg,
+            index,
+            outbox,
+            client,
+            wake: Notify::new(),
+            submit_lock: tokio::sync::Mutex::new(()),
+        });
+        let up = Upstream { inner };
+        deploy::resume(&up.inner);
+        tokio::spawn(sender::run(up.inner.clone()));
+        if let Some(url) = up.inner.cfg.metadata_url.clone() {
+            tokio::spawn(pull::run(up.clone(), url));
+        }
+        if let Some(url) = up.inner.cfg.report_url.clone() {
+            tokio::spawn(report::run(up.inner.clone(), url));
+        }
+        Ok(up)
+    }
+
+    /// Deploys a Heat document (see the crate docs); idempotent by id.
+    /// Returns once the records exist; the signal follows when they end.
+    pub async fn submit(
+        &self,
+        doc: serde_json::Value,
+        origin: Origin,
+    ) -> Result<Submitted, SubmitError> {
+        deploy::submit(&self.inner, doc, origin).await
+    }
+
+    /// A document accepted earlier, by its Heat id (for `GET
+    /// /v1/deployments/{id}`); `None` if berth never accepted that id.
+    pub async fn lookup(&self, doc_id: &str) -> Option<Submitted> {
+        match self.inner.index.get(doc_id) {
+            Ok(Some(entry)) => Some(deploy::submitted(&self.inner, &entry, true).await),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the Heat document index");
+                None
+            }
+        }
+    }
+
+    /// Every outbox entry, by seq, without secrets (`berthctl outbox list`).
+    pub fn outbox_view(&self) -> Result<Vec<OutboxView>, OutboxOpError> {
+        Ok(self
+            .inner
+            .outbox
+            .list()?
+            .entries
+            .iter()
+            .map(|e| e.view())
+            .collect())
+    }
+
+    /// Puts a dead letter back in the queue, due now (`berthctl outbox retry`).
+    pub fn retry(&self, seq: u64) -> Result<OutboxView, OutboxOpError> {
+        let e = self.inner.outbox.retry(seq, now_ms())?;
+        tracing::info!(
+            seq,
+            deployment = e.deployment_id,
+            "outbox entry put back in the queue"
+        );
+        self.inner.wake.notify_one();
+        Ok(e.view())
+    }
+
+    /// Removes an entry whatever its state (`berthctl outbox drop`);
+    /// `false` if there was none.
+    pub fn drop(&self, seq: u64) -> Result<bool, OutboxOpError> {
+        let gone = self.inner.outbox.drop_entry(seq)?;
+        if gone {
+            tracing::info!(seq, "outbox entry dropped by an operator");
+        }
+        Ok(gone)
+    }
+
+    /// Depth, oldest age and dead letters.
+    pub fn outbox_stats(&self) -> OutboxStats {
+        stats(&self.inner.outbox)
+    }
+}
+
+pub(crate) fn stats(outbox: &FsOutbox) -> OutboxStats {
+    let Ok(list) = outbox.list() else {
+        return OutboxStats::default();
+    };
+    let now = now_ms();
+    let pending = list
+        .entries
+        .iter()
+        .filter(|e| e.state == EntryState::Pending);
+    OutboxStats {
+        depth: pending.clone().count(),
+        oldest_age_ms: pending
+            .map(|e| now.saturating_sub(e.created_ms))
+            .max()
+            .unwrap_or(0),
+        dead: list
+            .entries
+            .iter()
+            .filter(|e| e.state == EntryState::Dead)
+            .count(),
+        unreadable: list.unreadable.len(),
+    }
+}

@@ -1,0 +1,223 @@
+//! The metadata pull, as os-collect-config's request collector does it:
+//! a GET of `[upstream] metadata_url` every `poll_interval` with
+//! `If-None-Match`/`If-Modified-Since` (a 304 costs nothing), exponential
+//! backoff with jitter on errors.
+//!
+//! Only `group: berth` documents are berth's; the rest belong to other
+//! agents and are listed once in the log, never signalled. Pulled state is
+//! keyed by service: each document goes through [`Upstream::submit`]
+//! (idempotent by id; the agent leaves an unchanged spec alone), and a
+//! service the pull put here is deleted only when no current document names
+//! it (or by a `deploy_action: DELETE` document). A metadata round with any
+//! malformed entry deletes nothing: a document that cannot be read may be
+//! the one that names the service.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use berth_agent::{AgentError, Verb};
+use berth_core::heat::{Classified, parse_metadata, redact_url};
+use http::Method;
+use http::StatusCode;
+use serde_json::Value;
+
+use crate::{Origin, SubmitError, Upstream, jitter};
+
+/// Longest backoff after errors, on top of the poll interval.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+#[derive(Default)]
+struct PullState {
+    etag: Option<String>,
+    last_modified: Option<String>,
+    /// Problems already logged (each is logged once while it lasts).
+    logged: BTreeSet<String>,
+    /// Foreign documents already listed: (group, id).
+    not_ours: BTreeSet<(String, String)>,
+}
+
+impl PullState {
+    /// Logs `msg` unless it was logged before; returns whether it was new.
+    fn once(&mut self, msg: String) -> bool {
+        self.logged.insert(msg)
+    }
+}
+
+pub(crate) async fn run(up: Upstream, url: String) {
+    let shown = redact_url(&url);
+    tracing::info!(url = shown, interval = ?up.inner.cfg.poll_interval, "polling Heat metadata");
+    let mut st = PullState::default();
+    let mut failures = 0u32;
+    loop {
+        let delay = match poll_once(&up, &url, &shown, &mut st).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(url = shown, "metadata fetched again");
+                }
+                failures = 0;
+                up.inner.cfg.poll_interval
+            }
+            Err(msg) => {
+                failures = failures.saturating_add(1);
+                if st.once(msg.clone()) {
+                    tracing::warn!(
+                        url = shown,
+                        error = msg,
+                        "metadata poll failed; backing off"
+                    );
+                } else {
+                    tracing::debug!(url = shown, error = msg, "metadata poll failed again");
+                }
+                let base =
+                    Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(MAX_BACKOFF);
+                up.inner.cfg.poll_interval + base.mul_f64(1.0 - jitter() / 2.0)
+            }
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn poll_once(
+    up: &Upstream,
+    url: &str,
+    shown: &str,
+    st: &mut PullState,
+) -> Result<(), String> {
+    let mut headers: Vec<(&str, &str)> = vec![("Accept", "application/json")];
+    if let Some(e) = &st.etag {
+        headers.push(("If-None-Match", e));
+    }
+    if let Some(m) = &st.last_modified {
+        headers.push(("If-Modified-Since", m));
+    }
+    let resp = up
+        .inner
+        .client
+        .send(Method::GET, url, &headers, None)
+        .await
+        .map_err(|e| format!("GET {shown}: {e}"))?;
+    if resp.status == StatusCode::NOT_MODIFIED {
+        return Ok(());
+    }
+    if !resp.status.is_success() {
+        return Err(format!("GET {shown} answered {}", resp.status));
+    }
+    let value: Value = serde_json::from_slice(&resp.body)
+        .map_err(|e| format!("metadata from {shown} is not JSON: {e}"))?;
+    let entries = parse_metadata(&value).map_err(|e| format!("metadata from {shown}: {e}"))?;
+    let raw: &[Value] = value
+        .get("deployments")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut clean = true;
+    let mut refetch = false;
+    let mut named: BTreeSet<String> = BTreeSet::new();
+    let mut applied: BTreeSet<String> = BTreeSet::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let classified = entry.and_then(|doc| doc.classify());
+        let bd = match classified {
+            Err(e) => {
+                clean = false;
+                let msg = format!("metadata from {shown}: malformed document: {e}");
+                if st.once(msg.clone()) {
+                    tracing::error!("{msg}; nothing is deleted while it is malformed");
+                }
+                continue;
+            }
+            Ok(Classified::NotOurs(n)) => {
+                let id = n.id.unwrap_or_default();
+                if st.not_ours.insert((n.group.clone(), id.clone())) {
+                    tracing::info!("not ours: group {}, id {id}", n.group);
+                }
+                continue;
+            }
+            Ok(Classified::Berth(bd)) => bd,
+        };
+        let services: Vec<String> = bd.services.iter().map(|s| s.name.clone()).collect();
+        let delete = bd.inputs.is_delete();
+        if !delete {
+            named.extend(services.iter().cloned());
+        }
+        let Some(doc) = raw.get(i).cloned() else {
+            continue;
+        };
+        match up.submit(doc, Origin::Pull).await {
+            Ok(s) => {
+                if delete {
+                    deleted.extend(services);
+                } else {
+                    applied.extend(services);
+                }
+                if !s.unchanged {
+                    tracing::debug!(document = s.doc_id, "pulled Heat document submitted");
+                }
+            }
+            Err(e) => {
+                match e {
+                    // Fixed only by a new body: the ETag may stay.
+                    SubmitError::Invalid { .. } | SubmitError::Conflict { .. } => clean = false,
+                    SubmitError::NotOurs { .. } | SubmitError::Policy(_) => {}
+                    // May pass next time: fetch the body again.
+                    SubmitError::Agent(_) | SubmitError::Store(_) => refetch = true,
+                }
+                let msg = format!("pulled document {}: {e}", bd.id);
+                if st.once(msg.clone()) {
+                    tracing::error!("{msg}");
+                }
+            }
+        }
+    }
+    let inner = &up.inner;
+    let mut pulled = inner.index.pulled().map_err(|e| e.to_string())?;
+    pulled.services.extend(applied);
+    for s in &deleted {
+        pulled.services.remove(s);
+    }
+    if clean {
+        let gone: Vec<String> = pulled
+            .services
+            .iter()
+            .filter(|s| !named.contains(*s))
+            .cloned()
+            .collect();
+        for service in gone {
+            let owner = inner
+                .handle
+                .snapshot()
+                .services
+                .get(&service)
+                .map(|s| s.owner.clone());
+            if owner.as_deref() == Some("pull") {
+                match inner.handle.verb(&service, Verb::Delete, "pull").await {
+                    Ok(_) | Err(AgentError::NoSuchService { .. }) => {
+                        tracing::info!(service, "no pulled document names it any more: deleted");
+                    }
+                    Err(e) => {
+                        tracing::error!(service, error = %e, "cannot delete a service no pulled document names");
+                        continue;
+                    }
+                }
+            }
+            pulled.services.remove(&service);
+        }
+    }
+    inner.index.set_pulled(&pulled).map_err(|e| e.to_string())?;
+    // Remembered only once the content was acted on (and not when a
+    // document could not be applied for a reason that may pass).
+    if refetch {
+        st.etag = None;
+        st.last_modified = None;
+    } else {
+        st.etag = header(&resp.headers, "etag");
+        st.last_modified = header(&resp.headers, "last-modified");
+    }
+    Ok(())
+}
+
+fn header(h: &http::HeaderMap, name: &str) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}

@@ -1,0 +1,150 @@
+//! State reports to `[upstream] report_url`: the node's services on each
+//! change (agent events), at most one per second, plus a heartbeat. Latest
+//! wins: the report is built from the snapshot when it is sent, so there is
+//! one pending report, never a queue; after a failure the next attempt
+//! (backed off) carries the state as it then is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::heat::redact_url;
+use bytes::Bytes;
+use http::Method;
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+use crate::{Inner, OutboxStats, jitter, now_ms, stats};
+
+/// Reports are at least this far apart.
+const MIN_GAP: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Serialize)]
+struct Report {
+    node_id: String,
+    /// Increases with every report, across restarts too (it starts at the
+    /// Unix time in ms and never goes back).
+    seq: u64,
+    sent_at_ms: u64,
+    services: Vec<ServiceReport>,
+    outbox: OutboxStats,
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceReport {
+    name: String,
+    /// The current record's status (`COMPLETE`, `FAILED`, ...).
+    status: String,
+    /// The container's health (`healthy`, `unhealthy`, `starting`) when it
+    /// has a healthcheck.
+    health: Option<String>,
+    /// The current record's id.
+    deployment: Option<String>,
+    converged: bool,
+    container_state: Option<String>,
+}
+
+fn build(inner: &Inner, seq: u64) -> Report {
+    let snap = inner.handle.snapshot();
+    let services = snap
+        .services
+        .values()
+        .map(|s| ServiceReport {
+            name: s.name.clone(),
+            status: s
+                .current
+                .as_ref()
+                .map(|c| c.status.as_str().to_string())
+                .unwrap_or_default(),
+            health: s
+                .container
+                .as_ref()
+                .and_then(|c| c.health)
+                .and_then(|h| serde_json::to_value(h).ok())
+                .and_then(|v| v.as_str().map(str::to_string)),
+            deployment: s.current.as_ref().map(|c| c.id.clone()),
+            converged: s.converged,
+            container_state: s
+                .container
+                .as_ref()
+                .and_then(|c| serde_json::to_value(c.state).ok())
+                .and_then(|v| v.as_str().map(str::to_string)),
+        })
+        .collect();
+    Report {
+        node_id: inner.node_id.clone(),
+        seq,
+        sent_at_ms: now_ms(),
+        services,
+        outbox: stats(&inner.outbox),
+    }
+}
+
+pub(crate) async fn run(inner: Arc<Inner>, url: String) {
+    let shown = redact_url(&url);
+    let mut events = inner.handle.subscribe_events();
+    let mut seq = now_ms();
+    let mut dirty = true;
+    let mut failures = 0u32;
+    let mut last_attempt: Option<Instant> = None;
+    let mut last_ok = Instant::now();
+    loop {
+        let now = Instant::now();
+        let due = if dirty || failures > 0 {
+            let gap = if failures > 0 {
+                let base = Duration::from_secs(1u64 << failures.min(6)).min(MAX_BACKOFF);
+                base.mul_f64(1.0 - jitter() / 2.0)
+            } else {
+                MIN_GAP
+            };
+            last_attempt.map_or(now, |t| (t + gap).max(now))
+        } else {
+            last_ok + inner.cfg.heartbeat
+        };
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(_) | Err(RecvError::Lagged(_)) => dirty = true,
+                Err(RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep_until(due) => {
+                seq = seq.saturating_add(1).max(now_ms());
+                let report = build(&inner, seq);
+                dirty = false;
+                last_attempt = Some(Instant::now());
+                let body = match serde_json::to_vec(&report) {
+                    Ok(b) => Bytes::from(b),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot encode the state report");
+                        continue;
+                    }
+                };
+                let sent = inner
+                    .client
+                    .send(Method::POST, &url, &[("Content-Type", "application/json")], Some(body))
+                    .await;
+                match sent {
+                    Ok(r) if r.status.is_success() => {
+                        if failures > 0 {
+                            tracing::info!(url = shown, "state reports delivered again");
+                        }
+                        failures = 0;
+                        last_ok = Instant::now();
+                    }
+                    Ok(r) => {
+                        failures = failures.saturating_add(1);
+                        if failures == 1 {
+                            tracing::warn!(url = shown, status = %r.status, "state report refused; retrying with backoff");
+                        }
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        if failures == 1 {
+                            tracing::warn!(url = shown, error = %e, "state report not delivered; retrying with backoff");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `Upstream` on the agent with the fake engine and the in-memory store:
+//! idempotency by document id, refusals, DELETE documents, and the outbox
+//! rules that need no server (unsupported transports, the signal host
+//! policy).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_agent::{Agent, AgentConfig, Handle, Seams};
+use berth_core::heat::outbox::EntryState;
+use berth_core::policy::NodePolicy;
+use berth_fakes::{FakeRuntime, MemStore};
+use berth_upstream::{Origin, SubmitError, Upstream, UpstreamConfig};
+use serde_json::{Value, json};
+
+struct Node {
+    handle: Handle,
+    up: Upstream,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn start(policy: NodePolicy) -> Node {
+    let dir = tempfile::tempdir().expect("tmp");
+    let runtime = FakeRuntime::new("n1");
+    runtime.add_image("demo:1", "sha256:one");
+    let env = Arc::new(Seams {
+        runtime,
+        store: MemStore::new(),
+    });
+    let cfg = AgentConfig::new("n1", "t-", dir.path().to_path_buf());
+    let (agent, handle) = Agent::new(env, cfg).expect("agent loads");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(agent.run(async move {
+        let _ = rx.await;
+    }));
+    let up = Upstream::start(
+        handle.clone(),
+        dir.path(),
+        "n1",
+        UpstreamConfig {
+            policy,
+            ..Default::default()
+        },
+    )
+    .expect("upstream starts");
+    Node {
+        handle,
+        up,
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+fn push() -> Origin {
+    Origin::Push {
+        actor: "tester".into(),
+        check_policy: true,
+    }
+}
+
+fn doc(id: &str, services: Value, inputs: Value) -> Value {
+    json!({"id": id, "group": "berth", "config": services, "inputs": inputs,
+           "outputs": [], "options": {}})
+}
+
+fn svc(name: &str) -> Value {
+    json!({"name": name, "image": "demo:1", "update": {"settle": "100ms"}})
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_is_idempotent_and_another_body_conflicts() {
+    let n = start(NodePolicy::default());
+    let zaqar = json!([{"name": "deploy_queue_id", "value": "q1"}]);
+    let d = doc("d1", json!([svc("a"), svc("b")]), zaqar.clone());
+    let first = n.up.submit(d.clone(), push()).await.expect("accepted");
+    assert!(!first.unchanged);
+    assert_eq!(first.services, ["a", "b"]);
+    assert_eq!(first.deployments.len(), 2);
+    let again = n.up.submit(d.clone(), push()).await.expect("accepted");
+    assert!(again.unchanged);
+    assert_eq!(
+        again.deployments.iter().map(|d| &d.id).collect::<Vec<_>>(),
+        first.deployments.iter().map(|d| &d.id).collect::<Vec<_>>()
+    );
+    let other = doc("d1", json!([svc("a")]), zaqar);
+    assert!(matches!(
+        n.up.submit(other, push()).await,
+        Err(SubmitError::Conflict { .. })
+    ));
+    // Done only once the signal is queued; ZAQAR is dead-lettered at once,
+    // never dropped silently.
+    wait_for("the signal queued and dead", || {
+        n.up.outbox_view()
+            .expect("view")
+            .iter()
+            .any(|e| e.state == EntryState::Dead)
+    })
+    .await;
+    let view = n.up.outbox_view().expect("view");
+    assert_eq!(view.len(), 1);
+    assert!(
+        view[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("ZAQAR_SIGNAL")),
+        "{view:?}"
+    );
+    let looked = n.up.lookup("d1").await.expect("known");
+    assert!(looked.done);
+    assert!(n.up.lookup("nope").await.is_none());
+    let stats = n.up.outbox_stats();
+    assert_eq!((stats.depth, stats.dead), (0, 1));
+    // retry puts it back; it dies again; drop removes it.
+    let seq = view[0].seq;
+    n.up.retry(seq).expect("retry");
+    wait_for("dead again", || n.up.outbox_stats().dead == 1).await;
+    assert!(n.up.drop(seq).expect("drop"));
+    assert!(n.up.outbox_view().expect("view").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_reason_and_apply_nothing() {
+    let n = start(NodePolicy::default());
+    let foreign = json!({"id": "s1", "group": "script", "config": "echo", "inputs": []});
+    match n.up.submit(foreign, push()).await {
+        Err(SubmitError::NotOurs { group }) => assert_eq!(group, "script"),
+        other => panic!("{other:?}"),
+    }
+    let mut bad = svc("x");
+    bad["imagee"] = json!("y");
+    match n
+        .up
+        .submit(doc("b1", json!([svc("ok"), bad]), json!([])), push())
+        .await
+    {
+        Err(SubmitError::Invalid { path, .. }) => assert!(path.starts_with("config[1]"), "{path}"),
+        other => panic!("{other:?}"),
+    }
+    let mut privileged = svc("p");
+    privileged["privileged"] = json!(true);
+    match n
+        .up
+        .submit(doc("p1", json!([privileged]), json!([])), push())
+        .await
+    {
+        Err(SubmitError::Policy(v)) => assert_eq!(v[0].rule, "allow_privileged"),
+        other => panic!("{other:?}"),
+    }
+    assert!(n.handle.snapshot().services.is_empty());
+    assert!(n.up.lookup("b1").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_to_a_host_the_policy_does_not_allow_is_a_dead_letter() {
+    let n = start(NodePolicy {
+        allowed_signal_hosts: vec!["heat.example.org".into()],
+        ..Default::default()
+    });
+    let inputs = json!([{"name": "deploy_signal_id",
+                         "value": "http://127.0.0.1:9/signal?Signature=secret"}]);
+    n.up.submit(doc("h1", json!([svc("a")]), inputs), push())
+        .await
+        .expect("accepted");
+    wait_for("a dead letter", || n.up.outbox_stats().dead == 1).await;
+    let view = n.up.outbox_view().expect("view");
+    let err = view[0].last_error.clone().unwrap_or_default();
+    assert!(err.contains("allowed_signal_hosts"), "{err}");
+    assert!(
+        !err.contains("secret") && !view[0].target.contains("secret"),
+        "{view:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_document_deletes_its_services() {
+    let n = start(NodePolicy::default());
+    let none = json!([{"name": "deploy_signal_transport", "value": "NO_SIGNAL"}]);
+    n.up.submit(doc("c1", json!([svc("a")]), none.clone()), push())
+        .await
+        .expect("accepted");
+    wait_done(&n.up, "c1").await;
+    let mut inputs = none.as_array().cloned().unwrap_or_default();
+    inputs.push(json!({"name": "deploy_action", "value": "DELETE"}));
+    let del =
+        n.up.submit(
+            doc("c2", json!([svc("a"), svc("never")]), json!(inputs)),
+            push(),
+        )
+        .await
+        .expect("accepted");
+    assert!(del.delete);
+    wait_done(&n.up, "c2").await;
+    let d = n
+        .handle
+        .deployment(&del.deployments[0].id)
+        .await
+        .expect("record");
+    assert_eq!(d.action, berth_core::record::DeployAction::Delete);
+    assert!(
+        n.up.outbox_view().expect("view").is_empty(),
+        "NO_SIGNAL queues nothing"
+    );
+}
+
+/// Waits until the document's signal is queued (it is done).
+async fn wait_done(up: &Upstream, id: &str) {
+    for _ in 0..200 {
+        if up.lookup(id).await.is_some_and(|s| s.done) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for document {id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pulled_delete_does_not_remove_a_pushed_service() {
+    let n = start(NodePolicy::default());
+    let none = json!([{"name": "deploy_signal_transport", "value": "NO_SIGNAL"}]);
+    n.up.submit(doc("e1", json!([svc("a")]), none), push())
+        .await
+        .expect("accepted");
+    let del = json!([{"name": "deploy_action", "value": "DELETE"}]);
+    match n
+        .up
+        .submit(doc("e2", json!([svc("a")]), del), Origin::Pull)
+        .await
+    {
+        Err(SubmitError::Agent(berth_agent::AgentError::Conflict { service, owner })) => {
+            assert_eq!((service.as_str(), owner.as_str()), ("a", "api"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(n.up.lookup("e2").await.is_none());
+}
