@@ -23,6 +23,7 @@ use commands::apply::{ApplyArgs, CheckArgs, DiffArgs};
 use commands::events::EventsArgs;
 use commands::logs::LogsArgs;
 use commands::status::{HistoryArgs, NameArgs};
+use commands::upstream::{OutboxCmd, PushArgs};
 use commands::verbs::{RecordVerbArgs, RollbackArgs, Verb as ServiceVerb};
 use error::CliResult;
 
@@ -185,6 +186,35 @@ pub enum Verb {
     ///   berthctl rollback web --to 3
     #[command(verbatim_doc_comment)]
     Rollback(RollbackArgs),
+
+    /// Upstream signals waiting in the outbox: list, retry, drop.
+    ///
+    /// Every outcome berthd signals back to an orchestrator (Heat's
+    /// deploy_signal_* inputs) goes through a durable outbox, so no signal is
+    /// lost while the receiver is down or berthd restarts.
+    ///
+    /// Examples:
+    ///   berthctl outbox list
+    ///   berthctl outbox retry 7
+    ///   berthctl outbox drop 7
+    #[command(verbatim_doc_comment)]
+    Outbox {
+        #[command(subcommand)]
+        cmd: OutboxCmd,
+    },
+
+    /// Deploy a Heat software-deployment document (JSON, group: berth), as an
+    /// orchestrator pushes it to POST /v1/deployments.
+    ///
+    /// The document's config is one berth spec or a list of them; its other
+    /// inputs reach every service as BERTH_INPUT_<NAME>. The same id and body
+    /// again applies nothing; the outcome is signalled back through the
+    /// outbox when every deployment has ended.
+    ///
+    /// Example:
+    ///   berthctl push deployment.json
+    #[command(verbatim_doc_comment)]
+    Push(PushArgs),
 
     /// Restart a service's container.
     ///
@@ -354,6 +384,8 @@ pub async fn run(cli: Cli) -> CliResult {
         Verb::Hold(a) => verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Hold, None).await,
         Verb::Release(a) => verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Release, None).await,
         Verb::Logs(a) => logs::cmd_logs(&ctx, &a).await,
+        Verb::Outbox { cmd } => commands::upstream::cmd_outbox(&ctx, &cmd).await,
+        Verb::Push(a) => commands::upstream::cmd_push(&ctx, &a).await,
         Verb::Events(a) => events::cmd_events(&ctx, &a).await,
         Verb::Completions(a) => {
             let mut buf = Vec::new();

@@ -194,6 +194,7 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<B
                 },
                 event_seq: 12,
                 warnings: Vec::new(),
+                outbox: Default::default(),
             },
         ),
         (&Method::GET, ["v1", "services"]) => {

@@ -510,3 +510,124 @@ fn reports_follow_changes_and_carry_the_latest_state() {
     let first = reports[0].json();
     assert_eq!(first["node_id"], node.id.as_str());
 }
+
+/// `berthctl push FILE` (POST /v1/deployments) with the document's JSON.
+fn push(node: &TestNode, name: &str, doc: &Value) -> std::process::Output {
+    let path = node.dir().join(format!("{name}.json"));
+    std::fs::write(&path, doc.to_string()).expect("write the document");
+    node.ctl(&["--json", "push", &path.display().to_string()])
+}
+
+#[test]
+fn a_pushed_document_is_deployed_signalled_and_idempotent_by_id() {
+    let u = Undercloud::start();
+    demo_image();
+    let mut node = TestNode::new("push");
+    node.start();
+    let first = cfn(&u, "p-1", json!([web("pushed")]));
+    let out = push(&node, "p1", &first);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(status["doc_id"], "p-1");
+    assert_eq!(status["unchanged"], false);
+    assert_eq!(status["deployments"][0]["service"], "pushed");
+    wait_for("the signal", &node, WAIT, || {
+        signal_paths(&u)
+            .iter()
+            .any(|p| p.starts_with("/signal/p-1"))
+    });
+    let sig = u
+        .delivered()
+        .into_iter()
+        .find(|r| r.path.starts_with("/signal/p-1"));
+    let body = sig.expect("delivered").json();
+    assert_eq!(body["deploy_status_code"], 0, "{body}");
+    // The service is API-owned, with a CREATE record.
+    let looked = node.ctl_json(&["history", "pushed"]);
+    assert_eq!(looked[0]["action"], "CREATE", "{looked}");
+
+    // The same id and body: nothing applied, the same answer.
+    let again = push(&node, "p1-again", &first);
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    let again: Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(again["unchanged"], true, "{again}");
+    // The same id with another body: a conflict (exit 2, the id named).
+    let other = cfn(&u, "p-1", json!([web("pushed"), web("another")]));
+    let out = push(&node, "p1-other", &other);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("p-1"),
+        "{out:?}"
+    );
+    // Another agent's group: refused, named.
+    let out = push(&node, "foreign", &foreign("f-1"));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("script"),
+        "{out:?}"
+    );
+    // A malformed document: 400 naming the field, nothing applied.
+    let mut bad = cfn(&u, "p-2", json!([web("never")]));
+    bad["inputs"] = json!([{"name": "deploy_action"}]);
+    let out = push(&node, "bad", &bad);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("inputs[0]"),
+        "{out:?}"
+    );
+    assert!(node.container("never").is_none());
+    assert_eq!(u.duplicates(), 0);
+}
+
+#[test]
+fn outbox_list_retry_and_drop_from_berthctl() {
+    let u = Undercloud::start();
+    demo_image();
+    let mut node = TestNode::new("outboxctl");
+    node.start();
+    let d = doc(
+        "o-1",
+        json!([task(
+            "o1",
+            &["write-outputs", "result=1", "--dir", "/berth/outputs"]
+        )]),
+        vec![input("deploy_signal_id", &u.url("/gone/o-1?sig=hidden"))],
+    );
+    let out = push(&node, "o1", &d);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let dead = || -> Vec<Value> {
+        node.ctl_json(&["outbox", "list"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for("a dead letter", &node, WAIT, || {
+        dead().iter().any(|e| e["state"] == "dead")
+    });
+    let entries = dead();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let text = node.ctl_ok(&["outbox", "list"]);
+    assert!(text.contains("DEAD") && !text.contains("hidden"), "{text}");
+    let status = node.ctl_ok(&["status"]);
+    assert!(status.contains("1 dead"), "{status}");
+    let seq = entries[0]["seq"].as_u64().expect("seq").to_string();
+
+    let retried = node.ctl_json(&["outbox", "retry", &seq]);
+    assert_eq!(retried["state"], "pending", "{retried}");
+    wait_for("dead again after the retry", &node, WAIT, || {
+        dead().iter().any(|e| e["state"] == "dead")
+    });
+    assert_eq!(u.signals().len(), 2, "one send, one retry");
+    node.ctl_ok(&["outbox", "drop", &seq]);
+    assert!(dead().is_empty());
+    let out = node.ctl(&["outbox", "retry", &seq]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a dropped entry is gone: {out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{out:?}"
+    );
+}

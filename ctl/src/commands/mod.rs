@@ -11,6 +11,7 @@ pub mod apply;
 pub mod events;
 pub mod logs;
 pub mod status;
+pub mod upstream;
 pub mod verbs;
 
 /// clap value parser: a service name as berthd accepts it.

@@ -66,6 +66,16 @@ pub fn render_status(node: &NodeInfo, services: &[ServiceStatus], now_ms: u64) -
     out.push('\n');
     out.push_str(&node.summary.line());
     out.push('\n');
+    let o = &node.outbox;
+    if o.depth > 0 || o.dead > 0 || o.unreadable > 0 {
+        out.push_str(&format!(
+            "upstream signals: {} waiting (oldest {}), {} dead, {} unreadable (berthctl outbox list)\n",
+            o.depth,
+            berth_core::units::format_duration(std::time::Duration::from_millis(o.oldest_age_ms - o.oldest_age_ms % 1000)),
+            o.dead,
+            o.unreadable
+        ));
+    }
     for w in &node.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }

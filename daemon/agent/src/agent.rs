@@ -1966,6 +1966,8 @@ impl<E: Env> Agent<E> {
             summary,
             event_seq: self.seq,
             warnings: Vec::new(),
+            // Filled in by the API from the upstream outbox.
+            outbox: Default::default(),
         };
         let snap = Snapshot {
             node,

@@ -28,6 +28,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
+    /// Heat documents and the outbox (policy and agent errors are mapped
+    /// to `Policy` and `Agent` on the way in).
+    #[error(transparent)]
+    Upstream(crate::upstream::UpstreamError),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -99,6 +105,55 @@ impl ApiError {
                 self.to_string(),
                 vec![],
             ),
+            ApiError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                m.clone(),
+                vec![],
+            ),
+            ApiError::Upstream(e) => {
+                use crate::upstream::UpstreamError as U;
+                match e {
+                    U::Invalid { details, .. } => (
+                        StatusCode::BAD_REQUEST,
+                        "invalid_document",
+                        e.to_string(),
+                        details.clone(),
+                    ),
+                    U::NotOurs { .. } => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "not_ours",
+                        e.to_string(),
+                        vec![],
+                    ),
+                    U::Conflict { .. } => (StatusCode::CONFLICT, "conflict", e.to_string(), vec![]),
+                    U::Policy(_) | U::Agent(_) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        e.to_string(),
+                        vec![],
+                    ),
+                    U::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), vec![]),
+                    U::WrongState(m) => (StatusCode::CONFLICT, "wrong_state", m.clone(), vec![]),
+                    U::Store(m) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "store",
+                        m.clone(),
+                        vec![],
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl From<crate::upstream::UpstreamError> for ApiError {
+    fn from(e: crate::upstream::UpstreamError) -> Self {
+        use crate::upstream::UpstreamError as U;
+        match e {
+            U::Policy(v) => ApiError::Policy(v),
+            U::Agent(a) => ApiError::Agent(a),
+            other => ApiError::Upstream(other),
         }
     }
 }

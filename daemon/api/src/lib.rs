@@ -7,6 +7,7 @@ mod error;
 mod routes;
 mod tcp;
 mod unix;
+mod upstream;
 
 pub use auth::{Authenticated, MIN_TOKEN_LEN, Role, Tokens, TokensError};
 pub use error::ApiError;
@@ -14,6 +15,7 @@ pub use routes::{BODY_READ_TIMEOUT, MAX_BODY, OPENAPI, route_paths, router, tcp_
 pub use tcp::{TcpLimits, TcpPeer, serve_tcp};
 pub use tokio_rustls::{TlsAcceptor, rustls};
 pub use unix::{PeerPolicy, UnixPeer, bind_unix, serve_unix};
+pub use upstream::{BoxFuture, UpstreamApi, UpstreamError};
 
 /// Who is calling, as records and events name them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use crate::auth::{Role, Tokens};
 use crate::tcp::TcpPeer;
 use crate::unix::{PeerPolicy, UnixPeer};
+use crate::upstream::UpstreamApi;
 use crate::{Actor, ApiError};
 
 /// Long polls are capped here whatever the client asks.
@@ -59,24 +60,37 @@ struct AppState {
     /// Checked against specs that arrive over TCP; `None` on the local
     /// socket (the local operator is trusted).
     node_policy: Option<Arc<NodePolicy>>,
+    /// Heat documents and the signal outbox (`None`: routes answer 503).
+    upstream: Option<Arc<dyn UpstreamApi>>,
 }
 
 /// The whole API for the local socket.
-pub fn router(handle: Handle, policy: PeerPolicy) -> Router {
+pub fn router(
+    handle: Handle,
+    policy: PeerPolicy,
+    upstream: Option<Arc<dyn UpstreamApi>>,
+) -> Router {
     build(AppState {
         handle,
         access: Access::Unix(Arc::new(policy)),
         node_policy: None,
+        upstream,
     })
 }
 
 /// The whole API for TCP: bearer tokens (a read token may only GET) and the
 /// node policy applied to every spec pushed.
-pub fn tcp_router(handle: Handle, tokens: Tokens, node_policy: NodePolicy) -> Router {
+pub fn tcp_router(
+    handle: Handle,
+    tokens: Tokens,
+    node_policy: NodePolicy,
+    upstream: Option<Arc<dyn UpstreamApi>>,
+) -> Router {
     build(AppState {
         handle,
         access: Access::Tokens(Arc::new(tokens)),
         node_policy: Some(Arc::new(node_policy)),
+        upstream,
     })
 }
 
@@ -94,7 +108,11 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/services/{name}/{verb}", post(verb)),
         ("/v1/services/{name}/deployments", get(history)),
         ("/v1/services/{name}/logs", get(logs)),
+        ("/v1/deployments", post(post_deployment)),
         ("/v1/deployments/{id}", get(deployment)),
+        ("/v1/outbox", get(outbox_list)),
+        ("/v1/outbox/{seq}", axum::routing::delete(outbox_drop)),
+        ("/v1/outbox/{seq}/retry", post(outbox_retry)),
         ("/v1/events", get(events)),
         ("/metrics", get(metrics)),
     ]
@@ -311,7 +329,65 @@ fn actor(req_actor: Option<axum::Extension<Actor>>) -> String {
 }
 
 async fn node(State(s): State<AppState>) -> Json<NodeInfo> {
-    Json(s.handle.snapshot().node.clone())
+    let mut node = s.handle.snapshot().node.clone();
+    if let Some(up) = &s.upstream {
+        node.outbox = up.summary();
+    }
+    Json(node)
+}
+
+fn upstream(s: &AppState) -> Result<&Arc<dyn UpstreamApi>, ApiError> {
+    s.upstream.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("upstream (Heat documents, outbox) is not running".into())
+    })
+}
+
+/// `POST /v1/deployments`: a Heat software-deployment document. 202 with
+/// its status when accepted, 200 when the same id and body came before.
+async fn post_deployment(
+    State(s): State<AppState>,
+    who: Option<axum::Extension<Actor>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let doc = json_body(&body)?;
+    let check_policy = s.node_policy.is_some();
+    let status = upstream(&s)?.submit(doc, actor(who), check_policy).await?;
+    let code = if status.unchanged {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((code, Json(status)).into_response())
+}
+
+async fn outbox_list(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<berth_core::heat::outbox::OutboxView>>, ApiError> {
+    Ok(Json(upstream(&s)?.outbox()?))
+}
+
+fn outbox_seq(seq: &str) -> Result<u64, ApiError> {
+    seq.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{seq:?} is not an outbox sequence number")))
+}
+
+async fn outbox_retry(
+    State(s): State<AppState>,
+    Path(seq): Path<String>,
+) -> Result<Json<berth_core::heat::outbox::OutboxView>, ApiError> {
+    Ok(Json(upstream(&s)?.retry(outbox_seq(&seq)?)?))
+}
+
+async fn outbox_drop(
+    State(s): State<AppState>,
+    Path(seq): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let seq = outbox_seq(&seq)?;
+    if upstream(&s)?.drop_entry(seq)? {
+        Ok(Json(serde_json::json!({ "seq": seq, "dropped": true })))
+    } else {
+        Err(ApiError::NotFound(format!("no outbox entry {seq}")))
+    }
 }
 
 async fn services(State(s): State<AppState>) -> Json<Vec<ServiceStatus>> {
@@ -487,7 +563,7 @@ async fn verb(
         }
         other => {
             return Err(ApiError::NotFound(format!(
-                "no verb {other:?}; verbs: stop, start, restart, hold, release, rollback"
+                "no verb {other:?}; verbs: stop, start, restart, reconfigure, hold, release, rollback"
             )));
         }
     };
@@ -516,21 +592,44 @@ struct Wait {
     wait: Option<String>,
 }
 
+/// A record by its id (`<service>-<generation>`), or a Heat document by its
+/// id (the document's status, with its records).
 async fn deployment(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<Wait>,
-) -> Result<Json<Deployment>, ApiError> {
-    let d = match q.wait {
-        None => s.handle.deployment(&id).await?,
-        Some(w) => {
-            let wait = berth_core::units::parse_duration(&w)
+) -> Result<Response, ApiError> {
+    let wait = match &q.wait {
+        None => None,
+        Some(w) => Some(
+            berth_core::units::parse_duration(w)
                 .map_err(|e| ApiError::BadRequest(format!("wait: {e}")))?
-                .min(MAX_WAIT);
-            s.handle.wait_deployment(&id, wait).await?
-        }
+                .min(MAX_WAIT),
+        ),
     };
-    Ok(Json(d))
+    let record = match wait {
+        None => s.handle.deployment(&id).await,
+        Some(wait) => s.handle.wait_deployment(&id, wait).await,
+    };
+    match record {
+        Ok(d) => Ok(Json::<Deployment>(d).into_response()),
+        Err(berth_agent::AgentError::NoSuchDeployment { .. }) if s.upstream.is_some() => {
+            let up = upstream(&s)?;
+            let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
+            loop {
+                let Some(doc) = up.lookup(id.clone()).await else {
+                    return Err(ApiError::NotFound(format!(
+                        "no deployment {id} (neither a record id nor a Heat document id)"
+                    )));
+                };
+                if doc.done || tokio::time::Instant::now() >= deadline {
+                    return Ok(Json(doc).into_response());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -674,6 +773,30 @@ async fn metrics(State(s): State<AppState>) -> Response {
     );
     let _ = writeln!(out, "# TYPE berth_event_seq counter");
     let _ = writeln!(out, "berth_event_seq {}", n.event_seq);
+    if let Some(up) = &s.upstream {
+        let o = up.summary();
+        for (name, help, v) in [
+            (
+                "berth_outbox_depth",
+                "Signals waiting to be delivered.",
+                o.depth as u64,
+            ),
+            (
+                "berth_outbox_dead",
+                "Signals refused for good (dead letters).",
+                o.dead as u64,
+            ),
+            (
+                "berth_outbox_oldest_age_seconds",
+                "Age of the oldest waiting signal.",
+                o.oldest_age_ms / 1000,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {v}");
+        }
+    }
     let mut resp = Response::new(Body::from(out));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -34,6 +34,7 @@ fn app(peer_uid: u32) -> (Router, Handle, tokio::sync::oneshot::Sender<()>) {
             own_uid: OWN_UID,
             group_gid: Some(900),
         },
+        None,
     )
     .layer(MockConnectInfo(UnixPeer {
         uid: peer_uid,

@@ -43,13 +43,14 @@ fn apps() -> Apps {
         allowed_host_paths: vec!["/srv/berth".into()],
         ..NodePolicy::default()
     };
-    let tcp = tcp_router(handle.clone(), tokens, policy);
+    let tcp = tcp_router(handle.clone(), tokens, policy, None);
     let unix = router(
         handle,
         PeerPolicy {
             own_uid: 4242,
             group_gid: None,
         },
+        None,
     )
     .layer(MockConnectInfo(UnixPeer {
         uid: 0,

@@ -4,6 +4,7 @@ mod config;
 mod specdir;
 mod systemd;
 mod tcp;
+mod upstream_api;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -262,7 +263,9 @@ async fn run(
         own_uid: own_uid(),
         group_gid: gid,
     };
-    let router = berth_api::router(handle.clone(), policy);
+    let upstream_api: Arc<dyn berth_api::UpstreamApi> =
+        Arc::new(upstream_api::Api(upstream.clone()));
+    let router = berth_api::router(handle.clone(), policy, Some(upstream_api.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api_stop = {
@@ -276,8 +279,12 @@ async fn run(
         let listener = tokio::net::TcpListener::bind(setup.listen)
             .await
             .with_context(|| format!("cannot listen on {} ([api] listen)", setup.listen))?;
-        let router =
-            berth_api::tcp_router(handle.clone(), setup.tokens, tcp::node_policy(&cfg.policy));
+        let router = berth_api::tcp_router(
+            handle.clone(),
+            setup.tokens,
+            tcp::node_policy(&cfg.policy),
+            Some(upstream_api.clone()),
+        );
         let mut rx = stop_rx.clone();
         let stop = async move {
             let _ = rx.wait_for(|s| *s).await;

@@ -19,6 +19,41 @@ pub struct NodeInfo {
     /// Node config warnings worth an operator's eye.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The upstream signal outbox.
+    pub outbox: OutboxSummary,
+}
+
+/// The upstream signal outbox in numbers (`status`, `/metrics`, `/v1/node`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct OutboxSummary {
+    /// Signals waiting to be delivered.
+    pub depth: usize,
+    /// Age of the oldest waiting signal, ms (0 when none).
+    pub oldest_age_ms: u64,
+    /// Signals refused for good (`berthctl outbox list`, `retry`, `drop`).
+    pub dead: usize,
+    /// Outbox files that do not parse (left alone, reported).
+    pub unreadable: usize,
+}
+
+/// A Heat software-deployment document berth accepted (`POST
+/// /v1/deployments`, the pull), as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DocumentStatus {
+    /// The Heat document id.
+    pub doc_id: String,
+    /// Its services, in document order.
+    pub services: Vec<String>,
+    /// The record of each service (redacted), as it is now.
+    pub deployments: Vec<Deployment>,
+    /// The same id and body were submitted before: nothing was applied.
+    pub unchanged: bool,
+    /// `deploy_action: DELETE`.
+    pub delete: bool,
+    /// Every record ended and the signal is queued (or none is sent).
+    pub done: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

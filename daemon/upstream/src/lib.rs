@@ -33,10 +33,8 @@ use std::time::Duration;
 use berth_agent::{AgentError, Handle};
 use berth_core::heat::outbox::{EntryState, OutboxView};
 use berth_core::policy::{NodePolicy, PolicyViolation};
-use berth_core::record::Deployment;
 use berth_core::store::StoreError;
 use berth_store::{FsOutbox, OutboxError};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use crate::http::check_url;
@@ -99,22 +97,7 @@ impl Origin {
 }
 
 /// A document berth accepted (now or earlier), as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Submitted {
-    /// The Heat document id.
-    pub doc_id: String,
-    /// Its services, in document order.
-    pub services: Vec<String>,
-    /// The record of each service (redacted), as it is now; a service
-    /// without one (a DELETE of a service that did not exist) is left out.
-    pub deployments: Vec<Deployment>,
-    /// The same id and body were submitted before: nothing was applied.
-    pub unchanged: bool,
-    /// `deploy_action: DELETE`.
-    pub delete: bool,
-    /// Every record ended and the signal is queued (or none is sent).
-    pub done: bool,
-}
+pub use berth_core::dto::DocumentStatus as Submitted;
 
 /// Why a document was not accepted. Suggested API statuses in brackets.
 #[derive(Debug, thiserror::Error)]
@@ -155,17 +138,7 @@ pub enum OutboxOpError {
 }
 
 /// Outbox numbers for `status`, `/metrics` and `GET /v1/node`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct OutboxStats {
-    /// Pending entries.
-    pub depth: usize,
-    /// Age of the oldest pending entry, ms (0 when none).
-    pub oldest_age_ms: u64,
-    /// Dead letters.
-    pub dead: usize,
-    /// Files in the outbox that do not parse.
-    pub unreadable: usize,
-}
+pub use berth_core::dto::OutboxSummary as OutboxStats;
 
 /// Errors starting the upstream tasks (a bad `ca_file`, the state dir).
 #[derive(Debug, thiserror::Error)]
