@@ -1660,7 +1660,11 @@ impl<E: Env> Agent<E> {
     }
 
     fn handle_done(&mut self, done: Done) {
-        self.dirty = true;
+        // A config reading that finds nothing new changes no state: no
+        // re-plan, no new snapshot (a periodic rescan reads every source).
+        if !matches!(done, Done::ConfigRead { .. }) {
+            self.dirty = true;
+        }
         if done.is_container_job() {
             self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
         }

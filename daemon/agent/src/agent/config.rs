@@ -217,6 +217,7 @@ impl<E: Env> Agent<E> {
             self.dirty = true;
             return;
         }
+        let svc_dirty = svc.config.dirty;
         let replies = if forced {
             std::mem::take(&mut svc.config.replies)
         } else {
@@ -229,7 +230,12 @@ impl<E: Env> Agent<E> {
         let spec = svc.target.spec.clone();
         let old: Vec<ConfigState> = config_baseline(svc).to_vec();
         let states: Vec<ConfigState> = reads.into_iter().map(|(s, _)| s).collect();
-        let result = match decide(&spec, &old, &states, forced) {
+        let decision = decide(&spec, &old, &states, forced);
+        // Nothing new, and no change came in while reading: no re-plan.
+        if decision != Decision::Unchanged || !replies.is_empty() || svc_dirty {
+            self.dirty = true;
+        }
+        let result = match decision {
             Decision::Unchanged => Ok(None),
             Decision::Unreadable { errors } => {
                 self.record_unreadable(service, &actor, &old, states, errors)
