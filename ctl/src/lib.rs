@@ -211,8 +211,9 @@ pub enum Verb {
     /// again applies nothing; the outcome is signalled back through the
     /// outbox when every deployment has ended.
     ///
-    /// Example:
+    /// Examples:
     ///   berthctl push deployment.json
+    ///   berthctl push deployment.json --json | jq .deployments
     #[command(verbatim_doc_comment)]
     Push(PushArgs),
 

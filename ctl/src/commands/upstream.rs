@@ -28,13 +28,13 @@ pub enum OutboxCmd {
     List,
     /// Put a dead letter back in the queue, to be sent now.
     ///
-    /// Example:
+    /// Examples:
     ///   berthctl outbox retry 7
     #[command(verbatim_doc_comment)]
     Retry(SeqArgs),
     /// Drop an entry: it is never sent.
     ///
-    /// Example:
+    /// Examples:
     ///   berthctl outbox drop 7
     #[command(verbatim_doc_comment)]
     Drop(SeqArgs),
