@@ -123,15 +123,7 @@ pub fn demo(root: &Path, once: bool) -> Result<()> {
         config.display(),
         log.display()
     );
-    let mut berthd = Command::new(bin.join("berthd"))
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(dir.join("berthd.stderr"))?)
-        .process_group(0)
-        .spawn()
-        .context("cannot start berthd")?;
+    let mut berthd = spawn_berthd(&bin.join("berthd"), &config, &dir, &log)?;
     let ctl = |args: &[&str]| {
         Command::new(bin.join("berthctl"))
             .arg("--socket")
@@ -189,6 +181,26 @@ pub fn demo(root: &Path, once: bool) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Starts `berthd --config CONFIG` in a process group of its own (so a
+/// Ctrl-C of the terminal reaches only xtask), stdout to `log` and stderr
+/// to `dir/berthd.stderr`.
+pub fn spawn_berthd(
+    berthd: &Path,
+    config: &Path,
+    dir: &Path,
+    log: &Path,
+) -> Result<std::process::Child> {
+    Command::new(berthd)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log)?)
+        .stderr(std::fs::File::create(dir.join("berthd.stderr"))?)
+        .process_group(0)
+        .spawn()
+        .context("cannot start berthd")
 }
 
 /// A berthd config for a throwaway node under `dir` (state, socket and spec

@@ -8,9 +8,8 @@
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -165,15 +164,7 @@ pub fn run(root: &Path, extra: &[String]) -> Result<()> {
         "== berthd (node {NODE}) on 127.0.0.1:{port}, state in {}",
         dir.display()
     );
-    let berthd = Command::new(&berthd_bin)
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(dir.join("berthd.stderr"))?)
-        .process_group(0)
-        .spawn()
-        .context("cannot start berthd")?;
+    let berthd = crate::run::spawn_berthd(&berthd_bin, &config, &dir, &log)?;
     cleanup.berthd = Some(berthd);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !healthy(port) {
