@@ -542,6 +542,16 @@ fn a_pushed_document_is_deployed_signalled_and_idempotent_by_id() {
         .find(|r| r.path.starts_with("/signal/p-1"));
     let body = sig.expect("delivered").json();
     assert_eq!(body["deploy_status_code"], 0, "{body}");
+    // Events say who asked and that the signal went out (no signature).
+    let events = node.ctl_ok(&["events"]);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("document p-1") && l.contains("delivered")),
+        "{events}"
+    );
+    assert!(events.contains("[uid:"), "the actor is named: {events}");
+    assert!(!events.contains("s3cr3t"), "a signature leaked: {events}");
     // The service is API-owned, with a CREATE record.
     let looked = node.ctl_json(&["history", "pushed"]);
     assert_eq!(looked[0]["action"], "CREATE", "{looked}");
@@ -610,6 +620,9 @@ fn outbox_list_retry_and_drop_from_berthctl() {
     assert!(text.contains("DEAD") && !text.contains("hidden"), "{text}");
     let status = node.ctl_ok(&["status"]);
     assert!(status.contains("1 dead"), "{status}");
+    let events = node.ctl_ok(&["events"]);
+    assert!(events.contains("refused for good"), "{events}");
+    assert!(!events.contains("hidden"), "a signature leaked: {events}");
     let seq = entries[0]["seq"].as_u64().expect("seq").to_string();
 
     let retried = node.ctl_json(&["outbox", "retry", &seq]);

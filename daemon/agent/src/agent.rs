@@ -553,6 +553,7 @@ impl<E: Env> Agent<E> {
                 };
                 let _ = reply.send(r);
             }
+            Command::Emit { kind } => self.emit(kind),
             Command::SpecDir { files, reply } => {
                 let problems = self.spec_dir(files);
                 let _ = reply.send(Ok(problems));
@@ -984,6 +985,7 @@ impl<E: Env> Agent<E> {
             action: record.action,
             status: record.status,
             reason: record.status_reason.clone(),
+            actor: record.actor.clone(),
         });
     }
 

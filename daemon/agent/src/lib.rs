@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::dto::{ApplyRequest, ApplyResponse, EventsResponse, VerbResponse};
-use berth_core::event::Event;
+use berth_core::event::{Event, EventKind};
 use berth_core::host::HostUnits;
 use berth_core::record::{Deployment, Source};
 use berth_core::runtime::{BoxStream, LogChunk, LogOptions, Runtime, RuntimeError};
@@ -230,6 +230,9 @@ pub(crate) enum Command {
         files: Vec<SpecFile>,
         reply: Reply<Vec<String>>,
     },
+    /// An event from outside the loop (upstream signals), numbered and
+    /// kept like the loop's own.
+    Emit { kind: EventKind },
 }
 
 /// How the API (and tests) talk to the loop.
@@ -348,6 +351,16 @@ impl Handle {
     /// per problem (also logged and sent as events).
     pub async fn spec_dir(&self, files: Vec<SpecFile>) -> Result<Vec<String>, AgentError> {
         self.call(|reply| Command::SpecDir { files, reply }).await
+    }
+
+    /// Records an event that happened outside the loop (e.g. an upstream
+    /// signal delivered): it gets the next sequence number, reaches the
+    /// event log, `berthctl events` and the logs.
+    pub async fn emit(&self, kind: EventKind) -> Result<(), AgentError> {
+        self.cmd
+            .send(Command::Emit { kind })
+            .await
+            .map_err(|_| AgentError::ShuttingDown)
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -25,6 +25,9 @@ pub enum EventKind {
         status: Status,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         reason: String,
+        /// Who asked for the deployment (`uid:0`, `token:admin:…`, `pull`, …).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        actor: String,
     },
     /// berthd did something to a container, and why.
     ContainerAction {
@@ -86,6 +89,21 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         effect: String,
     },
+    /// An upstream signal (a Heat deployment's outcome) was delivered, will
+    /// be retried, or was refused for good (a dead letter).
+    Signal {
+        /// The Heat document id.
+        document: String,
+        /// The outbox entry (`berthctl outbox list`); not `seq`, which every
+        /// event has.
+        entry: u64,
+        /// `delivered`, `retry` or `dead`.
+        outcome: String,
+        /// Where it goes, without secrets (no signature, no password).
+        target: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
+    },
     Daemon {
         message: String,
     },
@@ -109,7 +127,9 @@ impl EventKind {
             | EventKind::ConfigChanged { service, .. }
             | EventKind::UnitState { service, .. }
             | EventKind::RecordUnreadable { service, .. } => Some(service),
-            EventKind::EngineState { .. } | EventKind::Daemon { .. } => None,
+            EventKind::EngineState { .. } | EventKind::Signal { .. } | EventKind::Daemon { .. } => {
+                None
+            }
         }
     }
 
@@ -122,11 +142,34 @@ impl EventKind {
                 action,
                 status,
                 reason,
+                actor,
             } => {
                 let mut s = format!("{service}: deployment {deployment} ({action}) is {status}");
                 if !reason.is_empty() {
                     s.push_str(": ");
                     s.push_str(reason);
+                }
+                if !actor.is_empty() {
+                    s.push_str(&format!(" [{actor}]"));
+                }
+                s
+            }
+            EventKind::Signal {
+                document,
+                entry,
+                outcome,
+                target,
+                detail,
+            } => {
+                let what = match outcome.as_str() {
+                    "delivered" => "delivered",
+                    "dead" => "refused for good (dead letter; berthctl outbox retry|drop)",
+                    _ => "not delivered; will retry",
+                };
+                let mut s = format!("signal {entry} of document {document} to {target}: {what}");
+                if !detail.is_empty() {
+                    s.push_str(": ");
+                    s.push_str(detail);
                 }
                 s
             }
@@ -219,6 +262,84 @@ impl EventKind {
                 }
             }
             EventKind::Daemon { message } => message.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind survives a round trip through the flattened JSON form
+    /// (a field named like one of `Event`'s own would not).
+    #[test]
+    fn every_kind_round_trips_through_json() {
+        let kinds = vec![
+            EventKind::DeploymentStatus {
+                service: "web".into(),
+                deployment: "web-1".into(),
+                action: DeployAction::Create,
+                status: Status::Pending,
+                reason: "r".into(),
+                actor: "uid:0".into(),
+            },
+            EventKind::ContainerAction {
+                service: "web".into(),
+                action: "started".into(),
+                container: "c".into(),
+                reason: "r".into(),
+            },
+            EventKind::ContainerObserved {
+                service: "web".into(),
+                container: "c".into(),
+                action: "die".into(),
+                exit_code: Some(1),
+            },
+            EventKind::EngineState {
+                reachable: true,
+                detail: "d".into(),
+            },
+            EventKind::ServiceHeld {
+                service: "web".into(),
+                held: true,
+            },
+            EventKind::ServiceDeleted {
+                service: "web".into(),
+            },
+            EventKind::RecordUnreadable {
+                service: "web".into(),
+                path: "p".into(),
+                error: "e".into(),
+            },
+            EventKind::ConfigChanged {
+                service: "web".into(),
+                old_hash: Some("a".into()),
+                new_hash: Some("b".into()),
+                files: vec!["f".into()],
+                more: 1,
+                reaction: "restart".into(),
+            },
+            EventKind::Signal {
+                document: "d-1".into(),
+                entry: 3,
+                outcome: "dead".into(),
+                target: "POST http://h/s".into(),
+                detail: "404".into(),
+            },
+            EventKind::Daemon {
+                message: "m".into(),
+            },
+        ];
+        for kind in kinds {
+            let e = Event {
+                seq: 7,
+                at_ms: 9,
+                kind,
+            };
+            let text = serde_json::to_string(&e).expect("serializes");
+            let back: Event =
+                serde_json::from_str(&text).unwrap_or_else(|err| panic!("{text}: {err}"));
+            assert_eq!(back, e);
         }
     }
 }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_core::event::EventKind;
 use berth_core::heat::outbox::{EntryState, OutboxEntry, due};
 use berth_core::heat::{
     HeatSignal, HttpMethod, HttpRequest, Secret, SignalPlan, is_permanent_refusal,
@@ -120,6 +121,30 @@ async fn deliver(inner: &Inner, entry: OutboxEntry) -> bool {
                 .map(|_| ())
         }
     };
+    let (outcome, detail) = match &attempt {
+        Attempt::Delivered => (Some("delivered"), String::new()),
+        Attempt::Permanent(reason) => (Some("dead"), reason.clone()),
+        // The first failure, then ever fewer: an outage is seen, not a flood.
+        Attempt::Retry(reason) => {
+            let n = entry.attempts.saturating_add(1);
+            (
+                n.is_power_of_two().then_some("retry"),
+                format!("attempt {n}: {reason}"),
+            )
+        }
+    };
+    if let Some(outcome) = outcome {
+        let _ = inner
+            .handle
+            .emit(EventKind::Signal {
+                document: entry.deployment_id.clone(),
+                entry: entry.seq,
+                outcome: outcome.to_string(),
+                target: target.clone(),
+                detail,
+            })
+            .await;
+    }
     match stored {
         Ok(()) => true,
         // Dropped by an operator meanwhile, or retried: nothing to record.
