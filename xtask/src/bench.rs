@@ -209,6 +209,52 @@ pub(crate) fn idle_cpu_pct(d: &Daemon, window: Duration) -> Option<f64> {
     Some(b.saturating_sub(a) as f64 / 100.0 / window.as_secs_f64() * 100.0)
 }
 
+/// The engine's own floor: `n` containers created and started, each
+/// create+start in parallel straight on the API (no CLI, no berth), until
+/// every one runs. The demo image, `network: none`, like the bench specs.
+fn engine_floor(n: usize) -> Result<Duration> {
+    use berth_core::runtime::{CreateRequest, CreateSpec, Runtime};
+    let node = format!("bench-floor-{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let docker = berth_docker::DockerRuntime::connect(&format!("unix://{ENGINE}"), &node)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let image = rt
+        .block_on(docker.inspect_image("berth-demo:latest"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("berth-demo:latest is missing (cargo xtask images)")?
+        .id;
+    let took = rt.block_on(async {
+        let t = Instant::now();
+        let jobs = (0..n).map(|i| {
+            let docker = docker.clone();
+            let req = CreateRequest {
+                name: format!("{node}-{i}"),
+                spec: CreateSpec {
+                    image: image.clone(),
+                    command: Some(vec!["serve".into(), "--port".into(), "8080".into()]),
+                    network: berth_core::spec::Network::None,
+                    ..Default::default()
+                },
+                labels: Default::default(),
+            };
+            async move {
+                let id = docker.create(&req).await?;
+                docker.start(&id).await
+            }
+        });
+        let results = futures_util::future::join_all(jobs).await;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| t.elapsed())
+    });
+    crate::run::remove_containers(&format!("io.berth.node={node}"));
+    took.map_err(|e| anyhow::anyhow!("engine floor: {e}"))
+}
+
 pub fn apply(root: &Path) -> Result<()> {
     let bin = release_bins(root)?;
     let base = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
@@ -258,14 +304,28 @@ pub fn apply(root: &Path) -> Result<()> {
         wait_running(&d, cold, Duration::from_secs(120))?;
         t.elapsed()
     };
+    let floor = engine_floor(cold)?;
+    rows.push((
+        format!("engine floor: {cold} parallel API create+start"),
+        ms(floor),
+        compose_s.map(ms).unwrap_or_else(|| "n/a".into()),
+        match compose_s {
+            Some(c) => format!(
+                "{:.2}x compose: no agent can go below this",
+                floor.as_secs_f64() / c.as_secs_f64()
+            ),
+            None => "compose failed".into(),
+        },
+    ));
     rows.push((
         format!("cold apply, {cold} services (until all run)"),
         ms(berth_cold),
         compose_s.map(ms).unwrap_or_else(|| "n/a".into()),
         match compose_s {
             Some(c) => format!(
-                "{:.2}x compose (target <= 0.7x)",
-                berth_cold.as_secs_f64() / c.as_secs_f64()
+                "{:.2}x compose, {:.2}x the engine floor (target <= 0.7x compose)",
+                berth_cold.as_secs_f64() / c.as_secs_f64(),
+                berth_cold.as_secs_f64() / floor.as_secs_f64()
             ),
             None => "compose failed".into(),
         },
