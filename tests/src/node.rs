@@ -256,6 +256,36 @@ impl TestNode {
         })
     }
 
+    /// `GET path` on the node's local socket, for routes berthctl has no
+    /// verb for: (status, body).
+    pub fn api_get(&self, path: &str) -> (u16, String) {
+        use http_body_util::{BodyExt, Empty};
+        use hyper::body::Bytes;
+        let socket = self.socket();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async move {
+            let stream = tokio::net::UnixStream::connect(&socket)
+                .await
+                .expect("berthd's socket accepts");
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .expect("HTTP handshake");
+            tokio::spawn(conn);
+            let req = hyper::Request::get(path)
+                .header("host", "berthd")
+                .body(Empty::<Bytes>::new())
+                .expect("a request");
+            let resp = sender.send_request(req).await.expect("an answer");
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.expect("a body").to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        })
+    }
+
     /// Runs `berthctl --json ...`, expects success, parses stdout.
     pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
         let mut full = vec!["--json"];

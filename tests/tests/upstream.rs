@@ -552,6 +552,15 @@ fn a_pushed_document_is_deployed_signalled_and_idempotent_by_id() {
     );
     assert!(events.contains("[uid:"), "the actor is named: {events}");
     assert!(!events.contains("s3cr3t"), "a signature leaked: {events}");
+    // GET /v1/deployments/{id} takes the Heat document id too.
+    let (code, body) = node.api_get("/v1/deployments/p-1?wait=10s");
+    assert_eq!(code, 200, "{body}");
+    let looked: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(looked["doc_id"], "p-1", "{looked}");
+    assert_eq!(looked["done"], true, "{looked}");
+    assert_eq!(looked["deployments"][0]["status"], "COMPLETE", "{looked}");
+    let (code, _) = node.api_get("/v1/deployments/no-such-doc");
+    assert_eq!(code, 404);
     // The service is API-owned, with a CREATE record.
     let looked = node.ctl_json(&["history", "pushed"]);
     assert_eq!(looked[0]["action"], "CREATE", "{looked}");
