@@ -442,6 +442,10 @@ fn limit_malloc_arenas() {
     // exists; mallopt only sets a glibc tunable and takes no pointers.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        // A fixed threshold: glibc otherwise raises it after each large
+        // free, and the engine's big list answers then land in the heap,
+        // leaving holes behind them.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
