@@ -158,9 +158,10 @@ pub fn demo(root: &Path, once: bool) -> Result<()> {
             return Ok(());
         }
         println!(
-            "\nberth is running. In another terminal, try:\n  export BERTH_SOCKET={}\n  {1}/berthctl show web\n  {1}/berthctl history web\n  {1}/berthctl events -f\n  curl http://127.0.0.1:18080/\n\nPress Ctrl-C to stop berthd and remove the demo containers.",
+            "\nberth is running. In another terminal, try:\n  export BERTH_SOCKET={}\n  {1}/berthctl show web\n  {1}/berthctl history web\n  {1}/berthctl events -f\n  curl http://127.0.0.1:18080/\n\nConfig watch: edit {2}/config/web/app.conf; berthd sees the content\nchange and sends web SIGHUP (a RECONFIGURE record in `berthctl history web`),\nand `curl http://127.0.0.1:18080/config` shows what web reloaded.\n\nPress Ctrl-C to stop berthd and remove the demo containers.",
             socket.display(),
             bin.display(),
+            examples.display(),
         );
         while !stop.load(Ordering::SeqCst) {
             if let Some(status) = berthd.try_wait()? {
