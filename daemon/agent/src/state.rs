@@ -87,8 +87,7 @@ pub(crate) fn config_baseline(svc: &Svc) -> &[ConfigState] {
 /// The container was made from `record`'s spec (and, with `recreate` config
 /// sources, from its config).
 pub(crate) fn made_from(record: &Deployment, c: &ObservedContainer) -> bool {
-    c.spec_hash.as_deref() == Some(record.spec_hash.as_str())
-        && (record.config_identity.is_none() || c.config_hash == record.config_identity)
+    berth_core::plan::made_from(&record.spec_hash, record.config_identity.as_deref(), c)
 }
 
 /// A deployment being judged: settle time and health gate.

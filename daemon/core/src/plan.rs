@@ -47,12 +47,20 @@ pub struct Blocked {
     pub stop: bool,
 }
 
+/// Whether `c` was made from the spec with `spec_hash` and, when the spec
+/// has `recreate` config sources, from the config with `config_identity`
+/// (`None`: the config label is not compared). The one identity check the
+/// planner and the judging of deployments share.
+pub fn made_from(spec_hash: &str, config_identity: Option<&str>, c: &ObservedContainer) -> bool {
+    c.spec_hash.as_deref() == Some(spec_hash)
+        && config_identity.is_none_or(|id| c.config_hash.as_deref() == Some(id))
+}
+
 impl DesiredService {
     /// The container was made from this spec (and, for `recreate` config,
     /// from this config).
     pub fn matches(&self, c: &ObservedContainer) -> bool {
-        c.spec_hash.as_deref() == Some(self.spec_hash.as_str())
-            && (self.config_identity.is_none() || c.config_hash == self.config_identity)
+        made_from(&self.spec_hash, self.config_identity.as_deref(), c)
     }
 
     /// Why `c` is not the container this service wants.
