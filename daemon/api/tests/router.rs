@@ -1,33 +1,22 @@
 //! The router through `oneshot`, against the loop on fakes.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
-use berth_agent::{Agent, AgentConfig, Handle, Seams};
+use berth_agent::Handle;
 use berth_api::{PeerPolicy, UnixPeer, router};
-use berth_fakes::{FakeRuntime, MemStore};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+mod common;
+use common::start_agent;
+
 const OWN_UID: u32 = 4242;
 
 fn app(peer_uid: u32) -> (Router, Handle, tokio::sync::oneshot::Sender<()>) {
-    let runtime = FakeRuntime::new("n1");
-    runtime.add_image("demo:1", "sha256:one");
-    let env = Arc::new(Seams {
-        runtime,
-        store: MemStore::new(),
-    });
-    let (agent, handle) =
-        Agent::new(env, AgentConfig::new("n1", "t-", std::env::temp_dir())).expect("agent");
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(agent.run(async move {
-        let _ = rx.await;
-    }));
+    let (handle, stop) = start_agent();
     let r = router(
         handle.clone(),
         PeerPolicy {

@@ -2,19 +2,19 @@
 //! `oneshot` against the loop on fakes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
-use berth_agent::{Agent, AgentConfig, Seams};
 use berth_api::{OPENAPI, PeerPolicy, Tokens, UnixPeer, route_paths, router, tcp_router};
 use berth_core::policy::NodePolicy;
-use berth_fakes::{FakeRuntime, MemStore};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+mod common;
+use common::start_agent;
 
 const ADMIN: &str = "admin-0123456789abcdef";
 const READ: &str = "read-0123456789abcdef";
@@ -26,18 +26,7 @@ struct Apps {
 }
 
 fn apps() -> Apps {
-    let runtime = FakeRuntime::new("n1");
-    runtime.add_image("demo:1", "sha256:one");
-    let env = Arc::new(Seams {
-        runtime,
-        store: MemStore::new(),
-    });
-    let (agent, handle) =
-        Agent::new(env, AgentConfig::new("n1", "t-", std::env::temp_dir())).expect("agent");
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(agent.run(async move {
-        let _ = rx.await;
-    }));
+    let (handle, stop) = start_agent();
     let tokens = Tokens::parse(&format!("admin {ADMIN}\nread {READ}\n"), "tokens").expect("tokens");
     let policy = NodePolicy {
         allowed_host_paths: vec!["/srv/berth".into()],
