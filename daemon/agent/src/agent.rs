@@ -949,6 +949,13 @@ impl<E: Env> Agent<E> {
             Some(self.new_watch(&record, !record.applied))
         };
         let create = self.create_request(&target);
+        // What the watcher watches follows the target's sources and
+        // deletions; most records change neither.
+        let watches_change = prev.as_ref().is_none_or(|p| {
+            p.target.spec.config != target.spec.config
+                || (p.current.action == DeployAction::Delete)
+                    != (record.action == DeployAction::Delete)
+        });
         let mut svc = Svc {
             meta,
             current: record.clone(),
@@ -973,7 +980,9 @@ impl<E: Env> Agent<E> {
         if let Err(e) = store.prune(&name, self.cfg.history_limit) {
             tracing::warn!(service = name, error = %e, "pruning history failed");
         }
-        self.refresh_watches();
+        if watches_change {
+            self.refresh_watches();
+        }
         self.emit_status(&record);
         Ok(record)
     }

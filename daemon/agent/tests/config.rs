@@ -421,3 +421,32 @@ async fn a_policy_only_change_keeps_the_container_and_its_config_identity() {
     assert_eq!(node.rt().mutating_calls(), vec![]);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn watches_follow_the_sources_and_stop_at_a_delete() {
+    let (_tmp, src) = config_dir("v=1\n");
+    let (node, w) = watched(env());
+    deploy(
+        &node.handle,
+        vec![with_config("web", &src, OnChange::Restart)],
+    )
+    .await;
+    assert_eq!(w.current().len(), 1);
+    let sets = w.sets().len();
+    // A record that changes neither sources nor deletion sets nothing.
+    let v = node
+        .handle
+        .verb("web", Verb::Stop, "test")
+        .await
+        .expect("stop");
+    wait_status(&node.handle, &v.deployment.expect("record").id).await;
+    assert_eq!(w.sets().len(), sets, "{:?}", w.sets());
+    let v = node
+        .handle
+        .verb("web", Verb::Delete, "test")
+        .await
+        .expect("delete");
+    assert!(w.current().is_empty(), "{:?}", w.current());
+    wait_status(&node.handle, &v.deployment.expect("record").id).await;
+    node.stop().await;
+}

@@ -65,7 +65,8 @@ impl<E: Env> Agent<E> {
         };
         let mut want = Vec::new();
         for (name, svc) in &self.services {
-            if svc.is_deleted() {
+            // Deleted, or being deleted: nothing to react to any more.
+            if svc.current.action == DeployAction::Delete {
                 continue;
             }
             for (i, m) in svc.target.spec.config.iter().enumerate() {
