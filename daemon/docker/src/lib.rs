@@ -13,6 +13,7 @@ mod cache;
 mod config;
 mod context;
 mod error;
+mod owned;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -89,6 +90,8 @@ struct Inner {
     client: Mutex<Option<Docker>>,
     /// Inspect results kept while an events stream can invalidate them.
     cache: Arc<Mutex<cache::InspectCache>>,
+    /// Full ids known to carry this node's label (no inspect before acting).
+    owned: Mutex<owned::OwnedIds>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +145,7 @@ impl DockerRuntime {
                 node_id: node_id.to_string(),
                 client: Mutex::new(None),
                 cache: Arc::new(Mutex::new(cache::InspectCache::default())),
+                owned: Mutex::new(owned::OwnedIds::default()),
             }),
         })
     }
@@ -196,6 +200,10 @@ impl Inner {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn owned_lock(&self) -> std::sync::MutexGuard<'_, owned::OwnedIds> {
+        self.owned.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The negotiated client, contacting the engine first if need be.
     async fn client(&self) -> Result<Docker, RuntimeError> {
         if let Some(docker) = self
@@ -238,7 +246,8 @@ impl Inner {
         format!("{LABEL_NODE}={}", self.node_id)
     }
 
-    /// Inspects `id` and refuses unless it carries this node's label.
+    /// Inspects `id` and refuses unless it carries this node's label. A full
+    /// id already known to be ours (see [`owned`]) needs no inspect.
     async fn ensure_ours(
         &self,
         docker: &Docker,
@@ -252,6 +261,12 @@ impl Inner {
                 message: "not a container name or id".to_string(),
             });
         }
+        if let Some(stop_timeout) = self.owned_lock().get(id) {
+            return Ok(OwnedContainer {
+                id: id.to_string(),
+                stop_timeout,
+            });
+        }
         let c = docker
             .clone()
             .with_timeout(QUERY_TIMEOUT)
@@ -263,7 +278,9 @@ impl Inner {
                 }
                 f => self.fail(op, id, f),
             })?;
-        check_owner(c, &self.node_id, op, id)
+        let c = check_owner(c, &self.node_id, op, id)?;
+        self.owned_lock().insert(&c.id, c.stop_timeout);
+        Ok(c)
     }
 }
 
@@ -496,6 +513,10 @@ impl Runtime for DockerRuntime {
                         .and_then(|cfg| cfg.labels.as_ref())
                         .and_then(|l| l.get(LABEL_NODE))
                         .is_some_and(|n| *n == inner.node_id);
+                    if ours {
+                        let stop_timeout = c.config.as_ref().and_then(|cfg| cfg.stop_timeout);
+                        inner.owned_lock().insert(&id, stop_timeout);
+                    }
                     if let Some(o) = observe(c).filter(|_| ours) {
                         out.push(o);
                     }
@@ -508,6 +529,7 @@ impl Runtime for DockerRuntime {
             }
         }
         inner.cache_lock().fill(epoch, &listed, &out);
+        inner.owned_lock().retain_listed(&listed);
         out.extend(cached);
         out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
@@ -546,6 +568,7 @@ impl Runtime for DockerRuntime {
         }
         let docker = inner.client().await?;
         let body = container_config(req, &inner.node_id);
+        let body_stop_timeout = body.stop_timeout;
         let opts = CreateContainerOptionsBuilder::default()
             .name(&req.name)
             .build();
@@ -554,6 +577,8 @@ impl Runtime for DockerRuntime {
                 for w in resp.warnings.iter().filter(|w| !w.is_empty()) {
                     tracing::warn!(container = %req.name, warning = %w, "engine warning on create");
                 }
+                // Created with this node's label: ours for its whole life.
+                inner.owned_lock().insert(&resp.id, body_stop_timeout);
                 Ok(resp.id)
             }
             Err(e) => Err(match Failure::from(e) {
@@ -717,7 +742,9 @@ impl Runtime for DockerRuntime {
             .force(true)
             .v(true)
             .build();
-        match docker.remove_container(&c.id, Some(opts)).await {
+        let removed = docker.remove_container(&c.id, Some(opts)).await;
+        inner.owned_lock().remove(&c.id);
+        match removed {
             Ok(()) => Ok(()),
             Err(e) => match Failure::from(e) {
                 f if f.status() == Some(404) => Ok(()),
@@ -988,6 +1015,9 @@ impl Runtime for DockerRuntime {
                         Ok(ev) => {
                             if let Some(id) = ev.actor.as_ref().and_then(|a| a.id.as_deref()) {
                                 inner.cache_lock().invalidate(id);
+                                if ev.action.as_deref() == Some("destroy") {
+                                    inner.owned_lock().remove(id);
+                                }
                             }
                             runtime_event(ev).map(Ok)
                         }

@@ -21,6 +21,7 @@ use berth_core::spec::{
     Healthcheck, Logging, PortMapping, Protocol, Resources, RestartPolicy, Ulimit, Volume,
 };
 use berth_docker::{DockerRuntime, Runtime};
+use berth_tests::proxy::EngineProxy;
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -935,4 +936,60 @@ async fn build_failures_and_image_removal() {
         .cloned()
         .collect();
     assert_eq!(tags.len(), 3);
+}
+
+/// Inspects of a container (`GET /containers/{id}/json`) the proxy saw.
+fn inspects(proxy: &EngineProxy) -> usize {
+    proxy
+        .calls()
+        .iter()
+        .filter(|(m, p)| {
+            m == "GET"
+                && p.starts_with("/containers/")
+                && p.split('?').next().is_some_and(|p| p.ends_with("/json"))
+                && !p.starts_with("/containers/json")
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_container_it_created_is_acted_on_without_another_inspect() {
+    let f = Fixture::new().await;
+    let proxy = EngineProxy::start(Path::new("/var/run/docker.sock")).expect("proxy starts");
+    let rt = DockerRuntime::connect(&proxy.docker_host(), &f.node).expect("connect");
+    let id = rt
+        .create(&f.request("known", "known", f.spec(&["sleep", "3600"])))
+        .await
+        .expect("create");
+    proxy.clear();
+    rt.start(&id).await.expect("start");
+    rt.stop(&id).await.expect("stop");
+    assert_eq!(inspects(&proxy), 0, "{:?}", proxy.calls());
+
+    // A name can be re-pointed: it is inspected every time.
+    rt.start(&f.name("known")).await.expect("start by name");
+    assert_eq!(inspects(&proxy), 1, "{:?}", proxy.calls());
+
+    // A runtime that did not create it (berthd after a restart) checks the
+    // label once, then knows it.
+    let fresh = DockerRuntime::connect(&proxy.docker_host(), &f.node).expect("connect");
+    proxy.clear();
+    fresh.stop(&id).await.expect("stop");
+    fresh.start(&id).await.expect("start");
+    assert_eq!(inspects(&proxy), 1, "{:?}", proxy.calls());
+
+    // Another node's runtime on the same engine still refuses it.
+    let other = DockerRuntime::connect(&proxy.docker_host(), &format!("{}-other", f.node))
+        .expect("connect");
+    assert!(
+        matches!(other.stop(&id).await, Err(RuntimeError::Refused { .. })),
+        "another node must not act on this node's container"
+    );
+
+    // Removed: acting on the id again says it is gone.
+    rt.remove(&id).await.expect("remove");
+    assert!(matches!(
+        rt.start(&id).await,
+        Err(RuntimeError::NoSuchContainer { .. })
+    ));
 }
