@@ -30,7 +30,7 @@ impl Node {
     fn start(units_timeout: Duration) -> Node {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
-            .with_env_filter("debug")
+            .with_max_level(tracing::Level::DEBUG)
             .try_init();
         let runtime = FakeRuntime::new("n1");
         runtime.add_image("demo:1", "sha256:one");

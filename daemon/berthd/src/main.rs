@@ -128,14 +128,14 @@ fn main() -> ExitCode {
 /// when systemd connected stderr to it, else as text to stderr. A journal
 /// that cannot be reached falls back to stderr; it never stops berthd.
 fn init_logging(sd: &systemd::SdEnv) {
-    use tracing_subscriber::EnvFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = || {
-        EnvFilter::try_from_env("BERTH_LOG")
-            .or_else(|_| EnvFilter::try_from_default_env())
-            .unwrap_or_else(|_| EnvFilter::new("info"))
-    };
+    let (targets, bad_filter) = log_filter(
+        std::env::var("BERTH_LOG")
+            .or_else(|_| std::env::var("RUST_LOG"))
+            .ok(),
+    );
+    let filter = || targets.clone();
     let mut journal_error = None;
     if sd.stderr_is_journal() {
         match tracing_journald::layer() {
@@ -155,13 +155,39 @@ fn init_logging(sd: &systemd::SdEnv) {
             Err(e) => journal_error = Some(e),
         }
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    let _ = tracing_subscriber::registry()
+        .with(filter())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
         .try_init();
+    if let Some(e) = bad_filter {
+        tracing::warn!(error = %e, "BERTH_LOG is not a log filter (e.g. `info` or `warn,berth_agent=debug`); logging at info");
+    }
     if let Some(e) = journal_error {
         tracing::warn!(error = %e, "cannot log to the journal; logging to stderr");
+    }
+}
+
+/// The log filter from `BERTH_LOG` (or `RUST_LOG`): a default level and
+/// per-target levels, `warn,berth_agent=debug`. Without one, or with one
+/// that does not parse (returned as the second value), `info`.
+fn log_filter(
+    value: Option<String>,
+) -> (
+    tracing_subscriber::filter::Targets,
+    Option<tracing_subscriber::filter::ParseError>,
+) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => (info(), None),
+        Some(v) => match v.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(e) => (info(), Some(e)),
+        },
     }
 }
 
@@ -455,5 +481,29 @@ fn trim_heap() {
     // takes no pointers from us and is safe to call from any thread.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn log_filter_levels_targets_and_a_bad_value() {
+        let (t, bad) = log_filter(None);
+        assert!(bad.is_none());
+        assert!(t.would_enable("berth_agent", &Level::INFO));
+        assert!(!t.would_enable("berth_agent", &Level::DEBUG));
+
+        let (t, bad) = log_filter(Some("warn,berth_agent=debug".into()));
+        assert!(bad.is_none());
+        assert!(t.would_enable("berth_agent::agent", &Level::DEBUG));
+        assert!(!t.would_enable("hyper", &Level::INFO));
+        assert!(t.would_enable("hyper", &Level::WARN));
+
+        let (t, bad) = log_filter(Some("berth_agent=loud".into()));
+        assert!(bad.is_some(), "an unknown level is reported");
+        assert!(t.would_enable("anything", &Level::INFO), "and info is used");
     }
 }

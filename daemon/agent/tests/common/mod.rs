@@ -34,7 +34,7 @@ pub fn start_with(env: Arc<Env>) -> Node {
 pub fn start_watching(env: Arc<Env>, watcher: Option<Box<dyn berth_watch::Watcher>>) -> Node {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter("debug")
+        .with_max_level(tracing::Level::DEBUG)
         .try_init();
     let (mut agent, handle) = Agent::new(env.clone(), cfg()).expect("agent loads");
     if let Some(w) = watcher {
