@@ -200,12 +200,13 @@ impl<E: Env> Agent<E> {
                     if meta.target_generation == 0 {
                         meta.target_generation = meta.generation;
                     }
+                    let current = Arc::new(current);
                     let target = if meta.target_generation == current.generation {
-                        current.clone()
+                        Arc::clone(&current)
                     } else {
                         match store.record(&meta.service, meta.target_generation)? {
-                            Some(t) => t,
-                            None => current.clone(),
+                            Some(t) => Arc::new(t),
+                            None => Arc::clone(&current),
                         }
                     };
                     let mut svc = Svc {
@@ -263,7 +264,7 @@ impl<E: Env> Agent<E> {
     }
 
     /// The create call for a record, when its image was resolved.
-    fn create_request(&self, record: &Deployment) -> Option<CreateRequest> {
+    fn create_request(&self, record: &Deployment) -> Option<Box<CreateRequest>> {
         let image_id = record.image_id.as_deref()?;
         let outputs_dir = self.outputs_dir(&record.service);
         let spec = create_spec(
@@ -284,11 +285,11 @@ impl<E: Env> Agent<E> {
         if let Some(identity) = &record.config_identity {
             labels.insert(LABEL_CONFIG_HASH.to_string(), identity.clone());
         }
-        Some(CreateRequest {
+        Some(Box::new(CreateRequest {
             name: format!("{}{}", self.cfg.prefix, record.service),
             spec,
             labels,
-        })
+        }))
     }
 
     /// Runs until `shutdown` resolves. Containers are left running.
@@ -932,9 +933,10 @@ impl<E: Env> Agent<E> {
         if let Some(source) = source {
             meta.source = source;
         }
+        let record = Arc::new(record);
         let target = match (&prev, failed_early) {
-            (Some(p), true) => p.target.clone(),
-            _ => record.clone(),
+            (Some(p), true) => Arc::clone(&p.target),
+            _ => Arc::clone(&record),
         };
         meta.target_generation = target.generation;
         if let Err(e) = store.save_meta(&meta) {
@@ -958,7 +960,7 @@ impl<E: Env> Agent<E> {
         });
         let mut svc = Svc {
             meta,
-            current: record.clone(),
+            current: Arc::clone(&record),
             target,
             create,
             busy: prev.as_ref().is_some_and(|p| p.busy),
@@ -984,7 +986,7 @@ impl<E: Env> Agent<E> {
             self.refresh_watches();
         }
         self.emit_status(&record);
-        Ok(record)
+        Ok(Arc::unwrap_or_clone(record))
     }
 
     fn emit_status(&mut self, record: &Deployment) {
@@ -1014,19 +1016,18 @@ impl<E: Env> Agent<E> {
         {
             return;
         }
-        svc.current.status = status;
-        svc.current.status_reason = reason;
-        svc.current.updated_at_ms = now;
-        if let Some(o) = outputs {
-            svc.current.outputs = o;
-        }
+        svc.edit_current(|d| {
+            d.status = status;
+            d.status_reason = reason;
+            d.updated_at_ms = now;
+            if let Some(o) = outputs {
+                d.outputs = o;
+            }
+        });
         if status.is_terminal() {
             svc.watch = None;
         }
-        if svc.target.generation == svc.current.generation {
-            svc.target = svc.current.clone();
-        }
-        let record = svc.current.clone();
+        let record = Arc::clone(&svc.current);
         if let Err(e) = self.env.store().save_record(&record) {
             tracing::error!(service, error = %e, "cannot save record status");
         }
@@ -1155,7 +1156,7 @@ impl<E: Env> Agent<E> {
                 };
                 if svc.target.spec.state == state && svc.current.status != Status::Failed {
                     return Ok(response(
-                        Some(svc.current.clone()),
+                        Some((*svc.current).clone()),
                         format!("{service} is already set to {state:?}").to_lowercase(),
                     ));
                 }
@@ -1183,8 +1184,8 @@ impl<E: Env> Agent<E> {
                 let target = svc.target.clone();
                 let mut record = self.new_record(spec, DeployAction::Delete, source, actor);
                 inherit_config(&mut record, &target);
-                record.image_id = target.image_id;
-                record.spec_hash = target.spec_hash;
+                record.image_id = target.image_id.clone();
+                record.spec_hash = target.spec_hash.clone();
                 record.applied = true;
                 record.status = Status::InProgress;
                 let record = self.commit_record(record, None)?;
@@ -1384,9 +1385,8 @@ impl<E: Env> Agent<E> {
                     .as_ref()
                     .is_some_and(|c| c.spec_hash.as_deref() == Some(svc.current.spec_hash.as_str()))
             {
-                svc.current.applied = true;
-                svc.target.applied = true;
-                let record = svc.current.clone();
+                svc.edit_current(|d| d.applied = true);
+                let record = Arc::clone(&svc.current);
                 if let Err(e) = self.env.store().save_record(&record) {
                     tracing::error!(service = name, error = %e, "cannot save record");
                 }
@@ -1553,16 +1553,18 @@ impl<E: Env> Agent<E> {
                     &id,
                     Some(outputs_dir.to_string_lossy().as_ref()),
                 );
-                svc.current.image_id = Some(id);
-                svc.current.spec_hash = spec_hash(&create);
-                svc.current.status_reason.clear();
-                let already_runs = self.observed.iter().any(|c| {
-                    c.service == service
-                        && c.spec_hash.as_deref() == Some(svc.current.spec_hash.as_str())
-                });
+                let hash = spec_hash(&create);
+                let already_runs = self
+                    .observed
+                    .iter()
+                    .any(|c| c.service == service && c.spec_hash.as_deref() == Some(hash.as_str()));
+                let current = Arc::make_mut(&mut svc.current);
+                current.image_id = Some(id);
+                current.spec_hash = hash;
+                current.status_reason.clear();
                 if already_runs {
-                    svc.current.applied = true;
-                    svc.current.status = Status::InProgress;
+                    current.applied = true;
+                    current.status = Status::InProgress;
                     svc.watch = Some(Watch {
                         running_since: None,
                         needs_settle: false,
@@ -1570,8 +1572,8 @@ impl<E: Env> Agent<E> {
                         health_deadline: Instant::now() + svc.current.spec.update.health_timeout,
                     });
                 }
-                svc.target = svc.current.clone();
-                let record = svc.current.clone();
+                svc.target = Arc::clone(&svc.current);
+                let record = Arc::clone(&svc.current);
                 let create = self.create_request(&record);
                 if let Some(svc) = self.services.get_mut(service) {
                     svc.create = create;
@@ -1664,7 +1666,7 @@ impl<E: Env> Agent<E> {
             self.spawn(Job::Actions {
                 service,
                 actions,
-                create: create.map(Box::new),
+                create,
                 outputs_dir,
             });
         }
@@ -1763,9 +1765,8 @@ impl<E: Env> Agent<E> {
                             && !svc.current.applied
                             && svc.current.generation == svc.target.generation
                         {
-                            svc.current.applied = true;
-                            svc.target.applied = true;
-                            let record = svc.current.clone();
+                            svc.edit_current(|d| d.applied = true);
+                            let record = Arc::clone(&svc.current);
                             if let Err(e) = self.env.store().save_record(&record) {
                                 tracing::error!(service, error = %e, "cannot save record");
                             }
@@ -1864,7 +1865,7 @@ impl<E: Env> Agent<E> {
             match previous {
                 Some(prev) => {
                     svc.meta.target_generation = prev.generation;
-                    svc.target = prev;
+                    svc.target = Arc::new(prev);
                 }
                 None => {
                     svc.meta.target_generation = current_gen;
@@ -1952,7 +1953,7 @@ impl<E: Env> Agent<E> {
                 summary.converged += 1;
             }
             services.insert(name.clone(), st);
-            currents.insert(name.clone(), svc.current.redacted());
+            currents.insert(name.clone(), crate::state::shown_record(&svc.current));
         }
         for (name, (path, error)) in &self.unreadable {
             summary.services += 1;

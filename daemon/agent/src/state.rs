@@ -1,6 +1,7 @@
 //! The loop's per-service state, the read snapshot, and the event ring.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use berth_core::dto::{
     ConfigSourceStatus, ContainerStatus, DeploymentSummary, EventsResponse, LastConfigChange,
@@ -17,12 +18,13 @@ use tokio::time::Instant;
 /// What the loop knows of one service.
 pub(crate) struct Svc {
     pub meta: ServiceMeta,
-    /// The newest record.
-    pub current: Deployment,
+    /// The newest record. Shared with `target` when they are the same
+    /// record, and with the read snapshot; edited through [`Svc::edit_current`].
+    pub current: Arc<Deployment>,
     /// The record whose spec the containers should have (see `ServiceMeta::target_generation`).
-    pub target: Deployment,
+    pub target: Arc<Deployment>,
     /// The create call for `target`; `None` when its image was never resolved.
-    pub create: Option<CreateRequest>,
+    pub create: Option<Box<CreateRequest>>,
     /// An executor job is running for this service.
     pub busy: bool,
     /// After a failed job: not before this instant.
@@ -107,6 +109,16 @@ impl Svc {
         self.current.action == DeployAction::Delete && self.current.status == Status::Complete
     }
 
+    /// Edits the newest record (copying it first if the snapshot still
+    /// shows the old one). A target that is the same record gets the same
+    /// edit and stays one shared copy.
+    pub fn edit_current(&mut self, edit: impl FnOnce(&mut Deployment)) {
+        edit(Arc::make_mut(&mut self.current));
+        if self.target.generation == self.current.generation {
+            self.target = Arc::clone(&self.current);
+        }
+    }
+
     pub fn container_name(&self, prefix: &str) -> String {
         format!("{prefix}{}", self.meta.service)
     }
@@ -117,8 +129,19 @@ impl Svc {
 pub struct Snapshot {
     pub node: NodeInfo,
     pub services: BTreeMap<String, ServiceStatus>,
-    /// Current records, redacted.
-    pub currents: BTreeMap<String, Deployment>,
+    /// Current records, redacted (the loop's own copy when there is no
+    /// secret to hide).
+    pub currents: BTreeMap<String, Arc<Deployment>>,
+}
+
+/// The record the read side shows: the loop's own copy when it has no
+/// secret to hide (no copy per snapshot), else a redacted one.
+pub(crate) fn shown_record(d: &Arc<Deployment>) -> Arc<Deployment> {
+    if d.needs_redaction() {
+        Arc::new(d.redacted())
+    } else {
+        Arc::clone(d)
+    }
 }
 
 pub(crate) fn image_display(image: &ImageSource) -> String {
@@ -153,7 +176,7 @@ pub(crate) fn service_status(svc: &Svc, container: Option<&ObservedContainer>) -
         kind: spec.kind,
         desired_state: spec.state,
         image: image_display(&spec.image),
-        current: Some(DeploymentSummary::from(&svc.current)),
+        current: Some(DeploymentSummary::from(&*svc.current)),
         container: container_status,
         converged: false,
         crash_loop: svc.crash_loop,

@@ -60,7 +60,11 @@ impl Node {
         &self.env.host
     }
     fn current(&self, service: &str) -> Option<Deployment> {
-        self.handle.snapshot().currents.get(service).cloned()
+        self.handle
+            .snapshot()
+            .currents
+            .get(service)
+            .map(|d| (**d).clone())
     }
     fn state(&self, name: &str) -> Option<ContainerState> {
         self.rt().container_by_name(name).map(|c| c.state)

@@ -406,7 +406,7 @@ async fn service(
         .ok_or_else(|| ApiError::NotFound(format!("no service named {name}")))?;
     Ok(Json(ServiceDetail {
         status,
-        current: snap.currents.get(&name).cloned(),
+        current: snap.currents.get(&name).map(|d| (**d).clone()),
     }))
 }
 

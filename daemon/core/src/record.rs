@@ -198,10 +198,44 @@ impl Deployment {
         format!("{service}-{generation}")
     }
 
+    /// Whether [`Deployment::redacted`] would change anything: only then
+    /// does output need a copy of its own.
+    pub fn needs_redaction(&self) -> bool {
+        self.spec.env.values().any(|v| v.secret)
+    }
+
     /// A copy safe to show outside the daemon: secret env values replaced.
     pub fn redacted(&self) -> Deployment {
         let mut d = self.clone();
         d.spec = d.spec.redacted();
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::EnvValue;
+
+    #[test]
+    fn needs_redaction_exactly_when_redacted_differs() {
+        let mut d = Deployment::default();
+        d.spec
+            .env
+            .insert("PLAIN".into(), EnvValue::plain("visible"));
+        assert!(!d.needs_redaction());
+        assert_eq!(d.redacted(), d, "nothing to hide: the same record");
+        d.spec.env.insert(
+            "TOKEN".into(),
+            EnvValue {
+                value: "s3cret".into(),
+                secret: true,
+            },
+        );
+        assert!(d.needs_redaction());
+        let shown = d.redacted();
+        assert_ne!(shown, d);
+        assert_eq!(shown.spec.env["TOKEN"].value, crate::REDACTED);
+        assert_eq!(shown.spec.env["PLAIN"].value, "visible");
     }
 }

@@ -104,7 +104,7 @@ pub(crate) async fn submit(
                 Err(e @ AgentError::Refused { .. }) => {
                     match inner.handle.snapshot().currents.get(name) {
                         Some(d) if d.action == DeployAction::Delete => {
-                            records.push(Some(d.clone()))
+                            records.push(Some((**d).clone()))
                         }
                         _ => return Err(e.into()),
                     }
@@ -125,7 +125,7 @@ pub(crate) async fn submit(
                 .iter()
                 .find(|r| &r.service == name)
                 .and_then(|r| r.deployment.clone());
-            records.push(created.or_else(|| snap.currents.get(name).cloned()));
+            records.push(created.or_else(|| snap.currents.get(name).map(|d| (**d).clone())));
         }
     }
     // Deleting a service that is already gone may still return its last

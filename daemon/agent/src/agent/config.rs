@@ -458,10 +458,7 @@ impl<E: Env> Agent<E> {
         }
         match error {
             None => {
-                svc.current.applied = true;
-                if svc.target.generation == generation {
-                    svc.target.applied = true;
-                }
+                svc.edit_current(|d| d.applied = true);
                 if let Some(w) = svc.watch.as_mut() {
                     w.needs_settle = true;
                     w.running_since = None;
@@ -507,10 +504,7 @@ impl<E: Env> Agent<E> {
         if svc.current.generation != generation {
             return;
         }
-        svc.current.applied = true;
-        if svc.target.generation == generation {
-            svc.target.applied = true;
-        }
+        svc.edit_current(|d| d.applied = true);
         let reaction = svc
             .current
             .config_change
