@@ -459,15 +459,17 @@ async fn trim_heap_periodically() {
     }
 }
 
-/// At most two malloc arenas: glibc gives each thread that allocates its
-/// own (up to 8 per core), which an agent this small never needs and which
-/// keep freed memory resident.
+/// One malloc arena: glibc gives each thread that allocates its own (up to
+/// 8 per core). berthd allocates little and rarely, so lock contention is
+/// nil, while every extra arena keeps its own partly used pages resident:
+/// with 200 services idle, two arenas held 2.4 MiB for 0.4 MiB in use in
+/// the second one (`cargo xtask bench apply` shows the RSS).
 #[allow(unsafe_code)]
 fn limit_malloc_arenas() {
     // SAFETY: called once at the start of main, before any other thread
     // exists; mallopt only sets a glibc tunable and takes no pointers.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
         // A fixed threshold: glibc otherwise raises it after each large
         // free, and the engine's big list answers then land in the heap,
         // leaving holes behind them.
