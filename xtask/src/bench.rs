@@ -255,6 +255,41 @@ fn engine_floor(n: usize) -> Result<Duration> {
     took.map_err(|e| anyhow::anyhow!("engine floor: {e}"))
 }
 
+/// A cold apply of `n` through the counting proxy (not timed: the proxy
+/// adds its own latency): which engine calls berth made, by kind.
+fn cold_apply_calls(bin: &Path, base: &Path, n: usize) -> Result<(usize, String)> {
+    let proxy = EngineProxy::start(Path::new(ENGINE)).context("cannot start the engine proxy")?;
+    let d = Daemon::start(
+        bin,
+        &base.join("cold-counted"),
+        &format!("bench-counted-{}", std::process::id()),
+        &proxy.docker_host(),
+    )?;
+    let dir = base.join("cold-counted-specs");
+    specs(&dir, n, "hello")?;
+    proxy.clear();
+    let out = d.ctl(&["apply", "--no-wait", &dir.display().to_string()])?;
+    if !out.status.success() {
+        bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    wait_running(&d, n, Duration::from_secs(120))?;
+    let calls = proxy.calls();
+    let count = |f: &dyn Fn(&str, &str) -> bool| calls.iter().filter(|(m, p)| f(m, p)).count();
+    let create = count(&|m, p| m == "POST" && p.starts_with("/containers/create"));
+    let start = count(&|m, p| m == "POST" && p.ends_with("/start"));
+    let list = count(&|m, p| m == "GET" && p.starts_with("/containers/json"));
+    let inspect = count(&|m, p| {
+        m == "GET"
+            && p.starts_with("/containers/")
+            && !p.starts_with("/containers/json")
+            && p.split('?').next().is_some_and(|p| p.ends_with("/json"))
+    });
+    Ok((
+        calls.len(),
+        format!("{create} create, {start} start, {inspect} inspect, {list} list"),
+    ))
+}
+
 pub fn apply(root: &Path) -> Result<()> {
     let bin = release_bins(root)?;
     let base = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
@@ -304,6 +339,7 @@ pub fn apply(root: &Path) -> Result<()> {
         wait_running(&d, cold, Duration::from_secs(120))?;
         t.elapsed()
     };
+    let cold_calls = cold_apply_calls(&bin, &base, cold)?;
     let floor = engine_floor(cold)?;
     rows.push((
         format!("engine floor: {cold} parallel API create+start"),
@@ -329,6 +365,13 @@ pub fn apply(root: &Path) -> Result<()> {
             ),
             None => "compose failed".into(),
         },
+    ));
+
+    rows.push((
+        "  engine calls for it (a second run, counted)".to_string(),
+        cold_calls.0.to_string(),
+        "-".into(),
+        format!("{} (the least: {cold} create, {cold} start)", cold_calls.1),
     ));
 
     // 2-4. 200 services through the counting proxy.
