@@ -37,7 +37,10 @@ const EXIT_START_FAILED: u8 = 1;
                   and leave containers running.\n\
                   Config keys and defaults: see ARCHITECTURE.md §9 (node_id, state_dir, socket, \
                   socket_group, spec_dir, prefix, history_limit, docker_host, user_bus, \
-                  units_timeout, ...)."
+                  units_timeout, ...).\n\
+                  Logging: to the journal when systemd connects stderr to it, else to stderr; \
+                  BERTH_LOG (or RUST_LOG) sets the levels, e.g. `warn,berth_agent=debug` \
+                  (default: info)."
 )]
 struct Args {
     /// The node config (TOML). Without it, every key has its default.
