@@ -154,6 +154,21 @@ impl EngineProxy {
             .collect()
     }
 
+    /// How many single-container inspects (`GET /containers/{id}/json`) were
+    /// made; the list (`GET /containers/json`) is not one.
+    pub fn container_inspects(&self) -> usize {
+        lock(&self.shared.calls)
+            .iter()
+            .filter(|(method, path)| {
+                let path = path.split('?').next().unwrap_or_default();
+                method.eq_ignore_ascii_case("GET")
+                    && path.starts_with("/containers/")
+                    && path.ends_with("/json")
+                    && path != "/containers/json"
+            })
+            .count()
+    }
+
     /// Forgets the calls recorded so far.
     pub fn clear(&self) {
         lock(&self.shared.calls).clear();

@@ -278,12 +278,7 @@ fn cold_apply_calls(bin: &Path, base: &Path, n: usize) -> Result<(usize, String)
     let create = count(&|m, p| m == "POST" && p.starts_with("/containers/create"));
     let start = count(&|m, p| m == "POST" && p.ends_with("/start"));
     let list = count(&|m, p| m == "GET" && p.starts_with("/containers/json"));
-    let inspect = count(&|m, p| {
-        m == "GET"
-            && p.starts_with("/containers/")
-            && !p.starts_with("/containers/json")
-            && p.split('?').next().is_some_and(|p| p.ends_with("/json"))
-    });
+    let inspect = proxy.container_inspects();
     Ok((
         calls.len(),
         format!("{create} create, {start} start, {inspect} inspect, {list} list"),

@@ -938,20 +938,6 @@ async fn build_failures_and_image_removal() {
     assert_eq!(tags.len(), 3);
 }
 
-/// Inspects of a container (`GET /containers/{id}/json`) the proxy saw.
-fn inspects(proxy: &EngineProxy) -> usize {
-    proxy
-        .calls()
-        .iter()
-        .filter(|(m, p)| {
-            m == "GET"
-                && p.starts_with("/containers/")
-                && p.split('?').next().is_some_and(|p| p.ends_with("/json"))
-                && !p.starts_with("/containers/json")
-        })
-        .count()
-}
-
 #[tokio::test]
 async fn a_container_it_created_is_acted_on_without_another_inspect() {
     let f = Fixture::new().await;
@@ -964,11 +950,11 @@ async fn a_container_it_created_is_acted_on_without_another_inspect() {
     proxy.clear();
     rt.start(&id).await.expect("start");
     rt.stop(&id).await.expect("stop");
-    assert_eq!(inspects(&proxy), 0, "{:?}", proxy.calls());
+    assert_eq!(proxy.container_inspects(), 0, "{:?}", proxy.calls());
 
     // A name can be re-pointed: it is inspected every time.
     rt.start(&f.name("known")).await.expect("start by name");
-    assert_eq!(inspects(&proxy), 1, "{:?}", proxy.calls());
+    assert_eq!(proxy.container_inspects(), 1, "{:?}", proxy.calls());
 
     // A runtime that did not create it (berthd after a restart) checks the
     // label once, then knows it.
@@ -976,7 +962,7 @@ async fn a_container_it_created_is_acted_on_without_another_inspect() {
     proxy.clear();
     fresh.stop(&id).await.expect("stop");
     fresh.start(&id).await.expect("start");
-    assert_eq!(inspects(&proxy), 1, "{:?}", proxy.calls());
+    assert_eq!(proxy.container_inspects(), 1, "{:?}", proxy.calls());
 
     // Another node's runtime on the same engine still refuses it.
     let other = DockerRuntime::connect(&proxy.docker_host(), &format!("{}-other", f.node))
