@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent::{Agent, Handle, HostSeams};
+use berth_agent::{Handle, HostSeams};
 use berth_core::dto::Change;
 use berth_core::event::EventKind;
 use berth_core::host::HostError;
@@ -19,19 +19,10 @@ use common::{apply, cfg, eventually, spec, wait_status};
 
 type Env = HostSeams<FakeRuntime, MemStore, FakeHost>;
 
-struct Node {
-    env: Arc<Env>,
-    handle: Handle,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
+type Node = common::Running<Env>;
 
 impl Node {
     fn start(units_timeout: Duration) -> Node {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_max_level(tracing::Level::DEBUG)
-            .try_init();
         let runtime = FakeRuntime::new("n1");
         runtime.add_image("demo:1", "sha256:one");
         let env = Arc::new(HostSeams {
@@ -41,17 +32,7 @@ impl Node {
         });
         let mut c = cfg();
         c.units_timeout = units_timeout;
-        let (agent, handle) = Agent::new(env.clone(), c).expect("agent loads");
-        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(agent.run(async move {
-            let _ = rx.await;
-        }));
-        Node {
-            env,
-            handle,
-            stop,
-            task,
-        }
+        common::run_agent(env, c, None)
     }
     fn rt(&self) -> &FakeRuntime {
         &self.env.runtime
@@ -68,10 +49,6 @@ impl Node {
     }
     fn state(&self, name: &str) -> Option<ContainerState> {
         self.rt().container_by_name(name).map(|c| c.state)
-    }
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
     }
 }
 

@@ -13,12 +13,15 @@ use berth_fakes::{FakeRuntime, MemStore};
 
 pub type Env = Seams<FakeRuntime, MemStore>;
 
-pub struct Node {
-    pub env: Arc<Env>,
+/// A running loop on its seams.
+pub struct Running<E> {
+    pub env: Arc<E>,
     pub handle: Handle,
     pub stop: tokio::sync::oneshot::Sender<()>,
     pub task: tokio::task::JoinHandle<()>,
 }
+
+pub type Node = Running<Env>;
 
 pub fn cfg() -> AgentConfig {
     let mut c = AgentConfig::new("n1", "t-", std::env::temp_dir().join("berth-agent-test"));
@@ -32,11 +35,20 @@ pub fn start_with(env: Arc<Env>) -> Node {
 
 /// Starts the loop, with a config watcher when given one.
 pub fn start_watching(env: Arc<Env>, watcher: Option<Box<dyn berth_watch::Watcher>>) -> Node {
+    run_agent(env, cfg(), watcher)
+}
+
+/// Starts the loop on any seams, with `cfg`.
+pub fn run_agent<E: berth_agent::Env>(
+    env: Arc<E>,
+    cfg: AgentConfig,
+    watcher: Option<Box<dyn berth_watch::Watcher>>,
+) -> Running<E> {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_max_level(tracing::Level::DEBUG)
         .try_init();
-    let (mut agent, handle) = Agent::new(env.clone(), cfg()).expect("agent loads");
+    let (mut agent, handle) = Agent::new(env.clone(), cfg).expect("agent loads");
     if let Some(w) = watcher {
         agent = agent.with_watcher(w);
     }
@@ -44,7 +56,7 @@ pub fn start_watching(env: Arc<Env>, watcher: Option<Box<dyn berth_watch::Watche
     let task = tokio::spawn(agent.run(async move {
         let _ = rx.await;
     }));
-    Node {
+    Running {
         env,
         handle,
         stop,
@@ -62,12 +74,15 @@ pub fn start() -> Node {
     }))
 }
 
-impl Node {
-    pub async fn stop(self) -> Arc<Env> {
+impl<E> Running<E> {
+    pub async fn stop(self) -> Arc<E> {
         let _ = self.stop.send(());
         let _ = self.task.await;
         self.env
     }
+}
+
+impl Node {
     pub fn rt(&self) -> &FakeRuntime {
         &self.env.runtime
     }
