@@ -5,9 +5,11 @@
 //!   berthd starts); until that succeeds every call fails fast with
 //!   [`RuntimeError::Unreachable`].
 //! - Only containers carrying `io.berth.node=<node id>` are listed or watched,
-//!   and every mutating call inspects its target first and refuses one without
-//!   that label. The mutation then addresses the container by the full id the
-//!   inspect returned, so a name re-pointed in between cannot redirect it.
+//!   and every mutating call checks its target first and refuses one without
+//!   that label: a name by an inspect every time, a full id by an inspect
+//!   unless berth created or listed that id already (`owned`). The mutation
+//!   then addresses the container by its full id, so a name re-pointed in
+//!   between cannot redirect it.
 
 mod cache;
 mod config;
