@@ -89,6 +89,13 @@ impl TestNode {
         self
     }
 
+    /// Replaces the extra TOML and rewrites the config file now (for a
+    /// SIGHUP to read).
+    pub fn set_config(&mut self, toml: &str) {
+        self.extra_config = format!("{toml}\n");
+        self.write_config();
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

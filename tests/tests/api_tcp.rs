@@ -239,6 +239,118 @@ async fn tokens_roles_and_the_node_policy() {
     assert_eq!(diff["results"][0]["change"], "created", "{diff}");
 }
 
+/// The `daemon` events whose message starts with `prefix`.
+fn daemon_events(node: &TestNode, prefix: &str) -> Vec<String> {
+    let events = node.ctl_json(&["events"]);
+    events["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "daemon")
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls `f` for up to 20 s.
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within 20 s");
+}
+
+#[tokio::test]
+async fn sighup_rotates_tokens_and_policy_and_names_what_waits_for_a_restart() {
+    const NEW: &str = "rotated-admin-token-for-the-tcp-tests";
+    let (mut node, addr) = tcp_node("tcphup", "", "");
+    node.start();
+    let pid = node.pid();
+    let root =
+        json!({"services": [{"name": "root", "image": "berth-demo:latest", "privileged": true}]});
+    let r = plain(
+        addr,
+        "POST",
+        "/v1/apply?dry_run=true",
+        Some(ADMIN),
+        Some(root.clone()),
+    )
+    .await;
+    assert_eq!(
+        r.status, 403,
+        "the default policy refuses privileged: {}",
+        r.body
+    );
+
+    // Rotate: the old tokens go, a new admin token comes, privileged is
+    // allowed, and a key that needs a restart changes too.
+    let tokens = node.dir().join("tokens");
+    write_private(&tokens, &format!("admin {NEW}\n"));
+    node.set_config(&format!(
+        "history_limit = 7\n[api]\nlisten = \"{addr}\"\ntokens_file = \"{}\"\n[policy]\nallow_privileged = true\n",
+        tokens.display()
+    ));
+    node.hup();
+    eventually("the old token refused", async || {
+        plain(addr, "GET", "/v1/services", Some(ADMIN), None)
+            .await
+            .status
+            == 401
+    })
+    .await;
+    let r = plain(addr, "GET", "/v1/services", Some(NEW), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = plain(
+        addr,
+        "POST",
+        "/v1/apply?dry_run=true",
+        Some(NEW),
+        Some(root),
+    )
+    .await;
+    assert_eq!(
+        r.status, 200,
+        "[policy] allow_privileged took effect: {}",
+        r.body
+    );
+    assert_eq!(node.pid(), pid, "berthd did not restart");
+    let reloads = daemon_events(&node, "config reloaded");
+    assert_eq!(reloads.len(), 1, "{reloads:?}");
+    let m = &reloads[0];
+    assert!(m.contains("[api] 1 token(s), plain HTTP"), "{m}");
+    assert!(m.contains("[policy]"), "{m}");
+    assert!(
+        m.contains("only when berthd restarts: history_limit"),
+        "{m}"
+    );
+    assert!(
+        !m.contains(NEW) && !node.logs().contains(NEW),
+        "a token leaked: {m}"
+    );
+
+    // A tokens file that became unsafe is refused: the running tokens stay.
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    node.hup();
+    let mut failed = Vec::new();
+    eventually("a reload that keeps the tokens", async || {
+        failed = daemon_events(&node, "config reloaded");
+        failed.len() == 2
+    })
+    .await;
+    assert!(
+        failed[1].contains("kept running as before") && failed[1].contains("tokens_file"),
+        "{}",
+        failed[1]
+    );
+    let r = plain(addr, "GET", "/v1/services", Some(NEW), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(node.pid(), pid);
+}
+
 #[tokio::test]
 async fn unsafe_or_broken_api_files_stop_berthd_with_exit_78() {
     // Group-readable tokens file.
@@ -427,20 +539,30 @@ async fn slow_or_oversized_requests_are_bounded() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut node, addr) = tcp_node("tcpslow", "", "");
     node.start();
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    // Headers that never end, on TCP and on the local socket alike.
+    async fn cut_off<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, which: &str) {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "{which}: the connection was still open after 30s"
+        );
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(5),
+            "{which}: cut too early: {:?}",
+            started.elapsed()
+        );
+    }
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let unix = tokio::net::UnixStream::connect(node.socket())
         .await
-        .expect("write");
-    let started = std::time::Instant::now();
-    let mut buf = Vec::new();
-    let read =
-        tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the connection was still open after 30s");
-    assert!(
-        started.elapsed() >= std::time::Duration::from_secs(5),
-        "cut too early: {:?}",
-        started.elapsed()
-    );
+        .expect("connect to the socket");
+    tokio::join!(cut_off(tcp, "TCP"), cut_off(unix, "the local socket"));
 
     let big = Value::String("x".repeat(2 << 20));
     let r = request(addr, None, "POST", "/v1/apply", Some(ADMIN), Some(big)).await;

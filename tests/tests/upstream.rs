@@ -653,3 +653,43 @@ fn outbox_list_retry_and_drop_from_berthctl() {
         "{out:?}"
     );
 }
+
+#[test]
+fn sighup_starts_and_stops_the_metadata_pull() {
+    let meta = Undercloud::start();
+    meta.set_metadata(json!({"deployments": [cfn(&meta, "h-1", json!([web("web")]))]}));
+    demo_image();
+    let mut node = TestNode::new("pullhup");
+    node.start();
+    let upstream = format!(
+        "[upstream]\nmetadata_url = \"{}\"\npoll_interval = \"1s\"\n",
+        meta.url("/metadata")
+    );
+    node.set_config(&upstream);
+    node.hup();
+    wait_for("the signal of h-1", &node, WAIT, || {
+        meta.delivered().len() == 1
+    });
+    assert!(node.container("web").is_some(), "web runs");
+    let reloads = node.ctl_ok(&["events"]);
+    assert!(
+        reloads.contains("config reloaded: applied [upstream] metadata_url, poll_interval"),
+        "{reloads}"
+    );
+    assert!(
+        !reloads.contains("s3cr3t"),
+        "a signed URL leaked: {reloads}"
+    );
+
+    // Unset: the polling stops and the pulled service stays.
+    node.set_config("");
+    node.hup();
+    wait_for("the pull stopped", &node, WAIT, || {
+        node.logs()
+            .contains("metadata_url is unset: no more polling")
+    });
+    let polls = meta.metadata_counts();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(meta.metadata_counts(), polls, "no poll after the reload");
+    assert!(node.container("web").is_some(), "web stays");
+}

@@ -11,8 +11,9 @@ mod upstream;
 
 pub use auth::{Authenticated, MIN_TOKEN_LEN, Role, Tokens, TokensError};
 pub use error::ApiError;
+pub use routes::TcpAccess;
 pub use routes::{BODY_READ_TIMEOUT, MAX_BODY, OPENAPI, route_paths, router, tcp_router};
-pub use tcp::{TcpLimits, TcpPeer, serve_tcp};
+pub use tcp::{ConnLimits, TcpPeer, serve_tcp};
 pub use tokio_rustls::{TlsAcceptor, rustls};
 pub use unix::{PeerPolicy, UnixPeer, bind_unix, serve_unix};
 pub use upstream::{BoxFuture, UpstreamApi, UpstreamError};

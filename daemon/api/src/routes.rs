@@ -44,24 +44,42 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The OpenAPI document of this router (`GET /v1/openapi.json`).
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
+/// What the TCP API checks callers and pushed specs against. berthd
+/// replaces it on SIGHUP (a rotated tokens file, a changed `[policy]`):
+/// each request reads the value current when it arrives.
+#[derive(Clone)]
+pub struct TcpAccess {
+    pub tokens: Arc<Tokens>,
+    /// Checked against every spec that arrives over TCP.
+    pub node_policy: Arc<NodePolicy>,
+}
+
 /// How callers are authenticated.
 #[derive(Clone)]
 enum Access {
-    /// The local socket: SO_PEERCRED, no token.
+    /// The local socket: SO_PEERCRED, no token, no node policy (the local
+    /// operator is trusted).
     Unix(Arc<PeerPolicy>),
-    /// TCP: bearer tokens.
-    Tokens(Arc<Tokens>),
+    /// TCP: bearer tokens and the node policy.
+    Tcp(tokio::sync::watch::Receiver<TcpAccess>),
 }
 
 #[derive(Clone)]
 struct AppState {
     handle: Handle,
     access: Access,
-    /// Checked against specs that arrive over TCP; `None` on the local
-    /// socket (the local operator is trusted).
-    node_policy: Option<Arc<NodePolicy>>,
     /// Heat documents and the signal outbox (`None`: routes answer 503).
     upstream: Option<Arc<dyn UpstreamApi>>,
+}
+
+impl AppState {
+    /// The policy specs are checked against: TCP only.
+    fn node_policy(&self) -> Option<Arc<NodePolicy>> {
+        match &self.access {
+            Access::Unix(_) => None,
+            Access::Tcp(rx) => Some(rx.borrow().node_policy.clone()),
+        }
+    }
 }
 
 /// The whole API for the local socket.
@@ -73,23 +91,21 @@ pub fn router(
     build(AppState {
         handle,
         access: Access::Unix(Arc::new(policy)),
-        node_policy: None,
         upstream,
     })
 }
 
 /// The whole API for TCP: bearer tokens (a read token may only GET) and the
-/// node policy applied to every spec pushed.
+/// node policy applied to every spec pushed, both read from `access` as it
+/// is when a request arrives.
 pub fn tcp_router(
     handle: Handle,
-    tokens: Tokens,
-    node_policy: NodePolicy,
+    access: tokio::sync::watch::Receiver<TcpAccess>,
     upstream: Option<Arc<dyn UpstreamApi>>,
 ) -> Router {
     build(AppState {
         handle,
-        access: Access::Tokens(Arc::new(tokens)),
-        node_policy: Some(Arc::new(node_policy)),
+        access: Access::Tcp(access),
         upstream,
     })
 }
@@ -242,10 +258,13 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             Ok(a) => a,
             Err(e) => return e.into_response(),
         },
-        Access::Tokens(tokens) => match token_actor(tokens, &req) {
-            Ok(a) => a,
-            Err(e) => return e.into_response(),
-        },
+        Access::Tcp(access) => {
+            let tokens = access.borrow().tokens.clone();
+            match token_actor(&tokens, &req) {
+                Ok(a) => a,
+                Err(e) => return e.into_response(),
+            }
+        }
     };
     req.extensions_mut().insert(actor);
     next.run(req).await
@@ -307,7 +326,7 @@ fn check_policy<'a>(
     state: &AppState,
     specs: impl IntoIterator<Item = (String, &'a ServiceSpec)>,
 ) -> Result<(), ApiError> {
-    let Some(policy) = &state.node_policy else {
+    let Some(policy) = state.node_policy() else {
         return Ok(());
     };
     let violations: Vec<_> = specs
@@ -350,7 +369,7 @@ async fn post_deployment(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let doc = json_body(&body)?;
-    let check_policy = s.node_policy.is_some();
+    let check_policy = matches!(s.access, Access::Tcp(_));
     let status = upstream(&s)?.submit(doc, actor(who), check_policy).await?;
     let code = if status.unchanged {
         StatusCode::OK

@@ -15,10 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tower::Service;
 
-/// Per-connection limits.
+/// Per-connection limits, for the TCP API and the local socket alike.
 #[derive(Debug, Clone)]
-pub struct TcpLimits {
-    /// A TLS handshake must finish within this.
+pub struct ConnLimits {
+    /// A TLS handshake must finish within this (TCP with TLS only).
     pub handshake_timeout: Duration,
     /// A request's headers must arrive within this.
     pub header_read_timeout: Duration,
@@ -26,9 +26,9 @@ pub struct TcpLimits {
     pub max_connections: usize,
 }
 
-impl Default for TcpLimits {
+impl Default for ConnLimits {
     fn default() -> Self {
-        TcpLimits {
+        ConnLimits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 256,
@@ -42,18 +42,19 @@ pub struct TcpPeer {
     pub addr: SocketAddr,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; with `tls`,
-/// every connection is a TLS one. Open connections are asked to close
-/// when it resolves (streams end when the process does).
+/// Serves `router` on `listener` until `shutdown` resolves; while `tls`
+/// holds an acceptor, every new connection is a TLS one (berthd replaces it
+/// on SIGHUP: connections already open keep theirs). When `shutdown`
+/// resolves, open connections are asked to close and this returns once
+/// they have (streams end when the process does).
 pub async fn serve_tcp(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: tokio::sync::watch::Receiver<Option<tokio_rustls::TlsAcceptor>>,
     router: Router,
-    limits: TcpLimits,
+    limits: ConnLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let conns = Connections::new(limits.max_connections);
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
@@ -68,16 +69,16 @@ pub async fn serve_tcp(
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Some(permit) = conns.admit() else {
             tracing::warn!(peer = %addr, max = limits.max_connections, "too many TCP API connections; closing a new one");
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let tls = tls.clone();
+        let tls = tls.borrow().clone();
         let limits = limits.clone();
-        let stop = stop_rx.clone();
+        let stop = conns.stopping();
         tokio::spawn(async move {
             let peer = TcpPeer { addr };
             match tls {
@@ -97,21 +98,59 @@ pub async fn serve_tcp(
             drop(permit);
         });
     }
-    let _ = stop_tx.send(true);
+    conns.drain().await;
     Ok(())
 }
 
-async fn serve_conn<S>(
+/// The open connections of one listener: at most `max`, and told to close
+/// when the listener stops.
+pub(crate) struct Connections {
+    slots: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl Connections {
+    pub(crate) fn new(max: usize) -> Connections {
+        Connections {
+            slots: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            stop_tx: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// A slot for a new connection, held for its life; `None` when full.
+    pub(crate) fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Turns true when the listener stops.
+    pub(crate) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop_tx.subscribe()
+    }
+
+    /// Asks every connection to close and waits until all have.
+    pub(crate) async fn drain(self) {
+        let _ = self.stop_tx.send(true);
+        let max = u32::try_from(self.max).unwrap_or(u32::MAX);
+        let _ = self.slots.acquire_many(max).await;
+    }
+}
+
+/// Serves one connection; `peer` is put in every request's extensions.
+pub(crate) async fn serve_conn<S, P>(
     io: S,
-    peer: TcpPeer,
+    peer: P,
     router: Router,
-    limits: &TcpLimits,
+    limits: &ConnLimits,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    P: Clone + std::fmt::Debug + Send + Sync + 'static,
 {
+    let shown = format!("{peer:?}");
     let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-        req.extensions_mut().insert(peer);
+        req.extensions_mut().insert(peer.clone());
         let mut router = router.clone();
         async move { router.call(req).await }
     });
@@ -129,6 +168,6 @@ async fn serve_conn<S>(
         }
     };
     if let Err(e) = result {
-        tracing::debug!(peer = %peer.addr, error = %e, "TCP API connection ended with an error");
+        tracing::debug!(peer = shown, error = %e, "API connection ended with an error");
     }
 }

@@ -4,11 +4,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
-use tokio::net::UnixListener;
+use axum::extract::ConnectInfo;
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::tcp::{ConnLimits, Connections, serve_conn};
 
 /// What SO_PEERCRED said about a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +20,10 @@ pub struct UnixPeer {
     pub pid: Option<i32>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for UnixPeer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl UnixPeer {
+    /// SO_PEERCRED of `stream`.
+    pub fn of(stream: &UnixStream) -> UnixPeer {
+        match stream.peer_cred() {
             Ok(c) => UnixPeer {
                 uid: c.uid(),
                 gid: c.gid(),
@@ -116,16 +119,50 @@ pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves, with the same
+/// bounds as the TCP API (`limits`: a request's headers must arrive in
+/// time, and connections beyond the maximum are closed), so that a stuck
+/// local client cannot hold the socket. Each request carries its peer's
+/// credentials as `ConnectInfo<UnixPeer>`. Returns once open connections
+/// have closed.
 pub async fn serve_unix(
     listener: UnixListener,
     router: Router,
+    limits: ConnLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<UnixPeer>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let conns = Connections::new(limits.max_connections);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a local API connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let peer = UnixPeer::of(&stream);
+        let Some(permit) = conns.admit() else {
+            tracing::warn!(
+                uid = peer.uid,
+                max = limits.max_connections,
+                "too many local API connections; closing a new one"
+            );
+            drop(stream);
+            continue;
+        };
+        let router = router.clone();
+        let limits = limits.clone();
+        let stop = conns.stopping();
+        tokio::spawn(async move {
+            serve_conn(stream, ConnectInfo(peer), router, &limits, stop).await;
+            drop(permit);
+        });
+    }
+    conns.drain().await;
+    Ok(())
 }

@@ -2,11 +2,14 @@
 //! `oneshot` against the loop on fakes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
-use berth_api::{OPENAPI, PeerPolicy, Tokens, UnixPeer, route_paths, router, tcp_router};
+use berth_api::{
+    OPENAPI, PeerPolicy, TcpAccess, Tokens, UnixPeer, route_paths, router, tcp_router,
+};
 use berth_core::policy::NodePolicy;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -32,7 +35,11 @@ fn apps() -> Apps {
         allowed_host_paths: vec!["/srv/berth".into()],
         ..NodePolicy::default()
     };
-    let tcp = tcp_router(handle.clone(), tokens, policy, None);
+    let access = TcpAccess {
+        tokens: Arc::new(tokens),
+        node_policy: Arc::new(policy),
+    };
+    let tcp = tcp_router(handle.clone(), tokio::sync::watch::channel(access).1, None);
     let unix = router(
         handle,
         PeerPolicy {

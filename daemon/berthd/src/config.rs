@@ -265,6 +265,49 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
     })
 }
 
+impl Config {
+    /// The keys SIGHUP cannot apply that differ between this (running)
+    /// config and `new`: they take effect when berthd restarts.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |key, differs: bool| {
+            if differs {
+                keys.push(key);
+            }
+        };
+        check("node_id", self.node_id != new.node_id);
+        check("state_dir", self.state_dir != new.state_dir);
+        check("socket", self.socket != new.socket);
+        check("socket_group", self.socket_group != new.socket_group);
+        check("prefix", self.prefix != new.prefix);
+        check("history_limit", self.history_limit != new.history_limit);
+        check("docker_host", self.docker_host != new.docker_host);
+        check("user_bus", self.user_bus != new.user_bus);
+        check("units_timeout", self.units_timeout != new.units_timeout);
+        check("watch.debounce", self.debounce != new.debounce);
+        check("watch.rescan", self.rescan != new.rescan);
+        check("api.listen", self.api.listen != new.api.listen);
+        keys
+    }
+
+    /// This config with what SIGHUP applies taken from `new`: `spec_dir`,
+    /// `[policy]`, `[upstream]`, and `[api]`'s files while the listener is
+    /// the same. The rest stays as it runs.
+    pub fn with_reloaded(&self, new: &Config) -> Config {
+        let mut c = self.clone();
+        c.spec_dir = new.spec_dir.clone();
+        c.policy = new.policy.clone();
+        c.upstream = new.upstream.clone();
+        c.poll_interval = new.poll_interval;
+        c.heartbeat = new.heartbeat;
+        if c.api.listen == new.api.listen {
+            c.api = new.api.clone();
+        }
+        c.warnings = new.warnings.clone();
+        c
+    }
+}
+
 fn one_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
@@ -383,6 +426,58 @@ mod tests {
             !c.warnings.iter().any(|w| w.contains("[api]")),
             "{:?}",
             c.warnings
+        );
+    }
+
+    #[test]
+    fn sighup_takes_spec_dir_policy_upstream_and_api_files_only() {
+        let running = load(
+            Some(
+                write(
+                    "prefix = \"a-\"\n[api]\nlisten = \"127.0.0.1:7443\"\ntokens_file = \"/t1\"\n",
+                )
+                .path(),
+            ),
+            None,
+        )
+        .expect("running");
+        let new = load(
+            Some(write(
+                "prefix = \"b-\"\nspec_dir = \"/srv/specs\"\nhistory_limit = 7\n[api]\nlisten = \"127.0.0.1:7443\"\ntokens_file = \"/t2\"\n[policy]\nallow_privileged = true\n[upstream]\nmetadata_url = \"http://192.0.2.1/md\"\npoll_interval = \"5s\"\n",
+            ).path()),
+            None,
+        )
+        .expect("new");
+        assert_eq!(
+            running.restart_only_changes(&new),
+            ["prefix", "history_limit"]
+        );
+        let now = running.with_reloaded(&new);
+        assert_eq!(now.prefix, "a-");
+        assert_eq!(now.history_limit, 50);
+        assert_eq!(now.spec_dir, Path::new("/srv/specs"));
+        assert_eq!(now.api.tokens_file.as_deref(), Some(Path::new("/t2")));
+        assert_eq!(now.policy.allow_privileged, Some(true));
+        assert_eq!(now.poll_interval, Duration::from_secs(5));
+        assert!(now.upstream.metadata_url.is_some());
+        // Applied, the running config has nothing left to restart for
+        // but what SIGHUP cannot do.
+        assert_eq!(now.restart_only_changes(&new), ["prefix", "history_limit"]);
+        assert_eq!(now.with_reloaded(&new), now);
+
+        // A new listener is a restart; its files wait with it.
+        let moved = load(
+            Some(write("[api]\nlisten = \"127.0.0.1:7444\"\ntokens_file = \"/t3\"\n").path()),
+            None,
+        )
+        .expect("moved");
+        assert_eq!(
+            running.restart_only_changes(&moved),
+            ["prefix", "api.listen"]
+        );
+        assert_eq!(
+            running.with_reloaded(&moved).api.tokens_file.as_deref(),
+            Some(Path::new("/t1"))
         );
     }
 }

@@ -1,6 +1,7 @@
 //! berthd: wires the store, the engine, the loop and the API together.
 
 mod config;
+mod reload;
 mod specdir;
 mod systemd;
 mod tcp;
@@ -33,8 +34,10 @@ const EXIT_START_FAILED: u8 = 1;
                   Services come from the spec drop-in dir (spec_dir) and from `berthctl apply`.",
     after_help = "Exit codes: 0 clean shutdown (containers keep running), 1 failed to start, \
                   78 invalid configuration.\n\
-                  Signals: SIGHUP re-reads the config and spec_dir; SIGTERM/SIGINT stop berthd \
-                  and leave containers running.\n\
+                  Signals: SIGHUP re-reads the config and applies spec_dir, [policy], [upstream] \
+                  and the files [api] names (tokens, certificate, key, client CA: rotate them in \
+                  place); other changed keys are named and wait for a restart. SIGTERM/SIGINT \
+                  stop berthd and leave containers running.\n\
                   Config keys and defaults: see ARCHITECTURE.md §9 (node_id, state_dir, socket, \
                   socket_group, spec_dir, prefix, history_limit, docker_host, user_bus, \
                   units_timeout, ...).\n\
@@ -303,17 +306,20 @@ async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let api = tokio::spawn(berth_api::serve_unix(listener, router, api_stop));
+    let api = tokio::spawn(berth_api::serve_unix(
+        listener,
+        router,
+        berth_api::ConnLimits::default(),
+        api_stop,
+    ));
+    let mut tcp_live = None;
     if let Some(setup) = tcp {
         let listener = tokio::net::TcpListener::bind(setup.listen)
             .await
             .with_context(|| format!("cannot listen on {} ([api] listen)", setup.listen))?;
-        let router = berth_api::tcp_router(
-            handle.clone(),
-            setup.tokens,
-            tcp::node_policy(&cfg.policy),
-            Some(upstream_api.clone()),
-        );
+        let (access_tx, access) =
+            tokio::sync::watch::channel(reload::tcp_access(setup.tokens, &cfg));
+        let router = berth_api::tcp_router(handle.clone(), access, Some(upstream_api.clone()));
         let mut rx = stop_rx.clone();
         let stop = async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -324,11 +330,21 @@ async fn run(
             client_certificates = setup.client_auth,
             "serving the TCP API"
         );
-        let tls = setup.tls.map(berth_api::TlsAcceptor::from);
+        let (tls_tx, tls) =
+            tokio::sync::watch::channel(setup.tls.map(berth_api::TlsAcceptor::from));
+        tcp_live = Some(reload::TcpLive {
+            access: access_tx,
+            tls: tls_tx,
+        });
         tokio::spawn(async move {
-            if let Err(e) =
-                berth_api::serve_tcp(listener, tls, router, berth_api::TcpLimits::default(), stop)
-                    .await
+            if let Err(e) = berth_api::serve_tcp(
+                listener,
+                tls,
+                router,
+                berth_api::ConnLimits::default(),
+                stop,
+            )
+            .await
             {
                 tracing::error!(error = %e, "the TCP API stopped");
             }
@@ -381,27 +397,41 @@ async fn run(
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let mut spec_dir = cfg.spec_dir.clone();
+    let live = reload::Live {
+        tcp: tcp_live,
+        upstream: upstream.clone(),
+    };
+    let mut running = cfg.clone();
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: re-reading the config and the spec dir");
                 notify.reloading();
-                match config::load(cfg.path.as_deref(), std::env::var("DOCKER_HOST").ok()) {
+                let message = match config::load(cfg.path.as_deref(), std::env::var("DOCKER_HOST").ok()) {
                     Ok(new) => {
-                        if new.spec_dir != spec_dir {
-                            tracing::info!(from = %spec_dir.display(), to = %new.spec_dir.display(), "spec_dir changed");
-                            spec_dir = new.spec_dir.clone();
+                        for w in &new.warnings {
+                            tracing::warn!("{w}");
                         }
-                        let mut restart_needed = new.clone();
-                        restart_needed.spec_dir = cfg.spec_dir.clone();
-                        if restart_needed != cfg {
-                            tracing::warn!("config keys other than spec_dir changed; they take effect when berthd restarts");
+                        // The event logs the whole outcome at info; what needs
+                        // the operator is logged again at its own level.
+                        let outcome = reload::apply(&mut running, &new, &live, own_uid());
+                        for f in &outcome.failed {
+                            tracing::error!("{f}");
                         }
+                        if !outcome.restart.is_empty() {
+                            tracing::warn!(keys = outcome.restart.join(", "), "config keys changed that take effect only when berthd restarts");
+                        }
+                        outcome.line()
                     }
-                    Err(e) => tracing::error!("{e}; keeping the running config"),
+                    Err(e) => {
+                        tracing::error!("{e}; keeping the running config");
+                        format!("config not reloaded: {e}; keeping the running config")
+                    }
+                };
+                if let Err(e) = handle.emit(berth_core::event::EventKind::Daemon { message }).await {
+                    tracing::warn!(error = %e, "cannot record the reload event");
                 }
-                apply_spec_dir(&handle, &spec_dir).await;
+                apply_spec_dir(&handle, &running.spec_dir).await;
                 notify.ready(&handle.snapshot().node.summary.line());
             }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping; containers keep running"); break; }
@@ -424,7 +454,7 @@ async fn run(
     Ok(())
 }
 
-fn upstream_config(cfg: &config::Config) -> berth_upstream::UpstreamConfig {
+pub(crate) fn upstream_config(cfg: &config::Config) -> berth_upstream::UpstreamConfig {
     berth_upstream::UpstreamConfig {
         metadata_url: cfg.upstream.metadata_url.clone(),
         poll_interval: cfg.poll_interval,

@@ -62,11 +62,12 @@ pub(crate) async fn submit(
         check_policy: true, ..
     } = &origin
     {
+        let settings = inner.settings();
         let violations: Vec<_> = bd
             .services
             .iter()
             .enumerate()
-            .flat_map(|(i, s)| inner.cfg.policy.check_spec(s, &format!("config[{i}]")))
+            .flat_map(|(i, s)| settings.cfg.policy.check_spec(s, &format!("config[{i}]")))
             .collect();
         if !violations.is_empty() {
             return Err(SubmitError::Policy(violations));

@@ -57,6 +57,26 @@ pub struct UpstreamConfig {
     pub policy: NodePolicy,
 }
 
+impl UpstreamConfig {
+    /// The config keys whose values differ from `old`'s (`policy` for any
+    /// of `[policy]`).
+    pub fn changed_keys(&self, old: &UpstreamConfig) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |key, differs: bool| {
+            if differs {
+                keys.push(key);
+            }
+        };
+        check("metadata_url", self.metadata_url != old.metadata_url);
+        check("poll_interval", self.poll_interval != old.poll_interval);
+        check("report_url", self.report_url != old.report_url);
+        check("heartbeat", self.heartbeat != old.heartbeat);
+        check("ca_file", self.ca_file != old.ca_file);
+        check("policy", self.policy != old.policy);
+        keys
+    }
+}
+
 impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
@@ -151,17 +171,30 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
+/// What the tasks read at each round: [`Upstream::reconfigure`] replaces it
+/// (berthd's SIGHUP), and the pull and report tasks wake up for it.
+pub(crate) struct Settings {
+    pub cfg: UpstreamConfig,
+    pub client: crate::http::HttpClient,
+}
+
 pub(crate) struct Inner {
     pub handle: Handle,
     pub node_id: String,
-    pub cfg: UpstreamConfig,
+    pub settings: tokio::sync::watch::Sender<Arc<Settings>>,
     pub index: index::Index,
     pub outbox: FsOutbox,
-    pub client: crate::http::HttpClient,
     /// Wakes the outbox sender (something was appended or retried).
     pub wake: Notify,
     /// One submit at a time (idempotency by id is read-check-write).
     pub submit_lock: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    /// The settings as they are now.
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        self.settings.borrow().clone()
+    }
 }
 
 /// The upstream handle: cheap to clone. Create it with [`Upstream::start`]
@@ -186,8 +219,8 @@ pub(crate) fn jitter() -> f64 {
 impl Upstream {
     /// Opens the outbox and the document index under `state_dir`, and
     /// starts the tasks: the outbox sender, the waiters of documents not
-    /// yet done, and (when configured) the pull and the reports. The tasks
-    /// end when the runtime does.
+    /// yet done, the pull and the reports (these two idle while their URL
+    /// is unset). The tasks end when the runtime does.
     pub fn start(
         handle: Handle,
         state_dir: &Path,
@@ -197,26 +230,44 @@ impl Upstream {
         let client = crate::http::HttpClient::new(cfg.ca_file.as_deref())?;
         let outbox = FsOutbox::open(state_dir)?;
         let index = index::Index::open(state_dir)?;
+        let settings = Arc::new(Settings { cfg, client });
         let inner = Arc::new(Inner {
             handle,
             node_id: node_id.to_string(),
-            cfg,
+            settings: tokio::sync::watch::channel(settings).0,
             index,
             outbox,
-            client,
             wake: Notify::new(),
             submit_lock: tokio::sync::Mutex::new(()),
         });
         let up = Upstream { inner };
         deploy::resume(&up.inner);
         tokio::spawn(sender::run(up.inner.clone()));
-        if let Some(url) = up.inner.cfg.metadata_url.clone() {
-            tokio::spawn(pull::run(up.clone(), url));
-        }
-        if let Some(url) = up.inner.cfg.report_url.clone() {
-            tokio::spawn(report::run(up.inner.clone(), url));
-        }
+        tokio::spawn(pull::run(up.clone()));
+        tokio::spawn(report::run(up.inner.clone()));
         Ok(up)
+    }
+
+    /// Replaces `[upstream]` and `[policy]` (berthd's SIGHUP). The CA file
+    /// is read again even when its path is the same (a rotated CA); if it
+    /// cannot be read nothing changes. Polling moves to a new
+    /// `metadata_url` at once (services pulled from the old one are deleted
+    /// only when a clean round from the new one does not name them) and
+    /// stops when it is unset; reports likewise. Signals already queued
+    /// are sent with the new policy and CA. Returns the keys that changed.
+    pub fn reconfigure(&self, cfg: UpstreamConfig) -> Result<Vec<&'static str>, StartError> {
+        let old = self.inner.settings();
+        let client = if cfg.ca_file.is_some() || cfg.ca_file != old.cfg.ca_file {
+            crate::http::HttpClient::new(cfg.ca_file.as_deref())?
+        } else {
+            old.client.clone()
+        };
+        let changed = cfg.changed_keys(&old.cfg);
+        self.inner
+            .settings
+            .send_replace(Arc::new(Settings { cfg, client }));
+        self.inner.wake.notify_one();
+        Ok(changed)
     }
 
     /// Deploys a Heat document (see the crate docs); idempotent by id.

@@ -21,6 +21,7 @@ use http::Method;
 use http::StatusCode;
 use serde_json::Value;
 
+use crate::http::HttpClient;
 use crate::{Origin, SubmitError, Upstream, jitter};
 
 /// Longest backoff after errors, on top of the poll interval.
@@ -43,19 +44,39 @@ impl PullState {
     }
 }
 
-pub(crate) async fn run(up: Upstream, url: String) {
-    let shown = redact_url(&url);
-    tracing::info!(url = shown, interval = ?up.inner.cfg.poll_interval, "polling Heat metadata");
+/// Polls `metadata_url` while it is set; follows SIGHUP's new settings
+/// (a new URL starts afresh, an unset one idles until set).
+pub(crate) async fn run(up: Upstream) {
+    let mut changes = up.inner.settings.subscribe();
+    let mut polling: Option<String> = None;
     let mut st = PullState::default();
     let mut failures = 0u32;
     loop {
-        let delay = match poll_once(&up, &url, &shown, &mut st).await {
+        let settings = changes.borrow_and_update().clone();
+        let Some(url) = settings.cfg.metadata_url.as_deref() else {
+            if polling.take().is_some() {
+                tracing::info!("metadata_url is unset: no more polling; pulled services stay");
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let shown = redact_url(url);
+        if polling.as_deref() != Some(url) {
+            tracing::info!(url = shown, interval = ?settings.cfg.poll_interval, "polling Heat metadata");
+            polling = Some(url.to_string());
+            st = PullState::default();
+            failures = 0;
+        }
+        let interval = settings.cfg.poll_interval;
+        let delay = match poll_once(&up, &settings.client, url, &shown, &mut st).await {
             Ok(()) => {
                 if failures > 0 {
                     tracing::info!(url = shown, "metadata fetched again");
                 }
                 failures = 0;
-                up.inner.cfg.poll_interval
+                interval
             }
             Err(msg) => {
                 failures = failures.saturating_add(1);
@@ -70,15 +91,20 @@ pub(crate) async fn run(up: Upstream, url: String) {
                 }
                 let base =
                     Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(MAX_BACKOFF);
-                up.inner.cfg.poll_interval + base.mul_f64(1.0 - jitter() / 2.0)
+                interval + base.mul_f64(1.0 - jitter() / 2.0)
             }
         };
-        tokio::time::sleep(delay).await;
+        // New settings: poll again at once with them.
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            changed = changes.changed() => if changed.is_err() { return },
+        }
     }
 }
 
 async fn poll_once(
     up: &Upstream,
+    client: &HttpClient,
     url: &str,
     shown: &str,
     st: &mut PullState,
@@ -90,9 +116,7 @@ async fn poll_once(
     if let Some(m) = &st.last_modified {
         headers.push(("If-Modified-Since", m));
     }
-    let resp = up
-        .inner
-        .client
+    let resp = client
         .send(Method::GET, url, &headers, None)
         .await
         .map_err(|e| format!("GET {shown}: {e}"))?;

@@ -81,15 +81,36 @@ fn build(inner: &Inner, seq: u64) -> Report {
     }
 }
 
-pub(crate) async fn run(inner: Arc<Inner>, url: String) {
-    let shown = redact_url(&url);
+/// Posts reports while `report_url` is set; follows SIGHUP's new settings
+/// (a new URL gets a report at once, an unset one idles until set).
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut changes = inner.settings.subscribe();
     let mut events = inner.handle.subscribe_events();
+    let mut reporting: Option<String> = None;
     let mut seq = now_ms();
     let mut dirty = true;
     let mut failures = 0u32;
     let mut last_attempt: Option<Instant> = None;
     let mut last_ok = Instant::now();
     loop {
+        let settings = changes.borrow_and_update().clone();
+        let Some(url) = settings.cfg.report_url.as_deref() else {
+            if reporting.take().is_some() {
+                tracing::info!("report_url is unset: no more state reports");
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let shown = redact_url(url);
+        if reporting.as_deref() != Some(url) {
+            tracing::info!(url = shown, heartbeat = ?settings.cfg.heartbeat, "reporting node state");
+            reporting = Some(url.to_string());
+            dirty = true;
+            failures = 0;
+            last_attempt = None;
+        }
         let now = Instant::now();
         let due = if dirty || failures > 0 {
             let gap = if failures > 0 {
@@ -100,13 +121,14 @@ pub(crate) async fn run(inner: Arc<Inner>, url: String) {
             };
             last_attempt.map_or(now, |t| (t + gap).max(now))
         } else {
-            last_ok + inner.cfg.heartbeat
+            last_ok + settings.cfg.heartbeat
         };
         tokio::select! {
             ev = events.recv() => match ev {
                 Ok(_) | Err(RecvError::Lagged(_)) => dirty = true,
                 Err(RecvError::Closed) => return,
             },
+            changed = changes.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep_until(due) => {
                 seq = seq.saturating_add(1).max(now_ms());
                 let report = build(&inner, seq);
@@ -119,9 +141,9 @@ pub(crate) async fn run(inner: Arc<Inner>, url: String) {
                         continue;
                     }
                 };
-                let sent = inner
+                let sent = settings
                     .client
-                    .send(Method::POST, &url, &[("Content-Type", "application/json")], Some(body))
+                    .send(Method::POST, url, &[("Content-Type", "application/json")], Some(body))
                     .await;
                 match sent {
                     Ok(r) if r.status.is_success() => {

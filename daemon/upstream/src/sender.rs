@@ -159,6 +159,7 @@ async fn deliver(inner: &Inner, entry: OutboxEntry) -> bool {
 
 fn policy_check(inner: &Inner, url: &str, what: &str) -> Result<(), Attempt> {
     inner
+        .settings()
         .cfg
         .policy
         .check_signal_url(url, what)
@@ -240,8 +241,8 @@ async fn request(
         .collect();
     headers.push(("Idempotency-Key", key));
     let body = Bytes::from(req.body.clone());
-    match inner
-        .client
+    let client = inner.settings().client.clone();
+    match client
         .send(method.clone(), req.url.expose(), &headers, Some(body))
         .await
     {

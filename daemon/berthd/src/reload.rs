@@ -1,0 +1,137 @@
+//! SIGHUP: a re-read config applied to the running berthd where it can be
+//! without a restart. `spec_dir`, `[policy]`, `[upstream]` and the files
+//! `[api]` names (tokens, TLS certificate, key and client CA, read again
+//! even when their paths are the same: rotation) take effect at once; the
+//! keys that shape the node itself (node_id, state_dir, prefix, the
+//! listeners, ...) wait for a restart and are named. A part that fails to
+//! load keeps running as it was, and says so.
+
+use std::sync::Arc;
+
+use berth_api::{TcpAccess, TlsAcceptor};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::tcp;
+
+/// The parts of a running berthd that SIGHUP can change.
+pub struct Live {
+    /// `None` when berthd started without `[api] listen`.
+    pub tcp: Option<TcpLive>,
+    pub upstream: berth_upstream::Upstream,
+}
+
+pub struct TcpLive {
+    pub access: watch::Sender<TcpAccess>,
+    pub tls: watch::Sender<Option<TlsAcceptor>>,
+}
+
+/// What one reload did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// What now runs with new values (no secrets, no URLs).
+    pub applied: Vec<String>,
+    /// Keys that changed but wait for a restart.
+    pub restart: Vec<&'static str>,
+    /// Parts that could not be loaded and keep their running values.
+    pub failed: Vec<String>,
+}
+
+impl Outcome {
+    /// One line for the log and the `daemon` event.
+    pub fn line(&self) -> String {
+        let mut parts = Vec::new();
+        if self.applied.is_empty() {
+            parts.push("nothing changed that SIGHUP applies".to_string());
+        } else {
+            parts.push(format!("applied {}", self.applied.join("; ")));
+        }
+        if !self.failed.is_empty() {
+            parts.push(format!(
+                "kept running as before: {}",
+                self.failed.join("; ")
+            ));
+        }
+        if !self.restart.is_empty() {
+            parts.push(format!(
+                "changed but taking effect only when berthd restarts: {}",
+                self.restart.join(", ")
+            ));
+        }
+        format!("config reloaded: {}", parts.join("; "))
+    }
+}
+
+/// The TCP API's access as `prepare` read it from `cfg`.
+pub fn tcp_access(setup_tokens: berth_api::Tokens, cfg: &Config) -> TcpAccess {
+    TcpAccess {
+        tokens: Arc::new(setup_tokens),
+        node_policy: Arc::new(tcp::node_policy(&cfg.policy)),
+    }
+}
+
+/// Applies `new` to `live` where SIGHUP can, and makes `running` what now
+/// runs.
+pub fn apply(running: &mut Config, new: &Config, live: &Live, own_uid: u32) -> Outcome {
+    let mut out = Outcome {
+        restart: running.restart_only_changes(new),
+        ..Outcome::default()
+    };
+    let mut target = running.with_reloaded(new);
+    if target.spec_dir != running.spec_dir {
+        out.applied.push("spec_dir".into());
+    }
+    if let Some(tcp_live) = &live.tcp {
+        match tcp::prepare(&target.api, own_uid) {
+            Ok(Some(setup)) => {
+                let n = setup.tokens.len();
+                let tls = match (&setup.tls, setup.client_auth) {
+                    (None, _) => "plain HTTP",
+                    (Some(_), false) => "TLS",
+                    (Some(_), true) => "TLS with client certificates",
+                };
+                tcp_live
+                    .access
+                    .send_replace(tcp_access(setup.tokens, &target));
+                tcp_live.tls.send_replace(setup.tls.map(TlsAcceptor::from));
+                out.applied
+                    .push(format!("[api] {n} token(s), {tls} for new connections"));
+            }
+            // The listener is the running one, so `listen` is set.
+            Ok(None) => {}
+            Err(e) => {
+                out.failed.push(format!(
+                    "{e}; the TCP API keeps its tokens and TLS (the node policy still applies)"
+                ));
+                target.api = running.api.clone();
+                let policy = Arc::new(tcp::node_policy(&target.policy));
+                tcp_live
+                    .access
+                    .send_modify(|a| a.node_policy = policy.clone());
+            }
+        }
+    }
+    match live.upstream.reconfigure(crate::upstream_config(&target)) {
+        Ok(keys) => {
+            let (policy, upstream): (Vec<&str>, Vec<&str>) =
+                keys.into_iter().partition(|k| *k == "policy");
+            if !policy.is_empty() {
+                out.applied.push("[policy]".into());
+            }
+            if !upstream.is_empty() {
+                out.applied
+                    .push(format!("[upstream] {}", upstream.join(", ")));
+            }
+        }
+        Err(e) => {
+            out.failed.push(format!(
+                "[upstream] {e}; polling and signals keep their settings"
+            ));
+            target.upstream = running.upstream.clone();
+            target.poll_interval = running.poll_interval;
+            target.heartbeat = running.heartbeat;
+        }
+    }
+    *running = target;
+    out
+}
