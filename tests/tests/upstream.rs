@@ -205,6 +205,18 @@ fn a_heat_update_with_a_new_id_and_the_same_spec_restarts_nothing() {
     let paths = signal_paths(&meta);
     assert!(paths[1].starts_with("/signal/u-2"), "{paths:?}");
     assert_eq!(meta.delivered()[1].json()["deploy_status_code"], 0);
+    // Heat no longer lists u-1: its index entry goes, u-2's stays.
+    let heat = node.state_dir().join("heat");
+    wait_for("u-1 forgotten", &node, WAIT, || {
+        !heat.join("doc-u-1.json").exists()
+    });
+    assert!(heat.join("doc-u-2.json").exists());
+    assert!(
+        node.logs()
+            .contains("forgot pulled Heat documents the metadata no longer lists"),
+        "{}",
+        node.logs()
+    );
 
     // deploy_action: DELETE removes it, and is signalled.
     let mut del = cfn(&meta, "u-3", json!([web("web")]));

@@ -187,7 +187,7 @@ pub(crate) fn open_dir(dir: &Path) -> Result<OwnedFd, StoreError> {
 }
 
 /// Makes a directory's entries (creations, renames, removals) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     let fd = open_dir(dir)?;
     rustix::fs::fsync(&fd).map_err(|e| io_err("sync the directory", dir, e.into()))
 }

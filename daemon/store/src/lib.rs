@@ -36,10 +36,10 @@ use berth_core::record::Deployment;
 use berth_core::spec::valid_service_name;
 use berth_core::store::{LoadedService, ServiceMeta, Store, StoreError};
 
-pub use atomic::{Created, DIR_MODE, FILE_MODE, TMP_PREFIX, create_atomic, write_atomic};
+pub use atomic::{Created, DIR_MODE, FILE_MODE, TMP_PREFIX, create_atomic, sync_dir, write_atomic};
 pub use outbox::{FsOutbox, OUTBOX_DIR, OutboxError, OutboxList, SEQ_FILE, Unreadable};
 
-use atomic::{ensure_dir, io_err, sweep_temps, sync_dir};
+use atomic::{ensure_dir, io_err, sweep_temps};
 use events::EventLog;
 
 /// Name of the event log in the state dir.

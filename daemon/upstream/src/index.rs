@@ -175,6 +175,28 @@ impl Index {
         Ok(out)
     }
 
+    /// Removes the entries of done documents (signal queued) that `forget`
+    /// picks; entries still waiting for their signal and unreadable files
+    /// stay. Returns the ids removed.
+    pub fn forget(&self, forget: impl Fn(&DocIndex) -> bool) -> Result<Vec<String>, StoreError> {
+        let mut gone = Vec::new();
+        for e in self.all()? {
+            if !e.signal_queued || !forget(&e) {
+                continue;
+            }
+            let path = self.dir.join(file_name(&e.doc_id));
+            match std::fs::remove_file(&path) {
+                Ok(()) => gone.push(e.doc_id),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(io_error("remove", &path, err)),
+            }
+        }
+        if !gone.is_empty() {
+            berth_store::sync_dir(&self.dir)?;
+        }
+        Ok(gone)
+    }
+
     pub fn pulled(&self) -> Result<PulledSet, StoreError> {
         Ok(self.read_json(PULLED_FILE)?.unwrap_or_default())
     }
@@ -217,5 +239,32 @@ mod tests {
         p.services.insert("a".into());
         idx.set_pulled(&p).expect("set");
         assert_eq!(idx.pulled().expect("pulled"), p);
+    }
+
+    #[test]
+    fn forget_removes_only_done_documents_it_picks() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let idx = Index::open(dir.path()).expect("open");
+        for (id, done) in [("old", true), ("waiting", false), ("kept", true)] {
+            idx.put(&DocIndex {
+                doc_id: id.into(),
+                signal_queued: done,
+                ..Default::default()
+            })
+            .expect("put");
+        }
+        std::fs::write(dir.path().join(HEAT_DIR).join("doc-torn.json"), b"{\"doc_").expect("torn");
+        let gone = idx.forget(|e| e.doc_id != "kept").expect("forget");
+        assert_eq!(gone, ["old"]);
+        assert_eq!(idx.get("old").expect("get"), None);
+        assert!(
+            idx.get("waiting").expect("get").is_some(),
+            "its signal is not queued yet"
+        );
+        assert!(idx.get("kept").expect("get").is_some());
+        assert!(
+            dir.path().join(HEAT_DIR).join("doc-torn.json").exists(),
+            "an unreadable entry is reported, never removed"
+        );
     }
 }

@@ -204,6 +204,38 @@ pub struct Upstream {
     inner: Arc<Inner>,
 }
 
+/// How long a pushed document's index entry is kept: an orchestrator that
+/// sends the same id again within this gets the same answer (and no second
+/// deployment or signal); `GET /v1/deployments/{id}` finds it.
+pub const PUSHED_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A pushed document accepted longer than [`PUSHED_KEEP`] ago.
+fn push_expired(e: &index::DocIndex, now_ms: u64) -> bool {
+    e.origin == OriginKind::Push
+        && now_ms.saturating_sub(e.created_ms) > PUSHED_KEEP.as_millis() as u64
+}
+
+/// At start and then hourly, forgets pushed documents past
+/// [`PUSHED_KEEP`] whose signal is queued (pulled ones go when the metadata
+/// stops listing them).
+async fn forget_old_pushes(inner: Arc<Inner>) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let _one = inner.submit_lock.lock().await;
+        let now = now_ms();
+        match inner.index.forget(|e| push_expired(e, now)) {
+            Ok(gone) if !gone.is_empty() => tracing::info!(
+                count = gone.len(),
+                "forgot pushed Heat documents accepted over 30 days ago"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune the Heat document index"),
+        }
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -243,6 +275,7 @@ impl Upstream {
         let up = Upstream { inner };
         deploy::resume(&up.inner);
         tokio::spawn(sender::run(up.inner.clone()));
+        tokio::spawn(forget_old_pushes(up.inner.clone()));
         tokio::spawn(pull::run(up.clone()));
         tokio::spawn(report::run(up.inner.clone()));
         Ok(up)
@@ -354,5 +387,24 @@ pub(crate) fn stats(outbox: &FsOutbox) -> OutboxStats {
             .filter(|e| e.state == EntryState::Dead)
             .count(),
         unreadable: list.unreadable.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_is_forgotten_30_days_after_it_was_accepted_and_a_pull_never_by_age() {
+        let day = 24 * 3600 * 1000;
+        let now = 100 * day;
+        let entry = |origin, age_days| index::DocIndex {
+            origin,
+            created_ms: now - age_days * day,
+            ..Default::default()
+        };
+        assert!(!push_expired(&entry(OriginKind::Push, 29), now));
+        assert!(push_expired(&entry(OriginKind::Push, 31), now));
+        assert!(!push_expired(&entry(OriginKind::Pull, 90), now));
     }
 }

@@ -22,7 +22,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use crate::http::HttpClient;
-use crate::{Origin, SubmitError, Upstream, jitter};
+use crate::{Origin, OriginKind, SubmitError, Upstream, jitter};
 
 /// Longest backoff after errors, on top of the poll interval.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -139,6 +139,8 @@ async fn poll_once(
     let mut named: BTreeSet<String> = BTreeSet::new();
     let mut applied: BTreeSet<String> = BTreeSet::new();
     let mut deleted: BTreeSet<String> = BTreeSet::new();
+    // The ids of berth's documents in this round.
+    let mut listed: BTreeSet<String> = BTreeSet::new();
     for (i, entry) in entries.into_iter().enumerate() {
         let classified = entry.and_then(|doc| doc.classify());
         let bd = match classified {
@@ -159,6 +161,7 @@ async fn poll_once(
             }
             Ok(Classified::Berth(bd)) => bd,
         };
+        listed.insert(bd.id.clone());
         let services: Vec<String> = bd.services.iter().map(|s| s.name.clone()).collect();
         let delete = bd.inputs.is_delete();
         if !delete {
@@ -228,6 +231,9 @@ async fn poll_once(
         }
     }
     inner.index.set_pulled(&pulled).map_err(|e| e.to_string())?;
+    if clean {
+        forget_unlisted(inner, &listed).await;
+    }
     // Remembered only once the content was acted on (and not when a
     // document could not be applied for a reason that may pass).
     if refetch {
@@ -238,6 +244,25 @@ async fn poll_once(
         st.last_modified = header(&resp.headers, "last-modified");
     }
     Ok(())
+}
+
+/// A pulled document Heat no longer lists will not come back by the pull:
+/// once its signal is queued, its index entry goes (the index would grow
+/// for the node's whole life otherwise). A listed one stays, so that the
+/// next round finds it and applies nothing.
+async fn forget_unlisted(inner: &crate::Inner, listed: &BTreeSet<String>) {
+    let _one = inner.submit_lock.lock().await;
+    match inner
+        .index
+        .forget(|e| e.origin == OriginKind::Pull && !listed.contains(&e.doc_id))
+    {
+        Ok(gone) if !gone.is_empty() => tracing::info!(
+            documents = gone.join(", "),
+            "forgot pulled Heat documents the metadata no longer lists"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot prune the Heat document index"),
+    }
 }
 
 fn header(h: &http::HeaderMap, name: &str) -> Option<String> {
