@@ -493,6 +493,27 @@ async fn tls_serves_the_api_and_plain_http_gets_nothing() {
             .is_err(),
         "plain HTTP on the TLS port must not be answered"
     );
+
+    // Rotation: a new CA and certificate at the same paths, then SIGHUP.
+    let rotated = self::pki(dir.path());
+    node.hup();
+    let new_tls = Some(client_config(&rotated, false));
+    eventually("the new certificate served", async || {
+        request(addr, new_tls.clone(), "GET", "/healthz", None, None)
+            .await
+            .is_ok()
+    })
+    .await;
+    let old = request(
+        addr,
+        Some(client_config(&pki, false)),
+        "GET",
+        "/healthz",
+        None,
+        None,
+    )
+    .await;
+    assert!(old.is_err(), "the old CA still verifies the server");
 }
 
 #[tokio::test]
