@@ -47,6 +47,15 @@ impl Failure {
 impl From<BollardError> for Failure {
     fn from(e: BollardError) -> Self {
         match e {
+            // A proxy in front of the engine (a socket proxy, or the tests'
+            // own) could not reach it: the engine did not refuse anything.
+            BollardError::DockerResponseServerError {
+                status_code: code @ 502..=504,
+                message,
+            } => Failure::Unreachable(format!(
+                "the engine's endpoint answered {code}: {}",
+                message.trim()
+            )),
             BollardError::DockerResponseServerError {
                 status_code,
                 message,
@@ -85,6 +94,25 @@ pub(crate) fn chain(e: &dyn StdError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_error_is_an_unreachable_engine_not_a_refusal() {
+        for code in [502, 503, 504] {
+            let f = Failure::from(BollardError::DockerResponseServerError {
+                status_code: code,
+                message: "proxy: forwarding to the engine: connection reset\n".to_string(),
+            });
+            assert!(
+                matches!(&f, Failure::Unreachable(m) if m.ends_with("connection reset")),
+                "{code}: {f:?}"
+            );
+        }
+        let f = Failure::from(BollardError::DockerResponseServerError {
+            status_code: 500,
+            message: "driver failed programming external connectivity".to_string(),
+        });
+        assert_eq!(f.status(), Some(500), "the engine's own failure stays one");
+    }
 
     #[test]
     fn sorts_errors() {
