@@ -14,7 +14,10 @@ pub(crate) struct Daemon {
     child: Child,
     socket: PathBuf,
     node: String,
-    ctl: PathBuf,
+    bin: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    level: String,
     dir: PathBuf,
 }
 
@@ -31,37 +34,50 @@ impl Daemon {
             ),
             Err(_) => ("warn".to_string(), dir.join("berthd.log")),
         };
-        let child = Command::new(bin.join("berthd"))
-            .arg("--config")
-            .arg(&config)
-            .env("BERTH_LOG", level)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("cannot start berthd")?;
+        let child = spawn(bin, &config, &level, &log)?;
         let d = Daemon {
             child,
             socket,
             node: node.to_string(),
-            ctl: bin.join("berthctl"),
+            bin: bin.to_path_buf(),
+            config,
+            log,
+            level,
             dir: dir.to_path_buf(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !d.ctl(&["status"])?.status.success() {
-            if Instant::now() > deadline {
-                bail!(
-                    "berthd did not come up; see {}",
-                    dir.join("berthd.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        d.wait_up()?;
         Ok(d)
     }
 
+    fn wait_up(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.ctl(&["status"])?.status.success() {
+            if Instant::now() > deadline {
+                bail!("berthd did not come up; see {}", self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// SIGKILL, then the same berthd (config, state dir, log) again.
+    pub(crate) fn kill_and_restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.bin, &self.config, &self.level, &self.log)?;
+        self.wait_up()
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub(crate) fn log(&self) -> &Path {
+        &self.log
+    }
+
     pub(crate) fn ctl(&self, args: &[&str]) -> Result<std::process::Output> {
-        Command::new(&self.ctl)
+        Command::new(self.bin.join("berthctl"))
             .arg("--socket")
             .arg(&self.socket)
             .args(args)
@@ -125,6 +141,22 @@ impl Daemon {
         out.map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
             .unwrap_or(0)
     }
+}
+
+fn spawn(bin: &Path, config: &Path, level: &str, log: &Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    Command::new(bin.join("berthd"))
+        .arg("--config")
+        .arg(config)
+        .env("BERTH_LOG", level)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("cannot start berthd")
 }
 
 impl Drop for Daemon {

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_config;
+mod chaos;
 mod elf;
 mod images;
 mod run;
@@ -61,6 +62,18 @@ enum Cmd {
     },
     /// Write berthctl's man pages to target/man/.
     Man,
+    /// Faults at random points of an apply (berthd SIGKILLed, the engine
+    /// cut off, both), then checks that every deployment completes, one
+    /// container per service, a no-op re-apply and growing event numbers.
+    /// Prints a row per round; exits 1 if a round broke an invariant.
+    Chaos {
+        /// How many faulty applies (the faults take turns).
+        #[arg(long, default_value_t = 12)]
+        rounds: usize,
+        /// Seed of the random delays (printed; replays a run's delays).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Benchmarks that print a table (never timed assertions).
     Bench {
         #[command(subcommand)]
@@ -97,6 +110,7 @@ fn main() -> ExitCode {
         Cmd::Schemathesis { args } => schemathesis::run(&root, &args),
         Cmd::Demo { once } => run::demo(&root, once),
         Cmd::Man => run::man(&root),
+        Cmd::Chaos { rounds, seed } => chaos::run(&root, rounds, seed),
         Cmd::Bench {
             which: BenchCmd::Apply,
         } => bench::apply(&root),

@@ -1,0 +1,365 @@
+//! `cargo xtask chaos`: faults at random points of an apply — berthd
+//! killed with SIGKILL, the engine cut off (through a proxy socket in front
+//! of the real one; the machine's engine is never stopped), or both — and
+//! then a check of what must hold once berthd has recovered:
+//!
+//! - every deployment ends COMPLETE on the newest spec, converged;
+//! - exactly one container per service (no duplicate, no leftover
+//!   replacement), running, labelled with its record's spec hash;
+//! - applying the same file again makes no mutating engine call;
+//! - event sequence numbers only grow, across restarts too.
+//!
+//! Prints one row per round and exits 1 if any round broke one of them.
+//! The random delays come from `--seed` (printed), so a failing round can
+//! be replayed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use berth_tests::proxy::EngineProxy;
+use serde_json::Value;
+
+use crate::bench::{Daemon, release_bins};
+
+const ENGINE: &str = "/var/run/docker.sock";
+const SERVICES: usize = 8;
+/// How long the engine stays cut off.
+const CUT_FOR: Duration = Duration::from_secs(3);
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL mid-apply, then berthd again.
+    Kill,
+    /// The engine unreachable mid-apply for `CUT_FOR`.
+    Cut,
+    /// The engine cut, then SIGKILL: berthd starts without an engine.
+    CutThenKill,
+}
+
+impl Fault {
+    const ALL: [Fault; 3] = [Fault::Kill, Fault::Cut, Fault::CutThenKill];
+
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "SIGKILL mid-apply",
+            Fault::Cut => "engine cut mid-apply",
+            Fault::CutThenKill => "engine cut, then SIGKILL",
+        }
+    }
+}
+
+/// xorshift64*: enough for delays, and replayable from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// The spec file for round `round`: every service's env changes, so every
+/// one is replaced (create the new container, swap, remove the old).
+fn write_specs(path: &Path, round: usize) -> Result<()> {
+    let mut text = String::from("services:\n");
+    for i in 0..SERVICES {
+        text.push_str(&format!(
+            "  - name: c{i}\n    image: berth-demo:latest\n    command: [\"serve\", \"--port\", \"8080\"]\n    env: {{ROUND: \"{round}\"}}\n    network: none\n    update: {{settle: 1s}}\n"
+        ));
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn ctl_json(d: &Daemon, args: &[&str]) -> Result<Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = d.ctl(&all)?;
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "berthctl {} printed no JSON: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Every service COMPLETE and converged on a record newer than `before`
+/// (its generation, per service).
+fn converged(d: &Daemon, before: &BTreeMap<String, u64>) -> Result<bool> {
+    let st = ctl_json(d, &["status"])?;
+    let services = st["services"].as_array().cloned().unwrap_or_default();
+    Ok(services.len() == SERVICES
+        && services.iter().all(|s| {
+            let name = s["name"].as_str().unwrap_or_default();
+            let generation = s["current"]["generation"].as_u64().unwrap_or(0);
+            s["current"]["status"] == "COMPLETE"
+                && s["converged"] == true
+                && generation > before.get(name).copied().unwrap_or(0)
+        }))
+}
+
+fn generations(d: &Daemon) -> Result<BTreeMap<String, u64>> {
+    let st = ctl_json(d, &["status"])?;
+    Ok(st["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            Some((
+                s["name"].as_str()?.to_string(),
+                s["current"]["generation"].as_u64()?,
+            ))
+        })
+        .collect())
+}
+
+/// What is wrong with the containers: duplicates, strays, not running, or
+/// a spec hash other than the record's.
+fn container_problems(d: &Daemon) -> Result<Vec<String>> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=io.berth.node={}", d.node()),
+            "--format",
+            "{{.Label \"io.berth.service\"}} {{.State}} {{.Label \"io.berth.spec-hash\"}} {{.Names}}",
+        ])
+        .output()
+        .context("cannot run docker ps")?;
+    let mut per_service: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [service, state, hash, name] = f[..] {
+            per_service.entry(service.to_string()).or_default().push((
+                state.to_string(),
+                hash.to_string(),
+                name.to_string(),
+            ));
+        }
+    }
+    let st = ctl_json(d, &["status"])?;
+    let want: BTreeMap<String, String> = st["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            Some((
+                s["name"].as_str()?.to_string(),
+                s["current"]["spec_hash"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (service, hash) in &want {
+        match per_service.get(service).map(Vec::as_slice) {
+            None | Some([]) => problems.push(format!("{service}: no container")),
+            Some([(state, label, _)]) => {
+                if state != "running" {
+                    problems.push(format!("{service}: container {state}"));
+                }
+                if label != hash {
+                    problems.push(format!(
+                        "{service}: container spec hash {label}, record {hash}"
+                    ));
+                }
+            }
+            Some(many) => problems.push(format!(
+                "{service}: {} containers ({})",
+                many.len(),
+                many.iter()
+                    .map(|c| c.2.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+    for service in per_service.keys() {
+        if !want.contains_key(service) {
+            problems.push(format!("{service}: a container for no service"));
+        }
+    }
+    Ok(problems)
+}
+
+fn event_seqs(d: &Daemon) -> Result<Vec<u64>> {
+    let events = ctl_json(d, &["events"])?;
+    Ok(events["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect())
+}
+
+struct Row {
+    round: usize,
+    fault: Fault,
+    delay_ms: u64,
+    recovered: Option<Duration>,
+    reapply_mutating: Option<usize>,
+    problems: Vec<String>,
+}
+
+fn round(
+    d: &mut Daemon,
+    proxy: &EngineProxy,
+    file: &Path,
+    round: usize,
+    fault: Fault,
+    delay_ms: u64,
+) -> Result<Row> {
+    let before = generations(d)?;
+    let seqs_before = event_seqs(d)?;
+    write_specs(file, round)?;
+    let path = file.display().to_string();
+    let out = d.ctl(&["apply", "--no-wait", &path])?;
+    if !out.status.success() {
+        bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    match fault {
+        Fault::Kill => d.kill_and_restart()?,
+        Fault::Cut => {
+            proxy.cut();
+            std::thread::sleep(CUT_FOR);
+            proxy.restore();
+        }
+        Fault::CutThenKill => {
+            proxy.cut();
+            d.kill_and_restart()?;
+            std::thread::sleep(CUT_FOR);
+            proxy.restore();
+        }
+    }
+    let mut problems = Vec::new();
+    let mut recovered = None;
+    while t.elapsed() < CONVERGE_TIMEOUT {
+        if converged(d, &before)? {
+            recovered = Some(t.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if recovered.is_none() {
+        problems.push(format!("not converged within {CONVERGE_TIMEOUT:?}"));
+    }
+    problems.extend(container_problems(d)?);
+    proxy.clear();
+    let out = d.ctl(&["apply", &path])?;
+    let mutating = proxy.mutating_calls();
+    if !out.status.success() {
+        problems.push(format!(
+            "re-apply failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    if !mutating.is_empty() {
+        problems.push(format!("re-apply made engine calls: {mutating:?}"));
+    }
+    let seqs = event_seqs(d)?;
+    if seqs.windows(2).any(|w| w[0] >= w[1])
+        || seqs_before
+            .last()
+            .zip(seqs.last())
+            .is_some_and(|(a, b)| b <= a)
+    {
+        problems.push("event sequence numbers went back".into());
+    }
+    Ok(Row {
+        round,
+        fault,
+        delay_ms,
+        recovered,
+        reapply_mutating: Some(mutating.len()),
+        problems,
+    })
+}
+
+pub fn run(root: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
+    let bin = release_bins(root)?;
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    println!("seed {seed} (cargo xtask chaos --seed {seed} replays the same delays)");
+    let mut rng = Rng(seed.max(1));
+    let base = std::env::temp_dir().join(format!("berth-chaos-{}", std::process::id()));
+    let proxy = EngineProxy::start(Path::new(ENGINE)).context("cannot start the engine proxy")?;
+    let node = format!("chaos-{}", std::process::id());
+    let mut d = Daemon::start(&bin, &base.join("node"), &node, &proxy.docker_host())?;
+    let file = base.join("services.yaml");
+    // Round 0 puts the services in place without a fault.
+    write_specs(&file, 0)?;
+    let out = d.ctl(&["apply", &file.display().to_string()])?;
+    if !out.status.success() {
+        bail!(
+            "the first apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    println!(
+        "{:>5}  {:<26} {:>8}  {:>10}  {:>14}  result",
+        "round", "fault", "after", "recovered", "re-apply calls"
+    );
+    let mut failed = 0;
+    for r in 1..=rounds {
+        let fault = Fault::ALL[(r - 1) % Fault::ALL.len()];
+        // Anywhere from before the first create to after the last swap.
+        let delay_ms = rng.below(2500);
+        let row = match round(&mut d, &proxy, &file, r, fault, delay_ms) {
+            Ok(row) => row,
+            Err(e) => Row {
+                round: r,
+                fault,
+                delay_ms,
+                recovered: None,
+                reapply_mutating: None,
+                problems: vec![format!("{e:#}")],
+            },
+        };
+        if !row.problems.is_empty() {
+            failed += 1;
+        }
+        println!(
+            "{:>5}  {:<26} {:>6}ms  {:>10}  {:>14}  {}",
+            row.round,
+            row.fault.name(),
+            row.delay_ms,
+            row.recovered
+                .map(crate::bench::ms)
+                .unwrap_or_else(|| "-".into()),
+            row.reapply_mutating
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if row.problems.is_empty() {
+                "ok".to_string()
+            } else {
+                row.problems.join("; ")
+            }
+        );
+    }
+    if failed > 0 {
+        // Keep the evidence: the log outlives the node's dir.
+        let kept = std::env::temp_dir().join(format!("berth-chaos-{node}.log"));
+        let _ = std::fs::copy(d.log(), &kept);
+        drop(d);
+        let _ = std::fs::remove_dir_all(&base);
+        bail!(
+            "{failed} of {rounds} rounds broke an invariant (seed {seed}; berthd's log: {})",
+            kept.display()
+        );
+    }
+    drop(d);
+    let _ = std::fs::remove_dir_all(&base);
+    Ok(())
+}
