@@ -217,6 +217,7 @@ impl<E: Env> Agent<E> {
                         busy: false,
                         retry_at: None,
                         failures: 0,
+                        conflict_retried: false,
                         watch: None,
                         last_restarts: 0,
                         crash_loop: false,
@@ -966,6 +967,7 @@ impl<E: Env> Agent<E> {
             busy: prev.as_ref().is_some_and(|p| p.busy),
             retry_at: None,
             failures: 0,
+            conflict_retried: false,
             watch,
             last_restarts: prev.as_ref().map(|p| p.last_restarts).unwrap_or(0),
             crash_loop: false,
@@ -1754,6 +1756,7 @@ impl<E: Env> Agent<E> {
                     None => {
                         svc.failures = 0;
                         svc.retry_at = None;
+                        svc.conflict_retried = false;
                         if (deployed || started)
                             && let Some(w) = svc.watch.as_mut()
                         {
@@ -1779,12 +1782,27 @@ impl<E: Env> Agent<E> {
                         tracing::warn!(service, error = %e, retry_in = ?backoff, "container action failed");
                         let unreachable = e.is_unreachable();
                         let deploying = !svc.current.status.is_terminal() && !svc.current.applied;
-                        if unreachable {
+                        // A name taken by a container the last list did not show is most
+                        // likely this node's own: a berthd killed mid-create, whose create
+                        // the engine finished after the new berthd listed. Look again
+                        // (the plan then replaces or adopts it); only a name still taken
+                        // after that is someone else's.
+                        let conflict = matches!(e, RuntimeError::NameConflict { .. });
+                        let stale_view = conflict && !svc.conflict_retried;
+                        svc.conflict_retried = stale_view;
+                        if unreachable || stale_view {
                             self.observe_at = Some(Instant::now());
                         } else if deploying {
                             // The deployment failed before its container replaced the old one:
                             // the target goes back to what runs.
-                            self.fail_early(&service, e.to_string());
+                            let reason = if conflict {
+                                format!(
+                                    "{e}, and it is not one of this node's containers: remove or rename it"
+                                )
+                            } else {
+                                e.to_string()
+                            };
+                            self.fail_early(&service, reason);
                         } else {
                             self.emit(EventKind::ContainerAction {
                                 service: service.clone(),

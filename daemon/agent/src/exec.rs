@@ -523,13 +523,21 @@ async fn deploy<R: Runtime>(
         .cloned()
         .unwrap_or_default();
     let next_name = format!("{canonical}.next-g{generation}");
+    // A leftover of an interrupted deploy of this same generation holds the
+    // name the new container needs: it goes before the create.
+    let (in_the_way, replace): (Vec<&ContainerRef>, Vec<&ContainerRef>) =
+        replace.iter().partition(|old| old.name == next_name);
+    for old in in_the_way {
+        runtime.remove(&old.id).await?;
+        step(steps, "removed", &old.name, "superseded");
+    }
     let mut next = create.clone();
     next.name = next_name.clone();
     let new_id = runtime.create(&next).await?;
     step(steps, "created", &next_name, reason);
 
-    // Leftovers of an interrupted swap go first; the live one is kept until
-    // the new one has started.
+    // Other leftovers of an interrupted swap go next; the live one is kept
+    // until the new one has started.
     let mut live = None;
     for old in replace {
         if old.name == canonical && live.is_none() {

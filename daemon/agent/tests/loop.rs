@@ -141,6 +141,77 @@ async fn a_create_refused_by_the_engine_fails_and_keeps_the_old_one() {
     node.stop().await;
 }
 
+/// A leftover of this node's (a berthd killed mid-create; the engine
+/// finished the create after the new berthd listed) holds the name the
+/// update needs, and the loop has not seen it yet.
+#[tokio::test]
+async fn a_late_leftover_in_the_way_is_looked_at_again_and_replaced() {
+    let node = start();
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
+    let before = node.rt().container_by_name("t-web").expect("web");
+    let mut labels = std::collections::BTreeMap::new();
+    for (k, v) in [
+        (berth_core::runtime::LABEL_NODE, "n1"),
+        (berth_core::runtime::LABEL_SERVICE, "web"),
+        (berth_core::runtime::LABEL_SPEC_HASH, "v1:interrupted"),
+    ] {
+        labels.insert(k.to_string(), v.to_string());
+    }
+    node.rt().add_foreign("t-web.next-g2", labels);
+    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
+    let d = wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    assert_eq!(d.status, Status::Complete, "{d:?}");
+    let names: Vec<String> = node.rt().containers().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["t-web"], "the leftover and the old one are gone");
+    assert_ne!(
+        node.rt().container_by_name("t-web").expect("web").id,
+        before.id
+    );
+    node.stop().await;
+}
+
+/// A name still taken after a second look is not this node's: the
+/// deployment fails, saying so, and the old container keeps running.
+#[tokio::test]
+async fn a_name_held_by_a_foreign_container_fails_the_update_after_a_second_look() {
+    let node = start();
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
+    let before = node.rt().container_by_name("t-web").expect("web");
+    node.rt()
+        .add_foreign("t-web.next-g2", std::collections::BTreeMap::new());
+    node.rt().clear_calls();
+    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
+    let d = wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    assert_eq!(d.status, Status::Failed);
+    assert!(
+        d.status_reason
+            .contains("t-web.next-g2 already exists, and it is not one of this node's containers"),
+        "{}",
+        d.status_reason
+    );
+    let creates = node
+        .rt()
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Create(_)))
+        .count();
+    assert_eq!(creates, 2, "one more look, not a retry loop");
+    let after = node.rt().container_by_name("t-web").expect("web");
+    assert_eq!(
+        (after.id, after.state),
+        (before.id, ContainerState::Running)
+    );
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn restart_of_berthd_adopts_without_touching() {
     let node = start();
