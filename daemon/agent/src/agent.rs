@@ -217,7 +217,7 @@ impl<E: Env> Agent<E> {
                         busy: false,
                         retry_at: None,
                         failures: 0,
-                        conflict_retried: false,
+                        looked_again: false,
                         watch: None,
                         last_restarts: 0,
                         crash_loop: false,
@@ -967,7 +967,7 @@ impl<E: Env> Agent<E> {
             busy: prev.as_ref().is_some_and(|p| p.busy),
             retry_at: None,
             failures: 0,
-            conflict_retried: false,
+            looked_again: false,
             watch,
             last_restarts: prev.as_ref().map(|p| p.last_restarts).unwrap_or(0),
             crash_loop: false,
@@ -1756,7 +1756,7 @@ impl<E: Env> Agent<E> {
                     None => {
                         svc.failures = 0;
                         svc.retry_at = None;
-                        svc.conflict_retried = false;
+                        svc.looked_again = false;
                         if (deployed || started)
                             && let Some(w) = svc.watch.as_mut()
                         {
@@ -1782,14 +1782,17 @@ impl<E: Env> Agent<E> {
                         tracing::warn!(service, error = %e, retry_in = ?backoff, "container action failed");
                         let unreachable = e.is_unreachable();
                         let deploying = !svc.current.status.is_terminal() && !svc.current.applied;
-                        // A name taken by a container the last list did not show is most
-                        // likely this node's own: a berthd killed mid-create, whose create
-                        // the engine finished after the new berthd listed. Look again
-                        // (the plan then replaces or adopts it); only a name still taken
-                        // after that is someone else's.
+                        // The engine is not as the last list showed it: a name is taken
+                        // by a container the list did not have, or a listed one is gone.
+                        // Most likely this node's own doing: a berthd killed mid-call, whose
+                        // create or remove the engine finished after the new berthd listed.
+                        // Look again (the plan then replaces or adopts what is there); only
+                        // what persists after that is a failure.
                         let conflict = matches!(e, RuntimeError::NameConflict { .. });
-                        let stale_view = conflict && !svc.conflict_retried;
-                        svc.conflict_retried = stale_view;
+                        let stale_view = (conflict
+                            || matches!(e, RuntimeError::NoSuchContainer { .. }))
+                            && !svc.looked_again;
+                        svc.looked_again = stale_view;
                         if unreachable || stale_view {
                             self.observe_at = Some(Instant::now());
                         } else if deploying {

@@ -30,9 +30,10 @@ pub(crate) struct Svc {
     /// After a failed job: not before this instant.
     pub retry_at: Option<Instant>,
     pub failures: u32,
-    /// The last job failed on a name taken by a container the last list did
-    /// not show; one more look before that counts as a failure.
-    pub conflict_retried: bool,
+    /// The last job failed because the engine was not as the last list
+    /// showed it (a name taken, a container gone); it is retried after
+    /// another list, and fails if that happens again.
+    pub looked_again: bool,
     /// Set while the current record waits to be judged.
     pub watch: Option<Watch>,
     /// Restart count last seen, to report crash loops.

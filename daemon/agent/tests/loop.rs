@@ -174,6 +174,31 @@ async fn a_late_leftover_in_the_way_is_looked_at_again_and_replaced() {
     node.stop().await;
 }
 
+/// The old container vanished between the list and the swap (its removal
+/// by a killed berthd finished late): another look, not a failed update.
+#[tokio::test]
+async fn a_container_gone_since_the_list_is_looked_at_again() {
+    let node = start();
+    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
+    let before = node.rt().container_by_name("t-web").expect("web");
+    node.rt().fail_next(
+        "stop",
+        RuntimeError::NoSuchContainer {
+            id: before.id.clone(),
+        },
+    );
+    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
+    let d = wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await;
+    assert_eq!(d.status, Status::Complete, "{d:?}");
+    let names: Vec<String> = node.rt().containers().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["t-web"]);
+    node.stop().await;
+}
+
 /// A name still taken after a second look is not this node's: the
 /// deployment fails, saying so, and the old container keeps running.
 #[tokio::test]
