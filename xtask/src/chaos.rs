@@ -1,6 +1,7 @@
 //! `cargo xtask chaos`: faults at random points of an apply — berthd
-//! killed with SIGKILL, the engine cut off (through a proxy socket in front
-//! of the real one; the machine's engine is never stopped), or both — and
+//! killed with SIGKILL (once, or again while it recovers), the engine cut
+//! off (through a proxy socket in front of the real one; the machine's
+//! engine is never stopped), or both — and
 //! then a check of what must hold once berthd has recovered:
 //!
 //! - every deployment ends COMPLETE on the newest spec, converged;
@@ -38,16 +39,24 @@ enum Fault {
     Cut,
     /// The engine cut, then SIGKILL: berthd starts without an engine.
     CutThenKill,
+    /// SIGKILL, and SIGKILL again while the new berthd recovers.
+    KillTwice,
 }
 
 impl Fault {
-    const ALL: [Fault; 3] = [Fault::Kill, Fault::Cut, Fault::CutThenKill];
+    const ALL: [Fault; 4] = [
+        Fault::Kill,
+        Fault::Cut,
+        Fault::CutThenKill,
+        Fault::KillTwice,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Fault::Kill => "SIGKILL mid-apply",
             Fault::Cut => "engine cut mid-apply",
             Fault::CutThenKill => "engine cut, then SIGKILL",
+            Fault::KillTwice => "SIGKILL, SIGKILL in recovery",
         }
     }
 }
@@ -214,6 +223,7 @@ fn round(
     round: usize,
     fault: Fault,
     delay_ms: u64,
+    again_ms: u64,
 ) -> Result<Row> {
     let before = generations(d)?;
     let seqs_before = event_seqs(d)?;
@@ -237,6 +247,11 @@ fn round(
             d.kill_and_restart()?;
             std::thread::sleep(CUT_FOR);
             proxy.restore();
+        }
+        Fault::KillTwice => {
+            d.kill_and_restart()?;
+            std::thread::sleep(Duration::from_millis(again_ms));
+            d.kill_and_restart()?;
         }
     }
     let mut problems = Vec::new();
@@ -308,7 +323,7 @@ pub fn run(root: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
         );
     }
     println!(
-        "{:>5}  {:<26} {:>8}  {:>10}  {:>14}  result",
+        "{:>5}  {:<28} {:>8}  {:>10}  {:>14}  result",
         "round", "fault", "after", "recovered", "re-apply calls"
     );
     let mut failed = 0;
@@ -316,7 +331,9 @@ pub fn run(root: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
         let fault = Fault::ALL[(r - 1) % Fault::ALL.len()];
         // Anywhere from before the first create to after the last swap.
         let delay_ms = rng.below(2500);
-        let row = match round(&mut d, &proxy, &file, r, fault, delay_ms) {
+        // For the second SIGKILL: into the new berthd's recovery.
+        let again_ms = rng.below(1500);
+        let row = match round(&mut d, &proxy, &file, r, fault, delay_ms, again_ms) {
             Ok(row) => row,
             Err(e) => Row {
                 round: r,
@@ -331,7 +348,7 @@ pub fn run(root: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
             failed += 1;
         }
         println!(
-            "{:>5}  {:<26} {:>6}ms  {:>10}  {:>14}  {}",
+            "{:>5}  {:<28} {:>6}ms  {:>10}  {:>14}  {}",
             row.round,
             row.fault.name(),
             row.delay_ms,

@@ -62,8 +62,8 @@ enum Cmd {
     },
     /// Write berthctl's man pages to target/man/.
     Man,
-    /// Faults at random points of an apply (berthd SIGKILLed, the engine
-    /// cut off, both), then checks that every deployment completes, one
+    /// Faults at random points of an apply (berthd SIGKILLed once or twice,
+    /// the engine cut off, both), then checks that every deployment completes, one
     /// container per service, a no-op re-apply and growing event numbers.
     /// Prints a row per round; exits 1 if a round broke an invariant.
     Chaos {
