@@ -113,19 +113,19 @@ fn converged(d: &Daemon, before: &BTreeMap<String, u64>) -> Result<bool> {
         }))
 }
 
-fn generations(d: &Daemon) -> Result<BTreeMap<String, u64>> {
+/// One value per service from `berthctl status`, where `value` finds it.
+fn from_status<T>(d: &Daemon, value: impl Fn(&Value) -> Option<T>) -> Result<BTreeMap<String, T>> {
     let st = ctl_json(d, &["status"])?;
     Ok(st["services"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|s| {
-            Some((
-                s["name"].as_str()?.to_string(),
-                s["current"]["generation"].as_u64()?,
-            ))
-        })
+        .filter_map(|s| Some((s["name"].as_str()?.to_string(), value(s)?)))
         .collect())
+}
+
+fn generations(d: &Daemon) -> Result<BTreeMap<String, u64>> {
+    from_status(d, |s| s["current"]["generation"].as_u64())
 }
 
 /// What is wrong with the containers: duplicates, strays, not running, or
@@ -153,18 +153,9 @@ fn container_problems(d: &Daemon) -> Result<Vec<String>> {
             ));
         }
     }
-    let st = ctl_json(d, &["status"])?;
-    let want: BTreeMap<String, String> = st["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| {
-            Some((
-                s["name"].as_str()?.to_string(),
-                s["current"]["spec_hash"].as_str()?.to_string(),
-            ))
-        })
-        .collect();
+    let want = from_status(d, |s: &Value| {
+        s["current"]["spec_hash"].as_str().map(str::to_string)
+    })?;
     let mut problems = Vec::new();
     for (service, hash) in &want {
         match per_service.get(service).map(Vec::as_slice) {
