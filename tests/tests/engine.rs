@@ -443,10 +443,13 @@ fn build_and_load_images_without_a_registry() {
     std::fs::create_dir_all(&ctx).expect("ctx");
     std::fs::write(
         ctx.join("Dockerfile"),
-        "FROM berth-demo:latest\nCOPY motd /etc/demo/motd\n",
+        "FROM berth-demo:latest\nCOPY motd /etc/demo/motd\nCOPY . /ctx/\n",
     )
     .expect("dockerfile");
     std::fs::write(ctx.join("motd"), "built by berth\n").expect("motd");
+    // What .dockerignore names never reaches the engine.
+    std::fs::write(ctx.join(".dockerignore"), "*.log\n").expect("ignore");
+    std::fs::write(ctx.join("secret.log"), "not for the image\n").expect("log");
     let svc = format!("{}built", node.prefix);
     let spec = node.spec_file(
         "built.yaml",
@@ -467,7 +470,27 @@ fn build_and_load_images_without_a_registry() {
     )
     .to_string();
     assert!(tags.contains(&format!("berth-build/{svc}:")), "{tags}");
-    // Unchanged context: nothing rebuilt, nothing changed.
+    let export = node.dir().join("export.tar");
+    let exported = docker(&[
+        "export",
+        "-o",
+        &export.display().to_string(),
+        &node.container(&svc).expect("container").id,
+    ]);
+    assert!(exported.status.success(), "{exported:?}");
+    let listed = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&export)
+        .output()
+        .expect("tar");
+    let files = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(files.contains("ctx/motd"), "{files}");
+    assert!(
+        !files.contains("secret.log"),
+        "an ignored file was sent: {files}"
+    );
+    // Unchanged context, but for an ignored file: nothing rebuilt, nothing changed.
+    std::fs::write(ctx.join("build.log"), "noise\n").expect("log");
     proxy.clear();
     let out = apply(&node, &[&spec]);
     assert!(statuses(&out).is_empty(), "{out:#}");

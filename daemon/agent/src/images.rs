@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use berth_core::dockerignore::{self, Ignore};
 use berth_core::hash::sha256_hex;
 use berth_core::runtime::{Runtime, RuntimeError};
 use berth_core::spec::ImageSource;
@@ -24,12 +25,15 @@ pub fn build_repository(service: &str) -> String {
     format!("berth-build/{service}")
 }
 
-/// sha256 over every file under `dir` (relative path, mode, content), sorted;
-/// plus the Dockerfile name. Never mtime.
+/// sha256 over every file under `dir` that `.dockerignore` lets through
+/// (relative path, mode, content), sorted; plus the Dockerfile name. Never
+/// mtime. So a change to an ignored file rebuilds nothing, as it would
+/// change nothing in the image.
 pub fn context_hash(dir: &Path, dockerfile: Option<&str>) -> std::io::Result<String> {
     use std::os::unix::fs::PermissionsExt;
+    let ignore = read_ignore(dir, dockerfile)?;
     let mut files = Vec::new();
-    collect(dir, dir, &mut files)?;
+    collect(dir, dir, &ignore, &mut files)?;
     files.sort();
     let mut h = Sha256::new();
     h.update(dockerfile.unwrap_or("Dockerfile").as_bytes());
@@ -51,18 +55,41 @@ pub fn context_hash(dir: &Path, dockerfile: Option<&str>) -> std::io::Result<Str
     Ok(sha256_hex(&h.finalize()))
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+/// The context's `.dockerignore`, as the build will read it.
+fn read_ignore(dir: &Path, dockerfile: Option<&str>) -> std::io::Result<Ignore> {
+    let given = Path::new(dockerfile.unwrap_or("Dockerfile"));
+    let in_context = given.strip_prefix(dir).unwrap_or(given);
+    let path = dir.join(dockerignore::FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ignore::parse(&text, &in_context.to_string_lossy()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ignore::default()),
+        Err(e) => Err(e),
+    }
+}
+
+fn collect(root: &Path, dir: &Path, ignore: &Ignore, out: &mut Vec<String>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
         let ft = entry.file_type()?;
+        let rel = path
+            .strip_prefix(root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if ignore.excludes(&rel) {
+            if ft.is_dir() && ignore.may_keep_under(&rel) {
+                collect(root, &path, ignore, out)?;
+            }
+            continue;
+        }
         if ft.is_dir() {
-            collect(root, &path, out)?;
+            collect(root, &path, ignore, out)?;
         } else {
-            let rel = path
-                .strip_prefix(root)
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
             out.push(rel);
         }
     }
@@ -148,5 +175,21 @@ mod tests {
             context_hash(dir.path(), None).expect("hash"),
             context_hash(dir.path(), Some("Other")).expect("hash")
         );
+    }
+
+    #[test]
+    fn an_ignored_file_changes_nothing_and_the_ignore_file_itself_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+        std::fs::write(dir.path().join(".dockerignore"), "*.log\n").expect("write");
+        std::fs::write(dir.path().join("app"), "bin").expect("write");
+        let h1 = context_hash(dir.path(), None).expect("hash");
+        std::fs::write(dir.path().join("build.log"), "noise").expect("write");
+        assert_eq!(h1, context_hash(dir.path(), None).expect("hash"));
+        std::fs::write(dir.path().join(".dockerignore"), "*.log\n# changed\n").expect("write");
+        assert_ne!(h1, context_hash(dir.path(), None).expect("hash"));
+        std::fs::write(dir.path().join(".dockerignore"), "[\n").expect("write");
+        let e = context_hash(dir.path(), None).expect_err("bad ignore file");
+        assert!(e.to_string().contains(".dockerignore: line 1"), "{e}");
     }
 }

@@ -8,6 +8,7 @@
 //! `cargo xtask tidy` (run by CI) checks the dependency half of this.
 
 pub mod confighash;
+pub mod dockerignore;
 pub mod dto;
 pub mod event;
 pub mod hash;

@@ -5,6 +5,7 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use berth_core::dockerignore::{self, Ignore};
 use tar::{EntryType, Header, HeaderMode};
 
 use crate::error::chain;
@@ -47,8 +48,22 @@ pub(crate) fn dockerfile_in_context(
     Ok(rel.to_string_lossy().into_owned())
 }
 
-/// The context directory as an uncompressed tar.
-pub(crate) fn tar_context(context: &Path) -> Result<Vec<u8>, String> {
+/// The context's `.dockerignore` (none: nothing ignored); `dockerfile` is
+/// the Dockerfile's path in the context, always sent.
+pub(crate) fn read_ignore(context: &Path, dockerfile: &str) -> Result<Ignore, String> {
+    let path = context.join(dockerignore::FILE_NAME);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            Ignore::parse(&text, dockerfile).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ignore::default()),
+        Err(e) => Err(format!("cannot read {}: {}", path.display(), chain(&e))),
+    }
+}
+
+/// The context directory as an uncompressed tar, without what `ignore`
+/// excludes.
+pub(crate) fn tar_context(context: &Path, ignore: &Ignore) -> Result<Vec<u8>, String> {
     let meta = fs::metadata(context).map_err(|e| {
         format!(
             "cannot read the build context {}: {}",
@@ -63,7 +78,7 @@ pub(crate) fn tar_context(context: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     let mut builder = tar::Builder::new(Vec::new());
-    add_dir(&mut builder, context, Path::new(""))
+    add_dir(&mut builder, context, Path::new(""), ignore)
         .map_err(|e| format!("cannot tar the build context {}: {e}", context.display()))?;
     builder.into_inner().map_err(|e| {
         format!(
@@ -86,7 +101,12 @@ fn header_for(meta: &fs::Metadata) -> Header {
     header
 }
 
-fn add_dir(builder: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &Path) -> Result<(), String> {
+fn add_dir(
+    builder: &mut tar::Builder<Vec<u8>>,
+    root: &Path,
+    rel: &Path,
+    ignore: &Ignore,
+) -> Result<(), String> {
     let dir = root.join(rel);
     let mut entries: Vec<_> = fs::read_dir(&dir)
         .map_err(|e| format!("{}: {}", dir.display(), chain(&e)))?
@@ -100,6 +120,15 @@ fn add_dir(builder: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &Path) -> Resu
             .map_err(|e| format!("{}: {}", path.display(), chain(&e)))?;
         let io_err = |e: io::Error| format!("{}: {}", path.display(), chain(&e));
         let ft = meta.file_type();
+        let shown = name.to_string_lossy();
+        if ignore.excludes(&shown) {
+            // An excluded directory is still walked when an exception may
+            // bring something in it back; its own entry is not sent.
+            if ft.is_dir() && ignore.may_keep_under(&shown) {
+                add_dir(builder, root, &name, ignore)?;
+            }
+            continue;
+        }
         if ft.is_dir() {
             let mut header = header_for(&meta);
             header.set_entry_type(EntryType::Directory);
@@ -107,7 +136,7 @@ fn add_dir(builder: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &Path) -> Resu
             builder
                 .append_data(&mut header, &name, io::empty())
                 .map_err(io_err)?;
-            add_dir(builder, root, &name)?;
+            add_dir(builder, root, &name, ignore)?;
         } else if ft.is_file() {
             let mut header = header_for(&meta);
             let file = fs::File::open(&path).map_err(io_err)?;
@@ -140,7 +169,7 @@ mod tests {
         fs::write(dir.path().join("sub/file.txt"), "hello").expect("write");
         std::os::unix::fs::symlink("sub/file.txt", dir.path().join("link")).expect("symlink");
 
-        let bytes = tar_context(dir.path()).expect("tar");
+        let bytes = tar_context(dir.path(), &Ignore::default()).expect("tar");
         let mut archive = tar::Archive::new(bytes.as_slice());
         let mut seen = Vec::new();
         for entry in archive.entries().expect("entries") {
@@ -162,6 +191,37 @@ mod tests {
             seen.push(path);
         }
         assert_eq!(seen, vec!["Dockerfile", "link", "sub", "sub/file.txt"]);
+    }
+
+    #[test]
+    fn dockerignore_leaves_files_out_but_always_sends_the_dockerfile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+        fs::write(dir.path().join(".dockerignore"), "*\n!app\n").expect("write");
+        fs::write(dir.path().join("app"), "bin").expect("write");
+        fs::create_dir(dir.path().join(".git")).expect("mkdir");
+        fs::write(dir.path().join(".git/HEAD"), "ref").expect("write");
+        let ignore = read_ignore(dir.path(), "Dockerfile").expect("ignore");
+        let bytes = tar_context(dir.path(), &ignore).expect("tar");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let seen: Vec<String> = archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(seen, vec![".dockerignore", "Dockerfile", "app"]);
+        fs::write(dir.path().join(".dockerignore"), "[\n").expect("write");
+        let err = read_ignore(dir.path(), "Dockerfile").expect_err("bad line");
+        assert!(
+            err.contains(".dockerignore") && err.contains("line 1"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -191,7 +251,8 @@ mod tests {
 
     #[test]
     fn missing_context_is_an_error() {
-        let err = tar_context(Path::new("/nonexistent/berth-context")).expect_err("missing");
+        let err = tar_context(Path::new("/nonexistent/berth-context"), &Ignore::default())
+            .expect_err("missing");
         assert!(err.contains("/nonexistent/berth-context"), "{err}");
     }
 }

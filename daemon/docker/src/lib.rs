@@ -802,7 +802,8 @@ impl Runtime for DockerRuntime {
         let df = dockerfile.map(str::to_string);
         let (dockerfile, tar) = tokio::task::spawn_blocking(move || {
             let dockerfile = context::dockerfile_in_context(&ctx, df.as_deref())?;
-            let tar = context::tar_context(&ctx)?;
+            let ignore = context::read_ignore(&ctx, &dockerfile)?;
+            let tar = context::tar_context(&ctx, &ignore)?;
             Ok::<_, String>((dockerfile, tar))
         })
         .await
