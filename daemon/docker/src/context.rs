@@ -2,7 +2,7 @@
 //! (paths relative to the context, owner root, modes and symlinks kept).
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use berth_core::dockerignore::{self, Ignore};
@@ -61,9 +61,9 @@ pub(crate) fn read_ignore(context: &Path, dockerfile: &str) -> Result<Ignore, St
     }
 }
 
-/// The context directory as an uncompressed tar, without what `ignore`
-/// excludes.
-pub(crate) fn tar_context(context: &Path, ignore: &Ignore) -> Result<Vec<u8>, String> {
+/// The context directory as an uncompressed tar written to `out`, without
+/// what `ignore` excludes; returns `out`.
+pub(crate) fn tar_context<W: Write>(context: &Path, ignore: &Ignore, out: W) -> Result<W, String> {
     let meta = fs::metadata(context).map_err(|e| {
         format!(
             "cannot read the build context {}: {}",
@@ -77,7 +77,7 @@ pub(crate) fn tar_context(context: &Path, ignore: &Ignore) -> Result<Vec<u8>, St
             context.display()
         ));
     }
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = tar::Builder::new(out);
     add_dir(&mut builder, context, Path::new(""), ignore)
         .map_err(|e| format!("cannot tar the build context {}: {e}", context.display()))?;
     builder.into_inner().map_err(|e| {
@@ -101,8 +101,8 @@ fn header_for(meta: &fs::Metadata) -> Header {
     header
 }
 
-fn add_dir(
-    builder: &mut tar::Builder<Vec<u8>>,
+fn add_dir<W: Write>(
+    builder: &mut tar::Builder<W>,
     root: &Path,
     rel: &Path,
     ignore: &Ignore,
@@ -169,7 +169,7 @@ mod tests {
         fs::write(dir.path().join("sub/file.txt"), "hello").expect("write");
         std::os::unix::fs::symlink("sub/file.txt", dir.path().join("link")).expect("symlink");
 
-        let bytes = tar_context(dir.path(), &Ignore::default()).expect("tar");
+        let bytes = tar_context(dir.path(), &Ignore::default(), Vec::new()).expect("tar");
         let mut archive = tar::Archive::new(bytes.as_slice());
         let mut seen = Vec::new();
         for entry in archive.entries().expect("entries") {
@@ -202,7 +202,7 @@ mod tests {
         fs::create_dir(dir.path().join(".git")).expect("mkdir");
         fs::write(dir.path().join(".git/HEAD"), "ref").expect("write");
         let ignore = read_ignore(dir.path(), "Dockerfile").expect("ignore");
-        let bytes = tar_context(dir.path(), &ignore).expect("tar");
+        let bytes = tar_context(dir.path(), &ignore, Vec::new()).expect("tar");
         let mut archive = tar::Archive::new(bytes.as_slice());
         let seen: Vec<String> = archive
             .entries()
@@ -251,8 +251,12 @@ mod tests {
 
     #[test]
     fn missing_context_is_an_error() {
-        let err = tar_context(Path::new("/nonexistent/berth-context"), &Ignore::default())
-            .expect_err("missing");
+        let err = tar_context(
+            Path::new("/nonexistent/berth-context"),
+            &Ignore::default(),
+            Vec::new(),
+        )
+        .expect_err("missing");
         assert!(err.contains("/nonexistent/berth-context"), "{err}");
     }
 }

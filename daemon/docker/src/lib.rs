@@ -37,7 +37,7 @@ use bollard::query_parameters::{
     RenameContainerOptionsBuilder, RestartContainerOptions, StartContainerOptions,
     StopContainerOptions,
 };
-use bollard::{API_DEFAULT_VERSION, Docker, body_full, body_try_stream};
+use bollard::{API_DEFAULT_VERSION, Docker, body_try_stream};
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio::io::AsyncReadExt;
 
@@ -67,6 +67,21 @@ const LIST_CONCURRENCY: usize = 8;
 const BUILD_TAIL_LINES: usize = 20;
 /// Chunk size when streaming an image tarball to the engine.
 const LOAD_CHUNK: usize = 256 * 1024;
+
+/// A file's content as a stream for a request body, `LOAD_CHUNK` at a time.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = bytes::BytesMut::with_capacity(LOAD_CHUNK);
+        match file.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.freeze()), Some(file))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
 /// A reload command run in a container (`on_change: {exec: ...}`) gets this long.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -803,7 +818,18 @@ impl Runtime for DockerRuntime {
         let (dockerfile, tar) = tokio::task::spawn_blocking(move || {
             let dockerfile = context::dockerfile_in_context(&ctx, df.as_deref())?;
             let ignore = context::read_ignore(&ctx, &dockerfile)?;
-            let tar = context::tar_context(&ctx, &ignore)?;
+            // Spooled to an unnamed temp file and streamed from there: a
+            // context can be far larger than berthd's memory should grow.
+            let spool = tempfile::tempfile().map_err(|e| {
+                format!(
+                    "cannot create a temp file for the build context: {}",
+                    chain(&e)
+                )
+            })?;
+            let mut tar = context::tar_context(&ctx, &ignore, spool)?;
+            std::io::Seek::seek(&mut tar, std::io::SeekFrom::Start(0)).map_err(|e| {
+                format!("cannot rewind the build context's temp file: {}", chain(&e))
+            })?;
             Ok::<_, String>((dockerfile, tar))
         })
         .await
@@ -820,7 +846,8 @@ impl Runtime for DockerRuntime {
             .build();
         let mut tail: VecDeque<String> = VecDeque::new();
         {
-            let mut output = docker.build_image(opts, None, Some(body_full(tar.into())));
+            let body = body_try_stream(file_chunks(tokio::fs::File::from_std(tar)));
+            let mut output = docker.build_image(opts, None, Some(body));
             while let Some(item) = output.next().await {
                 match item {
                     Ok(info) => {
@@ -868,17 +895,8 @@ impl Runtime for DockerRuntime {
         let docker = inner.client().await?.with_timeout(BUILD_TIMEOUT);
 
         // Streamed: an image tarball can be large.
-        let body = stream::unfold(Some(file), |file| async move {
-            let mut file = file?;
-            let mut buf = bytes::BytesMut::with_capacity(LOAD_CHUNK);
-            match file.read_buf(&mut buf).await {
-                Ok(0) => None,
-                Ok(_) => Some((Ok(buf.freeze()), Some(file))),
-                Err(e) => Some((Err(e), None)),
-            }
-        });
         let opts = ImportImageOptionsBuilder::default().quiet(false).build();
-        let mut output = docker.import_image(opts, body_try_stream(body), None);
+        let mut output = docker.import_image(opts, body_try_stream(file_chunks(file)), None);
         let mut text = String::new();
         while let Some(item) = output.next().await {
             match item {
