@@ -207,6 +207,77 @@ pub(crate) fn wait_running(d: &Daemon, n: usize, timeout: Duration) -> Result<()
     Ok(())
 }
 
+/// Watches the engine's `start` events of `node`'s containers: the cold
+/// apply's clock stops at the `n`th, without polling the engine (a `docker
+/// ps` every few ms would take CPU from the very starts being timed).
+struct StartWatch {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl StartWatch {
+    fn start(node: &str) -> Result<StartWatch> {
+        let mut child = Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                &format!("label=io.berth.node={node}"),
+                "--filter",
+                "type=container",
+                "--filter",
+                "event=start",
+                "--format",
+                "{{.ID}}",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run docker events")?;
+        let stdout = child.stdout.take().context("docker events has no stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // `docker events` subscribes asynchronously; give it a moment.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(StartWatch { child, lines })
+    }
+
+    /// Blocks until `n` distinct containers have started.
+    fn wait(&self, n: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(id) => {
+                    seen.insert(id);
+                }
+                Err(_) => bail!(
+                    "only {} of {n} containers started within {timeout:?}",
+                    seen.len()
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StartWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub(crate) fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -317,6 +388,63 @@ fn cold_apply_calls(bin: &Path, base: &Path, n: usize) -> Result<(usize, String)
     ))
 }
 
+/// Cold applies per side in `bench apply`.
+const COLD_ROUNDS: usize = 3;
+
+fn median(t: &[Duration]) -> Duration {
+    let mut t = t.to_vec();
+    t.sort();
+    t.get(t.len() / 2).copied().unwrap_or_default()
+}
+
+/// `docker-compose up -d` of `n` services, timed; `None` if it failed.
+fn compose_cold(base: &Path, n: usize, round: usize) -> Option<Duration> {
+    let project = format!("berthbench{}r{round}", std::process::id());
+    let file = compose_file(&base.join(format!("compose{round}")), n, &project).ok()?;
+    let t = Instant::now();
+    let st = Command::new("docker-compose")
+        .args(["-p", &project, "-f"])
+        .arg(&file)
+        .args(["up", "-d", "--quiet-pull"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let took = t.elapsed();
+    let _ = Command::new("docker-compose")
+        .args(["-p", &project, "-f"])
+        .arg(&file)
+        .args(["down", "-t", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    crate::run::remove_containers(&format!("io.berth.bench={project}"));
+    match st {
+        Ok(s) if s.success() => Some(took),
+        _ => None,
+    }
+}
+
+/// A cold `berthctl apply` of `n` services on a fresh berthd, until the
+/// engine has started all of them.
+fn berth_cold(bin: &Path, base: &Path, n: usize, round: usize) -> Result<Duration> {
+    let d = Daemon::start(
+        bin,
+        &base.join(format!("cold{round}")),
+        &format!("bench-cold-{}-{round}", std::process::id()),
+        &format!("unix://{ENGINE}"),
+    )?;
+    let dir = base.join(format!("cold-specs{round}"));
+    specs(&dir, n, "hello")?;
+    let starts = StartWatch::start(d.node())?;
+    let t = Instant::now();
+    let out = d.ctl(&["apply", "--no-wait", &dir.display().to_string()])?;
+    if !out.status.success() {
+        bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    starts.wait(n, Duration::from_secs(120))?;
+    Ok(t.elapsed())
+}
+
 pub fn apply(root: &Path) -> Result<()> {
     let bin = release_bins(root)?;
     let base = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
@@ -324,71 +452,48 @@ pub fn apply(root: &Path) -> Result<()> {
 
     // 1. Cold apply of 50: berth vs compose (time until all 50 run).
     let cold = 50;
-    let compose_s = {
-        let project = format!("berthbench{}", std::process::id());
-        let file = compose_file(&base.join("compose"), cold, &project)?;
-        let t = Instant::now();
-        let st = Command::new("docker-compose")
-            .args(["-p", &project, "-f"])
-            .arg(&file)
-            .args(["up", "-d", "--quiet-pull"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let took = t.elapsed();
-        let _ = Command::new("docker-compose")
-            .args(["-p", &project, "-f"])
-            .arg(&file)
-            .args(["down", "-t", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        crate::run::remove_containers(&format!("io.berth.bench={project}"));
-        match st {
-            Ok(s) if s.success() => Some(took),
-            _ => None,
-        }
-    };
-    let berth_cold = {
-        let d = Daemon::start(
-            &bin,
-            &base.join("cold"),
-            &format!("bench-cold-{}", std::process::id()),
-            &format!("unix://{ENGINE}"),
-        )?;
-        let dir = base.join("cold-specs");
-        specs(&dir, cold, "hello")?;
-        let t = Instant::now();
-        let out = d.ctl(&["apply", "--no-wait", &dir.display().to_string()])?;
-        if !out.status.success() {
-            bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        wait_running(&d, cold, Duration::from_secs(120))?;
-        t.elapsed()
-    };
+    // The engine's speed on a shared machine drifts from minute to minute:
+    // the three are interleaved, round after round, and medians compared.
+    let (mut compose_t, mut berth_t, mut floor_t) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..COLD_ROUNDS {
+        compose_t.push(compose_cold(&base, cold, round));
+        berth_t.push(berth_cold(&bin, &base, cold, round)?);
+        floor_t.push(engine_floor(cold)?);
+    }
+    let compose_t: Option<Vec<Duration>> = compose_t.into_iter().collect();
+    let compose_s = compose_t.as_deref().map(median);
+    let floor = median(&floor_t);
+    let berth_cold = median(&berth_t);
     let cold_calls = cold_apply_calls(&bin, &base, cold)?;
-    let floor = engine_floor(cold)?;
+    let spread = |t: &[Duration]| {
+        let lo = t.iter().min().copied().unwrap_or_default();
+        let hi = t.iter().max().copied().unwrap_or_default();
+        format!("{}-{}", ms(lo), ms(hi))
+    };
     rows.push((
-        format!("engine floor: {cold} parallel API create+start"),
+        format!("engine floor: {cold} parallel API create+start (median of {COLD_ROUNDS})"),
         ms(floor),
         compose_s.map(ms).unwrap_or_else(|| "n/a".into()),
         match compose_s {
             Some(c) => format!(
-                "{:.2}x compose: no agent can go below this",
-                floor.as_secs_f64() / c.as_secs_f64()
+                "{:.2}x compose: no agent can go below this (floor {}, compose {})",
+                floor.as_secs_f64() / c.as_secs_f64(),
+                spread(&floor_t),
+                compose_t.as_deref().map(spread).unwrap_or_default()
             ),
             None => "compose failed".into(),
         },
     ));
     rows.push((
-        format!("cold apply, {cold} services (until all run)"),
+        format!("cold apply, {cold} services (until all run; median of {COLD_ROUNDS})"),
         ms(berth_cold),
         compose_s.map(ms).unwrap_or_else(|| "n/a".into()),
         match compose_s {
             Some(c) => format!(
-                "{:.2}x compose, {:.2}x the engine floor (target <= 0.7x compose)",
+                "{:.2}x compose, {:.2}x the engine floor (target <= 0.7x compose; berth {})",
                 berth_cold.as_secs_f64() / c.as_secs_f64(),
-                berth_cold.as_secs_f64() / floor.as_secs_f64()
+                berth_cold.as_secs_f64() / floor.as_secs_f64(),
+                spread(&berth_t)
             ),
             None => "compose failed".into(),
         },
