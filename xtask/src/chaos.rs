@@ -73,16 +73,49 @@ impl Rng {
     }
 }
 
+/// What a round changes.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// Every service's spec (its env): `berthctl apply` replaces them all.
+    Spec,
+    /// Every service's config file: the watch restarts them all.
+    Config,
+}
+
+impl Change {
+    fn name(self) -> &'static str {
+        match self {
+            Change::Spec => "apply",
+            Change::Config => "config",
+        }
+    }
+}
+
 /// The spec file for round `round`: every service's env changes, so every
-/// one is replaced (create the new container, swap, remove the old).
-fn write_specs(path: &Path, round: usize) -> Result<()> {
+/// one is replaced (create the new container, swap, remove the old). Each
+/// service mounts its own config dir under `cfg`.
+fn write_specs(path: &Path, cfg: &Path, round: usize) -> Result<()> {
     let mut text = String::from("services:\n");
     for i in 0..SERVICES {
         text.push_str(&format!(
-            "  - name: c{i}\n    image: berth-demo:latest\n    command: [\"serve\", \"--port\", \"8080\"]\n    env: {{ROUND: \"{round}\"}}\n    network: none\n    update: {{settle: 1s}}\n"
+            "  - name: c{i}\n    image: berth-demo:latest\n    command: [\"serve\", \"--port\", \"8080\"]\n    env: {{ROUND: \"{round}\"}}\n    network: none\n    update: {{settle: 1s}}\n    config: [{{source: \"{}\", target: /etc/demo, on_change: restart}}]\n",
+            cfg.join(format!("c{i}")).display()
         ));
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Every service's config file, with content of round `round`.
+fn write_configs(cfg: &Path, round: usize) -> Result<()> {
+    for i in 0..SERVICES {
+        let dir = cfg.join(format!("c{i}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let file = dir.join("motd");
+        std::fs::write(&file, format!("round {round}\n"))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(())
 }
 
 fn ctl_json(d: &Daemon, args: &[&str]) -> Result<Value> {
@@ -98,19 +131,34 @@ fn ctl_json(d: &Daemon, args: &[&str]) -> Result<Value> {
     })
 }
 
-/// Every service COMPLETE and converged on a record newer than `before`
-/// (its generation, per service).
-fn converged(d: &Daemon, before: &BTreeMap<String, u64>) -> Result<bool> {
+/// The services not yet COMPLETE and converged on a record newer than
+/// `before` (their generation, per service), each with what it shows.
+fn laggards(d: &Daemon, before: &BTreeMap<String, u64>) -> Result<Vec<String>> {
     let st = ctl_json(d, &["status"])?;
     let services = st["services"].as_array().cloned().unwrap_or_default();
-    Ok(services.len() == SERVICES
-        && services.iter().all(|s| {
+    if services.len() != SERVICES {
+        return Ok(vec![format!("{} services, not {SERVICES}", services.len())]);
+    }
+    Ok(services
+        .iter()
+        .filter_map(|s| {
             let name = s["name"].as_str().unwrap_or_default();
             let generation = s["current"]["generation"].as_u64().unwrap_or(0);
-            s["current"]["status"] == "COMPLETE"
+            let done = s["current"]["status"] == "COMPLETE"
                 && s["converged"] == true
-                && generation > before.get(name).copied().unwrap_or(0)
-        }))
+                && generation > before.get(name).copied().unwrap_or(0);
+            (!done).then(|| {
+                format!(
+                    "{name}: gen {generation} {} {} ({}), converged {}, container {}",
+                    s["current"]["action"].as_str().unwrap_or("?"),
+                    s["current"]["status"].as_str().unwrap_or("?"),
+                    s["current"]["status_reason"].as_str().unwrap_or(""),
+                    s["converged"],
+                    s["container"]["state"].as_str().unwrap_or("none")
+                )
+            })
+        })
+        .collect())
 }
 
 /// One value per service from `berthctl status`, where `value` finds it.
@@ -198,31 +246,51 @@ fn event_seqs(d: &Daemon) -> Result<Vec<u64>> {
         .collect())
 }
 
-struct Row {
+/// One round's plan.
+#[derive(Debug, Clone, Copy)]
+struct Trial {
     round: usize,
+    change: Change,
     fault: Fault,
+    /// From the change to the fault.
     delay_ms: u64,
+    /// From the first SIGKILL to the second (`KillTwice`).
+    again_ms: u64,
+}
+
+struct Row {
+    trial: Trial,
     recovered: Option<Duration>,
     reapply_mutating: Option<usize>,
     problems: Vec<String>,
 }
 
-fn round(
-    d: &mut Daemon,
-    proxy: &EngineProxy,
-    file: &Path,
-    round: usize,
-    fault: Fault,
-    delay_ms: u64,
-    again_ms: u64,
-) -> Result<Row> {
+/// The paths a run works in.
+struct Files {
+    specs: std::path::PathBuf,
+    cfg: std::path::PathBuf,
+}
+
+fn round(d: &mut Daemon, proxy: &EngineProxy, files: &Files, trial: Trial) -> Result<Row> {
+    let Trial {
+        round,
+        change,
+        fault,
+        delay_ms,
+        again_ms,
+    } = trial;
     let before = generations(d)?;
     let seqs_before = event_seqs(d)?;
-    write_specs(file, round)?;
-    let path = file.display().to_string();
-    let out = d.ctl(&["apply", "--no-wait", &path])?;
-    if !out.status.success() {
-        bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    let path = files.specs.display().to_string();
+    match change {
+        Change::Spec => {
+            write_specs(&files.specs, &files.cfg, round)?;
+            let out = d.ctl(&["apply", "--no-wait", &path])?;
+            if !out.status.success() {
+                bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        Change::Config => write_configs(&files.cfg, round)?,
     }
     let t = Instant::now();
     std::thread::sleep(Duration::from_millis(delay_ms));
@@ -247,15 +315,20 @@ fn round(
     }
     let mut problems = Vec::new();
     let mut recovered = None;
+    let mut lagging = Vec::new();
     while t.elapsed() < CONVERGE_TIMEOUT {
-        if converged(d, &before)? {
+        lagging = laggards(d, &before)?;
+        if lagging.is_empty() {
             recovered = Some(t.elapsed());
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     if recovered.is_none() {
-        problems.push(format!("not converged within {CONVERGE_TIMEOUT:?}"));
+        problems.push(format!(
+            "not converged within {CONVERGE_TIMEOUT:?}: {}",
+            lagging.join("; ")
+        ));
     }
     problems.extend(container_problems(d)?);
     proxy.clear();
@@ -280,9 +353,7 @@ fn round(
         problems.push("event sequence numbers went back".into());
     }
     Ok(Row {
-        round,
-        fault,
-        delay_ms,
+        trial,
         recovered,
         reapply_mutating: Some(mutating.len()),
         problems,
@@ -303,10 +374,14 @@ pub fn run(root: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
     let proxy = EngineProxy::start(Path::new(ENGINE)).context("cannot start the engine proxy")?;
     let node = format!("chaos-{}", std::process::id());
     let mut d = Daemon::start(&bin, &base.join("node"), &node, &proxy.docker_host())?;
-    let file = base.join("services.yaml");
+    let files = Files {
+        specs: base.join("services.yaml"),
+        cfg: base.join("cfg"),
+    };
     // Round 0 puts the services in place without a fault.
-    write_specs(&file, 0)?;
-    let out = d.ctl(&["apply", &file.display().to_string()])?;
+    write_configs(&files.cfg, 0)?;
+    write_specs(&files.specs, &files.cfg, 0)?;
+    let out = d.ctl(&["apply", &files.specs.display().to_string()])?;
     if !out.status.success() {
         bail!(
             "the first apply failed: {}",
@@ -314,35 +389,44 @@ pub fn run(root: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
         );
     }
     println!(
-        "{:>5}  {:<28} {:>8}  {:>10}  {:>14}  result",
-        "round", "fault", "after", "recovered", "re-apply calls"
+        "{:>5}  {:<7} {:<28} {:>8}  {:>10}  {:>14}  result",
+        "round", "change", "fault", "after", "recovered", "re-apply calls"
     );
     let mut failed = 0;
     for r in 1..=rounds {
         let fault = Fault::ALL[(r - 1) % Fault::ALL.len()];
+        // Every fault with a spec change, then every fault with a config change.
+        let change = if ((r - 1) / Fault::ALL.len()).is_multiple_of(2) {
+            Change::Spec
+        } else {
+            Change::Config
+        };
         // Anywhere from before the first create to after the last swap.
         let delay_ms = rng.below(2500);
         // For the second SIGKILL: into the new berthd's recovery.
         let again_ms = rng.below(1500);
-        let row = match round(&mut d, &proxy, &file, r, fault, delay_ms, again_ms) {
-            Ok(row) => row,
-            Err(e) => Row {
-                round: r,
-                fault,
-                delay_ms,
-                recovered: None,
-                reapply_mutating: None,
-                problems: vec![format!("{e:#}")],
-            },
+        let trial = Trial {
+            round: r,
+            change,
+            fault,
+            delay_ms,
+            again_ms,
         };
+        let row = round(&mut d, &proxy, &files, trial).unwrap_or_else(|e| Row {
+            trial,
+            recovered: None,
+            reapply_mutating: None,
+            problems: vec![format!("{e:#}")],
+        });
         if !row.problems.is_empty() {
             failed += 1;
         }
         println!(
-            "{:>5}  {:<28} {:>6}ms  {:>10}  {:>14}  {}",
-            row.round,
-            row.fault.name(),
-            row.delay_ms,
+            "{:>5}  {:<7} {:<28} {:>6}ms  {:>10}  {:>14}  {}",
+            row.trial.round,
+            row.trial.change.name(),
+            row.trial.fault.name(),
+            row.trial.delay_ms,
             row.recovered
                 .map(crate::bench::ms)
                 .unwrap_or_else(|| "-".into()),

@@ -1376,7 +1376,10 @@ impl<E: Env> Agent<E> {
                 }
                 svc.last_restarts = c.restart_count;
             }
-            if svc.busy || svc.current.status.is_terminal() {
+            // A config change's reaction waiting to run (again) is judged
+            // once it has: a restart or a signal leaves no trace on the
+            // container to see.
+            if svc.busy || svc.current.status.is_terminal() || svc.config.resume {
                 continue;
             }
             // A deployment resumed after a crash whose container was in fact
@@ -1723,7 +1726,8 @@ impl<E: Env> Agent<E> {
                 generation,
                 outputs,
                 error,
-            } => self.reloaded(&service, generation, outputs, error),
+                unreachable,
+            } => self.reloaded(&service, generation, outputs, error, unreachable),
             Done::ResolvedRecord {
                 service,
                 generation,

@@ -143,6 +143,8 @@ pub(crate) enum Done {
         generation: u64,
         outputs: Outputs,
         error: Option<String>,
+        /// The error is the engine being unreachable (try again later).
+        unreachable: bool,
     },
     Collected {
         service: String,
@@ -301,12 +303,13 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
             container,
             steps,
         } => {
-            let (outputs, error) = reload(runtime, &container, &steps).await;
+            let (outputs, error, unreachable) = reload(runtime, &container, &steps).await;
             Done::Reloaded {
                 service,
                 generation,
                 outputs,
                 error,
+                unreachable,
             }
         }
         Job::Collect {
@@ -366,19 +369,24 @@ async fn reload<R: Runtime>(
     runtime: &R,
     container: &str,
     steps: &[OnChange],
-) -> (Outputs, Option<String>) {
+) -> (Outputs, Option<String>, bool) {
     let mut outputs = Outputs::default();
     let (mut stdout, mut stderr) = (String::new(), String::new());
     let mut error = None;
+    let mut unreachable = false;
     for step in steps {
         match step {
             OnChange::Signal(sig) => {
                 if let Err(e) = runtime.kill(container, sig).await {
+                    unreachable = e.is_unreachable();
                     error = Some(format!("sending {sig} failed: {e}"));
                 }
             }
             OnChange::Exec(argv) => match runtime.exec(container, argv).await {
-                Err(e) => error = Some(format!("`{}` could not run: {e}", argv.join(" "))),
+                Err(e) => {
+                    unreachable = e.is_unreachable();
+                    error = Some(format!("`{}` could not run: {e}", argv.join(" ")));
+                }
                 Ok(out) => {
                     stdout.push_str(&out.stdout);
                     stderr.push_str(&out.stderr);
@@ -415,7 +423,7 @@ async fn reload<R: Runtime>(
     if !stderr.is_empty() {
         outputs.deploy_stderr = Some(cap_output(stderr));
     }
-    (outputs, error)
+    (outputs, error, unreachable)
 }
 
 fn step(steps: &mut Vec<Step>, verb: &'static str, container: &str, reason: impl Into<String>) {

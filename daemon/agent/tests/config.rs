@@ -210,6 +210,55 @@ async fn each_service_sharing_a_source_reacts_by_its_own_policy() {
     node.stop().await;
 }
 
+/// The engine went away just as a config change needed a restart and a
+/// signal: the records wait (IN_PROGRESS, saying why) and the reactions run
+/// once the engine is back, instead of failing and leaving the old config.
+#[tokio::test]
+async fn a_reaction_the_engine_missed_runs_again_when_it_is_back() {
+    let (_tmp, src) = config_dir("v=1\n");
+    let (node, w) = watched(env());
+    let d = deploy(
+        &node.handle,
+        vec![
+            with_config("r", &src, OnChange::Restart),
+            with_config("s", &src, OnChange::Signal("SIGHUP".into())),
+        ],
+    )
+    .await;
+    let unreachable = || berth_core::runtime::RuntimeError::Unreachable {
+        endpoint: "unix:///fake".into(),
+        reason: "connection refused".into(),
+    };
+    node.rt().fail_next("restart", unreachable());
+    node.rt().fail_next("kill", unreachable());
+    node.rt().clear_calls();
+    std::fs::write(src.join("app.conf"), "v=2\n").expect("write");
+    w.changed(["r#0", "s#0"]).await;
+    let r = reconfigured(&node, "r", d[0].generation).await;
+    let s = reconfigured(&node, "s", d[1].generation).await;
+    for rec in [&r, &s] {
+        assert_eq!(
+            rec.status,
+            Status::Complete,
+            "{}: {}",
+            rec.id,
+            rec.status_reason
+        );
+    }
+    let calls = node.rt().mutating_calls();
+    let restarts = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Restart(_)))
+        .count();
+    let kills = calls.iter().filter(|c| matches!(c, Call::Kill(..))).count();
+    assert_eq!(
+        (restarts, kills),
+        (2, 2),
+        "each tried again once: {calls:?}"
+    );
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn a_failing_exec_fails_the_record_with_its_stderr() {
     let (_tmp, src) = config_dir("v=1\n");

@@ -18,6 +18,10 @@ use berth_core::spec::{DesiredState, Kind};
 use berth_core::store::Store;
 use berth_watch::{WatchEvent, WatchSpec};
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use super::Agent;
 use crate::exec::{ConfigRead, Job};
 use crate::state::{ConfigTrack, Svc, config_baseline, last_change_of};
@@ -167,7 +171,7 @@ impl<E: Env> Agent<E> {
                 svc.config.dirty = false;
                 continue;
             }
-            if svc.config.resume && !svc.busy {
+            if svc.config.resume && !svc.busy && svc.retry_at.is_none_or(|t| Instant::now() >= t) {
                 svc.config.resume = false;
                 resumes.push(name.clone());
                 continue;
@@ -443,6 +447,28 @@ impl<E: Env> Agent<E> {
         self.dispatch_reaction(service, &record, &reaction);
     }
 
+    /// The engine could not be reached for a config change's reaction: the
+    /// record stays IN_PROGRESS, saying why, and the reaction runs again
+    /// once the engine answers, with backoff (a signal or a restart twice is
+    /// harmless; a missed one is not).
+    fn retry_reaction(&mut self, service: &str, error: String) {
+        let Some(svc) = self.services.get_mut(service) else {
+            return;
+        };
+        svc.failures += 1;
+        let backoff = Duration::from_secs(1 << svc.failures.min(5));
+        svc.retry_at = Some(Instant::now() + backoff);
+        svc.config.resume = true;
+        tracing::warn!(service, error, retry_in = ?backoff, "a config change's reaction did not reach the engine; it runs again");
+        self.set_status(
+            service,
+            Status::InProgress,
+            format!("waiting for the engine to apply the config change: {error}"),
+            None,
+        );
+        self.request_observe();
+    }
+
     pub(super) fn reconfigure_restarted(
         &mut self,
         service: &str,
@@ -457,7 +483,10 @@ impl<E: Env> Agent<E> {
             return;
         }
         match error {
+            Some(e) if e.is_unreachable() => return self.retry_reaction(service, e.to_string()),
             None => {
+                svc.failures = 0;
+                svc.retry_at = None;
                 svc.edit_current(|d| d.applied = true);
                 if let Some(w) = svc.watch.as_mut() {
                     w.needs_settle = true;
@@ -496,6 +525,7 @@ impl<E: Env> Agent<E> {
         generation: u64,
         outputs: Outputs,
         error: Option<String>,
+        unreachable: bool,
     ) {
         let Some(svc) = self.services.get_mut(service) else {
             return;
@@ -504,6 +534,11 @@ impl<E: Env> Agent<E> {
         if svc.current.generation != generation {
             return;
         }
+        if let Some(e) = error.as_ref().filter(|_| unreachable) {
+            return self.retry_reaction(service, e.clone());
+        }
+        svc.failures = 0;
+        svc.retry_at = None;
         svc.edit_current(|d| d.applied = true);
         let reaction = svc
             .current
