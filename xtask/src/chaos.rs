@@ -1,4 +1,5 @@
-//! `cargo xtask chaos`: faults at random points of an apply — berthd
+//! `cargo xtask chaos`: faults at random points of a change (an apply that
+//! replaces every service, or a config change that restarts them) — berthd
 //! killed with SIGKILL (once, or again while it recovers), the engine cut
 //! off (through a proxy socket in front of the real one; the machine's
 //! engine is never stopped), or both — and
@@ -53,10 +54,10 @@ impl Fault {
 
     fn name(self) -> &'static str {
         match self {
-            Fault::Kill => "SIGKILL mid-apply",
-            Fault::Cut => "engine cut mid-apply",
+            Fault::Kill => "SIGKILL",
+            Fault::Cut => "engine cut for 3 s",
             Fault::CutThenKill => "engine cut, then SIGKILL",
-            Fault::KillTwice => "SIGKILL, SIGKILL in recovery",
+            Fault::KillTwice => "SIGKILL, again in recovery",
         }
     }
 }
