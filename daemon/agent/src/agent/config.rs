@@ -7,6 +7,8 @@
 //! ([`berth_core::reconfig::decide`]), and a real change makes one
 //! RECONFIGURE record whose reaction runs like any other job.
 
+use std::time::Duration;
+
 use berth_core::dto::VerbResponse;
 use berth_core::event::{EVENT_FILES_MAX, EventKind};
 use berth_core::reconfig::{
@@ -17,9 +19,6 @@ use berth_core::runtime::RuntimeError;
 use berth_core::spec::{DesiredState, Kind};
 use berth_core::store::Store;
 use berth_watch::{WatchEvent, WatchSpec};
-
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use super::Agent;
