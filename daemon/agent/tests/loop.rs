@@ -114,6 +114,16 @@ async fn a_missing_image_fails_and_leaves_the_old_container_running() {
     node.stop().await;
 }
 
+/// Applies `web` on `demo:2` and waits for that deployment to end.
+async fn update_web(node: &Node) -> berth_core::record::Deployment {
+    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
+    wait_status(
+        &node.handle,
+        &r.results[0].deployment.as_ref().expect("rec").id,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_create_refused_by_the_engine_fails_and_keeps_the_old_one() {
     let node = start();
@@ -127,12 +137,7 @@ async fn a_create_refused_by_the_engine_fails_and_keeps_the_old_one() {
             message: "invalid port".into(),
         },
     );
-    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
-    let d = wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    let d = update_web(&node).await;
     assert_eq!(d.status, Status::Failed);
     assert!(d.status_reason.contains("invalid port"));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -158,12 +163,7 @@ async fn a_late_leftover_in_the_way_is_looked_at_again_and_replaced() {
         labels.insert(k.to_string(), v.to_string());
     }
     node.rt().add_foreign("t-web.next-g2", labels);
-    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
-    let d = wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    let d = update_web(&node).await;
     assert_eq!(d.status, Status::Complete, "{d:?}");
     let names: Vec<String> = node.rt().containers().into_iter().map(|c| c.name).collect();
     assert_eq!(names, ["t-web"], "the leftover and the old one are gone");
@@ -187,12 +187,7 @@ async fn a_container_gone_since_the_list_is_looked_at_again() {
             id: before.id.clone(),
         },
     );
-    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
-    let d = wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    let d = update_web(&node).await;
     assert_eq!(d.status, Status::Complete, "{d:?}");
     let names: Vec<String> = node.rt().containers().into_iter().map(|c| c.name).collect();
     assert_eq!(names, ["t-web"]);
@@ -209,12 +204,7 @@ async fn a_name_held_by_a_foreign_container_fails_the_update_after_a_second_look
     node.rt()
         .add_foreign("t-web.next-g2", std::collections::BTreeMap::new());
     node.rt().clear_calls();
-    let r = apply(&node.handle, vec![spec("web", "demo:2")]).await;
-    let d = wait_status(
-        &node.handle,
-        &r.results[0].deployment.as_ref().expect("rec").id,
-    )
-    .await;
+    let d = update_web(&node).await;
     assert_eq!(d.status, Status::Failed);
     assert!(
         d.status_reason
