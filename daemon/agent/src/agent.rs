@@ -1758,8 +1758,7 @@ impl<E: Env> Agent<E> {
                 svc.busy = false;
                 match error {
                     None => {
-                        svc.failures = 0;
-                        svc.retry_at = None;
+                        svc.succeeded();
                         svc.looked_again = false;
                         if (deployed || started)
                             && let Some(w) = svc.watch.as_mut()
@@ -1780,9 +1779,7 @@ impl<E: Env> Agent<E> {
                         }
                     }
                     Some(e) => {
-                        svc.failures += 1;
-                        let backoff = Duration::from_secs(1 << svc.failures.min(5));
-                        svc.retry_at = Some(Instant::now() + backoff);
+                        let backoff = svc.back_off();
                         tracing::warn!(service, error = %e, retry_in = ?backoff, "container action failed");
                         let unreachable = e.is_unreachable();
                         let deploying = !svc.current.status.is_terminal() && !svc.current.applied;
@@ -1910,8 +1907,7 @@ impl<E: Env> Agent<E> {
             };
             if let Some(svc) = self.services.get_mut(service) {
                 svc.create = create;
-                svc.retry_at = None;
-                svc.failures = 0;
+                svc.succeeded();
             }
         }
         self.set_status(service, Status::Failed, reason, None);

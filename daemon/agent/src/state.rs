@@ -109,6 +109,21 @@ pub(crate) struct Watch {
 }
 
 impl Svc {
+    /// One more failed job: no new one before the returned backoff has
+    /// passed (2 s, doubling, at most 32 s).
+    pub fn back_off(&mut self) -> std::time::Duration {
+        self.failures += 1;
+        let backoff = std::time::Duration::from_secs(1 << self.failures.min(5));
+        self.retry_at = Some(Instant::now() + backoff);
+        backoff
+    }
+
+    /// A job succeeded: the backoff is over.
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
     pub fn is_deleted(&self) -> bool {
         self.current.action == DeployAction::Delete && self.current.status == Status::Complete
     }

@@ -7,8 +7,6 @@
 //! ([`berth_core::reconfig::decide`]), and a real change makes one
 //! RECONFIGURE record whose reaction runs like any other job.
 
-use std::time::Duration;
-
 use berth_core::dto::VerbResponse;
 use berth_core::event::{EVENT_FILES_MAX, EventKind};
 use berth_core::reconfig::{
@@ -454,9 +452,7 @@ impl<E: Env> Agent<E> {
         let Some(svc) = self.services.get_mut(service) else {
             return;
         };
-        svc.failures += 1;
-        let backoff = Duration::from_secs(1 << svc.failures.min(5));
-        svc.retry_at = Some(Instant::now() + backoff);
+        let backoff = svc.back_off();
         svc.config.resume = true;
         tracing::warn!(service, error, retry_in = ?backoff, "a config change's reaction did not reach the engine; it runs again");
         self.set_status(
@@ -484,8 +480,7 @@ impl<E: Env> Agent<E> {
         match error {
             Some(e) if e.is_unreachable() => return self.retry_reaction(service, e.to_string()),
             None => {
-                svc.failures = 0;
-                svc.retry_at = None;
+                svc.succeeded();
                 svc.edit_current(|d| d.applied = true);
                 if let Some(w) = svc.watch.as_mut() {
                     w.needs_settle = true;
@@ -536,8 +531,7 @@ impl<E: Env> Agent<E> {
         if let Some(e) = error.as_ref().filter(|_| unreachable) {
             return self.retry_reaction(service, e.clone());
         }
-        svc.failures = 0;
-        svc.retry_at = None;
+        svc.succeeded();
         svc.edit_current(|d| d.applied = true);
         let reaction = svc
             .current
