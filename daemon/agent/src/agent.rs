@@ -1758,7 +1758,7 @@ impl<E: Env> Agent<E> {
                 svc.busy = false;
                 match error {
                     None => {
-                        svc.succeeded();
+                        svc.reset_backoff();
                         svc.looked_again = false;
                         if (deployed || started)
                             && let Some(w) = svc.watch.as_mut()
@@ -1907,7 +1907,7 @@ impl<E: Env> Agent<E> {
             };
             if let Some(svc) = self.services.get_mut(service) {
                 svc.create = create;
-                svc.succeeded();
+                svc.reset_backoff();
             }
         }
         self.set_status(service, Status::Failed, reason, None);

@@ -118,8 +118,8 @@ impl Svc {
         backoff
     }
 
-    /// A job succeeded: the backoff is over.
-    pub fn succeeded(&mut self) {
+    /// A job succeeded, or there is nothing left to retry: no backoff.
+    pub fn reset_backoff(&mut self) {
         self.failures = 0;
         self.retry_at = None;
     }

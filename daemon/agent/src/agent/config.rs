@@ -480,7 +480,7 @@ impl<E: Env> Agent<E> {
         match error {
             Some(e) if e.is_unreachable() => return self.retry_reaction(service, e.to_string()),
             None => {
-                svc.succeeded();
+                svc.reset_backoff();
                 svc.edit_current(|d| d.applied = true);
                 if let Some(w) = svc.watch.as_mut() {
                     w.needs_settle = true;
@@ -531,7 +531,7 @@ impl<E: Env> Agent<E> {
         if let Some(e) = error.as_ref().filter(|_| unreachable) {
             return self.retry_reaction(service, e.clone());
         }
-        svc.succeeded();
+        svc.reset_backoff();
         svc.edit_current(|d| d.applied = true);
         let reaction = svc
             .current
