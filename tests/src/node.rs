@@ -386,11 +386,20 @@ impl Drop for TestNode {
             let _ = self.dir.path();
             return;
         }
-        let ids: Vec<String> = self.containers().into_iter().map(|c| c.id).collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids.iter().map(String::as_str));
-            let _ = docker(&args);
+        // A create the killed berthd had sent may still land in the engine
+        // after the first look (seen: a test's PUT answered 202 just before
+        // its drop): look again until a look finds nothing.
+        for pass in 0..4 {
+            let ids: Vec<String> = self.containers().into_iter().map(|c| c.id).collect();
+            if ids.is_empty() && pass > 0 {
+                break;
+            }
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = docker(&args);
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
         // Images berth built for this node's services.
         let out = docker(&[
