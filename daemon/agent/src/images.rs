@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use berth_core::dockerignore::{self, Ignore};
+use berth_core::dockerignore::{self, Ignore, Walk};
 use berth_core::hash::sha256_hex;
 use berth_core::runtime::{Runtime, RuntimeError};
 use berth_core::spec::ImageSource;
@@ -81,16 +81,11 @@ fn collect(root: &Path, dir: &Path, ignore: &Ignore, out: &mut Vec<String>) -> s
             .strip_prefix(root)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if ignore.excludes(&rel) {
-            if ft.is_dir() && ignore.may_keep_under(&rel) {
-                collect(root, &path, ignore, out)?;
-            }
-            continue;
-        }
-        if ft.is_dir() {
-            collect(root, &path, ignore, out)?;
-        } else {
-            out.push(rel);
+        match ignore.walk(&rel, ft.is_dir()) {
+            Walk::Skip => {}
+            Walk::Descend => collect(root, &path, ignore, out)?,
+            Walk::Send if ft.is_dir() => collect(root, &path, ignore, out)?,
+            Walk::Send => out.push(rel),
         }
     }
     Ok(())

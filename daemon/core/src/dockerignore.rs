@@ -100,14 +100,36 @@ impl Ignore {
         excluded
     }
 
-    /// Whether a directory that [`excludes`](Self::excludes) says no to
-    /// must still be walked: an exception may bring back something in it,
-    /// or the Dockerfile is in it.
-    pub fn may_keep_under(&self, dir: &str) -> bool {
+    /// What a walk of the context does with `path`, a directory when
+    /// `is_dir`. An excluded directory is still walked (its own entry not
+    /// sent) when something under it may be sent after all: an exception,
+    /// or the Dockerfile.
+    pub fn walk(&self, path: &str, is_dir: bool) -> Walk {
+        if !self.excludes(path) {
+            Walk::Send
+        } else if is_dir && self.may_keep_under(path) {
+            Walk::Descend
+        } else {
+            Walk::Skip
+        }
+    }
+
+    fn may_keep_under(&self, dir: &str) -> bool {
         let prefix = format!("{dir}/");
         self.patterns.iter().any(|p| p.exception)
             || self.keep.iter().any(|k| k.starts_with(&prefix))
     }
+}
+
+/// [`Ignore::walk`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// Sent (a directory: walked too).
+    Send,
+    /// Not sent, but walked: something under it may be.
+    Descend,
+    /// Neither sent nor walked.
+    Skip,
 }
 
 /// `a/./b/../c/` → `["a", "c"]`; a leading `/` and leading `..` go.
@@ -268,7 +290,12 @@ mod tests {
         assert!(i.excludes("CHANGES.md"));
         assert!(!i.excludes("README.md"));
         assert!(i.excludes("README-secret.md"));
-        assert!(i.may_keep_under("docs"));
+        assert_eq!(
+            i.walk("old.md", true),
+            Walk::Descend,
+            "an exception may be under it"
+        );
+        assert_eq!(i.walk("x.md", false), Walk::Skip);
         let i = ignore("docs\n!docs/keep.txt\n");
         assert!(i.excludes("docs/other.txt"));
         assert!(!i.excludes("docs/keep.txt"));
@@ -280,7 +307,13 @@ mod tests {
         assert!(i.excludes("src"));
         assert!(!i.excludes("build/App.dockerfile"));
         assert!(!i.excludes(".dockerignore"));
-        assert!(i.may_keep_under("build"), "the Dockerfile is under it");
+        assert_eq!(
+            i.walk("build", true),
+            Walk::Descend,
+            "the Dockerfile is under it"
+        );
+        assert_eq!(i.walk("src", true), Walk::Skip);
+        assert_eq!(i.walk("build/App.dockerfile", false), Walk::Send);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
-use berth_core::dockerignore::{self, Ignore};
+use berth_core::dockerignore::{self, Ignore, Walk};
 use tar::{EntryType, Header, HeaderMode};
 
 use crate::error::chain;
@@ -121,13 +121,13 @@ fn add_dir<W: Write>(
         let io_err = |e: io::Error| format!("{}: {}", path.display(), chain(&e));
         let ft = meta.file_type();
         let shown = name.to_string_lossy();
-        if ignore.excludes(&shown) {
-            // An excluded directory is still walked when an exception may
-            // bring something in it back; its own entry is not sent.
-            if ft.is_dir() && ignore.may_keep_under(&shown) {
+        match ignore.walk(&shown, ft.is_dir()) {
+            Walk::Send => {}
+            Walk::Descend => {
                 add_dir(builder, root, &name, ignore)?;
+                continue;
             }
-            continue;
+            Walk::Skip => continue,
         }
         if ft.is_dir() {
             let mut header = header_for(&meta);
