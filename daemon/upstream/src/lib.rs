@@ -195,6 +195,44 @@ impl Inner {
     pub(crate) fn settings(&self) -> Arc<Settings> {
         self.settings.borrow().clone()
     }
+
+    /// Removes the index entries of done documents `forget` picks (one
+    /// submit at a time meanwhile), logging which went as `what`.
+    pub(crate) async fn forget_documents(
+        &self,
+        forget: impl Fn(&index::DocIndex) -> bool,
+        what: &str,
+    ) {
+        let _one = self.submit_lock.lock().await;
+        match self.index.forget(forget) {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(documents = gone.join(", "), "forgot {what}")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune the Heat document index"),
+        }
+    }
+
+    /// The settings once `url_of` gives them a URL. While it gives none,
+    /// waits for new settings, logging `unset` once when the URL `active`
+    /// held goes away. `None` when the settings can change no more.
+    pub(crate) async fn settings_with_url(
+        changes: &mut tokio::sync::watch::Receiver<Arc<Settings>>,
+        url_of: fn(&UpstreamConfig) -> Option<&String>,
+        active: &mut Option<String>,
+        unset: &str,
+    ) -> Option<(Arc<Settings>, String)> {
+        loop {
+            let settings = changes.borrow_and_update().clone();
+            if let Some(url) = url_of(&settings.cfg).cloned() {
+                return Some((settings, url));
+            }
+            if active.take().is_some() {
+                tracing::info!("{unset}");
+            }
+            changes.changed().await.ok()?;
+        }
+    }
 }
 
 /// The upstream handle: cheap to clone. Create it with [`Upstream::start`]
@@ -223,16 +261,13 @@ async fn forget_old_pushes(inner: Arc<Inner>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let _one = inner.submit_lock.lock().await;
         let now = now_ms();
-        match inner.index.forget(|e| push_expired(e, now)) {
-            Ok(gone) if !gone.is_empty() => tracing::info!(
-                count = gone.len(),
-                "forgot pushed Heat documents accepted over 30 days ago"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot prune the Heat document index"),
-        }
+        inner
+            .forget_documents(
+                |e| push_expired(e, now),
+                "pushed Heat documents accepted over 30 days ago",
+            )
+            .await;
     }
 }
 

@@ -52,16 +52,17 @@ pub(crate) async fn run(up: Upstream) {
     let mut st = PullState::default();
     let mut failures = 0u32;
     loop {
-        let settings = changes.borrow_and_update().clone();
-        let Some(url) = settings.cfg.metadata_url.as_deref() else {
-            if polling.take().is_some() {
-                tracing::info!("metadata_url is unset: no more polling; pulled services stay");
-            }
-            if changes.changed().await.is_err() {
-                return;
-            }
-            continue;
+        let Some((settings, url)) = crate::Inner::settings_with_url(
+            &mut changes,
+            |c| c.metadata_url.as_ref(),
+            &mut polling,
+            "metadata_url is unset: no more polling; pulled services stay",
+        )
+        .await
+        else {
+            return;
         };
+        let url = url.as_str();
         let shown = redact_url(url);
         if polling.as_deref() != Some(url) {
             tracing::info!(url = shown, interval = ?settings.cfg.poll_interval, "polling Heat metadata");
@@ -232,7 +233,16 @@ async fn poll_once(
     }
     inner.index.set_pulled(&pulled).map_err(|e| e.to_string())?;
     if clean {
-        forget_unlisted(inner, &listed).await;
+        // A pulled document Heat no longer lists will not come back by the
+        // pull: its entry goes (the index would grow for the node's whole
+        // life otherwise). A listed one stays, so that the next round finds
+        // it and applies nothing.
+        inner
+            .forget_documents(
+                |e| e.origin == OriginKind::Pull && !listed.contains(&e.doc_id),
+                "pulled Heat documents the metadata no longer lists",
+            )
+            .await;
     }
     // Remembered only once the content was acted on (and not when a
     // document could not be applied for a reason that may pass).
@@ -244,25 +254,6 @@ async fn poll_once(
         st.last_modified = header(&resp.headers, "last-modified");
     }
     Ok(())
-}
-
-/// A pulled document Heat no longer lists will not come back by the pull:
-/// once its signal is queued, its index entry goes (the index would grow
-/// for the node's whole life otherwise). A listed one stays, so that the
-/// next round finds it and applies nothing.
-async fn forget_unlisted(inner: &crate::Inner, listed: &BTreeSet<String>) {
-    let _one = inner.submit_lock.lock().await;
-    match inner
-        .index
-        .forget(|e| e.origin == OriginKind::Pull && !listed.contains(&e.doc_id))
-    {
-        Ok(gone) if !gone.is_empty() => tracing::info!(
-            documents = gone.join(", "),
-            "forgot pulled Heat documents the metadata no longer lists"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot prune the Heat document index"),
-    }
 }
 
 fn header(h: &http::HeaderMap, name: &str) -> Option<String> {

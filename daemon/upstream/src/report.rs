@@ -93,16 +93,17 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut last_attempt: Option<Instant> = None;
     let mut last_ok = Instant::now();
     loop {
-        let settings = changes.borrow_and_update().clone();
-        let Some(url) = settings.cfg.report_url.as_deref() else {
-            if reporting.take().is_some() {
-                tracing::info!("report_url is unset: no more state reports");
-            }
-            if changes.changed().await.is_err() {
-                return;
-            }
-            continue;
+        let Some((settings, url)) = Inner::settings_with_url(
+            &mut changes,
+            |c| c.report_url.as_ref(),
+            &mut reporting,
+            "report_url is unset: no more state reports",
+        )
+        .await
+        else {
+            return;
         };
+        let url = url.as_str();
         let shown = redact_url(url);
         if reporting.as_deref() != Some(url) {
             tracing::info!(url = shown, heartbeat = ?settings.cfg.heartbeat, "reporting node state");
