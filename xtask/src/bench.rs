@@ -168,24 +168,62 @@ impl Drop for Daemon {
     }
 }
 
+/// How the bench's services are networked. `None` is an isolated
+/// namespace per container; `Host` is what TripleO's services use (43 of
+/// the 44 `net:` keys in the shared corpus). The engine does much less per
+/// start for `Host`: no namespace to set up through its network hook.
+#[derive(Clone, Copy, PartialEq)]
+enum Net {
+    None,
+    Host,
+}
+
+impl Net {
+    fn name(self) -> &'static str {
+        match self {
+            Net::None => "none",
+            Net::Host => "host",
+        }
+    }
+
+    /// Service `i`'s port: on the host's network each needs its own.
+    fn port(self, i: usize) -> usize {
+        match self {
+            Net::None => 8080,
+            Net::Host => HOST_PORTS + i,
+        }
+    }
+}
+
+/// First of the loopback ports the `host` services serve on.
+const HOST_PORTS: usize = 31_000;
+
 fn specs(dir: &Path, n: usize, greeting: &str) -> Result<()> {
+    specs_on(dir, n, greeting, Net::None)
+}
+
+fn specs_on(dir: &Path, n: usize, greeting: &str, net: Net) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut text = String::from("services:\n");
     for i in 0..n {
         text.push_str(&format!(
-            "  - name: s{i:03}\n    image: berth-demo:latest\n    command: [\"serve\", \"--port\", \"8080\"]\n    env: {{GREETING: {greeting}}}\n    network: none\n"
+            "  - name: s{i:03}\n    image: berth-demo:latest\n    command: [\"serve\", \"--port\", \"{}\"]\n    env: {{GREETING: {greeting}}}\n    network: {}\n",
+            net.port(i),
+            net.name()
         ));
     }
     std::fs::write(dir.join("services.yaml"), text)?;
     Ok(())
 }
 
-fn compose_file(dir: &Path, n: usize, project: &str) -> Result<PathBuf> {
+fn compose_file(dir: &Path, n: usize, project: &str, net: Net) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let mut text = String::from("services:\n");
     for i in 0..n {
         text.push_str(&format!(
-            "  s{i:03}:\n    image: berth-demo:latest\n    command: [\"serve\", \"--port\", \"8080\"]\n    environment: {{GREETING: hello}}\n    network_mode: none\n    restart: always\n    labels: {{io.berth.bench: \"{project}\"}}\n"
+            "  s{i:03}:\n    image: berth-demo:latest\n    command: [\"serve\", \"--port\", \"{}\"]\n    environment: {{GREETING: hello}}\n    network_mode: {}\n    restart: always\n    labels: {{io.berth.bench: \"{project}\"}}\n",
+            net.port(i),
+            net.name()
         ));
     }
     let path = dir.join("compose.yaml");
@@ -314,8 +352,8 @@ pub(crate) fn idle_cpu_pct(d: &Daemon, window: Duration) -> Option<f64> {
 
 /// The engine's own floor: `n` containers created and started, each
 /// create+start in parallel straight on the API (no CLI, no berth), until
-/// every one runs. The demo image, `network: none`, like the bench specs.
-fn engine_floor(n: usize) -> Result<Duration> {
+/// every one runs. The demo image, networked like the bench specs.
+fn engine_floor(n: usize, net: Net) -> Result<Duration> {
     use berth_core::runtime::{CreateRequest, CreateSpec, Runtime};
     let node = format!("bench-floor-{}", std::process::id());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -337,8 +375,15 @@ fn engine_floor(n: usize) -> Result<Duration> {
                 name: format!("{node}-{i}"),
                 spec: CreateSpec {
                     image: image.clone(),
-                    command: Some(vec!["serve".into(), "--port".into(), "8080".into()]),
-                    network: berth_core::spec::Network::None,
+                    command: Some(vec![
+                        "serve".into(),
+                        "--port".into(),
+                        net.port(i).to_string(),
+                    ]),
+                    network: match net {
+                        Net::None => berth_core::spec::Network::None,
+                        Net::Host => berth_core::spec::Network::Host,
+                    },
                     ..Default::default()
                 },
                 labels: Default::default(),
@@ -398,9 +443,15 @@ fn median(t: &[Duration]) -> Duration {
 }
 
 /// `docker-compose up -d` of `n` services, timed; `None` if it failed.
-fn compose_cold(base: &Path, n: usize, round: usize) -> Option<Duration> {
-    let project = format!("berthbench{}r{round}", std::process::id());
-    let file = compose_file(&base.join(format!("compose{round}")), n, &project).ok()?;
+fn compose_cold(base: &Path, n: usize, round: usize, net: Net) -> Option<Duration> {
+    let project = format!("berthbench{}{}r{round}", std::process::id(), net.name());
+    let file = compose_file(
+        &base.join(format!("compose-{}{round}", net.name())),
+        n,
+        &project,
+        net,
+    )
+    .ok()?;
     let t = Instant::now();
     let st = Command::new("docker-compose")
         .args(["-p", &project, "-f"])
@@ -426,15 +477,15 @@ fn compose_cold(base: &Path, n: usize, round: usize) -> Option<Duration> {
 
 /// A cold `berthctl apply` of `n` services on a fresh berthd, until the
 /// engine has started all of them.
-fn berth_cold(bin: &Path, base: &Path, n: usize, round: usize) -> Result<Duration> {
+fn berth_cold(bin: &Path, base: &Path, n: usize, round: usize, net: Net) -> Result<Duration> {
     let d = Daemon::start(
         bin,
-        &base.join(format!("cold{round}")),
-        &format!("bench-cold-{}-{round}", std::process::id()),
+        &base.join(format!("cold-{}{round}", net.name())),
+        &format!("bench-cold-{}-{}{round}", std::process::id(), net.name()),
         &format!("unix://{ENGINE}"),
     )?;
-    let dir = base.join(format!("cold-specs{round}"));
-    specs(&dir, n, "hello")?;
+    let dir = base.join(format!("cold-specs-{}{round}", net.name()));
+    specs_on(&dir, n, "hello", net)?;
     let starts = StartWatch::start(d.node())?;
     let t = Instant::now();
     let out = d.ctl(&["apply", "--no-wait", &dir.display().to_string()])?;
@@ -445,38 +496,37 @@ fn berth_cold(bin: &Path, base: &Path, n: usize, round: usize) -> Result<Duratio
     Ok(t.elapsed())
 }
 
-pub fn apply(root: &Path) -> Result<()> {
-    let bin = release_bins(root)?;
-    let base = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
-    let mut rows: Vec<(String, String, String, String)> = Vec::new();
-
-    // 1. Cold apply of 50: berth vs compose (time until all 50 run).
-    let cold = 50;
+/// The cold-apply rows for one kind of network: compose, berth and the
+/// engine's floor, each the median of [`COLD_ROUNDS`].
+fn cold_rows(bin: &Path, base: &Path, cold: usize, net: Net) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
     // The engine's speed on a shared machine drifts from minute to minute:
     // the three are interleaved, round after round, and medians compared.
     let (mut compose_t, mut berth_t, mut floor_t) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..COLD_ROUNDS {
-        compose_t.push(compose_cold(&base, cold, round));
-        berth_t.push(berth_cold(&bin, &base, cold, round)?);
-        floor_t.push(engine_floor(cold)?);
+        compose_t.push(compose_cold(base, cold, round, net));
+        berth_t.push(berth_cold(bin, base, cold, round, net)?);
+        floor_t.push(engine_floor(cold, net)?);
     }
     let compose_t: Option<Vec<Duration>> = compose_t.into_iter().collect();
     let compose_s = compose_t.as_deref().map(median);
     let floor = median(&floor_t);
     let berth_cold = median(&berth_t);
-    let cold_calls = cold_apply_calls(&bin, &base, cold)?;
     let spread = |t: &[Duration]| {
         let lo = t.iter().min().copied().unwrap_or_default();
         let hi = t.iter().max().copied().unwrap_or_default();
         format!("{}-{}", ms(lo), ms(hi))
     };
     rows.push((
-        format!("engine floor: {cold} parallel API create+start (median of {COLD_ROUNDS})"),
+        format!(
+            "engine floor, network {}: {cold} parallel API create+start",
+            net.name()
+        ),
         ms(floor),
         compose_s.map(ms).unwrap_or_else(|| "n/a".into()),
         match compose_s {
             Some(c) => format!(
-                "{:.2}x compose: no agent can go below this (floor {}, compose {})",
+                "{:.2}x compose: the same containers straight on the API (floor {}, compose {})",
                 floor.as_secs_f64() / c.as_secs_f64(),
                 spread(&floor_t),
                 compose_t.as_deref().map(spread).unwrap_or_default()
@@ -485,7 +535,10 @@ pub fn apply(root: &Path) -> Result<()> {
         },
     ));
     rows.push((
-        format!("cold apply, {cold} services (until all run; median of {COLD_ROUNDS})"),
+        format!(
+            "cold apply, {cold} services, network {} (until all run)",
+            net.name()
+        ),
         ms(berth_cold),
         compose_s.map(ms).unwrap_or_else(|| "n/a".into()),
         match compose_s {
@@ -499,6 +552,24 @@ pub fn apply(root: &Path) -> Result<()> {
         },
     ));
 
+    Ok(rows)
+}
+
+/// A table row: benchmark, berth, compose, notes.
+type Row = (String, String, String, String);
+
+pub fn apply(root: &Path) -> Result<()> {
+    let bin = release_bins(root)?;
+    let base = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
+    let mut rows: Vec<Row> = Vec::new();
+
+    // 1. Cold apply of 50: berth vs compose (time until all 50 run), on
+    // an isolated network namespace each and on the host's network.
+    let cold = 50;
+    for net in [Net::None, Net::Host] {
+        rows.extend(cold_rows(&bin, &base, cold, net)?);
+    }
+    let cold_calls = cold_apply_calls(&bin, &base, cold)?;
     rows.push((
         "  engine calls for it (a second run, counted)".to_string(),
         cold_calls.0.to_string(),
