@@ -718,7 +718,8 @@ impl<E: Env> Agent<E> {
         };
         let mut error = None;
         let mut configs = configs.into_iter();
-        for (spec, image) in pending.req.services.iter().zip(results) {
+        let services = &pending.req.services;
+        for (i, (spec, image)) in services.iter().zip(results).enumerate() {
             let reads = configs.next().unwrap_or_default();
             match self.apply_one(
                 spec,
@@ -729,8 +730,36 @@ impl<E: Env> Agent<E> {
                 pending.dry_run,
             ) {
                 Ok(r) => out.results.push(r),
-                Err(e) => {
+                Err(e) if out.results.is_empty() => {
                     error = Some(e);
+                    break;
+                }
+                // Records already made stay (each is whole on disk and its
+                // deployment runs): the error says which, so nobody has to
+                // guess what this apply left behind.
+                Err(e) => {
+                    let done = out
+                        .results
+                        .iter()
+                        .map(|r| match &r.deployment {
+                            Some(d) if r.change != Change::Unchanged => {
+                                format!("{} ({})", r.service, d.id)
+                            }
+                            _ => format!("{} (unchanged)", r.service),
+                        })
+                        .collect();
+                    let not_applied = services[i + 1..].iter().map(|s| s.name.clone()).collect();
+                    tracing::error!(
+                        error = berth_core::error_chain(&e),
+                        service = spec.name,
+                        "an apply stopped part way"
+                    );
+                    error = Some(AgentError::PartlyApplied {
+                        failed: spec.name.clone(),
+                        cause: Box::new(e),
+                        done,
+                        not_applied,
+                    });
                     break;
                 }
             }

@@ -194,6 +194,40 @@ pub enum AgentError {
     Runtime(#[from] RuntimeError),
     #[error("berthd is shutting down")]
     ShuttingDown,
+    /// An apply of several services failed part way (the store refused a
+    /// write): `done` were applied before it and stay so (`"web (web-3)"`,
+    /// `"db (unchanged)"`), `not_applied` were not.
+    #[error(
+        "{failed}: {}; applied before it: {}; not applied: {}. Fix the cause and apply again: what was applied shows as unchanged",
+        berth_core::error_chain(cause.as_ref()),
+        list_or_none(done),
+        list_or_none(not_applied)
+    )]
+    PartlyApplied {
+        failed: String,
+        cause: Box<AgentError>,
+        done: Vec<String>,
+        not_applied: Vec<String>,
+    },
+}
+
+impl AgentError {
+    /// The error itself, or for [`AgentError::PartlyApplied`] what caused
+    /// it (which decides, e.g., the API's status code).
+    pub fn root(&self) -> &AgentError {
+        match self {
+            AgentError::PartlyApplied { cause, .. } => cause.root(),
+            e => e,
+        }
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, AgentError>>;

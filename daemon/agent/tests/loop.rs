@@ -477,6 +477,68 @@ async fn ownership_conflicts_are_refused_unless_forced() {
 }
 
 #[tokio::test]
+async fn a_store_failing_part_way_through_an_apply_says_what_was_applied() {
+    let node = start();
+    let specs = || {
+        vec![
+            spec("a", "demo:1"),
+            spec("b", "demo:1"),
+            spec("c", "demo:1"),
+        ]
+    };
+    // a's record and meta are written; b's record is refused.
+    node.env.store.fail_write_after(2);
+    let err = apply_from(&node.handle, specs(), Source::Api, false)
+        .await
+        .expect_err("the apply fails");
+    match &err {
+        berth_agent::AgentError::PartlyApplied {
+            failed,
+            done,
+            not_applied,
+            cause,
+        } => {
+            assert_eq!(failed, "b");
+            assert_eq!(done, &vec!["a (a-1)".to_string()]);
+            assert_eq!(not_applied, &vec!["c".to_string()]);
+            assert!(matches!(cause.root(), berth_agent::AgentError::Store(_)));
+        }
+        e => panic!("not PartlyApplied: {e:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.starts_with("b: the state store failed: cannot write mem://services/b/")
+            && text.contains("injected failure")
+            && text.contains("applied before it: a (a-1); not applied: c."),
+        "{text}"
+    );
+    // What was applied deploys; what was not left no trace.
+    let a = wait_status(&node.handle, "a-1").await;
+    assert_eq!(a.status, Status::Complete, "{a:?}");
+    assert!(node.rt().container_by_name("t-b").is_none());
+    assert!(matches!(
+        node.handle.history("b", 10).await,
+        Err(berth_agent::AgentError::NoSuchService { .. })
+    ));
+    // Applying again finishes the job and changes nothing twice.
+    let r = apply(&node.handle, specs()).await;
+    let changes: Vec<_> = r
+        .results
+        .iter()
+        .map(|r| (r.service.as_str(), r.change))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("a", Change::Unchanged),
+            ("b", Change::Created),
+            ("c", Change::Created)
+        ]
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn an_unreadable_record_is_reported_and_its_container_left_alone() {
     let runtime = FakeRuntime::new("n1");
     runtime.add_image("demo:1", "sha256:one");

@@ -39,41 +39,7 @@ pub enum ApiError {
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String, Vec<String>) {
         match self {
-            ApiError::Agent(e) => match e {
-                AgentError::NoSuchService { .. } | AgentError::NoSuchDeployment { .. } => {
-                    (StatusCode::NOT_FOUND, "not_found", e.to_string(), vec![])
-                }
-                AgentError::Conflict { .. } => {
-                    (StatusCode::CONFLICT, "conflict", e.to_string(), vec![])
-                }
-                AgentError::Invalid { reason, details } => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_request",
-                    reason.clone(),
-                    details.clone(),
-                ),
-                AgentError::Refused { .. } => {
-                    (StatusCode::CONFLICT, "refused", e.to_string(), vec![])
-                }
-                AgentError::Store(inner) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "store",
-                    format!("the state store failed: {inner}"),
-                    vec![],
-                ),
-                AgentError::Runtime(inner) => (
-                    StatusCode::BAD_GATEWAY,
-                    "engine",
-                    format!("the container engine failed: {inner}"),
-                    vec![],
-                ),
-                AgentError::ShuttingDown => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    e.to_string(),
-                    vec![],
-                ),
-            },
+            ApiError::Agent(e) => agent_parts(e),
             ApiError::InvalidSpec { details } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_spec",
@@ -158,6 +124,61 @@ impl From<crate::upstream::UpstreamError> for ApiError {
     }
 }
 
+/// What an agent error answers: status, code, message, details.
+fn agent_parts(e: &AgentError) -> (StatusCode, &'static str, String, Vec<String>) {
+    match e {
+        AgentError::NoSuchService { .. } | AgentError::NoSuchDeployment { .. } => {
+            (StatusCode::NOT_FOUND, "not_found", e.to_string(), vec![])
+        }
+        AgentError::Conflict { .. } => (StatusCode::CONFLICT, "conflict", e.to_string(), vec![]),
+        AgentError::Invalid { reason, details } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            reason.clone(),
+            details.clone(),
+        ),
+        AgentError::Refused { .. } => (StatusCode::CONFLICT, "refused", e.to_string(), vec![]),
+        // With their sources: "...: No space left on device".
+        AgentError::Store(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store",
+            berth_core::error_chain(e),
+            vec![],
+        ),
+        AgentError::Runtime(_) => (
+            StatusCode::BAD_GATEWAY,
+            "engine",
+            berth_core::error_chain(e),
+            vec![],
+        ),
+        AgentError::ShuttingDown => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            e.to_string(),
+            vec![],
+        ),
+        // Answered as its cause is (status and code); the message and the
+        // details say what was applied and what was not.
+        AgentError::PartlyApplied {
+            failed,
+            cause,
+            done,
+            not_applied,
+        } => {
+            let (status, code, why, _) = agent_parts(cause);
+            let message = format!(
+                "{failed}: {why}; the apply stopped there. Fix the cause and apply again: what was applied shows as unchanged"
+            );
+            let details = done
+                .iter()
+                .map(|d| format!("applied: {d}"))
+                .chain(not_applied.iter().map(|s| format!("not applied: {s}")))
+                .collect();
+            (status, code, message, details)
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, error, details) = self.parts();
@@ -188,5 +209,39 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::store::StoreError;
+
+    #[test]
+    fn an_apply_stopped_part_way_answers_as_its_cause_and_lists_both_sides() {
+        let cause = AgentError::Store(StoreError::Io {
+            op: "write",
+            path: "/var/lib/berth/services/b/history/1.json".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        let e = AgentError::PartlyApplied {
+            failed: "b".into(),
+            cause: Box::new(cause),
+            done: vec!["a (a-1)".into()],
+            not_applied: vec!["c".into(), "d".into()],
+        };
+        let (status, code, message, details) = ApiError::Agent(e).parts();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(code, "store");
+        assert!(
+            message.starts_with(
+                "b: the state store failed: cannot write /var/lib/berth/services/b/history/1.json: No space left on device"
+            ) && message.ends_with("the apply stopped there. Fix the cause and apply again: what was applied shows as unchanged"),
+            "{message}"
+        );
+        assert_eq!(
+            details,
+            vec!["applied: a (a-1)", "not applied: c", "not applied: d"]
+        );
     }
 }

@@ -26,3 +26,40 @@ pub mod units;
 
 /// What a secret looks like in any output that leaves the daemon.
 pub const REDACTED: &str = "<redacted>";
+
+/// An error and its sources, `: `-separated, without repeats: "cannot
+/// write /var/lib/berth/...: No space left on device" rather than only its
+/// first line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("middle: {0}")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_chain_names_every_cause_once() {
+        let e = Outer(Middle(std::io::Error::other("disk full")));
+        // The middle already quotes the io error: it is not repeated.
+        assert_eq!(error_chain(&e), "outer: middle: disk full");
+    }
+}

@@ -47,7 +47,8 @@ pub enum LoadedService {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot {op} {path}")]
+    // The cause is in the text too: logs show the text, not its sources.
+    #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
         path: String,

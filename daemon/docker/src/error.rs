@@ -1,7 +1,5 @@
 //! Sorting bollard's errors into what berth cares about.
 
-use std::error::Error as StdError;
-
 use bollard::errors::Error as BollardError;
 
 /// A failed engine call, sorted.
@@ -76,20 +74,7 @@ impl From<BollardError> for Failure {
     }
 }
 
-/// The error and its sources, `: `-separated, without repeats.
-pub(crate) fn chain(e: &dyn StdError) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
+pub(crate) use berth_core::error_chain as chain;
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,8 @@ struct Inner {
     /// Services whose current record is "torn": `(path, error)`.
     unreadable: BTreeMap<String, (String, String)>,
     events: Vec<Event>,
-    fail_next_write: bool,
+    /// Writes to let through before one fails (`Some(0)`: the next).
+    fail_after: Option<usize>,
     writes: usize,
 }
 
@@ -55,7 +56,14 @@ impl MemStore {
     /// The next `save_record` or `save_meta` fails with an I/O error and
     /// changes nothing.
     pub fn fail_next_write(&self) {
-        self.lock().fail_next_write = true;
+        self.fail_write_after(0);
+    }
+
+    /// Lets `n` more `save_record`/`save_meta` calls through, then fails
+    /// one as [`MemStore::fail_next_write`] does (e.g. the disk filling up
+    /// in the middle of an apply of several services).
+    pub fn fail_write_after(&self, n: usize) {
+        self.lock().fail_after = Some(n);
     }
 
     /// Successful `save_record` and `save_meta` calls so far.
@@ -87,17 +95,23 @@ fn record_path(service: &str, generation: u64) -> String {
 }
 
 impl Inner {
-    /// Consumes an armed failure.
+    /// Counts an armed failure down; fails the write it reaches zero on.
     fn write(&mut self, path: String) -> Result<(), StoreError> {
-        if std::mem::take(&mut self.fail_next_write) {
-            return Err(StoreError::Io {
-                op: "write",
-                path,
-                source: std::io::Error::other("injected failure (MemStore::fail_next_write)"),
-            });
+        match self.fail_after {
+            Some(0) => {
+                self.fail_after = None;
+                Err(StoreError::Io {
+                    op: "write",
+                    path,
+                    source: std::io::Error::other("injected failure (MemStore::fail_next_write)"),
+                })
+            }
+            armed => {
+                self.fail_after = armed.map(|n| n - 1);
+                self.writes += 1;
+                Ok(())
+            }
         }
-        self.writes += 1;
-        Ok(())
     }
 }
 
