@@ -211,17 +211,6 @@ pub enum AgentError {
     },
 }
 
-impl AgentError {
-    /// The error itself, or for [`AgentError::PartlyApplied`] what caused
-    /// it (which decides, e.g., the API's status code).
-    pub fn root(&self) -> &AgentError {
-        match self {
-            AgentError::PartlyApplied { cause, .. } => cause.root(),
-            e => e,
-        }
-    }
-}
-
 fn list_or_none(items: &[String]) -> String {
     if items.is_empty() {
         "none".to_string()

@@ -501,7 +501,7 @@ async fn a_store_failing_part_way_through_an_apply_says_what_was_applied() {
             assert_eq!(failed, "b");
             assert_eq!(done, &vec!["a (a-1)".to_string()]);
             assert_eq!(not_applied, &vec!["c".to_string()]);
-            assert!(matches!(cause.root(), berth_agent::AgentError::Store(_)));
+            assert!(matches!(**cause, berth_agent::AgentError::Store(_)));
         }
         e => panic!("not PartlyApplied: {e:?}"),
     }
