@@ -118,6 +118,11 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, LoadErrors> {
                 continue;
             }
             declared_in.insert(spec.name.clone(), shown.clone());
+            errors.extend(
+                missing_relative_paths(&spec, &dir)
+                    .into_iter()
+                    .map(|p| format!("{shown}: service `{}`: {p}", spec.name)),
+            );
             resolve_paths(&mut spec, &dir);
             services.push(spec);
         }
@@ -146,6 +151,53 @@ pub fn spec_dir(file: &Path) -> std::io::Result<PathBuf> {
 /// inside the context, as with Docker, and stays as written.
 pub fn resolve_paths(spec: &mut ServiceSpec, dir: &Path) {
     spec.resolve_relative_paths(dir);
+}
+
+/// Relative `build.context`, `load` and `config[].source` paths that name
+/// nothing under `dir`, the spec file's directory: they belong to the
+/// spec's own tree, so one missing is an error wherever the file is read
+/// (a typo in `./app` fails here, not as a FAILED deployment). Absolute
+/// paths are the node's: berthd reads them, maybe in a mount namespace of
+/// its own, and says so if one is missing.
+pub fn missing_relative_paths(spec: &ServiceSpec, dir: &Path) -> Vec<String> {
+    use berth_core::spec::ImageSource;
+    // (field, path as written, what it must be)
+    let mut paths: Vec<(String, &str, Kind)> = Vec::new();
+    match &spec.image {
+        ImageSource::Build { build } => {
+            paths.push(("image.build.context".into(), &build.context, Kind::Dir))
+        }
+        ImageSource::Load { load } => paths.push(("image.load".into(), load, Kind::File)),
+        ImageSource::Ref(_) => {}
+    }
+    for (i, m) in spec.config.iter().enumerate() {
+        paths.push((format!("config[{i}].source"), &m.source, Kind::Any));
+    }
+    paths
+        .into_iter()
+        .filter(|(_, path, _)| !path.is_empty() && !path.starts_with('/'))
+        .filter_map(|(field, path, kind)| {
+            let full = berth_core::spec::relative_to(dir, path);
+            let problem = match (std::fs::metadata(&full), kind) {
+                (Err(e), _) => e.to_string(),
+                (Ok(m), Kind::Dir) if !m.is_dir() => "not a directory".into(),
+                (Ok(m), Kind::File) if !m.is_file() => "not a file".into(),
+                (Ok(_), _) => return None,
+            };
+            Some(format!(
+                "{field}: `{path}` ({}): {problem}; relative paths are taken from the spec file's directory",
+                full.display()
+            ))
+        })
+        .collect()
+}
+
+/// What a path in a spec must name.
+#[derive(Clone, Copy)]
+enum Kind {
+    Dir,
+    File,
+    Any,
 }
 
 #[cfg(test)]
@@ -234,6 +286,60 @@ mod tests {
         let before = s.clone();
         resolve_paths(&mut s, Path::new("/srv/specs"));
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn missing_relative_paths_are_errors_and_absolute_ones_are_left_to_berthd()
+    -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("app"))?;
+        std::fs::write(dir.path().join("web.tar"), "")?;
+        let with = |image: ImageSource, config: &[&str]| {
+            let mut s = spec(image);
+            s.config = config
+                .iter()
+                .map(|src| berth_core::spec::ConfigMount {
+                    source: src.to_string(),
+                    target: "/etc/app".into(),
+                    on_change: Default::default(),
+                })
+                .collect();
+            missing_relative_paths(&s, dir.path())
+        };
+        let build = |context: &str| ImageSource::Build {
+            build: BuildSpec {
+                context: context.into(),
+                dockerfile: None,
+            },
+        };
+        let load = |path: &str| ImageSource::Load { load: path.into() };
+
+        assert!(with(build("./app"), &["web.tar"]).is_empty());
+        assert!(with(load("web.tar"), &["app"]).is_empty());
+        assert!(with(build("/nowhere/app"), &["/nowhere/conf"]).is_empty());
+
+        let found = with(build("./ap"), &["conf/app.ini"]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with(&format!(
+                "image.build.context: `./ap` ({}/ap): No such file or directory",
+                dir.path().display()
+            )) && found[0].ends_with("relative paths are taken from the spec file's directory"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("config[0].source: `conf/app.ini`"),
+            "{found:?}"
+        );
+        assert_eq!(
+            with(build("web.tar"), &[]),
+            vec![format!(
+                "image.build.context: `web.tar` ({}/web.tar): not a directory; relative paths are taken from the spec file's directory",
+                dir.path().display()
+            )]
+        );
+        assert!(with(load("app"), &[])[0].contains("): not a file;"));
+        Ok(())
     }
 
     #[test]

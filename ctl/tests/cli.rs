@@ -819,10 +819,13 @@ fn apply_json_wraps_the_response_and_final_records() -> TestResult {
 #[test]
 fn apply_resolves_build_paths_against_the_spec_dir() -> TestResult {
     let berthd = FakeBerthd::start(Status::Complete)?;
-    let dir = files(&[(
-        "specs/web.yaml",
-        "name: web\nimage:\n  build:\n    context: ./app\n    dockerfile: docker/Dockerfile\n",
-    )])?;
+    let dir = files(&[
+        (
+            "specs/web.yaml",
+            "name: web\nimage:\n  build:\n    context: ./app\n    dockerfile: docker/Dockerfile\n",
+        ),
+        ("specs/app/docker/Dockerfile", "FROM scratch\n"),
+    ])?;
     let run = berthd.run(&["apply", "--no-wait", &path_str(&dir.path().join("specs"))])?;
     assert_eq!(run.code, Some(0), "{run:?}");
     let spec_dir = std::path::absolute(dir.path().join("specs"))?;
@@ -839,6 +842,30 @@ fn apply_resolves_build_paths_against_the_spec_dir() -> TestResult {
             }
         })
     );
+    Ok(())
+}
+
+#[test]
+fn a_relative_path_naming_nothing_fails_check_and_apply_before_berthd() -> TestResult {
+    let berthd = FakeBerthd::start(Status::Complete)?;
+    let dir = files(&[(
+        "specs/web.yaml",
+        "name: web\nimage:\n  build:\n    context: ./ap\n",
+    )])?;
+    let file = path_str(&dir.path().join("specs/web.yaml"));
+    let missing = std::path::absolute(dir.path().join("specs/ap"))?;
+    for verb in ["check", "apply"] {
+        let run = berthd.run(&[verb, &file])?;
+        assert_eq!(run.code, Some(2), "{verb}: {run:?}");
+        assert!(
+            run.stderr.contains(&format!(
+                "{file}: service `web`: image.build.context: `./ap` ({}): No such file or directory",
+                missing.display()
+            )),
+            "{verb}: {run:?}"
+        );
+    }
+    assert!(berthd.requests().is_empty());
     Ok(())
 }
 

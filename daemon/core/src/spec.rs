@@ -131,15 +131,7 @@ impl ServiceSpec {
     pub fn resolve_relative_paths(&mut self, base: &std::path::Path) {
         let abs = |p: &mut String| {
             if !p.is_empty() && !p.starts_with('/') {
-                // `.` components dropped; `..` kept (with symlinks it cannot
-                // be resolved by text alone).
-                let mut out = base.to_path_buf();
-                for c in std::path::Path::new(p.as_str()).components() {
-                    if c != std::path::Component::CurDir {
-                        out.push(c);
-                    }
-                }
-                *p = out.to_string_lossy().into_owned();
+                *p = relative_to(base, p).to_string_lossy().into_owned();
             }
         };
         match &mut self.image {
@@ -190,6 +182,18 @@ impl Default for ImageSource {
     fn default() -> Self {
         ImageSource::Ref(String::new())
     }
+}
+
+/// `path` (relative) taken from `base`: `.` components dropped, `..` kept
+/// (with symlinks it cannot be resolved by text alone).
+pub fn relative_to(base: &std::path::Path, path: &str) -> std::path::PathBuf {
+    let mut out = base.to_path_buf();
+    for c in std::path::Path::new(path).components() {
+        if c != std::path::Component::CurDir {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
