@@ -223,7 +223,7 @@ impl<E: Env> Agent<E> {
                         crash_loop: false,
                         config: ConfigTrack::default(),
                     };
-                    svc.config = self.load_config_track(&svc);
+                    self.load_config_track(&mut svc);
                     svc.create = self.create_request(&svc.target);
                     if !svc.current.status.is_terminal() {
                         // Resumed: judged again from what the engine shows.
@@ -957,9 +957,13 @@ impl<E: Env> Agent<E> {
                 target_generation: 0,
                 held: false,
                 source: record.source.clone(),
+                last_config_change: Some(0),
             },
         };
         meta.generation = record.generation;
+        if record.config_change.is_some() {
+            meta.last_config_change = Some(record.generation);
+        }
         if let Some(source) = source {
             meta.source = source;
         }

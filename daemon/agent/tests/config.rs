@@ -363,6 +363,64 @@ async fn a_change_made_while_berthd_was_down_is_found_at_start() {
 }
 
 #[tokio::test]
+async fn the_last_config_change_is_found_at_start_without_reading_the_history() {
+    use berth_core::store::{LoadedService, Store};
+    let (_tmp, src) = config_dir("v=1\n");
+    let (node, w) = watched(env());
+    let web = |greeting: &str| {
+        let mut s = with_config("web", &src, OnChange::Signal("SIGHUP".into()));
+        s.env.insert(
+            "GREETING".into(),
+            berth_core::spec::EnvValue::plain(greeting),
+        );
+        s
+    };
+    deploy(&node.handle, vec![web("hello")]).await;
+    std::fs::write(src.join("app.conf"), "v=2\n").expect("write");
+    w.changed(["web#0"]).await;
+    let r = reconfigured(&node, "web", 1).await;
+    assert_eq!(r.id, "web-2");
+    // A later update is not a config change: the last one stays web-2.
+    let d = deploy(&node.handle, vec![web("bonjour")]).await;
+    assert_eq!(d[0].id, "web-3");
+    let last_change = |node: &Node| {
+        node.handle.snapshot().services["web"]
+            .last_config_change
+            .as_ref()
+            .map(|c| c.deployment.clone())
+    };
+    assert_eq!(last_change(&node).as_deref(), Some("web-2"));
+
+    // Restarted: the meta names web-2, and only that record is read.
+    let env = node.stop().await;
+    let (node, _w) = watched(env);
+    assert_eq!(last_change(&node).as_deref(), Some("web-2"));
+    assert_eq!(node.env.store.full_history_reads(), 0);
+
+    // A meta written before berth kept the field: the history is read
+    // once, and the next record's meta keeps what it found.
+    let env = node.stop().await;
+    let Ok(loaded) = env.store.load() else {
+        panic!("store loads")
+    };
+    let Some(LoadedService::Ok { mut meta, .. }) = loaded.into_iter().next() else {
+        panic!("web loads")
+    };
+    assert_eq!(meta.last_config_change, Some(2));
+    meta.last_config_change = None;
+    env.store.save_meta(&meta).expect("meta saved");
+    let (node, _w) = watched(env);
+    assert_eq!(last_change(&node).as_deref(), Some("web-2"));
+    assert_eq!(node.env.store.full_history_reads(), 1);
+    deploy(&node.handle, vec![web("hej")]).await;
+    let env = node.stop().await;
+    let (node, _w) = watched(env);
+    assert_eq!(last_change(&node).as_deref(), Some("web-2"));
+    assert_eq!(node.env.store.full_history_reads(), 1, "not read again");
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn reconfigure_verb_forces_the_policy_and_answers_with_the_record() {
     let (_tmp, src) = config_dir("v=1\n");
     let (node, _w) = watched(env());

@@ -28,6 +28,11 @@ pub struct ServiceMeta {
     pub held: bool,
     /// Who owns the service.
     pub source: Source,
+    /// The generation of its newest RECONFIGURE record (one with a config
+    /// change), `Some(0)` when it has none. Absent in metas written before
+    /// berth kept it: then berthd reads the history once at start instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_config_change: Option<u64>,
 }
 
 /// One service as found on disk at start.

@@ -30,6 +30,8 @@ struct Inner {
     /// Writes to let through before one fails (`Some(0)`: the next).
     fail_after: Option<usize>,
     writes: usize,
+    /// `history` calls with no limit (whole histories read).
+    full_history_reads: usize,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +71,11 @@ impl MemStore {
     /// Successful `save_record` and `save_meta` calls so far.
     pub fn writes(&self) -> usize {
         self.lock().writes
+    }
+
+    /// `history` calls that asked for the whole history so far.
+    pub fn full_history_reads(&self) -> usize {
+        self.lock().full_history_reads
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -192,7 +199,10 @@ impl Store for MemStore {
 
     fn history(&self, service: &str, limit: usize) -> Result<Vec<Deployment>, StoreError> {
         check(service)?;
-        let inner = self.lock();
+        let mut inner = self.lock();
+        if limit == usize::MAX {
+            inner.full_history_reads += 1;
+        }
         Ok(inner
             .services
             .get(service)

@@ -37,25 +37,47 @@ impl<E: Env> Agent<E> {
     }
 
     /// At load: a service with config is read once (changes made while
-    /// berthd was down); an interrupted reconfigure is resumed.
-    pub(super) fn load_config_track(&self, svc: &Svc) -> ConfigTrack {
+    /// berthd was down); an interrupted reconfigure is resumed. Its last
+    /// config change is the current record, or the one its meta names; a
+    /// meta from before berth kept that costs one read of the history.
+    pub(super) fn load_config_track(&self, svc: &mut Svc) {
         if svc.target.spec.config.is_empty() {
-            return ConfigTrack::default();
+            svc.config = ConfigTrack::default();
+            return;
         }
+        let store = self.env.store();
+        let service = svc.meta.service.as_str();
         let last = if svc.current.config_change.is_some() {
             last_change_of(&svc.current)
         } else {
-            self.env
-                .store()
-                .history(&svc.meta.service, usize::MAX)
-                .ok()
-                .and_then(|h| h.iter().find_map(last_change_of))
+            match svc.meta.last_config_change {
+                Some(0) => None,
+                // Pruned from the history: nothing left to show.
+                Some(generation) => store
+                    .record(service, generation)
+                    .ok()
+                    .flatten()
+                    .as_ref()
+                    .and_then(last_change_of),
+                None => match store.history(service, usize::MAX) {
+                    Ok(history) => {
+                        let newest = history.iter().find(|d| d.config_change.is_some());
+                        // Kept from the next record on (the meta is written then).
+                        svc.meta.last_config_change = Some(newest.map_or(0, |d| d.generation));
+                        newest.and_then(last_change_of)
+                    }
+                    Err(e) => {
+                        tracing::warn!(service, error = %e, "cannot read history; its last config change is not shown");
+                        None
+                    }
+                },
+            }
         };
         let mut track = ConfigTrack::new(true, last);
         track.resume = svc.current.action == DeployAction::Reconfigure
             && !svc.current.status.is_terminal()
             && !svc.current.applied;
-        track
+        svc.config = track;
     }
 
     /// Tells the watcher the sources of every live service (only when the
