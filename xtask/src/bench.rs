@@ -580,7 +580,7 @@ pub fn apply(root: &Path) -> Result<()> {
     // 2-4. 200 services through the counting proxy.
     let many = 200;
     let proxy = EngineProxy::start(Path::new(ENGINE)).context("cannot start the engine proxy")?;
-    let d = Daemon::start(
+    let mut d = Daemon::start(
         &bin,
         &base.join("many"),
         &format!("bench-many-{}", std::process::id()),
@@ -659,6 +659,21 @@ pub fn apply(root: &Path) -> Result<()> {
             "one core = 100 %".into(),
         ));
     }
+
+    // Restart: SIGKILL, then the time until the new berthd answers, and
+    // what it did to the engine once it had looked (it should adopt).
+    proxy.clear();
+    let t = Instant::now();
+    d.kill_and_restart()?;
+    let up = t.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    let mutating = proxy.mutating_calls().len();
+    rows.push((
+        format!("berthd restart after SIGKILL, {many} running"),
+        ms(up),
+        "-".into(),
+        format!("until `berthctl status` answers; {mutating} mutating engine calls (adopted)"),
+    ));
     drop(d);
     drop(proxy);
     let _ = std::fs::remove_dir_all(&base);
