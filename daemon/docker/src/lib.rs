@@ -496,7 +496,7 @@ impl Runtime for DockerRuntime {
             .list_containers(Some(opts))
             .await
             .map_err(|e| inner.fail("list", "containers", e.into()))?;
-        let epoch = inner.cache_lock().epoch();
+        let ticket = cache::ListTicket::begin(&inner.cache);
         let mut cached = Vec::new();
         let mut to_inspect = Vec::new();
         let mut listed = Vec::with_capacity(summaries.len());
@@ -545,7 +545,7 @@ impl Runtime for DockerRuntime {
                 },
             }
         }
-        inner.cache_lock().fill(epoch, &listed, &out);
+        inner.cache_lock().fill(ticket.epoch(), &listed, &out);
         inner.owned_lock().retain_listed(&listed);
         out.extend(cached);
         out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
