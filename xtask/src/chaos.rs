@@ -362,7 +362,26 @@ fn round(d: &mut Daemon, proxy: &EngineProxy, files: &Files, trial: Trial) -> Re
 }
 
 pub fn run(root: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
-    let bin = release_bins(root)?;
+    run_with(&release_bins(root)?, rounds, seed)
+}
+
+/// Rounds `cargo xtask test` runs last: every fault once with a spec
+/// change and once with a config change.
+const TEST_ROUNDS: usize = 2 * Fault::ALL.len();
+
+/// `cargo xtask test`'s last step: [`TEST_ROUNDS`] rounds on the debug
+/// binaries the integration tests used (nothing here is timed), so a
+/// recovery race that comes back fails CI, with the seed to replay it.
+pub fn after_tests(root: &Path) -> Result<()> {
+    println!("== xtask chaos --rounds {TEST_ROUNDS} (debug binaries)");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    run_with(&target.join("debug"), TEST_ROUNDS, None)
+}
+
+fn run_with(bin: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
+    let bin = bin.to_path_buf();
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -40,7 +40,8 @@ enum Cmd {
     /// Check architecture invariants (berth-core's dependency closure).
     Tidy,
     /// Run every test: tidy, the demo image, the binaries, then unit,
-    /// property, loop and integration tests (nextest when installed).
+    /// property, loop and integration tests (nextest when installed),
+    /// schemathesis (when installed; always in CI) and 8 chaos rounds.
     Test {
         /// Passed on to the test runner (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -104,9 +105,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Images { force, tag } => images::run(&root, &images::Options { tag, force }),
         Cmd::Tidy => tidy::run(&root),
-        Cmd::Test { args } => {
-            run::test(&root, &args).and_then(|()| schemathesis::after_tests(&root))
-        }
+        Cmd::Test { args } => run::test(&root, &args)
+            .and_then(|()| schemathesis::after_tests(&root))
+            .and_then(|()| chaos::after_tests(&root)),
         Cmd::Schemathesis { args } => schemathesis::run(&root, &args),
         Cmd::Demo { once } => run::demo(&root, once),
         Cmd::Man => run::man(&root),
