@@ -172,7 +172,7 @@ impl Drop for Daemon {
 /// namespace per container; `Host` is what TripleO's services use (43 of
 /// the 44 `net:` keys in the shared corpus). The engine does much less per
 /// start for `Host`: no namespace to set up through its network hook.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Net {
     None,
     Host,
@@ -183,6 +183,13 @@ impl Net {
         match self {
             Net::None => "none",
             Net::Host => "host",
+        }
+    }
+
+    fn network(self) -> berth_core::spec::Network {
+        match self {
+            Net::None => berth_core::spec::Network::None,
+            Net::Host => berth_core::spec::Network::Host,
         }
     }
 
@@ -380,10 +387,7 @@ fn engine_floor(n: usize, net: Net) -> Result<Duration> {
                         "--port".into(),
                         net.port(i).to_string(),
                     ]),
-                    network: match net {
-                        Net::None => berth_core::spec::Network::None,
-                        Net::Host => berth_core::spec::Network::Host,
-                    },
+                    network: net.network(),
                     ..Default::default()
                 },
                 labels: Default::default(),

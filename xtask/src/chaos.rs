@@ -381,7 +381,6 @@ pub fn after_tests(root: &Path) -> Result<()> {
 }
 
 fn run_with(bin: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
-    let bin = bin.to_path_buf();
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -393,7 +392,7 @@ fn run_with(bin: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
     let base = std::env::temp_dir().join(format!("berth-chaos-{}", std::process::id()));
     let proxy = EngineProxy::start(Path::new(ENGINE)).context("cannot start the engine proxy")?;
     let node = format!("chaos-{}", std::process::id());
-    let mut d = Daemon::start(&bin, &base.join("node"), &node, &proxy.docker_host())?;
+    let mut d = Daemon::start(bin, &base.join("node"), &node, &proxy.docker_host())?;
     let files = Files {
         specs: base.join("services.yaml"),
         cfg: base.join("cfg"),

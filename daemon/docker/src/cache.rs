@@ -150,7 +150,7 @@ impl Drop for ListTicket {
 }
 
 /// The cache stays consistent if a holder panicked: every change is whole.
-fn lock(cache: &Mutex<InspectCache>) -> std::sync::MutexGuard<'_, InspectCache> {
+pub(crate) fn lock(cache: &Mutex<InspectCache>) -> std::sync::MutexGuard<'_, InspectCache> {
     cache
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -214,7 +214,7 @@ impl Inner {
     }
 
     fn cache_lock(&self) -> std::sync::MutexGuard<'_, cache::InspectCache> {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+        cache::lock(&self.cache)
     }
 
     fn owned_lock(&self) -> std::sync::MutexGuard<'_, owned::OwnedIds> {
