@@ -2,28 +2,28 @@
 //! README), read with `berth_core::heat`. Each file is listed in [`TABLE`]
 //! with its shape and what heat-config / heat-config-notify would do with
 //! it; a file in the folder that the table does not list fails the test.
+//!
+//! The corpus sits beside the repository, not in it: where it is missing,
+//! the corpus tests skip outside CI and fail in CI (`berth_prereq`). Each
+//! has a twin over the project's own fixtures (`tests/fixtures/heat/`,
+//! listed in [`FIXTURES`]), written in the same shapes, which always runs.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use berth_core::heat::{
     self, Classified, DeployInputs, HeatDocument, HttpMethod, SignalPlan, SignalTransport,
 };
 use serde_json::{Value, json};
 
-fn corpus_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/heat");
-    assert!(
-        dir.is_dir(),
-        "the Heat corpus is missing: expected it at {} (the shared corpus sits next to the \
-         repository, at ../shared/corpus; it is never copied into the repo)",
-        dir.display()
-    );
-    dir
+/// The project's own Heat documents, in the corpus's shapes.
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/heat")
 }
 
-fn load(name: &str) -> Value {
-    let path = corpus_dir().join(name);
+fn load(dir: &Path, name: &str) -> Value {
+    let path = dir.join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not JSON: {e}"))
@@ -41,7 +41,7 @@ enum Expect {
     BadTransport,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Shape {
     /// One deployment document (or a derived config).
     Document,
@@ -64,6 +64,17 @@ struct Case {
     shape: Shape,
     /// Per document, in order: (group as heat-config sees it, signal).
     docs: &'static [(&'static str, Expect)],
+}
+
+/// A fixture's CFN signal URL: the same host and signature for each.
+macro_rules! concat_signed {
+    ($path:literal) => {
+        concat!(
+            "http://198.51.100.7:8000/v1/signal/",
+            $path,
+            "?Timestamp=2026-01-02T03%3A04%3A05Z&SignatureMethod=HmacSHA256&AWSAccessKeyId=0f0f0f0f&SignatureVersion=2&Signature=ab12cd34ef56%3D"
+        )
+    };
 }
 
 use Expect as E;
@@ -240,6 +251,135 @@ const TABLE: &[Case] = &[
     },
 ];
 
+/// The twin of [`TABLE`] over `tests/fixtures/heat/`: every shape and
+/// every signal transport of the corpus, in documents written here.
+const FIXTURES: &[Case] = &[
+    Case {
+        file: "list_foreign_groups.json",
+        shape: Shape::List,
+        docs: &[
+            ("ansible", E::None),
+            ("puppet", E::None),
+            ("script", E::Url(CFN, HttpMethod::Post, FX_CFN_SCRIPT)),
+            ("salt", E::None),
+            ("chef", E::Url(CFN, HttpMethod::Post, FX_CFN_CHEF)),
+            ("os-apply-config", E::None),
+            ("docker-cmd", E::None),
+            ("hiera", E::None),
+            ("json-file", E::None),
+            ("cfn-init", E::None),
+            ("component", E::None),
+            ("no-such-hook", E::None),
+        ],
+    },
+    Case {
+        file: "document_docker_cmd.json",
+        shape: Shape::Document,
+        docs: &[("docker-cmd", E::None)],
+    },
+    Case {
+        file: "document_heat_signal.json",
+        shape: Shape::Document,
+        docs: &[("script", E::Heat)],
+    },
+    Case {
+        file: "document_cfn_signal.json",
+        shape: Shape::Document,
+        docs: &[("script", E::Url(CFN, HttpMethod::Post, FX_CFN_DOC))],
+    },
+    Case {
+        file: "document_signal_verb_put.json",
+        shape: Shape::Document,
+        docs: &[(
+            "script",
+            E::Url(
+                T::TempUrlSignal,
+                HttpMethod::Put,
+                "http://198.51.100.8:8080/v1/AUTH_fx/c/o?temp_url_sig=00aa11bb&temp_url_expires=2000000000",
+            ),
+        )],
+    },
+    Case {
+        file: "inputs_temp_url.json",
+        shape: Shape::Inputs,
+        docs: &[(
+            "",
+            E::Url(
+                T::TempUrlSignal,
+                HttpMethod::Put,
+                "http://198.51.100.9/v1/AUTH_x/y/z?temp_url_sig=ffee&temp_url_expires=42",
+            ),
+        )],
+    },
+    Case {
+        file: "inputs_zaqar.json",
+        shape: Shape::Inputs,
+        docs: &[("", E::Zaqar)],
+    },
+    Case {
+        file: "document_bad_transport.json",
+        shape: Shape::Document,
+        docs: &[("salt", E::BadTransport)],
+    },
+    Case {
+        file: "metadata_mixed.json",
+        shape: Shape::Metadata,
+        docs: &[
+            ("Heat::Ungrouped", E::None),
+            ("os-apply-config", E::None),
+            ("Heat::Ungrouped", E::None),
+            ("Test::Fixture", E::None),
+            ("Heat::Ungrouped", E::None),
+        ],
+    },
+    Case {
+        file: "metadata_deployments_map.json",
+        shape: Shape::BadMetadata,
+        docs: &[],
+    },
+    Case {
+        file: "api_envelope.json",
+        shape: Shape::ApiEnvelope,
+        docs: &[
+            ("script", E::Url(CFN, HttpMethod::Post, FX_CFN_ENV1)),
+            ("script", E::Url(CFN, HttpMethod::Post, FX_CFN_ENV2)),
+        ],
+    },
+    Case {
+        file: "derived_config_component.json",
+        shape: Shape::Document,
+        docs: &[("component", E::None)],
+    },
+    Case {
+        file: "derived_config_temp_url.json",
+        shape: Shape::Document,
+        docs: &[(
+            "Heat::Ungrouped",
+            E::Url(
+                T::TempUrlSignal,
+                HttpMethod::Put,
+                "http://198.51.100.11:8080/fx-object",
+            ),
+        )],
+    },
+    Case {
+        file: "derived_config_defaults.json",
+        shape: Shape::Document,
+        docs: &[("Heat::Ungrouped", E::None)],
+    },
+    Case {
+        file: "extracted_assertions.json",
+        shape: Shape::NotDocuments,
+        docs: &[],
+    },
+];
+
+const FX_CFN_SCRIPT: &str = concat_signed!("fx-script");
+const FX_CFN_CHEF: &str = concat_signed!("fx-chef");
+const FX_CFN_DOC: &str = concat_signed!("fx-cfn-1");
+const FX_CFN_ENV1: &str = concat_signed!("fx-env-1");
+const FX_CFN_ENV2: &str = concat_signed!("fx-env-2");
+
 fn check_signal(file: &str, inputs: &DeployInputs, want: &Expect) {
     let plan = inputs.signal_plan();
     match (want, &plan) {
@@ -317,10 +457,9 @@ fn all_ok(file: &str, entries: Vec<Result<HeatDocument, heat::HeatError>>) -> Ve
         .collect()
 }
 
-#[test]
-fn every_corpus_file_is_in_the_table() {
-    let on_disk: BTreeSet<String> = std::fs::read_dir(corpus_dir())
-        .expect("read the corpus dir")
+fn json_files(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|e| {
             e.expect("dir entry")
                 .file_name()
@@ -328,15 +467,17 @@ fn every_corpus_file_is_in_the_table() {
                 .into_owned()
         })
         .filter(|n| n.ends_with(".json"))
-        .collect();
-    let listed: BTreeSet<String> = TABLE.iter().map(|c| c.file.to_string()).collect();
-    assert_eq!(on_disk, listed, "corpus files vs. the table");
+        .collect()
 }
 
-#[test]
-fn corpus_files_read_as_heat_config_would() {
-    for case in TABLE {
-        let value = load(case.file);
+fn every_file_is_in(dir: &Path, table: &[Case]) {
+    let listed: BTreeSet<String> = table.iter().map(|c| c.file.to_string()).collect();
+    assert_eq!(json_files(dir), listed, "{} vs. the table", dir.display());
+}
+
+fn read_as_heat_config_would(dir: &Path, table: &[Case]) {
+    for case in table {
+        let value = load(dir, case.file);
         match case.shape {
             Shape::Document => {
                 let doc =
@@ -376,46 +517,47 @@ fn corpus_files_read_as_heat_config_would() {
     }
 }
 
-#[test]
-fn heat_signal_document_plans_keystone_then_heat() {
-    let doc = heat::parse_document(&load("heat-agents_notify_data_heat_signal.json")).unwrap();
-    let SignalPlan::Heat(h) = doc.deploy_inputs().unwrap().signal_plan().unwrap() else {
+/// HEAT_SIGNAL: a Keystone token first, then Heat's resource signal.
+fn plans_keystone_then_heat(doc: &Value, region: &str, token_url: &str, signal_url: &str) {
+    let doc = heat::parse_document(doc).expect("a HEAT_SIGNAL document");
+    let SignalPlan::Heat(h) = doc
+        .deploy_inputs()
+        .expect("deploy inputs")
+        .signal_plan()
+        .expect("a signal plan")
+    else {
         panic!("not HEAT_SIGNAL")
     };
-    assert_eq!(h.region_name.as_deref(), Some("RegionOne"));
+    assert_eq!(h.region_name.as_deref(), Some(region));
     let token = h.token_request();
-    assert_eq!(token.url.expose(), "mock://192.0.2.3/auth/auth/tokens");
+    assert_eq!(token.url.expose(), token_url);
     assert!(!format!("{token:?}").contains("\"password\""));
     let signal = h.signal_request(
         "http://heat:8004/v1/bbbb",
         &heat::Secret::new("t"),
         &json!({}),
     );
-    assert_eq!(
-        signal.url.expose(),
-        "http://heat:8004/v1/bbbb/stacks/cccc/resources/the_resource/signal"
-    );
+    assert_eq!(signal.url.expose(), signal_url);
 }
 
-#[test]
-fn a_corpus_document_turned_berth() {
-    // The API sample's first document, as a berth deployment: its inputs
-    // reach the service as env, its CFN signal URL is kept.
-    let mut doc = load("heat_api-ref_deployment-metadata-response.json")["metadata"][0].clone();
+/// An API-envelope document turned `group: berth`: its inputs reach the
+/// service as env, its CFN signal URL is kept, outputs are composed as
+/// heat-config-notify would.
+fn turned_berth(mut doc: Value, id: &str, action: &str, foo: &str, bar: &str) {
     doc["group"] = json!("berth");
     doc["config"] = json!("name: writer\nimage: busybox:1\nkind: task\n");
-    let parsed = heat::parse_document(&doc).unwrap();
+    let parsed = heat::parse_document(&doc).expect("a berth document");
     assert!(parsed.is_berth());
-    let Classified::Berth(b) = parsed.classify().unwrap() else {
+    let Classified::Berth(b) = parsed.classify().expect("classified") else {
         panic!("not berth")
     };
-    assert_eq!(b.id, "3d5ec2a8-7004-43b6-a7f6-542bdbe9d434");
+    assert_eq!(b.id, id);
     let env = &b.services[0].env;
-    assert_eq!(env["BERTH_INPUT_FOO"].value, "fooooo");
-    assert_eq!(env["BERTH_INPUT_BAR"].value, "baaaaa");
+    assert_eq!(env["BERTH_INPUT_FOO"].value, foo);
+    assert_eq!(env["BERTH_INPUT_BAR"].value, bar);
     assert_eq!(env.len(), 2, "deploy_* inputs are not env");
-    assert_eq!(b.inputs.action.as_deref(), Some("CREATE"));
-    let plan = b.inputs.signal_plan().unwrap();
+    assert_eq!(b.inputs.action.as_deref(), Some(action));
+    let plan = b.inputs.signal_plan().expect("a signal plan");
     assert_eq!(plan.transport(), SignalTransport::CfnSignal);
     let signal = heat::compose_signal(
         &b.id,
@@ -423,16 +565,183 @@ fn a_corpus_document_turned_berth() {
         &[heat::ServiceOutcome {
             service: "writer".into(),
             status_code: 0,
-            stdout: "Written to /tmp/baaaaa\n".into(),
+            stdout: format!("Written to /tmp/{bar}\n"),
             stderr: "Output to stderr\n".into(),
-            outputs: [("result".to_string(), "The file contains fooooo".to_string())].into(),
+            outputs: [("result".to_string(), format!("The file contains {foo}"))].into(),
         }],
     );
     assert_eq!(
         signal.body,
-        json!({"deploy_stdout": "[writer] Written to /tmp/baaaaa\n",
+        json!({"deploy_stdout": format!("[writer] Written to /tmp/{bar}\n"),
                "deploy_stderr": "[writer] Output to stderr\n",
-               "deploy_status_code": 0, "result": "The file contains fooooo"})
+               "deploy_status_code": 0, "result": format!("The file contains {foo}")})
     );
     assert!(!signal.failed);
+}
+
+// --- The shared corpus (skipped outside CI when it is missing). ---------
+
+#[test]
+fn every_corpus_file_is_in_the_table() {
+    let Some(dir) = berth_prereq::corpus("heat") else {
+        return;
+    };
+    every_file_is_in(&dir, TABLE);
+}
+
+#[test]
+fn corpus_files_read_as_heat_config_would() {
+    let Some(dir) = berth_prereq::corpus("heat") else {
+        return;
+    };
+    read_as_heat_config_would(&dir, TABLE);
+}
+
+#[test]
+fn heat_signal_document_plans_keystone_then_heat() {
+    let Some(dir) = berth_prereq::corpus("heat") else {
+        return;
+    };
+    plans_keystone_then_heat(
+        &load(&dir, "heat-agents_notify_data_heat_signal.json"),
+        "RegionOne",
+        "mock://192.0.2.3/auth/auth/tokens",
+        "http://heat:8004/v1/bbbb/stacks/cccc/resources/the_resource/signal",
+    );
+}
+
+#[test]
+fn a_corpus_document_turned_berth() {
+    let Some(dir) = berth_prereq::corpus("heat") else {
+        return;
+    };
+    let doc = load(&dir, "heat_api-ref_deployment-metadata-response.json")["metadata"][0].clone();
+    turned_berth(
+        doc,
+        "3d5ec2a8-7004-43b6-a7f6-542bdbe9d434",
+        "CREATE",
+        "fooooo",
+        "baaaaa",
+    );
+}
+
+#[test]
+fn no_fixture_is_a_copy_of_a_corpus_file() {
+    let Some(corpus) = berth_prereq::corpus("heat") else {
+        return;
+    };
+    let read = |dir: &Path, name: &str| std::fs::read(dir.join(name)).expect("read");
+    for fixture in json_files(&fixture_dir()) {
+        let bytes = read(&fixture_dir(), &fixture);
+        for original in json_files(&corpus) {
+            assert_ne!(bytes, read(&corpus, &original), "{fixture} is {original}");
+        }
+    }
+}
+
+// --- The twins, over the project's own fixtures: always run. ------------
+
+#[test]
+fn every_fixture_file_is_in_the_table() {
+    every_file_is_in(&fixture_dir(), FIXTURES);
+}
+
+#[test]
+fn fixture_files_read_as_heat_config_would() {
+    read_as_heat_config_would(&fixture_dir(), FIXTURES);
+}
+
+#[test]
+fn the_fixtures_cover_every_shape_and_transport_the_corpus_has() {
+    let shapes = |t: &[Case]| t.iter().map(|c| c.shape).collect::<BTreeSet<_>>();
+    assert_eq!(shapes(FIXTURES), shapes(TABLE));
+    let kinds = |t: &[Case]| {
+        t.iter()
+            .flat_map(|c| c.docs.iter())
+            .map(|(_, e)| match e {
+                E::None => "none".to_string(),
+                E::Url(t, m, _) => format!("{t:?} {m:?}"),
+                E::Heat => "heat".into(),
+                E::Zaqar => "zaqar".into(),
+                E::BadTransport => "bad".into(),
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(kinds(FIXTURES), kinds(TABLE));
+    let foreign: BTreeSet<&str> = FIXTURES[0].docs.iter().map(|(g, _)| *g).collect();
+    assert!(foreign.len() >= 10, "ten foreign groups: {foreign:?}");
+}
+
+#[test]
+fn a_fixture_heat_signal_plans_keystone_then_heat() {
+    plans_keystone_then_heat(
+        &load(&fixture_dir(), "document_heat_signal.json"),
+        "RegionTwo",
+        "http://keystone.fixture:5000/v3/auth/tokens",
+        "http://heat:8004/v1/bbbb/stacks/stack-99/resources/fixture_resource/signal",
+    );
+}
+
+#[test]
+fn a_fixture_document_turned_berth() {
+    let doc = load(&fixture_dir(), "api_envelope.json")["metadata"][0].clone();
+    turned_berth(doc, "fx-env-1", "UPDATE", "fixture-foo", "fixture-bar");
+}
+
+// --- The rule itself. ---------------------------------------------------
+
+/// Runs one corpus test of this binary again with the corpus at an empty
+/// directory: outside CI it passes and logs a skip naming the path; with
+/// `CI` set it fails naming the path.
+#[test]
+fn a_missing_corpus_is_skipped_outside_ci_and_fails_in_ci() {
+    let empty = std::env::temp_dir().join(format!("berth-no-corpus-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).expect("an empty dir");
+    let log = empty.join("skips.tsv");
+    let missing = empty.join("heat").display().to_string();
+    let run = |ci: Option<&str>| {
+        let mut cmd = Command::new(std::env::current_exe().expect("this test binary"));
+        cmd.args([
+            "every_corpus_file_is_in_the_table",
+            "--exact",
+            "--nocapture",
+        ])
+        .env("BERTH_CORPUS", &empty)
+        .env("BERTH_SKIP_LOG", &log);
+        match ci {
+            Some(v) => cmd.env("CI", v),
+            None => cmd.env_remove("CI"),
+        };
+        cmd.output().expect("the test binary runs")
+    };
+
+    let skipped = run(None);
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(skipped.status.success(), "{}", text(&skipped));
+    assert!(text(&skipped).contains("1 passed"), "{}", text(&skipped));
+    let logged = std::fs::read_to_string(&log).expect("the skip log");
+    assert_eq!(
+        logged,
+        format!("corpus\t{missing} missing\tevery_corpus_file_is_in_the_table\n")
+    );
+    assert_eq!(
+        berth_prereq::summarize(&logged),
+        vec![format!("== corpus: 1 test skipped ({missing} missing)")]
+    );
+
+    let failed = run(Some("true"));
+    assert!(!failed.status.success(), "{}", text(&failed));
+    assert!(text(&failed).contains(&missing), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("corpus is missing"),
+        "{}",
+        text(&failed)
+    );
+    let _ = std::fs::remove_dir_all(&empty);
 }
