@@ -543,7 +543,7 @@ fn plans_keystone_then_heat(doc: &Value, region: &str, token_url: &str, signal_u
 /// An API-envelope document turned `group: berth`: its inputs reach the
 /// service as env, its CFN signal URL is kept, outputs are composed as
 /// heat-config-notify would.
-fn turned_berth(mut doc: Value, id: &str, action: &str, foo: &str, bar: &str) {
+fn turned_berth(mut doc: Value, id: &str, action: &str, first: &str, bar: &str) {
     doc["group"] = json!("berth");
     doc["config"] = json!("name: writer\nimage: busybox:1\nkind: task\n");
     let parsed = heat::parse_document(&doc).expect("a berth document");
@@ -553,7 +553,7 @@ fn turned_berth(mut doc: Value, id: &str, action: &str, foo: &str, bar: &str) {
     };
     assert_eq!(b.id, id);
     let env = &b.services[0].env;
-    assert_eq!(env["BERTH_INPUT_FOO"].value, foo);
+    assert_eq!(env["BERTH_INPUT_FOO"].value, first);
     assert_eq!(env["BERTH_INPUT_BAR"].value, bar);
     assert_eq!(env.len(), 2, "deploy_* inputs are not env");
     assert_eq!(b.inputs.action.as_deref(), Some(action));
@@ -567,14 +567,14 @@ fn turned_berth(mut doc: Value, id: &str, action: &str, foo: &str, bar: &str) {
             status_code: 0,
             stdout: format!("Written to /tmp/{bar}\n"),
             stderr: "Output to stderr\n".into(),
-            outputs: [("result".to_string(), format!("The file contains {foo}"))].into(),
+            outputs: [("result".to_string(), format!("The file contains {first}"))].into(),
         }],
     );
     assert_eq!(
         signal.body,
         json!({"deploy_stdout": format!("[writer] Written to /tmp/{bar}\n"),
                "deploy_stderr": "[writer] Output to stderr\n",
-               "deploy_status_code": 0, "result": format!("The file contains {foo}")})
+               "deploy_status_code": 0, "result": format!("The file contains {first}")})
     );
     assert!(!signal.failed);
 }
