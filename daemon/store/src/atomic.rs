@@ -206,9 +206,19 @@ pub(crate) fn ensure_dir(path: &Path) -> Result<(), StoreError> {
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let meta = std::fs::metadata(path).map_err(|e| io_err("inspect", path, e))?;
+            // Not followed: berth writes through no symlink in its state dir.
+            let meta = std::fs::symlink_metadata(path).map_err(|e| io_err("inspect", path, e))?;
             if meta.is_dir() {
                 Ok(())
+            } else if meta.file_type().is_symlink() {
+                Err(io_err(
+                    "use as a directory",
+                    path,
+                    io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        "a symlink; berth does not follow symlinks in its state directory",
+                    ),
+                ))
             } else {
                 Err(io_err(
                     "use as a directory",

@@ -24,6 +24,7 @@ mod atomic;
 mod events;
 mod outbox;
 mod parse;
+mod read;
 
 use std::collections::BTreeSet;
 use std::io;
@@ -32,15 +33,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use berth_core::event::Event;
-use berth_core::record::Deployment;
+use berth_core::record::{Deployment, OUTPUT_CAP};
 use berth_core::spec::valid_service_name;
 use berth_core::store::{LoadedService, ServiceMeta, Store, StoreError};
 
 pub use atomic::{Created, DIR_MODE, FILE_MODE, TMP_PREFIX, create_atomic, sync_dir, write_atomic};
 pub use outbox::{FsOutbox, OUTBOX_DIR, OutboxError, OutboxList, SEQ_FILE, Unreadable};
+pub use read::RECORD_MAX_BYTES;
 
 use atomic::{ensure_dir, io_err, sweep_temps};
 use events::EventLog;
+use read::{ReadError, read_beneath};
 
 /// Name of the event log in the state dir.
 pub const EVENTS_FILE: &str = "events.jsonl";
@@ -159,8 +162,8 @@ impl FsStore {
             })
         };
         let meta_path = dir.join(META_FILE);
-        let meta: ServiceMeta = match read_opt(&meta_path) {
-            Err(e) => return Ok(unreadable(&meta_path, format!("cannot read it: {e}"))),
+        let meta: ServiceMeta = match self.read_file(&[service, META_FILE]) {
+            Err(e) => return Ok(unreadable(&meta_path, e.reason())),
             Ok(None) => {
                 let records = match generations(&history) {
                     Ok(gens) => gens.len(),
@@ -189,9 +192,10 @@ impl FsStore {
                 }
             }
         };
-        let record_path = history.join(record_file(meta.generation));
-        let current: Deployment = match read_opt(&record_path) {
-            Err(e) => return Ok(unreadable(&record_path, format!("cannot read it: {e}"))),
+        let record_file = record_file(meta.generation);
+        let record_path = history.join(&record_file);
+        let current: Deployment = match self.read_file(&[service, "history", &record_file]) {
+            Err(e) => return Ok(unreadable(&record_path, e.reason())),
             Ok(None) => {
                 return Ok(unreadable(
                     &record_path,
@@ -215,14 +219,37 @@ impl FsStore {
         }))
     }
 
+    /// Reads `services/<rel...>`: never through a symlink, only a regular
+    /// file, at most [`RECORD_MAX_BYTES`]. `Ok(None)` if it is not there.
+    fn read_file(&self, rel: &[&str]) -> Result<Option<Vec<u8>>, ReadError> {
+        read_beneath(&self.services, rel, RECORD_MAX_BYTES)
+    }
+
+    /// [`FsStore::read_file`] for a caller that wants a [`StoreError`]: a
+    /// refused file is [`StoreError::Corrupt`], as a torn one is.
+    fn read_file_or_corrupt(
+        &self,
+        rel: &[&str],
+        path: &Path,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_file(rel).map_err(|e| match e {
+            ReadError::Io(source) => io_err("read", path, source),
+            ReadError::Refused(reason) => StoreError::Corrupt {
+                path: path.display().to_string(),
+                reason,
+            },
+        })
+    }
+
     /// Reads one history record; `Ok(None)` if it is not there.
     fn read_record(
         &self,
         service: &str,
         generation: u64,
     ) -> Result<Option<Deployment>, StoreError> {
-        let path = self.history_dir(service)?.join(record_file(generation));
-        let Some(bytes) = read_opt(&path).map_err(|e| io_err("read", &path, e))? else {
+        let name = record_file(generation);
+        let path = self.history_dir(service)?.join(&name);
+        let Some(bytes) = self.read_file_or_corrupt(&[service, "history", &name], &path)? else {
             return Ok(None);
         };
         let shown = path.display().to_string();
@@ -250,6 +277,7 @@ impl Store for FsStore {
             }
         }
         let mut names = Vec::new();
+        let mut symlinked = Vec::new();
         let entries =
             std::fs::read_dir(&self.services).map_err(|e| io_err("list", &self.services, e))?;
         for entry in entries {
@@ -270,7 +298,25 @@ impl Store for FsStore {
                 }
                 continue;
             }
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let kind = entry.file_type().ok();
+            if valid_service_name(&name) && kind.is_some_and(|t| t.is_symlink()) {
+                // Reported, so berthd neither manages the service nor writes
+                // through the link.
+                let target = std::fs::read_link(&path)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                tracing::error!(path = %path.display(), %target, "a service directory is a symlink");
+                symlinked.push(LoadedService::Unreadable {
+                    service: name,
+                    path: path.display().to_string(),
+                    error: format!(
+                        "the service directory is a symlink (to {target}); berth does not \
+                         follow symlinks in its state directory"
+                    ),
+                });
+                continue;
+            }
+            let is_dir = kind.is_some_and(|t| t.is_dir());
             if !valid_service_name(&name) || !is_dir {
                 tracing::warn!(path = %path.display(), "ignoring an entry that is not a service directory");
                 continue;
@@ -278,12 +324,14 @@ impl Store for FsStore {
             names.push(name);
         }
         names.sort();
-        let mut loaded = Vec::with_capacity(names.len());
+        let mut loaded = Vec::with_capacity(names.len() + symlinked.len());
         for name in names {
             if let Some(service) = self.load_service(&name)? {
                 loaded.push(service);
             }
         }
+        loaded.extend(symlinked);
+        loaded.sort_by(|a, b| loaded_name(a).cmp(loaded_name(b)));
         Ok(loaded)
     }
 
@@ -295,7 +343,7 @@ impl Store for FsStore {
         let history = dir.join("history");
         let name = record_file(record.generation);
         let path = history.join(&name);
-        let bytes = to_json(record, &path)?;
+        let bytes = record_json(record, &path)?;
         let _guard = self.write_guard();
         ensure_dir(&dir)?;
         ensure_dir(&history)?;
@@ -370,7 +418,7 @@ impl Store for FsStore {
         }
         let meta_path = dir.join(META_FILE);
         let mut protected = BTreeSet::new();
-        if let Some(bytes) = read_opt(&meta_path).map_err(|e| io_err("read", &meta_path, e))? {
+        if let Some(bytes) = self.read_file_or_corrupt(&[service, META_FILE], &meta_path)? {
             let shown = meta_path.display().to_string();
             let meta: ServiceMeta =
                 parse::parse(&bytes, service, None, &shown).map_err(|reason| {
@@ -438,6 +486,75 @@ impl Store for FsStore {
 
     fn load_events(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.events_guard().load(limit)
+    }
+}
+
+fn loaded_name(loaded: &LoadedService) -> &str {
+    match loaded {
+        LoadedService::Ok { meta, .. } => &meta.service,
+        LoadedService::Unreadable { service, .. } => service,
+    }
+}
+
+/// `record` as it is written: pretty JSON of at most [`RECORD_MAX_BYTES`],
+/// so that it can always be read back. Past that (outputs full of control
+/// characters, which grow sixfold as JSON escapes), its outputs are cut,
+/// each to the same length, shorter until it fits, with a note.
+fn record_json(record: &Deployment, path: &Path) -> Result<Vec<u8>, StoreError> {
+    let bytes = to_json(record, path)?;
+    if bytes.len() as u64 <= RECORD_MAX_BYTES {
+        return Ok(bytes);
+    }
+    let was = bytes.len();
+    let mut keep = OUTPUT_CAP;
+    loop {
+        keep /= 4;
+        let mut fitted = record.clone();
+        let note = format!(
+            "\n[berth: output cut to {keep} bytes to keep the record under {} MiB]",
+            RECORD_MAX_BYTES >> 20
+        );
+        let o = &mut fitted.outputs;
+        for text in o
+            .deploy_stdout
+            .iter_mut()
+            .chain(o.deploy_stderr.iter_mut())
+            .chain(o.declared.values_mut())
+        {
+            if text.len() > keep {
+                let mut cut = keep;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                text.push_str(&note);
+            }
+        }
+        let bytes = to_json(&fitted, path)?;
+        if bytes.len() as u64 <= RECORD_MAX_BYTES {
+            tracing::warn!(
+                path = %path.display(),
+                was,
+                keep,
+                "a record was too large to store whole; its outputs were cut"
+            );
+            return Ok(bytes);
+        }
+        if keep == 0 {
+            return Err(io_err(
+                "write",
+                path,
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the record is {} bytes even without its outputs, more than the {} MiB \
+                         a record can be; make the service's spec smaller",
+                        bytes.len(),
+                        RECORD_MAX_BYTES >> 20
+                    ),
+                ),
+            ));
+        }
     }
 }
 

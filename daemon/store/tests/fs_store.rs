@@ -584,3 +584,170 @@ fn store_is_send_and_sync() {
     fn assert_store<T: Store>() {}
     assert_store::<FsStore>();
 }
+
+/// Attack (issue 29 item 9): a record replaced by a symlink to a file
+/// outside the state dir. It is reported as unreadable, naming the link,
+/// never followed (the outside file's content is not loaded) and left as is.
+#[test]
+fn a_symlinked_record_is_reported_and_not_followed() {
+    for file in ["history/2.json", "current.json"] {
+        let (tmp, state, store) = store_with("web", 2);
+        let path = state.join("services/web").join(file);
+        // Outside the state dir: a valid record, so only the link is wrong.
+        let outside = tmp.path().join("outside.json");
+        std::fs::copy(&path, &outside).expect("copy");
+        std::fs::remove_file(&path).expect("rm");
+        std::os::unix::fs::symlink(&outside, &path).expect("symlink");
+
+        let loaded = store.load().expect("load");
+        let (shown, error) = unreadable(&loaded, "web");
+        assert_eq!(shown, path.display().to_string());
+        assert!(error.contains("is a symlink"), "{file}: {error}");
+        assert!(
+            error.contains(&outside.display().to_string()),
+            "{file}: {error}"
+        );
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .expect("still there")
+                .file_type()
+                .is_symlink(),
+            "{file}: left as is"
+        );
+        if file == "history/2.json" {
+            match store.record("web", 2) {
+                Err(StoreError::Corrupt { reason, .. }) => {
+                    assert!(reason.contains("symlink"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                generations(&store.history("web", 10).expect("history")),
+                [1]
+            );
+        } else {
+            // Prune cannot tell which records current.json protects.
+            assert!(matches!(
+                store.prune("web", 0),
+                Err(StoreError::Corrupt { .. })
+            ));
+            assert_eq!(
+                generations(&store.history("web", 10).expect("history")),
+                [2, 1]
+            );
+        }
+    }
+}
+
+/// A symlinked `history/` or service directory is refused too: no record is
+/// read through it, and no write goes through it.
+#[test]
+fn a_symlinked_service_or_history_dir_is_reported() {
+    let (tmp, state, store) = store_with("web", 2);
+    let history = state.join("services/web/history");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::rename(&history, &elsewhere).expect("move");
+    std::os::unix::fs::symlink(&elsewhere, &history).expect("symlink");
+    let loaded = store.load().expect("load");
+    let (_, error) = unreadable(&loaded, "web");
+    assert!(error.contains("history/ is a symlink"), "{error}");
+    assert!(store.save_record(&record("web", 3)).is_err());
+    assert!(
+        !elsewhere.join("3.json").exists(),
+        "nothing written through it"
+    );
+
+    let (tmp, state, store) = store_with("api", 1);
+    let dir = state.join("services/api");
+    let elsewhere = tmp.path().join("api-elsewhere");
+    std::fs::rename(&dir, &elsewhere).expect("move");
+    std::os::unix::fs::symlink(&elsewhere, &dir).expect("symlink");
+    let loaded = store.load().expect("load");
+    let (shown, error) = unreadable(&loaded, "api");
+    assert_eq!(shown, dir.display().to_string());
+    assert!(error.contains("service directory is a symlink"), "{error}");
+    assert!(store.save_meta(&meta("api", 2)).is_err());
+    assert_eq!(
+        std::fs::read_to_string(elsewhere.join("current.json")).expect("read"),
+        serde_json::to_string_pretty(&meta("api", 1)).expect("json") + "\n",
+        "nothing written through it"
+    );
+}
+
+/// Attack (issue 29 item 9): a 100 MB record took 417 MB of RSS and was
+/// served whole. One past the cap is now reported without being read, and
+/// left byte for byte as it was.
+#[test]
+fn an_oversize_record_is_reported_without_being_read() {
+    let (_tmp, state, store) = store_with("web", 2);
+    let path = state.join("services/web/history/2.json");
+    // A valid record padded with whitespace: only its size is wrong.
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes.resize(berth_store::RECORD_MAX_BYTES as usize + 1, b' ');
+    std::fs::write(&path, &bytes).expect("write");
+
+    let loaded = store.load().expect("load");
+    let (shown, error) = unreadable(&loaded, "web");
+    assert_eq!(shown, path.display().to_string());
+    assert!(error.contains("8388609 bytes"), "{error}");
+    assert!(error.contains("8 MiB"), "{error}");
+    assert!(matches!(
+        store.record("web", 2),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(
+        generations(&store.history("web", 10).expect("history")),
+        [1]
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), bytes, "left as is");
+
+    // At the cap it is still a record.
+    bytes.truncate(berth_store::RECORD_MAX_BYTES as usize);
+    std::fs::write(&path, &bytes).expect("write");
+    assert_eq!(only_ok(store.load().expect("load"))[0].1.generation, 2);
+}
+
+/// A FIFO as a record does not block the load.
+#[test]
+fn a_fifo_record_is_reported() {
+    let (_tmp, state, store) = store_with("web", 1);
+    let path = state.join("services/web/history/1.json");
+    std::fs::remove_file(&path).expect("rm");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+    let loaded = store.load().expect("load");
+    let (_, error) = unreadable(&loaded, "web");
+    assert!(error.contains("a FIFO, not a regular file"), "{error}");
+}
+
+/// Every record berth writes can be read back: one whose outputs would make
+/// it larger than the cap (control characters grow sixfold as JSON) has
+/// them cut, with a note, rather than becoming unreadable.
+#[test]
+fn a_record_with_huge_outputs_is_cut_to_fit_and_reads_back() {
+    let (_tmp, state, store) = store_with("web", 1);
+    let mut big = record("web", 2);
+    let nuls = "\u{1}".repeat(berth_core::record::OUTPUT_CAP);
+    big.outputs.deploy_stdout = Some(nuls.clone());
+    big.outputs.deploy_stderr = Some(nuls.clone());
+    big.outputs.declared.insert("a".into(), nuls.clone());
+    big.outputs.declared.insert("small".into(), "42".into());
+    store.save_record(&big).expect("save");
+    store.save_meta(&meta("web", 2)).expect("save meta");
+    let path = state.join("services/web/history/2.json");
+    let len = std::fs::metadata(&path).expect("meta").len();
+    assert!(len <= berth_store::RECORD_MAX_BYTES, "{len}");
+
+    let read = store.record("web", 2).expect("read").expect("there");
+    let stdout = read.outputs.deploy_stdout.expect("stdout");
+    assert!(
+        stdout.contains("[berth: output cut to"),
+        "{}",
+        &stdout[stdout.len() - 80..]
+    );
+    assert_eq!(read.outputs.declared["small"], "42");
+    assert_eq!(only_ok(store.load().expect("load"))[0].1.generation, 2);
+}
