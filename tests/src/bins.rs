@@ -60,21 +60,7 @@ pub fn bins() -> &'static Bins {
 /// Makes sure `berth-demo:latest` is in the engine (`cargo xtask images`,
 /// which skips the build when the image is current).
 pub fn demo_image() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        locked("berth-tests-images", || {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let out = Command::new(cargo)
-                .args(["xtask", "images"])
-                .current_dir(workspace_root())
-                .output()
-                .expect("cargo xtask images runs");
-            assert!(
-                out.status.success(),
-                "cargo xtask images failed:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        });
-    });
+    if let Some(why) = berth_prereq::Need::DemoImage.missing() {
+        panic!("the demo image berth-demo:latest is not there: {why}");
+    }
 }

@@ -69,7 +69,7 @@ impl TestNode {
         TestNode {
             prefix: format!("{id}-"),
             id,
-            docker_host: "unix:///var/run/docker.sock".into(),
+            docker_host: berth_prereq::docker_host(),
             dir,
             child: None,
             extra_config: String::new(),

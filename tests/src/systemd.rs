@@ -22,29 +22,10 @@ use crate::node::{Ctr, docker, unique};
 
 pub const SYSTEMD: &str = "/lib/systemd/systemd";
 
-/// Why a user manager cannot run here, if it cannot.
+/// Why a user manager cannot run here, if it cannot (`berth_prereq`'s
+/// check: root, the manager, the namespace tools and a user dbus.socket).
 pub fn unavailable() -> Option<String> {
-    if !Path::new(SYSTEMD).exists() {
-        return Some(format!("{SYSTEMD} is missing (apt-get install systemd)"));
-    }
-    for tool in [
-        "setpriv",
-        "unshare",
-        "nsenter",
-        "systemctl",
-        "systemd-analyze",
-    ] {
-        let found = Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            return Some(format!("{tool} is missing"));
-        }
-    }
-    None
+    berth_prereq::Need::Systemd.missing()
 }
 
 /// Held by a systemd test while it runs: the tests take turns, across test
@@ -651,22 +632,6 @@ pub fn systemd_probe() -> &'static Path {
             .unwrap_or_else(|| workspace_root().join("target"))
             .join("debug/berth-systemd-probe")
     })
-}
-
-/// Why the user bus (dbus-daemon started by the user manager's
-/// `dbus.socket`) cannot be had here, if it cannot.
-pub fn user_bus_unavailable() -> Option<String> {
-    if let Some(why) = unavailable() {
-        return Some(why);
-    }
-    let socket_unit = [
-        "/usr/lib/systemd/user/dbus.socket",
-        "/lib/systemd/user/dbus.socket",
-    ];
-    if !socket_unit.iter().any(|p| Path::new(p).exists()) {
-        return Some("no user dbus.socket (apt-get install dbus-user-session)".into());
-    }
-    None
 }
 
 impl UserManager {

@@ -139,6 +139,7 @@ async fn plain(
 
 #[tokio::test]
 async fn tokens_roles_and_the_node_policy() {
+    berth_prereq::require!(DemoImage);
     let (mut node, addr) = tcp_node(
         "tcpauth",
         "",
@@ -266,6 +267,7 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 async fn sighup_rotates_tokens_and_policy_and_names_what_waits_for_a_restart() {
+    berth_prereq::require!(DemoImage);
     const NEW: &str = "rotated-admin-token-for-the-tcp-tests";
     let (mut node, addr) = tcp_node("tcphup", "", "");
     node.start();
@@ -465,6 +467,7 @@ fn client_config(pki: &Pki, with_cert: bool) -> Arc<rustls::ClientConfig> {
 
 #[tokio::test]
 async fn tls_serves_the_api_and_plain_http_gets_nothing() {
+    berth_prereq::require!(DemoImage);
     let dir = tempfile::tempdir().expect("tmp");
     let pki = pki(dir.path());
     let (mut node, addr) = tcp_node(
@@ -518,6 +521,7 @@ async fn tls_serves_the_api_and_plain_http_gets_nothing() {
 
 #[tokio::test]
 async fn mtls_needs_a_client_certificate_and_still_a_token() {
+    berth_prereq::require!(DemoImage);
     let dir = tempfile::tempdir().expect("tmp");
     let pki = pki(dir.path());
     let (mut node, addr) = tcp_node(
@@ -557,6 +561,7 @@ async fn mtls_needs_a_client_certificate_and_still_a_token() {
 /// and one that sends too much body is refused; berthd keeps serving.
 #[tokio::test]
 async fn slow_or_oversized_requests_are_bounded() {
+    berth_prereq::require!(DemoImage);
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut node, addr) = tcp_node("tcpslow", "", "");
     node.start();

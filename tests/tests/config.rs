@@ -103,6 +103,7 @@ fn rename_into_place(dir: &Path, name: &str, content: &str) {
 
 #[test]
 fn rename_into_place_reloads_the_service_by_signal_without_a_restart() {
+    berth_prereq::require!(DemoImage);
     let (node, src) = setup("cfg-rename", "greeting=hello\n");
     apply(&node, "web", &service("web", &src, "{signal: SIGHUP}"));
     let before = node.container("web").expect("web runs");
@@ -148,6 +149,7 @@ fn rename_into_place_reloads_the_service_by_signal_without_a_restart() {
 
 #[test]
 fn a_configmap_style_symlink_swap_is_one_change() {
+    berth_prereq::require!(DemoImage);
     demo_image();
     let mut node = TestNode::new("cfg-symlink");
     node.start();
@@ -181,6 +183,7 @@ fn a_configmap_style_symlink_swap_is_one_change() {
 
 #[test]
 fn touch_and_an_identical_rewrite_change_nothing() {
+    berth_prereq::require!(DemoImage);
     let (node, src) = setup("cfg-touch", "same\n");
     apply(&node, "web", &service("web", &src, "restart"));
     let gen0 = newest_generation(&node, "web");
@@ -207,6 +210,7 @@ fn touch_and_an_identical_rewrite_change_nothing() {
 
 #[test]
 fn a_burst_of_100_writes_is_one_reconfigure() {
+    berth_prereq::require!(DemoImage);
     let (node, src) = setup("cfg-burst", "n=0\n");
     apply(&node, "web", &service("web", &src, "{signal: SIGHUP}"));
     let gen0 = newest_generation(&node, "web");
@@ -229,6 +233,7 @@ fn a_burst_of_100_writes_is_one_reconfigure() {
 
 #[test]
 fn restart_and_recreate_policies_on_a_shared_source() {
+    berth_prereq::require!(DemoImage);
     let (node, src) = setup("cfg-policies", "v=1\n");
     apply(&node, "a", &service("a", &src, "restart"));
     apply(&node, "b", &service("b", &src, "recreate"));
@@ -262,6 +267,7 @@ fn restart_and_recreate_policies_on_a_shared_source() {
 
 #[test]
 fn a_failing_exec_fails_the_record_with_its_stderr() {
+    berth_prereq::require!(DemoImage);
     let (node, src) = setup("cfg-exec", "v=1\n");
     let policy = r#"{exec: ["/demo", "exit", "3", "--stderr", "config rejected: v=oops"]}"#;
     apply(&node, "web", &service("web", &src, policy));
@@ -281,6 +287,7 @@ fn a_failing_exec_fails_the_record_with_its_stderr() {
 
 #[test]
 fn a_change_made_while_berthd_is_stopped_is_handled_at_start() {
+    berth_prereq::require!(DemoImage);
     let (mut node, src) = setup("cfg-down", "v=1\n");
     apply(&node, "web", &service("web", &src, "{signal: SIGHUP}"));
     let gen0 = newest_generation(&node, "web");
@@ -296,6 +303,7 @@ fn a_change_made_while_berthd_is_stopped_is_handled_at_start() {
 
 #[test]
 fn a_missing_source_fails_once_keeps_the_container_and_recovers() {
+    berth_prereq::require!(DemoImage);
     let (node, src) = setup("cfg-missing", "v=1\n");
     apply(&node, "web", &service("web", &src, "{signal: SIGHUP}"));
     let gen0 = newest_generation(&node, "web");
@@ -325,6 +333,7 @@ fn a_missing_source_fails_once_keeps_the_container_and_recovers() {
 
 #[test]
 fn a_spec_with_a_missing_source_fails_and_no_directory_is_created() {
+    berth_prereq::require!(DemoImage);
     let (node, _src) = setup("cfg-nosource", "v=1\n");
     let missing = node.dir().join("cfg").join("nope");
     let out = node.ctl(&[
@@ -345,6 +354,7 @@ fn a_spec_with_a_missing_source_fails_and_no_directory_is_created() {
 
 #[test]
 fn reconfigure_forces_the_policy() {
+    berth_prereq::require!(DemoImage);
     let (node, src) = setup("cfg-force", "v=1\n");
     apply(&node, "web", &service("web", &src, "restart"));
     let before = started_at(&node.container("web").expect("web runs").id);

@@ -11,8 +11,6 @@ use berth_tests::node::{TestNode, docker};
 use berth_tests::proxy::EngineProxy;
 use serde_json::Value;
 
-const ENGINE: &str = "/var/run/docker.sock";
-
 fn web(name: &str, greeting: &str) -> String {
     format!(
         "name: {name}\nimage: berth-demo:latest\ncommand: [\"serve\", \"--port\", \"8080\"]\nenv: {{GREETING: {greeting}}}\nupdate: {{settle: 1s}}\n"
@@ -21,7 +19,7 @@ fn web(name: &str, greeting: &str) -> String {
 
 fn node_with_proxy(hint: &str) -> (TestNode, EngineProxy) {
     demo_image();
-    let proxy = EngineProxy::start(std::path::Path::new(ENGINE)).expect("proxy starts");
+    let proxy = EngineProxy::start(&berth_tests::proxy::engine_socket()).expect("proxy starts");
     let node = TestNode::new(hint).with_docker_host(proxy.docker_host());
     (node, proxy)
 }
@@ -73,6 +71,7 @@ fn inspect(id: &str, format: &str) -> String {
 
 #[test]
 fn apply_converges_and_an_unchanged_reapply_makes_no_mutating_call() {
+    berth_prereq::require!(DemoImage);
     let (mut node, proxy) = node_with_proxy("noop");
     node.start();
     let a = node.spec_file("a.yaml", &web("a", "hello"));
@@ -125,6 +124,7 @@ fn apply_converges_and_an_unchanged_reapply_makes_no_mutating_call() {
 
 #[test]
 fn changing_one_service_replaces_only_that_one() {
+    berth_prereq::require!(DemoImage);
     let (mut node, proxy) = node_with_proxy("swap");
     node.start();
     let a = node.spec_file("a.yaml", &web("a", "hello"));
@@ -163,6 +163,7 @@ fn changing_one_service_replaces_only_that_one() {
 
 #[test]
 fn a_missing_image_fails_with_the_ways_to_provide_it_and_keeps_the_old_container() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("noimg");
     node.start();
     let a = node.spec_file("a.yaml", &web("a", "hello"));
@@ -192,6 +193,7 @@ fn a_missing_image_fails_with_the_ways_to_provide_it_and_keeps_the_old_container
 
 #[test]
 fn sigkill_and_restart_adopts_running_containers_without_restarting_them() {
+    berth_prereq::require!(DemoImage);
     let (mut node, proxy) = node_with_proxy("adopt");
     node.start();
     let a = node.spec_file("a.yaml", &web("a", "hello"));
@@ -227,6 +229,7 @@ fn sigkill_and_restart_adopts_running_containers_without_restarting_them() {
 
 #[test]
 fn a_container_removed_behind_berths_back_is_brought_back() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("bringback");
     node.start();
     let a = node.spec_file("a.yaml", &web("a", "hello"));
@@ -249,6 +252,7 @@ fn a_container_removed_behind_berths_back_is_brought_back() {
 
 #[test]
 fn stop_start_hold_release() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("verbs");
     node.start();
     let a = node.spec_file("a.yaml", &web("a", "hello"));
@@ -285,6 +289,7 @@ fn stop_start_hold_release() {
 
 #[test]
 fn a_torn_record_is_reported_and_never_overwritten() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("torn");
     node.start();
     let a = node.spec_file("a.yaml", &web("a", "hello"));
@@ -324,6 +329,7 @@ fn a_torn_record_is_reported_and_never_overwritten() {
 
 #[test]
 fn sigterm_exits_cleanly_and_leaves_containers_running() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("term");
     node.start();
     let a = node.spec_file("a.yaml", &web("a", "hello"));
@@ -336,6 +342,7 @@ fn sigterm_exits_cleanly_and_leaves_containers_running() {
 
 #[test]
 fn an_engine_cut_off_is_shown_and_berthd_resyncs_when_it_returns() {
+    berth_prereq::require!(DemoImage);
     let (mut node, proxy) = node_with_proxy("cut");
     node.start();
     let a = node.spec_file("a.yaml", &web("a", "hello"));
@@ -369,6 +376,7 @@ fn node_reachable(n: &TestNode) -> bool {
 
 #[test]
 fn a_task_runs_once_and_records_its_output_and_outputs() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("task");
     node.start();
     let t = node.spec_file(
@@ -436,6 +444,7 @@ fn a_bad_config_exits_78_with_one_clear_line() {
 
 #[test]
 fn build_and_load_images_without_a_registry() {
+    berth_prereq::require!(DemoImage);
     let (mut node, proxy) = node_with_proxy("images");
     node.start();
     // A build context next to the spec file, referenced relatively.
@@ -531,6 +540,7 @@ fn build_and_load_images_without_a_registry() {
 
 #[test]
 fn sighup_rereads_the_spec_dir_and_only_changed_files_apply() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("hup");
     std::fs::write(node.spec_dir().join("a.yaml"), web("a", "hello")).expect("write");
     node.start();
@@ -575,6 +585,7 @@ fn sighup_rereads_the_spec_dir_and_only_changed_files_apply() {
 
 #[test]
 fn secrets_never_reach_status_records_events_or_logs() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("secret");
     node.start();
     let s = node.spec_file(
@@ -602,6 +613,7 @@ fn secrets_never_reach_status_records_events_or_logs() {
 
 #[test]
 fn a_crash_looping_service_shows_restarts_and_fails_its_deployment() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("crash");
     node.start();
     let s = node.spec_file(
@@ -623,6 +635,7 @@ fn a_crash_looping_service_shows_restarts_and_fails_its_deployment() {
 
 #[test]
 fn sigkill_mid_apply_leaves_no_duplicates_and_the_records_resolve() {
+    berth_prereq::require!(DemoImage);
     let (mut node, _proxy) = node_with_proxy("midkill");
     node.start();
     let mut text = String::from("services:\n");

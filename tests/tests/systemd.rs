@@ -26,6 +26,7 @@ fn socket_inode(node: &SystemdNode) -> u64 {
 
 #[test]
 fn shipped_units_verify() {
+    berth_prereq::require!(Systemd);
     let _g = serial();
     if let Err(e) = verify_units() {
         panic!("{e}");
@@ -34,6 +35,7 @@ fn shipped_units_verify() {
 
 #[test]
 fn the_unit_is_active_only_after_ready_with_a_status_line() {
+    berth_prereq::require!(Systemd);
     let _g = serial();
     let node = SystemdNode::new("sdready", "");
     // `start` of a Type=notify unit returns once READY=1 arrived.
@@ -71,6 +73,7 @@ fn the_unit_is_active_only_after_ready_with_a_status_line() {
 
 #[test]
 fn a_stuck_berthd_is_killed_by_the_watchdog_and_restarted_without_touching_containers() {
+    berth_prereq::require!(Systemd, DemoImage);
     let _g = serial();
     demo_image();
     // A short watchdog; a stopped process only dies of SIGABRT once
@@ -130,6 +133,7 @@ fn a_stuck_berthd_is_killed_by_the_watchdog_and_restarted_without_touching_conta
 
 #[test]
 fn the_socket_unit_starts_berthd_on_the_first_connection_and_hands_it_the_socket() {
+    berth_prereq::require!(Systemd);
     let _g = serial();
     let node = SystemdNode::new("sdsocket", "");
     node.manager
@@ -180,6 +184,7 @@ fn the_socket_unit_starts_berthd_on_the_first_connection_and_hands_it_the_socket
 
 #[test]
 fn a_bad_config_fails_the_unit_and_is_not_restarted() {
+    berth_prereq::require!(Systemd);
     let _g = serial();
     let node = SystemdNode::new("sdbadcfg", "RestartSec=500ms");
     node.write_config("no_such_key = 1");
@@ -198,12 +203,8 @@ fn a_bad_config_fails_the_unit_and_is_not_restarted() {
 // --- Host units: after_units / requires_units over the user bus. ----------
 
 /// A node whose berthd follows host units on the manager's user bus, with a
-/// short units_timeout, started; `None` (and why) when there is no user bus.
+/// short units_timeout, started (the caller has required systemd).
 fn units_node(hint: &str) -> Option<SystemdNode> {
-    if let Some(why) = berth_tests::systemd::user_bus_unavailable() {
-        eprintln!("SKIPPED: no systemd user manager with a bus here: {why}");
-        return None;
-    }
     demo_image();
     let node = SystemdNode::new(hint, "");
     node.use_user_bus("units_timeout = \"3s\"\n");
@@ -222,6 +223,7 @@ fn running(node: &SystemdNode, service: &str) -> bool {
 
 #[test]
 fn requires_units_waits_for_follows_and_recovers_with_a_host_unit() {
+    berth_prereq::require!(Systemd, DemoImage);
     let _g = serial();
     let Some(node) = units_node("sdunits") else {
         return;
@@ -293,6 +295,7 @@ fn requires_units_waits_for_follows_and_recovers_with_a_host_unit() {
 
 #[test]
 fn after_units_naming_a_missing_unit_fails_the_deployment_naming_it() {
+    berth_prereq::require!(Systemd, DemoImage);
     let _g = serial();
     let Some(node) = units_node("sdnounit") else {
         return;
@@ -329,15 +332,16 @@ fn after_units_naming_a_missing_unit_fails_the_deployment_naming_it() {
 
 #[test]
 fn host_units_without_a_reachable_bus_fail_the_deployment_with_the_bus_error_and_a_hint() {
+    berth_prereq::require!(Systemd, DemoImage);
     let _g = serial();
-    if std::path::Path::new("/run/dbus/system_bus_socket").exists() {
-        eprintln!("SKIPPED: this machine has a system bus; the test needs one that is absent");
-        return;
-    }
     demo_image();
-    // No user_bus: berthd looks for systemd on the (absent) system bus. A
-    // node without host units never notices.
-    let node = SystemdNode::new("sdnobus", "");
+    // No user_bus: berthd looks for systemd on the system bus, which its
+    // unit points at a path where none is (so a machine with a real system
+    // bus runs this test too). A node without host units never notices.
+    let node = SystemdNode::new(
+        "sdnobus",
+        "Environment=DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/berth-test/system_bus_socket",
+    );
     node.write_config("units_timeout = \"2s\"\n");
     node.manager.systemctl_ok(&["start", "berthd.service"]);
     let spec = node.spec_file(

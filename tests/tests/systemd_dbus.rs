@@ -14,14 +14,13 @@ use std::process::{Child, Output};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use berth_tests::systemd::{UserManager, serial, user_bus_unavailable};
+use berth_tests::systemd::{UserManager, serial};
 use serde_json::Value;
 
-/// A user manager with its bus up, or `None` (and why, on stderr) when this
-/// machine cannot run one.
+/// A user manager with its bus up, or `None` when this machine cannot run
+/// one (outside CI; see `berth_prereq`).
 fn manager() -> Option<UserManager> {
-    if let Some(why) = user_bus_unavailable() {
-        eprintln!("SKIPPED: cannot run a systemd user manager with a bus here: {why}");
+    if berth_prereq::skip(&[berth_prereq::Need::Systemd]) {
         return None;
     }
     let m = UserManager::start();

@@ -117,23 +117,43 @@ fn signal_paths(u: &Undercloud) -> Vec<String> {
     u.delivered().iter().map(|r| r.path.clone()).collect()
 }
 
-/// heat-agents' own test deployments (chef, salt, puppet, script, ...):
-/// every one belongs to another agent.
-fn corpus_foreign() -> Vec<Value> {
-    let path = berth_tests::bins::workspace_root()
-        .join("../shared/corpus/heat/heat-agents_heat-config_deployments.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("the Heat corpus {}: {e}", path.display()));
+/// A list of deployments that all belong to other agents (chef, salt,
+/// puppet, script, ...), as heat-config reads them.
+fn foreign_list(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("the Heat deployments {}: {e}", path.display()));
     match serde_json::from_str(&text) {
         Ok(Value::Array(docs)) => docs,
         other => panic!("{}: not a list: {other:?}", path.display()),
     }
 }
 
+/// heat-agents' own test deployments, from the shared corpus.
 #[test]
 fn pull_uses_304s_ignores_foreign_groups_and_signals_once() {
+    berth_prereq::require!(DemoImage);
+    let Some(corpus) = berth_prereq::corpus("heat") else {
+        return;
+    };
+    pulls_once_and_ignores_foreign(
+        "pull304",
+        foreign_list(&corpus.join("heat-agents_heat-config_deployments.json")),
+        10,
+    );
+}
+
+/// The same over the project's own fixture of twelve foreign groups.
+#[test]
+fn pull_uses_304s_ignores_foreign_groups_and_signals_once_over_fixtures() {
+    berth_prereq::require!(DemoImage);
+    let fixture = berth_tests::bins::workspace_root()
+        .join("daemon/core/tests/fixtures/heat/list_foreign_groups.json");
+    pulls_once_and_ignores_foreign("pull304fx", foreign_list(&fixture), 12);
+}
+
+fn pulls_once_and_ignores_foreign(hint: &str, foreign_docs: Vec<Value>, count: usize) {
     let meta = Undercloud::start();
-    let mut deployments = corpus_foreign();
+    let mut deployments = foreign_docs;
     let foreign_docs: Vec<(String, String)> = deployments
         .iter()
         .map(|d| {
@@ -144,7 +164,7 @@ fn pull_uses_304s_ignores_foreign_groups_and_signals_once() {
     deployments.push(foreign("f-1"));
     deployments.push(cfn(&meta, "d-1", json!([web("web")])));
     meta.set_metadata(json!({"deployments": deployments, "os-collect-config": {"request": {}}}));
-    let mut node = node_for("pull304", &meta, "");
+    let mut node = node_for(hint, &meta, "");
     node.start();
     wait_for("the signal of d-1", &node, WAIT, || {
         meta.delivered().len() == 1
@@ -170,7 +190,7 @@ fn pull_uses_304s_ignores_foreign_groups_and_signals_once() {
         1,
         "{logs}"
     );
-    assert_eq!(foreign_docs.len(), 10);
+    assert_eq!(foreign_docs.len(), count);
     for (group, id) in &foreign_docs {
         let line = format!("not ours: group {group}, id {id}\n");
         assert_eq!(logs.matches(&line).count(), 1, "{line}: {logs}");
@@ -184,6 +204,7 @@ fn pull_uses_304s_ignores_foreign_groups_and_signals_once() {
 
 #[test]
 fn a_heat_update_with_a_new_id_and_the_same_spec_restarts_nothing() {
+    berth_prereq::require!(DemoImage);
     let meta = Undercloud::start();
     meta.set_metadata(json!({"deployments": [cfn(&meta, "u-1", json!([web("web")]))]}));
     let mut node = node_for("hupd", &meta, "");
@@ -241,6 +262,7 @@ fn a_heat_update_with_a_new_id_and_the_same_spec_restarts_nothing() {
 
 #[test]
 fn each_transport_uses_its_verb_and_body() {
+    berth_prereq::require!(DemoImage);
     let meta = Undercloud::start();
     let heat_inputs = vec![
         input("deploy_action", "CREATE"),
@@ -327,6 +349,7 @@ fn each_transport_uses_its_verb_and_body() {
 
 #[test]
 fn signals_survive_an_undercloud_outage_and_arrive_exactly_once() {
+    berth_prereq::require!(DemoImage);
     let meta = Undercloud::start();
     let heat = Undercloud::start();
     heat.set_mode(Mode::Status(500));
@@ -384,6 +407,7 @@ fn signals_survive_an_undercloud_outage_and_arrive_exactly_once() {
 
 #[test]
 fn a_queued_signal_survives_sigkill() {
+    berth_prereq::require!(DemoImage);
     let meta = Undercloud::start();
     let heat = Undercloud::start();
     heat.set_mode(Mode::Down);
@@ -413,6 +437,7 @@ fn a_queued_signal_survives_sigkill() {
 
 #[test]
 fn a_404_signal_url_becomes_a_dead_letter() {
+    berth_prereq::require!(DemoImage);
     let meta = Undercloud::start();
     meta.set_metadata(json!({"deployments": [doc(
         "g-1",
@@ -438,6 +463,7 @@ fn a_404_signal_url_becomes_a_dead_letter() {
 
 #[test]
 fn a_malformed_document_applies_nothing_and_deletes_nothing() {
+    berth_prereq::require!(DemoImage);
     let meta = Undercloud::start();
     meta.set_metadata(json!({"deployments": [cfn(&meta, "m-1", json!([web("keep")]))]}));
     let mut node = node_for("malformed", &meta, "");
@@ -480,6 +506,7 @@ fn a_malformed_document_applies_nothing_and_deletes_nothing() {
 
 #[test]
 fn reports_follow_changes_and_carry_the_latest_state() {
+    berth_prereq::require!(DemoImage);
     let meta = Undercloud::start();
     meta.set_metadata(json!({"deployments": [cfn(&meta, "r-1", json!([web("web")]))]}));
     let extra = format!(
@@ -532,6 +559,7 @@ fn push(node: &TestNode, name: &str, doc: &Value) -> std::process::Output {
 
 #[test]
 fn a_pushed_document_is_deployed_signalled_and_idempotent_by_id() {
+    berth_prereq::require!(DemoImage);
     let u = Undercloud::start();
     demo_image();
     let mut node = TestNode::new("push");
@@ -612,6 +640,7 @@ fn a_pushed_document_is_deployed_signalled_and_idempotent_by_id() {
 
 #[test]
 fn outbox_list_retry_and_drop_from_berthctl() {
+    berth_prereq::require!(DemoImage);
     let u = Undercloud::start();
     demo_image();
     let mut node = TestNode::new("outboxctl");
@@ -668,6 +697,7 @@ fn outbox_list_retry_and_drop_from_berthctl() {
 
 #[test]
 fn sighup_starts_and_stops_the_metadata_pull() {
+    berth_prereq::require!(DemoImage);
     let meta = Undercloud::start();
     meta.set_metadata(json!({"deployments": [cfn(&meta, "h-1", json!([web("web")]))]}));
     demo_image();

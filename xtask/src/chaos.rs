@@ -26,7 +26,6 @@ use serde_json::Value;
 
 use crate::bench::{Daemon, release_bins};
 
-const ENGINE: &str = "/var/run/docker.sock";
 const SERVICES: usize = 8;
 /// How long the engine stays cut off.
 const CUT_FOR: Duration = Duration::from_secs(3);
@@ -373,6 +372,9 @@ const TEST_ROUNDS: usize = 2 * Fault::ALL.len();
 /// binaries the integration tests used (nothing here is timed), so a
 /// recovery race that comes back fails CI, with the seed to replay it.
 pub fn after_tests(root: &Path) -> Result<()> {
+    if crate::run::engine_step_unavailable("chaos")?.is_some() {
+        return Ok(());
+    }
     println!("== xtask chaos --rounds {TEST_ROUNDS} (debug binaries)");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
@@ -390,7 +392,8 @@ fn run_with(bin: &Path, rounds: usize, seed: Option<u64>) -> Result<()> {
     println!("seed {seed} (cargo xtask chaos --seed {seed} replays the same delays)");
     let mut rng = Rng(seed.max(1));
     let base = std::env::temp_dir().join(format!("berth-chaos-{}", std::process::id()));
-    let proxy = EngineProxy::start(Path::new(ENGINE)).context("cannot start the engine proxy")?;
+    let proxy = EngineProxy::start(&berth_tests::proxy::engine_socket())
+        .context("cannot start the engine proxy")?;
     let node = format!("chaos-{}", std::process::id());
     let mut d = Daemon::start(bin, &base.join("node"), &node, &proxy.docker_host())?;
     let files = Files {

@@ -105,9 +105,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Images { force, tag } => images::run(&root, &images::Options { tag, force }),
         Cmd::Tidy => tidy::run(&root),
-        Cmd::Test { args } => run::test(&root, &args)
-            .and_then(|()| schemathesis::after_tests(&root))
-            .and_then(|()| chaos::after_tests(&root)),
+        Cmd::Test { args } => {
+            let result = run::test(&root, &args)
+                .and_then(|()| schemathesis::after_tests(&root))
+                .and_then(|()| chaos::after_tests(&root));
+            run::print_skips(&root);
+            result
+        }
         Cmd::Schemathesis { args } => schemathesis::run(&root, &args),
         Cmd::Demo { once } => run::demo(&root, once),
         Cmd::Man => run::man(&root),

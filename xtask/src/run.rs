@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use berth_prereq::Need;
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -30,12 +31,80 @@ fn has_nextest() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Where the tests log what they skipped (`berth_prereq`), one line each.
+fn skip_log(root: &Path) -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("berth-skips.tsv")
+}
+
+/// Looks at every outside prerequisite once, before anything runs: prints
+/// what is missing, and in CI (`CI` set) fails naming each. Returns the
+/// missing ones (outside CI their tests skip).
+pub fn prerequisites() -> Result<Vec<(Need, String)>> {
+    let missing: Vec<(Need, String)> = [Need::Engine, Need::Busybox, Need::Systemd, Need::Corpus]
+        .into_iter()
+        .filter_map(|n| n.missing().map(|why| (n, why)))
+        .collect();
+    for (need, why) in &missing {
+        println!("== {}: missing ({why}); {}", need.name(), need.fix());
+    }
+    if !missing.is_empty() && berth_prereq::in_ci() {
+        let names: Vec<&str> = missing.iter().map(|(n, _)| n.name()).collect();
+        bail!(
+            "CI runs every test, and these are missing: {}",
+            names.join(", ")
+        );
+    }
+    Ok(missing)
+}
+
+/// Why a step that needs the engine and the demo image cannot run here,
+/// or `None`. In CI a missing one is an error.
+pub fn engine_step_unavailable(step: &str) -> Result<Option<String>> {
+    let why = Need::Engine.missing().or_else(|| Need::DemoImage.missing());
+    match why {
+        Some(why) if berth_prereq::in_ci() => bail!("{step} cannot run in CI: {why}"),
+        Some(why) => {
+            println!("== {step}: skipped ({why})");
+            Ok(Some(why))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The summary of what the tests skipped, one line per missing thing, e.g.
+/// `== corpus: 7 tests skipped (/x/shared/corpus/heat missing)`.
+pub fn print_skips(root: &Path) {
+    let text = std::fs::read_to_string(skip_log(root)).unwrap_or_default();
+    for line in berth_prereq::summarize(&text) {
+        println!("{line}");
+    }
+}
+
 /// Everything: tidy, the demo image, the binaries, then every test.
 pub fn test(root: &Path, extra: &[String]) -> Result<()> {
     println!("== xtask tidy");
     crate::tidy::run(root)?;
-    println!("== xtask images");
-    crate::images::ensure_demo(root)?;
+    let missing = prerequisites()?;
+    let log = skip_log(root);
+    match std::fs::remove_file(&log) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot clear the skip log {}: {e}", log.display()),
+    }
+    if missing.iter().any(|(n, _)| *n == Need::Engine) {
+        println!("== xtask images: skipped (no engine)");
+    } else {
+        println!("== xtask images");
+        if let Err(e) = crate::images::ensure_demo(root) {
+            if berth_prereq::in_ci() {
+                return Err(e);
+            }
+            println!("== demo image: cannot build it ({e:#}); the tests that need it skip");
+        }
+    }
     println!("== build berthd and berthctl (the integration tests run them)");
     run(
         cargo()
@@ -43,21 +112,19 @@ pub fn test(root: &Path, extra: &[String]) -> Result<()> {
             .args(["build", "-p", "berthd", "-p", "berthctl"]),
         "cargo build",
     )?;
+    let mut cmd = cargo();
+    cmd.current_dir(root).env("BERTH_SKIP_LOG", &log);
     if has_nextest() {
         println!("== cargo nextest run --workspace");
         run(
-            cargo()
-                .current_dir(root)
-                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+            cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
                 .args(extra),
             "cargo nextest run",
         )
     } else {
         println!("== cargo test --workspace (install cargo-nextest for a faster run)");
         run(
-            cargo()
-                .current_dir(root)
-                .args(["test", "--workspace", "--no-fail-fast"])
+            cmd.args(["test", "--workspace", "--no-fail-fast"])
                 .args(extra),
             "cargo test",
         )

@@ -25,7 +25,10 @@ use berth_tests::proxy::EngineProxy;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-const ENDPOINT: &str = "unix:///var/run/docker.sock";
+/// The engine the tests use: `$DOCKER_HOST`, else the default socket.
+fn endpoint() -> String {
+    berth_prereq::docker_host()
+}
 /// Marks containers a test made behind berth's back, so the guard finds them.
 const OWNER_LABEL: &str = "io.berth-test.owner";
 
@@ -146,7 +149,7 @@ impl Fixture {
             node: node.clone(),
             images: Mutex::new(Vec::new()),
         };
-        let rt = DockerRuntime::connect(ENDPOINT, &node).expect("connect");
+        let rt = DockerRuntime::connect(&endpoint(), &node).expect("connect");
         let dir = tempfile::tempdir().expect("tempdir");
         write_context(dir.path(), BUSYBOX_DOCKERFILE);
         let image_tag = format!("berth-test-busybox:{}", &node[5..]);
@@ -240,17 +243,22 @@ impl Fixture {
 
 #[tokio::test]
 async fn connect_negotiates_the_engines_api_version() {
+    berth_prereq::require!(Engine);
     let node = format!("test-{}", random_hex());
-    let rt = DockerRuntime::connect(ENDPOINT, &node).expect("connect");
+    let rt = DockerRuntime::connect(&endpoint(), &node).expect("connect");
     let server = docker_ok(&["version", "--format", "{{.Server.APIVersion}}"]);
     let negotiated = rt.api_version().await.expect("negotiate");
     assert_eq!(
         negotiated, server,
         "bollard's default is newer than the engine"
     );
-    // A bare path works too, and an empty node list is a list, not an error.
-    let rt = DockerRuntime::connect("/var/run/docker.sock", &node).expect("connect");
-    assert_eq!(rt.list().await.expect("list"), Vec::new());
+    // A bare path works too (when the engine is on a Unix socket), and an
+    // empty node list is a list, not an error.
+    if let Some(path) = berth_prereq::docker_socket() {
+        let path = path.to_str().expect("a UTF-8 socket path");
+        let rt = DockerRuntime::connect(path, &node).expect("connect");
+        assert_eq!(rt.list().await.expect("list"), Vec::new());
+    }
 }
 
 #[tokio::test]
@@ -306,6 +314,7 @@ async fn unreachable_engines_fail_fast() {
 
 #[tokio::test]
 async fn create_maps_the_spec_and_the_lifecycle_works() {
+    berth_prereq::require!(Engine, Busybox);
     let f = Fixture::new().await;
     let data = tempfile::tempdir().expect("tempdir");
     std::fs::write(data.path().join("hello"), "hi").expect("write");
@@ -584,6 +593,7 @@ fn joined(chunks: &[LogChunk], stream: LogStream) -> String {
 
 #[tokio::test]
 async fn logs_tell_stdout_from_stderr() {
+    berth_prereq::require!(Engine, Busybox);
     let f = Fixture::new().await;
     let req = f.request(
         "task",
@@ -659,6 +669,7 @@ async fn logs_tell_stdout_from_stderr() {
 
 #[tokio::test]
 async fn a_missing_image_is_named() {
+    berth_prereq::require!(Engine, Busybox);
     let f = Fixture::new().await;
     for image in [
         format!("sha256:{}", "0".repeat(64)),
@@ -715,6 +726,7 @@ async fn a_missing_image_is_named() {
 
 #[tokio::test]
 async fn foreign_containers_are_never_listed_nor_touched() {
+    berth_prereq::require!(Engine, Busybox);
     let f = Fixture::new().await;
     let unlabelled = f.foreign("foreign", &[]);
     let other_node_label = format!("{LABEL_NODE}=someone-else-{}", f.node);
@@ -782,6 +794,7 @@ async fn foreign_containers_are_never_listed_nor_touched() {
 
 #[tokio::test]
 async fn load_brings_back_a_saved_image() {
+    berth_prereq::require!(Engine, Busybox);
     let f = Fixture::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let tag = format!("berth-test-loaded:{}", &f.node[5..]);
@@ -823,6 +836,7 @@ async fn load_brings_back_a_saved_image() {
 
 #[tokio::test]
 async fn build_failures_and_image_removal() {
+    berth_prereq::require!(Engine, Busybox);
     let f = Fixture::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = dir.path().to_str().expect("utf-8").to_string();
@@ -940,8 +954,9 @@ async fn build_failures_and_image_removal() {
 
 #[tokio::test]
 async fn a_container_it_created_is_acted_on_without_another_inspect() {
+    berth_prereq::require!(Engine, Busybox);
     let f = Fixture::new().await;
-    let proxy = EngineProxy::start(Path::new("/var/run/docker.sock")).expect("proxy starts");
+    let proxy = EngineProxy::start(&berth_tests::proxy::engine_socket()).expect("proxy starts");
     let rt = DockerRuntime::connect(&proxy.docker_host(), &f.node).expect("connect");
     let id = rt
         .create(&f.request("known", "known", f.spec(&["sleep", "3600"])))

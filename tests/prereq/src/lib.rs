@@ -76,6 +76,18 @@ impl Need {
         }
     }
 
+    /// What must be there before this can be: the demo image needs the
+    /// engine, and a missing engine is reported as such.
+    fn implied(self) -> &'static [Need] {
+        match self {
+            Need::DemoImage => &[Need::Engine, Need::DemoImage],
+            Need::Engine => &[Need::Engine],
+            Need::Busybox => &[Need::Busybox],
+            Need::Systemd => &[Need::Systemd],
+            Need::Corpus => &[Need::Corpus],
+        }
+    }
+
     const ALL: [Need; 5] = [
         Need::Engine,
         Need::Busybox,
@@ -201,26 +213,36 @@ fn read_all(r: &mut impl std::io::Read) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// Builds the demo image with `cargo xtask images` (a no-op when it is
+/// current), one test process at a time; missing when that fails.
 fn demo_image_missing() -> Option<String> {
-    if let Some(why) = Need::Engine.missing() {
-        return Some(why);
-    }
-    let found = Command::new("docker")
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            "{{.Id}}",
-            "berth-demo:latest",
-        ])
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let _ = std::fs::create_dir_all(&target);
+    let lock = std::fs::File::create(target.join("berth-tests-images.lock"))
+        .ok()
+        .filter(|f| f.lock().is_ok());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["xtask", "images"])
+        .current_dir(workspace_root())
         .env("DOCKER_HOST", docker_host())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match found {
-        Ok(s) if s.success() => None,
-        Ok(_) => Some("berth-demo:latest is not in the engine".into()),
-        Err(e) => Some(format!("the docker CLI does not run: {e}")),
+        .output();
+    if let Some(f) = lock {
+        let _ = f.unlock();
+    }
+    match built {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+            Some(format!(
+                "cargo xtask images failed: {}",
+                last.unwrap_or("(no output)").trim()
+            ))
+        }
+        Err(e) => Some(format!("cargo xtask images does not run: {e}")),
     }
 }
 
@@ -268,7 +290,7 @@ fn systemd_missing() -> Option<String> {
 /// the test must return at once. Panics in CI when one is missing. Use
 /// [`require!`] rather than calling this.
 pub fn skip(needs: &[Need]) -> bool {
-    for need in needs {
+    for need in needs.iter().flat_map(|n| n.implied()) {
         if let Some(why) = need.missing() {
             let test = std::thread::current()
                 .name()
