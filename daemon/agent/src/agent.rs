@@ -504,6 +504,11 @@ impl<E: Env> Agent<E> {
                 dry_run,
                 reply,
             } => self.begin_apply(req, source, actor, dry_run, reply),
+            // Said so, not "no service named": the service is there, berthd
+            // just cannot read its record.
+            Command::Verb { service, reply, .. } if self.unreadable.contains_key(&service) => {
+                let _ = reply.send(Err(self.unreadable_refusal(&service)));
+            }
             Command::Verb {
                 service,
                 verb: Verb::Reconfigure,
@@ -551,6 +556,9 @@ impl<E: Env> Agent<E> {
                         service,
                         reason: "has no container".into(),
                     }),
+                    None if self.unreadable.contains_key(&service) => {
+                        Err(self.unreadable_refusal(&service))
+                    }
                     None => Err(AgentError::NoSuchService { service }),
                 };
                 let _ = reply.send(r);
@@ -1094,6 +1102,24 @@ impl<E: Env> Agent<E> {
     }
 
     // ---- verbs ----------------------------------------------------------
+
+    /// The answer to a verb on a service whose record berthd could not read
+    /// at start: which file, what is wrong with it, and what to do.
+    fn unreadable_refusal(&self, service: &str) -> AgentError {
+        let (path, error) = self
+            .unreadable
+            .get(service)
+            .map(|(p, e)| (p.as_str(), e.as_str()))
+            .unwrap_or(("?", "?"));
+        AgentError::Refused {
+            service: service.to_string(),
+            reason: format!(
+                "has an unreadable record {path} ({error}); berthd leaves the service alone: \
+                 repair the file, or move the service's directory out of the state dir, \
+                 then restart berthd"
+            ),
+        }
+    }
 
     fn verb(&mut self, service: &str, verb: Verb, actor: &str) -> Result<VerbResponse, AgentError> {
         let Some(svc) = self.services.get(service).filter(|s| !s.is_deleted()) else {

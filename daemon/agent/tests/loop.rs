@@ -855,3 +855,56 @@ async fn restart_is_an_event_not_a_record() {
     assert_eq!(err.to_string(), "web is held; `berthctl release` it first");
     node.stop().await;
 }
+
+/// Issue 29 item 9: `berthctl stop web` on a service whose record berthd
+/// could not read said "no service named web". Every verb (and logs) now
+/// names the record file and the problem, and says what to do.
+#[tokio::test]
+async fn a_verb_on_a_service_with_an_unreadable_record_names_the_file() {
+    let store = MemStore::new();
+    store.insert_unreadable("web", "it is a symlink (to /etc/shadow)");
+    let node = start_with(Arc::new(Seams {
+        runtime: FakeRuntime::new("n1"),
+        store,
+    }));
+    for verb in [
+        Verb::Stop,
+        Verb::Start,
+        Verb::Restart,
+        Verb::Hold,
+        Verb::Release,
+        Verb::Delete,
+        Verb::Rollback { generation: None },
+        Verb::Reconfigure,
+    ] {
+        let err = node
+            .handle
+            .verb("web", verb, "uid:0")
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, berth_agent::AgentError::Refused { .. }),
+            "{verb:?}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("web has an unreadable record mem://services/web/current.json")
+                && text.contains("it is a symlink (to /etc/shadow)")
+                && text.contains("restart berthd"),
+            "{verb:?}: {text}"
+        );
+    }
+    let err = node
+        .handle
+        .logs("web", Default::default())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("unreadable record"), "{err}");
+    // A service that does not exist is still "no service named".
+    assert!(matches!(
+        node.handle.verb("nope", Verb::Stop, "uid:0").await,
+        Err(berth_agent::AgentError::NoSuchService { .. })
+    ));
+    node.stop().await;
+}
