@@ -75,10 +75,14 @@ fn foreign(id: &str) -> Value {
     })
 }
 
+/// The test undercloud listens on loopback, where signals may go only
+/// when `[policy] allowed_signal_hosts` lists it.
+const SIGNAL_POLICY: &str = "[policy]\nallowed_signal_hosts = [\"127.0.0.1\"]\n";
+
 fn node_for(hint: &str, meta: &Undercloud, extra: &str) -> TestNode {
     demo_image();
     TestNode::new(hint).with_config(&format!(
-        "[upstream]\nmetadata_url = \"{}\"\npoll_interval = \"1s\"\n{extra}",
+        "{SIGNAL_POLICY}[upstream]\nmetadata_url = \"{}\"\npoll_interval = \"1s\"\n{extra}",
         meta.url("/metadata")
     ))
 }
@@ -562,7 +566,7 @@ fn a_pushed_document_is_deployed_signalled_and_idempotent_by_id() {
     berth_prereq::require!(DemoImage);
     let u = Undercloud::start();
     demo_image();
-    let mut node = TestNode::new("push");
+    let mut node = TestNode::new("push").with_config(SIGNAL_POLICY);
     node.start();
     let first = cfn(&u, "p-1", json!([web("pushed")]));
     let out = push(&node, "p1", &first);
@@ -643,7 +647,7 @@ fn outbox_list_retry_and_drop_from_berthctl() {
     berth_prereq::require!(DemoImage);
     let u = Undercloud::start();
     demo_image();
-    let mut node = TestNode::new("outboxctl");
+    let mut node = TestNode::new("outboxctl").with_config(SIGNAL_POLICY);
     node.start();
     let d = doc(
         "o-1",
@@ -701,10 +705,10 @@ fn sighup_starts_and_stops_the_metadata_pull() {
     let meta = Undercloud::start();
     meta.set_metadata(json!({"deployments": [cfn(&meta, "h-1", json!([web("web")]))]}));
     demo_image();
-    let mut node = TestNode::new("pullhup");
+    let mut node = TestNode::new("pullhup").with_config(SIGNAL_POLICY);
     node.start();
     let upstream = format!(
-        "[upstream]\nmetadata_url = \"{}\"\npoll_interval = \"1s\"\n",
+        "{SIGNAL_POLICY}[upstream]\nmetadata_url = \"{}\"\npoll_interval = \"1s\"\n",
         meta.url("/metadata")
     );
     node.set_config(&upstream);
@@ -724,7 +728,7 @@ fn sighup_starts_and_stops_the_metadata_pull() {
     );
 
     // Unset: the polling stops and the pulled service stays.
-    node.set_config("");
+    node.set_config(SIGNAL_POLICY);
     node.hup();
     wait_for("the pull stopped", &node, WAIT, || {
         node.logs()

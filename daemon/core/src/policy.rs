@@ -10,6 +10,8 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::spec::{ImageSource, Network, ServiceSpec};
 
+pub mod signal_hosts;
+
 /// `[policy]` in `berthd.toml`. The default refuses everything optional.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodePolicy {
@@ -18,7 +20,9 @@ pub struct NodePolicy {
     /// Absolute host paths under which volumes, `build.context` and `load`
     /// may point. Empty: no host path at all.
     pub allowed_host_paths: Vec<String>,
-    /// Hosts (`name` or `name:port`) signals may go to. Empty: any host.
+    /// Hosts (`name` or `name:port`) signals may go to. Empty: any host
+    /// but internal ones (loopback, link-local, cloud metadata; see
+    /// [`signal_hosts`]), which only a listing allows.
     pub allowed_signal_hosts: Vec<String>,
 }
 
@@ -144,34 +148,14 @@ impl NodePolicy {
         }
     }
 
-    /// Whether an upstream signal may go to `url`: always when
-    /// `allowed_signal_hosts` is empty, else when the URL's host (or
-    /// `host:port`) is listed (case-insensitive).
+    /// Whether an upstream signal may go to `url`: never to an internal
+    /// target (loopback, link-local, cloud metadata, unspecified) unless
+    /// `allowed_signal_hosts` lists its host; with `allowed_signal_hosts`
+    /// non-empty, only to a listed host (or `host:port`, case-insensitive).
+    /// See [`signal_hosts`] (and [`signal_hosts::check_resolved`] for
+    /// what a name resolves to).
     pub fn check_signal_url(&self, url: &str, field: &str) -> Result<(), PolicyViolation> {
-        if self.allowed_signal_hosts.is_empty() {
-            return Ok(());
-        }
-        let refuse = |message: String| PolicyViolation {
-            rule: "allowed_signal_hosts",
-            field: field.to_string(),
-            message,
-        };
-        let Some((host, port)) = url_host(url) else {
-            return Err(refuse("the signal URL has no host".into()));
-        };
-        let with_port = port.map(|p| format!("{host}:{p}"));
-        let listed = self.allowed_signal_hosts.iter().any(|a| {
-            let a = a.trim().to_ascii_lowercase();
-            a == host || with_port.as_deref() == Some(a.as_str())
-        });
-        if listed {
-            Ok(())
-        } else {
-            Err(refuse(format!(
-                "signals may not go to host {host} (allowed: {})",
-                self.allowed_signal_hosts.join(", ")
-            )))
-        }
+        signal_hosts::check_url(&self.allowed_signal_hosts, url, field)
     }
 }
 
@@ -195,26 +179,6 @@ fn normalize(path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// The lowercased host and the port (if written) of `scheme://[user@]host[:port]/...`.
-fn url_host(url: &str) -> Option<(String, Option<u16>)> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6.split_once(']')?;
-        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-        (h.to_string(), port)
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some((host.to_ascii_lowercase(), port))
-}
 
 #[cfg(test)]
 mod tests {

@@ -175,7 +175,11 @@ pub enum StartError {
 /// (berthd's SIGHUP), and the pull and report tasks wake up for it.
 pub(crate) struct Settings {
     pub cfg: UpstreamConfig,
+    /// Pull and reports (URLs from the config).
     pub client: crate::http::HttpClient,
+    /// Signals: guarded by `[policy] allowed_signal_hosts` right before it
+    /// connects (see [`crate::http`]).
+    pub signal_client: crate::http::HttpClient,
 }
 
 pub(crate) struct Inner {
@@ -295,9 +299,17 @@ impl Upstream {
         cfg: UpstreamConfig,
     ) -> Result<Upstream, StartError> {
         let client = crate::http::HttpClient::new(cfg.ca_file.as_deref())?;
+        let signal_client = crate::http::HttpClient::for_signals(
+            cfg.ca_file.as_deref(),
+            &cfg.policy.allowed_signal_hosts,
+        )?;
         let outbox = FsOutbox::open(state_dir)?;
         let index = index::Index::open(state_dir)?;
-        let settings = Arc::new(Settings { cfg, client });
+        let settings = Arc::new(Settings {
+            cfg,
+            client,
+            signal_client,
+        });
         let inner = Arc::new(Inner {
             handle,
             node_id: node_id.to_string(),
@@ -325,15 +337,27 @@ impl Upstream {
     /// are sent with the new policy and CA. Returns the keys that changed.
     pub fn reconfigure(&self, cfg: UpstreamConfig) -> Result<Vec<&'static str>, StartError> {
         let old = self.inner.settings();
-        let client = if cfg.ca_file.is_some() || cfg.ca_file != old.cfg.ca_file {
+        let new_ca = cfg.ca_file.is_some() || cfg.ca_file != old.cfg.ca_file;
+        let client = if new_ca {
             crate::http::HttpClient::new(cfg.ca_file.as_deref())?
         } else {
             old.client.clone()
         };
+        let signal_client =
+            if new_ca || cfg.policy.allowed_signal_hosts != old.cfg.policy.allowed_signal_hosts {
+                crate::http::HttpClient::for_signals(
+                    cfg.ca_file.as_deref(),
+                    &cfg.policy.allowed_signal_hosts,
+                )?
+            } else {
+                old.signal_client.clone()
+            };
         let changed = cfg.changed_keys(&old.cfg);
-        self.inner
-            .settings
-            .send_replace(Arc::new(Settings { cfg, client }));
+        self.inner.settings.send_replace(Arc::new(Settings {
+            cfg,
+            client,
+            signal_client,
+        }));
         self.inner.wake.notify_one();
         Ok(changed)
     }

@@ -2,7 +2,9 @@
 //!
 //! 2xx → removed; a permanent refusal (4xx other than 408/429), an
 //! unsupported transport or a target `[policy] allowed_signal_hosts`
-//! forbids → dead letter (kept for `berthctl outbox retry|drop`); anything
+//! forbids (an unlisted host, or an internal one: loopback, link-local,
+//! cloud metadata, by the URL or by what its name resolves to) → dead
+//! letter (kept for `berthctl outbox retry|drop`); anything
 //! else → retried after `signal_backoff` (1 s → 60 s, jittered). Every
 //! request carries the entry's key as `Idempotency-Key`.
 
@@ -241,7 +243,7 @@ async fn request(
         .collect();
     headers.push(("Idempotency-Key", key));
     let body = Bytes::from(req.body.clone());
-    let client = inner.settings().client.clone();
+    let client = inner.settings().signal_client.clone();
     match client
         .send(method.clone(), req.url.expose(), &headers, Some(body))
         .await
@@ -257,6 +259,10 @@ async fn request(
         ))),
         Err(crate::http::RequestError::BadUrl) => Err(Attempt::Permanent(format!(
             "{shown} is not a valid http(s) URL"
+        ))),
+        // The guard named the host, the address and the rule.
+        Err(crate::http::RequestError::Refused(why)) => Err(Attempt::Permanent(format!(
+            "{method} {shown}: refused by node policy: {why}"
         ))),
         Err(e) => Err(Attempt::Retry(format!("{method} {shown}: {e}"))),
     }
