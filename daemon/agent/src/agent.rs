@@ -1692,6 +1692,13 @@ impl<E: Env> Agent<E> {
                 None => (None, None),
             };
             let deploys = actions.iter().any(|a| matches!(a, Action::Deploy { .. }));
+            if deploys
+                && let Some(c) = &create
+                && let Err(reason) = self.policy_at_create(&c.spec)
+            {
+                self.refuse_create(&service, reason);
+                continue;
+            }
             if let Some(svc) = self.services.get_mut(&service) {
                 svc.busy = true;
             } else {
@@ -1733,6 +1740,53 @@ impl<E: Env> Agent<E> {
                 create,
                 outputs_dir,
             });
+        }
+    }
+
+    /// The node policy right before a create: a host path under
+    /// `allowed_host_paths` must still lead there (a symlink planted since
+    /// the spec was accepted, e.g. by a container that mounts the allowed
+    /// directory, is caught here). Resolved on the loop like the store's
+    /// reads: a few `stat`s per path.
+    fn policy_at_create(&self, spec: &berth_core::runtime::CreateSpec) -> Result<(), String> {
+        let policy = Arc::clone(&self.cfg.node_policy.borrow());
+        let violations = policy.check_create(spec, &crate::hostpath::FsResolver);
+        if violations.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        Err(format!(
+            "refused by the node policy before creating the container: {}",
+            list.join("; ")
+        ))
+    }
+
+    /// A create the node policy refused: the deployment fails (the target
+    /// goes back to what runs) or, for a container of an applied record, the
+    /// service is failed and asked again after a backoff.
+    fn refuse_create(&mut self, service: &str, reason: String) {
+        tracing::warn!(service, %reason, "container create refused");
+        let Some(svc) = self.services.get_mut(service) else {
+            return;
+        };
+        svc.back_off();
+        let deploying = !svc.current.status.is_terminal() && !svc.current.applied;
+        if deploying {
+            self.fail_early(service, reason);
+            return;
+        }
+        self.emit(EventKind::ContainerAction {
+            service: service.to_string(),
+            action: "failed".into(),
+            container: String::new(),
+            reason: reason.clone(),
+        });
+        if !self
+            .services
+            .get(service)
+            .is_some_and(|s| s.current.status.is_terminal())
+        {
+            self.set_status(service, Status::Failed, reason, None);
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod agent;
 mod exec;
+pub mod hostpath;
 mod images;
 mod state;
 
@@ -125,6 +126,10 @@ pub struct AgentConfig {
     /// exist (or systemd cannot be reached); units that exist but are not
     /// active are waited for without limit. berthd's `units_timeout`.
     pub units_timeout: Duration,
+    /// The node policy as it is now (berthd's SIGHUP replaces it): before
+    /// each container create, host paths under `allowed_host_paths` must
+    /// still lead there ([`berth_core::policy::NodePolicy::check_create`]).
+    pub node_policy: watch::Receiver<Arc<berth_core::policy::NodePolicy>>,
 }
 
 /// The default [`AgentConfig::units_timeout`].
@@ -142,6 +147,8 @@ impl AgentConfig {
             engine_endpoint: String::new(),
             task_gc_after: Duration::from_secs(600),
             units_timeout: DEFAULT_UNITS_TIMEOUT,
+            // No allowed host paths: nothing to check at create.
+            node_policy: watch::channel(Arc::default()).1,
         }
     }
 }

@@ -17,7 +17,7 @@ use berth_core::dto::{
     ServiceDetail, ServiceStatus, VerbResponse,
 };
 use berth_core::parse::parse_service_json_value;
-use berth_core::policy::NodePolicy;
+use berth_core::policy::{NodeContext, NodePolicy};
 use berth_core::record::{Deployment, Source};
 use berth_core::runtime::LogOptions;
 use berth_core::spec::ServiceSpec;
@@ -57,8 +57,8 @@ pub struct TcpAccess {
 /// How callers are authenticated.
 #[derive(Clone)]
 enum Access {
-    /// The local socket: SO_PEERCRED, no token, no node policy (the local
-    /// operator is trusted).
+    /// The local socket: SO_PEERCRED, no token; the node policy for peers
+    /// other than root and berthd's own uid (members of `socket_group`).
     Unix(Arc<PeerPolicy>),
     /// TCP: bearer tokens and the node policy.
     Tcp(tokio::sync::watch::Receiver<TcpAccess>),
@@ -72,15 +72,11 @@ struct AppState {
     upstream: Option<Arc<dyn UpstreamApi>>,
 }
 
-impl AppState {
-    /// The policy specs are checked against: TCP only.
-    fn node_policy(&self) -> Option<Arc<NodePolicy>> {
-        match &self.access {
-            Access::Unix(_) => None,
-            Access::Tcp(rx) => Some(rx.borrow().node_policy.clone()),
-        }
-    }
-}
+/// The node policy a request's specs are checked against, set by
+/// [`authenticate`]: every TCP caller, and Unix peers that are neither root
+/// nor berthd's own uid. Absent: a trusted local operator.
+#[derive(Clone)]
+struct Checked(Arc<NodePolicy>);
 
 /// The whole API for the local socket.
 pub fn router(
@@ -253,20 +249,26 @@ async fn json_errors(req: Request, next: Next) -> Response {
 }
 
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let actor = match &state.access {
+    let (actor, checked) = match &state.access {
         Access::Unix(policy) => match unix_actor(policy, &req) {
             Ok(a) => a,
             Err(e) => return e.into_response(),
         },
         Access::Tcp(access) => {
-            let tokens = access.borrow().tokens.clone();
+            let (tokens, node_policy) = {
+                let a = access.borrow();
+                (a.tokens.clone(), a.node_policy.clone())
+            };
             match token_actor(&tokens, &req) {
-                Ok(a) => a,
+                Ok(a) => (a, Some(node_policy)),
                 Err(e) => return e.into_response(),
             }
         }
     };
     req.extensions_mut().insert(actor);
+    if let Some(p) = checked {
+        req.extensions_mut().insert(Checked(p));
+    }
     next.run(req).await
 }
 
@@ -296,7 +298,12 @@ fn token_actor(tokens: &Tokens, req: &Request) -> Result<Actor, ApiError> {
     Ok(Actor(who.name))
 }
 
-fn unix_actor(policy: &PeerPolicy, req: &Request) -> Result<Actor, ApiError> {
+/// The caller, and the node policy its specs are checked against (`None`:
+/// root or berthd's own uid, trusted).
+fn unix_actor(
+    policy: &PeerPolicy,
+    req: &Request,
+) -> Result<(Actor, Option<Arc<NodePolicy>>), ApiError> {
     // MockConnectInfo is how tests (and any in-process caller) say who they are.
     let peer = req
         .extensions()
@@ -317,21 +324,41 @@ fn unix_actor(policy: &PeerPolicy, req: &Request) -> Result<Actor, ApiError> {
             peer.uid
         )));
     }
-    Ok(Actor(format!("uid:{}", peer.uid)))
+    Ok((
+        Actor(format!("uid:{}", peer.uid)),
+        policy.node_policy_for(&peer),
+    ))
 }
 
-/// The node policy's verdict on specs pushed over TCP (`field` names each
-/// spec in the request).
-fn check_policy<'a>(
+/// The node policy's verdict on the specs of a request it applies to
+/// (`field` names each spec in the request). Host paths are resolved with
+/// the filesystem here; `container:NAME` joins are checked against this
+/// node's services as they are, overlaid with the request's own specs.
+fn check_policy(
     state: &AppState,
-    specs: impl IntoIterator<Item = (String, &'a ServiceSpec)>,
+    checked: Option<&axum::Extension<Checked>>,
+    specs: &[(String, &ServiceSpec)],
 ) -> Result<(), ApiError> {
-    let Some(policy) = state.node_policy() else {
+    let Some(axum::Extension(Checked(policy))) = checked else {
         return Ok(());
     };
+    let mut services: std::collections::BTreeMap<String, ServiceSpec> = state
+        .handle
+        .snapshot()
+        .currents
+        .iter()
+        .map(|(name, d)| (name.clone(), d.spec.clone()))
+        .collect();
+    for (_, spec) in specs {
+        services.insert(spec.name.clone(), (*spec).clone());
+    }
+    let node = NodeContext {
+        host_paths: &berth_agent::hostpath::FsResolver,
+        services: &services,
+    };
     let violations: Vec<_> = specs
-        .into_iter()
-        .flat_map(|(field, spec)| policy.check_spec(spec, &field))
+        .iter()
+        .flat_map(|(field, spec)| policy.check_spec(spec, field, &node))
         .collect();
     if violations.is_empty() {
         Ok(())
@@ -366,10 +393,11 @@ fn upstream(s: &AppState) -> Result<&Arc<dyn UpstreamApi>, ApiError> {
 async fn post_deployment(
     State(s): State<AppState>,
     who: Option<axum::Extension<Actor>>,
+    checked: Option<axum::Extension<Checked>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let doc = json_body(&body)?;
-    let check_policy = matches!(s.access, Access::Tcp(_));
+    let check_policy = checked.is_some();
     let status = upstream(&s)?.submit(doc, actor(who), check_policy).await?;
     let code = if status.unchanged {
         StatusCode::OK
@@ -445,6 +473,7 @@ async fn put_service(
     State(s): State<AppState>,
     Path(name): Path<String>,
     who: Option<axum::Extension<Actor>>,
+    checked: Option<axum::Extension<Checked>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let value = json_body(&body)?;
@@ -455,7 +484,7 @@ async fn put_service(
             spec.name
         )));
     }
-    check_policy(&s, [(String::new(), &spec)])?;
+    check_policy(&s, checked.as_ref(), &[(String::new(), &spec)])?;
     let resp = s
         .handle
         .apply(
@@ -493,6 +522,7 @@ async fn apply(
     State(s): State<AppState>,
     Query(q): Query<DryRun>,
     who: Option<axum::Extension<Actor>>,
+    checked: Option<axum::Extension<Checked>>,
     body: Bytes,
 ) -> Result<Json<ApplyResponse>, ApiError> {
     let value = json_body(&body)?;
@@ -526,13 +556,12 @@ async fn apply(
     if !details.is_empty() {
         return Err(ApiError::InvalidSpec { details });
     }
-    check_policy(
-        &s,
-        specs
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| (format!("services[{i}]"), spec)),
-    )?;
+    let fields: Vec<(String, &ServiceSpec)> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| (format!("services[{i}]"), spec))
+        .collect();
+    check_policy(&s, checked.as_ref(), &fields)?;
     let resp = s
         .handle
         .apply(

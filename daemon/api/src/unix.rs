@@ -1,13 +1,17 @@
 //! The local API on a Unix socket. Peers are checked with SO_PEERCRED:
 //! root, berthd's own uid, or a member (primary or supplementary) of the
-//! configured group. No token.
+//! configured group. No token. Root and berthd's own uid are trusted; the
+//! specs of other members are checked against the node policy, as pushed
+//! specs are (a member must not be root in effect).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use berth_core::policy::NodePolicy;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::tcp::{ConnLimits, Connections, serve_conn};
@@ -46,11 +50,33 @@ pub struct PeerPolicy {
     pub own_uid: u32,
     /// The `socket_group`'s gid, when that group exists.
     pub group_gid: Option<u32>,
+    /// `[policy]` as it is now (berthd's SIGHUP replaces it), applied to
+    /// members of the group that are not root or berthd's uid. `None`: the
+    /// strictest policy ([`NodePolicy::default`]).
+    pub node_policy: Option<tokio::sync::watch::Receiver<Arc<NodePolicy>>>,
 }
 
 impl PeerPolicy {
+    /// Root and berthd's own uid: the local operator, whose specs are not
+    /// checked against the node policy.
+    pub fn trusts(&self, peer: &UnixPeer) -> bool {
+        peer.uid == 0 || peer.uid == self.own_uid
+    }
+
+    /// The node policy `peer`'s specs are checked against; `None` for a
+    /// trusted peer.
+    pub fn node_policy_for(&self, peer: &UnixPeer) -> Option<Arc<NodePolicy>> {
+        if self.trusts(peer) {
+            return None;
+        }
+        Some(match &self.node_policy {
+            Some(rx) => Arc::clone(&rx.borrow()),
+            None => Arc::default(),
+        })
+    }
+
     pub fn allows(&self, peer: &UnixPeer) -> bool {
-        if peer.uid == 0 || peer.uid == self.own_uid {
+        if self.trusts(peer) {
             return true;
         }
         let Some(gid) = self.group_gid else {

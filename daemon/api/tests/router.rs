@@ -22,6 +22,7 @@ fn app(peer_uid: u32) -> (Router, Handle, tokio::sync::oneshot::Sender<()>) {
         PeerPolicy {
             own_uid: OWN_UID,
             group_gid: Some(900),
+            node_policy: None,
         },
         None,
     )

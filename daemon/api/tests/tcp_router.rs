@@ -45,6 +45,7 @@ fn apps() -> Apps {
         PeerPolicy {
             own_uid: 4242,
             group_gid: None,
+            node_policy: None,
         },
         None,
     )
@@ -342,4 +343,108 @@ async fn the_openapi_document_matches_the_router() {
             "dangling $ref {r}"
         );
     }
+}
+
+/// A `socket_group` member's router: uid 1000 in group 900, with the node
+/// policy berthd would hand it.
+fn group_member(
+    uid: u32,
+    policy: Option<NodePolicy>,
+) -> (Router, tokio::sync::oneshot::Sender<()>) {
+    let (handle, stop) = start_agent();
+    let r = router(
+        handle,
+        PeerPolicy {
+            own_uid: 4242,
+            group_gid: Some(900),
+            node_policy: policy.map(|p| tokio::sync::watch::channel(Arc::new(p)).1),
+        },
+        None,
+    )
+    .layer(MockConnectInfo(UnixPeer {
+        uid,
+        gid: 900,
+        pid: None,
+    }));
+    (r, stop)
+}
+
+/// Issue 29 item 8: a `socket_group` member was root in effect (the socket
+/// skipped the node policy). Now its specs are checked as pushed ones are;
+/// root's are not.
+#[tokio::test]
+async fn socket_group_members_are_held_to_the_node_policy_root_is_not() {
+    let policy = NodePolicy {
+        allowed_host_paths: vec!["/srv/berth".into()],
+        ..NodePolicy::default()
+    };
+    let (member, _stop) = group_member(1000, Some(policy.clone()));
+    for (spec, rule, field) in [
+        (
+            json!({"name": "r", "image": "demo:1", "privileged": true, "state": "stopped"}),
+            "allow_privileged",
+            "privileged",
+        ),
+        (
+            json!({"name": "r", "image": "demo:1", "network": "host", "state": "stopped"}),
+            "allow_host_network",
+            "network",
+        ),
+        (
+            json!({"name": "r", "image": "demo:1", "volumes": ["/:/host"], "state": "stopped"}),
+            "allowed_host_paths",
+            "volumes[0]",
+        ),
+        (
+            json!({"name": "r", "image": "demo:1", "cap_add": ["SYS_MODULE"], "state": "stopped"}),
+            "allow_privileged",
+            "cap_add[0]",
+        ),
+    ] {
+        let (s, _, body) = call(&member, "PUT", "/v1/services/r", None, Some(spec.clone())).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{spec}: {body}");
+        assert_eq!(body["kind"], "policy", "{body}");
+        assert_eq!(body["rule"], rule, "{body}");
+        assert_eq!(body["field"], field, "{body}");
+        let (s, _, body) = call(
+            &member,
+            "POST",
+            "/v1/apply",
+            None,
+            Some(json!({"services": [spec]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["rule"], rule, "{body}");
+    }
+    // Nothing was applied; a spec the policy allows is.
+    let (_, _, list) = call(&member, "GET", "/v1/services", None, None).await;
+    assert_eq!(list, json!([]));
+    let ok = json!({"name": "fine", "image": "demo:1", "state": "stopped"});
+    let (s, _, body) = call(&member, "PUT", "/v1/services/fine", None, Some(ok)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["actor"], "uid:1000");
+
+    // Root and berthd's own uid stay trusted.
+    let all = json!({"name": "root", "image": "demo:1", "privileged": true,
+        "network": "host", "volumes": ["/:/host"], "state": "stopped"});
+    for uid in [0, 4242] {
+        let (trusted, _stop) = group_member(uid, Some(policy.clone()));
+        let (s, _, body) = call(
+            &trusted,
+            "PUT",
+            "/v1/services/root",
+            None,
+            Some(all.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "uid {uid}: {body}");
+    }
+    // Without a policy handed over, a member gets the strictest one.
+    let (strict, _stop) = group_member(1000, None);
+    let spec =
+        json!({"name": "v", "image": "demo:1", "volumes": ["/srv/berth/x:/x"], "state": "stopped"});
+    let (s, _, body) = call(&strict, "PUT", "/v1/services/v", None, Some(spec)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["rule"], "allowed_host_paths");
 }

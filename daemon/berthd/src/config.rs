@@ -49,6 +49,76 @@ pub struct Policy {
     pub allow_host_network: Option<bool>,
     pub allowed_host_paths: Option<Vec<String>>,
     pub allowed_signal_hosts: Option<Vec<String>>,
+    /// Capabilities pushed specs may add beyond the engine's defaults
+    /// while `allow_privileged` is false (`NET_ADMIN` or `CAP_NET_ADMIN`).
+    pub allowed_capabilities: Option<Vec<String>>,
+    /// Named volumes pushed specs may mount (none by default).
+    pub allowed_volumes: Option<Vec<String>>,
+}
+
+/// Every Linux capability (capabilities(7)), without `CAP_`.
+const CAPABILITIES: &[&str] = &[
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
+];
+
+/// `policy.allowed_capabilities`: known capability names only (a typo
+/// would silently allow nothing), and not `ALL`.
+fn check_capabilities(caps: &[String]) -> Result<(), String> {
+    for cap in caps {
+        let up = cap.trim().to_ascii_uppercase();
+        let name = up.strip_prefix("CAP_").unwrap_or(&up);
+        if name == "ALL" {
+            return Err(format!(
+                "policy.allowed_capabilities: {cap:?} is every capability; set allow_privileged = true instead"
+            ));
+        }
+        if !CAPABILITIES.contains(&name) {
+            return Err(format!(
+                "policy.allowed_capabilities: {cap:?} is not a Linux capability (e.g. NET_ADMIN or CAP_NET_ADMIN; see capabilities(7))"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default, Deserialize, Clone, PartialEq)]
@@ -220,6 +290,18 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
             )));
         }
     }
+    check_capabilities(policy.allowed_capabilities.as_deref().unwrap_or_default())
+        .map_err(&invalid)?;
+    for v in policy.allowed_volumes.iter().flatten() {
+        let mut bytes = v.bytes();
+        let ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(invalid(format!(
+                "policy.allowed_volumes: {v:?} is not a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*); host paths go in allowed_host_paths"
+            )));
+        }
+    }
     if policy
         .allowed_signal_hosts
         .iter()
@@ -266,6 +348,20 @@ pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Conf
 }
 
 impl Config {
+    /// `[policy]` as the API, upstream and the agent apply it.
+    pub fn node_policy(&self) -> berth_core::policy::NodePolicy {
+        let p = &self.policy;
+        berth_core::policy::NodePolicy {
+            allow_privileged: p.allow_privileged.unwrap_or(false),
+            allow_host_network: p.allow_host_network.unwrap_or(false),
+            allowed_host_paths: p.allowed_host_paths.clone().unwrap_or_default(),
+            allowed_signal_hosts: p.allowed_signal_hosts.clone().unwrap_or_default(),
+            allowed_capabilities: p.allowed_capabilities.clone().unwrap_or_default(),
+            allowed_volumes: p.allowed_volumes.clone().unwrap_or_default(),
+            container_prefix: self.prefix.clone(),
+        }
+    }
+
     /// The keys SIGHUP cannot apply that differ between this (running)
     /// config and `new`: they take effect when berthd restarts.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
@@ -430,6 +526,34 @@ mod tests {
     }
 
     #[test]
+    fn allowed_capabilities_and_volumes_are_checked_and_reach_the_node_policy() {
+        let f = write(
+            "prefix = \"b-\"\n[policy]\nallowed_capabilities = [\"NET_ADMIN\", \"cap_sys_time\"]\nallowed_volumes = [\"appdata\"]\n",
+        );
+        let c = load(Some(f.path()), None).expect("loads");
+        let p = c.node_policy();
+        assert_eq!(p.allowed_capabilities, ["NET_ADMIN", "cap_sys_time"]);
+        assert_eq!(p.allowed_volumes, ["appdata"]);
+        assert_eq!(p.container_prefix, "b-");
+        assert!(!p.allow_privileged);
+        for (text, why) in [
+            (
+                "allowed_capabilities = [\"NET_ADMN\"]",
+                "not a Linux capability",
+            ),
+            ("allowed_capabilities = [\"ALL\"]", "allow_privileged"),
+            ("allowed_capabilities = [\"cap_all\"]", "allow_privileged"),
+            ("allowed_volumes = [\"/srv/data\"]", "allowed_host_paths"),
+            ("allowed_volumes = [\"\"]", "not a volume name"),
+        ] {
+            let f = write(&format!("[policy]\n{text}\n"));
+            let e = load(Some(f.path()), None).expect_err(text).to_string();
+            assert!(e.contains("policy.allowed_"), "{text}: {e}");
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn sighup_takes_spec_dir_policy_upstream_and_api_files_only() {
         let running = load(
             Some(
@@ -443,7 +567,7 @@ mod tests {
         .expect("running");
         let new = load(
             Some(write(
-                "prefix = \"b-\"\nspec_dir = \"/srv/specs\"\nhistory_limit = 7\n[api]\nlisten = \"127.0.0.1:7443\"\ntokens_file = \"/t2\"\n[policy]\nallow_privileged = true\n[upstream]\nmetadata_url = \"http://192.0.2.1/md\"\npoll_interval = \"5s\"\n",
+                "prefix = \"b-\"\nspec_dir = \"/srv/specs\"\nhistory_limit = 7\n[api]\nlisten = \"127.0.0.1:7443\"\ntokens_file = \"/t2\"\n[policy]\nallow_privileged = true\nallowed_capabilities = [\"NET_ADMIN\"]\n[upstream]\nmetadata_url = \"http://192.0.2.1/md\"\npoll_interval = \"5s\"\n",
             ).path()),
             None,
         )
@@ -458,6 +582,9 @@ mod tests {
         assert_eq!(now.spec_dir, Path::new("/srv/specs"));
         assert_eq!(now.api.tokens_file.as_deref(), Some(Path::new("/t2")));
         assert_eq!(now.policy.allow_privileged, Some(true));
+        assert_eq!(now.node_policy().allowed_capabilities, ["NET_ADMIN"]);
+        // The policy's prefix is the running one (prefix waits for a restart).
+        assert_eq!(now.node_policy().container_prefix, running.prefix);
         assert_eq!(now.poll_interval, Duration::from_secs(5));
         assert!(now.upstream.metadata_url.is_some());
         // Applied, the running config has nothing left to restart for

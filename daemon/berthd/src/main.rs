@@ -235,6 +235,10 @@ async fn run(
     agent_cfg.history_limit = cfg.history_limit;
     agent_cfg.engine_endpoint = cfg.docker_host.clone();
     agent_cfg.units_timeout = cfg.units_timeout;
+    // [policy] for the agent (host paths again before each create) and the
+    // socket's group members; SIGHUP sends a new one.
+    let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(cfg.node_policy()));
+    agent_cfg.node_policy = policy_rx.clone();
     // systemd is reached on first use: a node whose services have no host
     // units never needs D-Bus.
     let bus = if user_bus_flag || cfg.user_bus {
@@ -294,6 +298,7 @@ async fn run(
     let policy = berth_api::PeerPolicy {
         own_uid: own_uid(),
         group_gid: gid,
+        node_policy: Some(policy_rx),
     };
     let upstream_api: Arc<dyn berth_api::UpstreamApi> =
         Arc::new(upstream_api::Api(upstream.clone()));
@@ -400,6 +405,7 @@ async fn run(
     let live = reload::Live {
         tcp: tcp_live,
         upstream: upstream.clone(),
+        node_policy: policy_tx,
     };
     let mut running = cfg.clone();
     loop {
@@ -461,7 +467,7 @@ pub(crate) fn upstream_config(cfg: &config::Config) -> berth_upstream::UpstreamC
         report_url: cfg.upstream.report_url.clone(),
         heartbeat: cfg.heartbeat,
         ca_file: cfg.upstream.ca_file.clone(),
-        policy: tcp::node_policy(&cfg.policy),
+        policy: cfg.node_policy(),
     }
 }
 

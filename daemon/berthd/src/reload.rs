@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use berth_api::{TcpAccess, TlsAcceptor};
+use berth_core::policy::NodePolicy;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -19,6 +20,9 @@ pub struct Live {
     /// `None` when berthd started without `[api] listen`.
     pub tcp: Option<TcpLive>,
     pub upstream: berth_upstream::Upstream,
+    /// `[policy]` for the local socket's group members and the agent's
+    /// check before each create.
+    pub node_policy: watch::Sender<Arc<NodePolicy>>,
 }
 
 pub struct TcpLive {
@@ -66,7 +70,7 @@ impl Outcome {
 pub fn tcp_access(setup_tokens: berth_api::Tokens, cfg: &Config) -> TcpAccess {
     TcpAccess {
         tokens: Arc::new(setup_tokens),
-        node_policy: Arc::new(tcp::node_policy(&cfg.policy)),
+        node_policy: Arc::new(cfg.node_policy()),
     }
 }
 
@@ -104,13 +108,15 @@ pub fn apply(running: &mut Config, new: &Config, live: &Live, own_uid: u32) -> O
                     "{e}; the TCP API keeps its tokens and TLS (the node policy still applies)"
                 ));
                 target.api = running.api.clone();
-                let policy = Arc::new(tcp::node_policy(&target.policy));
+                let policy = Arc::new(target.node_policy());
                 tcp_live
                     .access
                     .send_modify(|a| a.node_policy = policy.clone());
             }
         }
     }
+    live.node_policy
+        .send_if_modified(|p| replace_if_changed(p, target.node_policy()));
     match live.upstream.reconfigure(crate::upstream_config(&target)) {
         Ok(keys) => {
             let (policy, upstream): (Vec<&str>, Vec<&str>) =
@@ -134,4 +140,13 @@ pub fn apply(running: &mut Config, new: &Config, live: &Live, own_uid: u32) -> O
     }
     *running = target;
     out
+}
+
+/// Replaces `current` when `new` differs; whether it did.
+fn replace_if_changed(current: &mut Arc<NodePolicy>, new: NodePolicy) -> bool {
+    if **current == new {
+        return false;
+    }
+    *current = Arc::new(new);
+    true
 }

@@ -13,9 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-use berth_core::policy::NodePolicy;
-
-use crate::config::{Api, Policy};
+use crate::config::Api;
 
 /// What `serve_tcp` needs, all files read and checked.
 pub struct TcpSetup {
@@ -96,16 +94,6 @@ pub fn prepare(api: &Api, own_uid: u32) -> Result<Option<TcpSetup>, TcpSetupErro
         tls,
         client_auth,
     }))
-}
-
-/// `[policy]` as the API applies it to pushed specs.
-pub fn node_policy(p: &Policy) -> NodePolicy {
-    NodePolicy {
-        allow_privileged: p.allow_privileged.unwrap_or(false),
-        allow_host_network: p.allow_host_network.unwrap_or(false),
-        allowed_host_paths: p.allowed_host_paths.clone().unwrap_or_default(),
-        allowed_signal_hosts: p.allowed_signal_hosts.clone().unwrap_or_default(),
-    }
 }
 
 /// The tokens file must be a regular file owned by berthd's uid and not

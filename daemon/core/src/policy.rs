@@ -1,13 +1,19 @@
 //! Node policy (ARCHITECTURE.md §9, `[policy]`): what a spec pushed by an
-//! orchestrator may ask of this node. Pure: paths are compared as text
-//! (components, after removing `.` and resolving `..`), nothing is read, so
-//! symlinks under an allowed path are the operator's to keep trustworthy.
+//! orchestrator may ask of this node. Pure: nothing is read here. Host paths
+//! are compared twice, as text (components, after removing `.` and resolving
+//! `..`) and as where they lead on the host now, which the caller's
+//! [`HostPathResolver`] says (the API, upstream and the agent resolve with
+//! the filesystem at their boundary): a symlink under an allowed path that
+//! leads out of it is refused. The agent asks again right before every
+//! container create ([`NodePolicy::check_create`]).
 //!
-//! The local operator (Unix socket, spec_dir) is trusted; the API applies
-//! this to specs arriving over TCP only.
+//! Root on the Unix socket and spec_dir are trusted; the API applies this
+//! to specs arriving over TCP and from other members of `socket_group`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
+use crate::runtime::CreateSpec;
 use crate::spec::{ImageSource, Network, ServiceSpec};
 
 pub mod signal_hosts;
@@ -24,6 +30,18 @@ pub struct NodePolicy {
     /// but internal ones (loopback, link-local, cloud metadata; see
     /// [`signal_hosts`]), which only a listing allows.
     pub allowed_signal_hosts: Vec<String>,
+    /// Capabilities `cap_add` may name beyond the engine's default set
+    /// ([`DEFAULT_CAPABILITIES`]) while `allow_privileged` is false; with
+    /// or without `CAP_`, any case.
+    pub allowed_capabilities: Vec<String>,
+    /// Named volumes a pushed spec may mount. Empty: none (any existing
+    /// volume of the engine could otherwise be mounted, another service's
+    /// data included).
+    pub allowed_volumes: Vec<String>,
+    /// Not a `[policy]` key: berthd's `prefix`, so that `container:NAME`
+    /// in `pid`/`ipc`/`network` can be matched to this node's services
+    /// (their containers are named `<prefix><service>`).
+    pub container_prefix: String,
 }
 
 /// One refusal: the rule (the `[policy]` key that forbids it) and the field.
@@ -37,13 +55,77 @@ pub struct PolicyViolation {
     pub message: String,
 }
 
-/// Capabilities that amount to privileged mode.
-const PRIVILEGED_CAPS: &[&str] = &["ALL", "SYS_ADMIN", "CAP_SYS_ADMIN"];
+/// The capabilities Docker gives every container: `cap_add` may always
+/// name these (adding one that is already there changes nothing).
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// How deep a chain of `container:NAME` joins is followed.
+const MAX_JOIN_DEPTH: usize = 8;
+
+/// Where a host path leads on this host now. Implemented at the boundary
+/// with the filesystem (`berth_agent::hostpath::FsResolver`); core only
+/// compares what it answers.
+pub trait HostPathResolver {
+    /// `path` (absolute) with every symlink followed. A path that does not
+    /// exist yet: its deepest existing ancestor resolved, the rest appended
+    /// (the engine creates the rest under it). `Err`: why it cannot be
+    /// resolved (the path is then refused).
+    fn resolve(&self, path: &str) -> Result<PathBuf, String>;
+}
+
+/// What the policy needs to know beyond the spec itself.
+pub struct NodeContext<'a> {
+    pub host_paths: &'a dyn HostPathResolver,
+    /// This node's services by name: the current records, overlaid with
+    /// the specs of the same request.
+    pub services: &'a BTreeMap<String, ServiceSpec>,
+}
+
+/// A capability name as Docker compares them: upper case, no `CAP_`.
+fn cap_name(cap: &str) -> String {
+    let up = cap.trim().to_ascii_uppercase();
+    up.strip_prefix("CAP_").unwrap_or(&up).to_string()
+}
+
+/// `security_opt` entries that only take privilege away.
+fn harmless_security_opt(opt: &str) -> bool {
+    let opt = opt.trim();
+    if matches!(
+        opt,
+        "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true"
+    ) {
+        return true;
+    }
+    // A named AppArmor profile confines; `unconfined` does not.
+    opt.strip_prefix("apparmor=")
+        .or_else(|| opt.strip_prefix("apparmor:"))
+        .is_some_and(|p| !p.is_empty() && p != "unconfined")
+}
 
 impl NodePolicy {
     /// Every violation in `spec`; `field` prefixes the field paths (e.g.
     /// `services[0]`, or empty for a bare spec).
-    pub fn check_spec(&self, spec: &ServiceSpec, field: &str) -> Vec<PolicyViolation> {
+    pub fn check_spec(
+        &self,
+        spec: &ServiceSpec,
+        field: &str,
+        node: &NodeContext<'_>,
+    ) -> Vec<PolicyViolation> {
         let at = |f: &str| {
             if field.is_empty() {
                 f.to_string()
@@ -52,37 +134,8 @@ impl NodePolicy {
             }
         };
         let mut out = Vec::new();
-        if !self.allow_privileged {
-            let mut refuse = |f: String, what: &str| {
-                out.push(PolicyViolation {
-                    rule: "allow_privileged",
-                    field: f,
-                    message: format!("{what} is not allowed on this node"),
-                });
-            };
-            if spec.privileged {
-                refuse(at("privileged"), "privileged mode");
-            }
-            if spec.pid.as_deref() == Some("host") {
-                refuse(at("pid"), "the host's pid namespace");
-            }
-            if spec.ipc.as_deref() == Some("host") {
-                refuse(at("ipc"), "the host's ipc namespace");
-            }
-            for (i, cap) in spec.cap_add.iter().enumerate() {
-                if PRIVILEGED_CAPS
-                    .iter()
-                    .any(|c| c.eq_ignore_ascii_case(cap.trim()))
-                {
-                    refuse(at(&format!("cap_add[{i}]")), &format!("capability {cap}"));
-                }
-            }
-            for (i, opt) in spec.security_opt.iter().enumerate() {
-                if opt.contains("unconfined") {
-                    refuse(at(&format!("security_opt[{i}]")), &format!("`{opt}`"));
-                }
-            }
-        }
+        self.check_privilege(spec, &at, &mut out);
+        self.check_joins(spec, &at, node, &mut out);
         if !self.allow_host_network && spec.network == Network::Host {
             out.push(PolicyViolation {
                 rule: "allow_host_network",
@@ -91,26 +144,258 @@ impl NodePolicy {
             });
         }
         for (i, v) in spec.volumes.iter().enumerate() {
-            // Named volumes are the engine's, not host paths.
+            let field = at(&format!("volumes[{i}]"));
             if v.is_host_path() {
-                self.check_host_path(&v.source, at(&format!("volumes[{i}]")), &mut out);
+                self.check_host_path(&v.source, field, node.host_paths, &mut out);
+            } else if !self.allowed_volumes.iter().any(|a| a == &v.source) {
+                out.push(PolicyViolation {
+                    rule: "allowed_volumes",
+                    field,
+                    message: if self.allowed_volumes.is_empty() {
+                        format!(
+                            "named volume `{}` is not allowed: this node allows no named volumes in pushed specs",
+                            v.source
+                        )
+                    } else {
+                        format!(
+                            "named volume `{}` is not one of the allowed volumes ({})",
+                            v.source,
+                            self.allowed_volumes.join(", ")
+                        )
+                    },
+                });
             }
         }
         match &spec.image {
             ImageSource::Ref(_) => {}
-            ImageSource::Build { build } => {
-                self.check_host_path(&build.context, at("image.build.context"), &mut out)
+            ImageSource::Build { build } => self.check_host_path(
+                &build.context,
+                at("image.build.context"),
+                node.host_paths,
+                &mut out,
+            ),
+            ImageSource::Load { load } => {
+                self.check_host_path(load, at("image.load"), node.host_paths, &mut out)
             }
-            ImageSource::Load { load } => self.check_host_path(load, at("image.load"), &mut out),
         }
         for (i, c) in spec.config.iter().enumerate() {
-            self.check_host_path(&c.source, at(&format!("config[{i}].source")), &mut out);
+            self.check_host_path(
+                &c.source,
+                at(&format!("config[{i}].source")),
+                node.host_paths,
+                &mut out,
+            );
         }
         out
     }
 
-    fn check_host_path(&self, path: &str, field: String, out: &mut Vec<PolicyViolation>) {
-        if let Err(message) = self.host_path_allowed(path) {
+    /// Right before a container is created: every host path of `spec`
+    /// (volumes, config sources) that lies under `allowed_host_paths` by
+    /// its text must still lead there. A symlink planted after the spec
+    /// was accepted (by a container that mounts the allowed directory) is
+    /// caught here. Paths outside the allowed ones by text are not
+    /// checked: pushed specs cannot have them (the text is checked when
+    /// they arrive) and the local operator's are trusted.
+    pub fn check_create(
+        &self,
+        spec: &CreateSpec,
+        resolver: &dyn HostPathResolver,
+    ) -> Vec<PolicyViolation> {
+        let mut out = Vec::new();
+        let paths = spec
+            .volumes
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_host_path())
+            .map(|(i, v)| (format!("volumes[{i}]"), v.source.as_str()))
+            .chain(
+                spec.config
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("config[{i}].source"), c.source.as_str())),
+            );
+        for (field, path) in paths {
+            if self.host_path_allowed(path).is_ok()
+                && let Err(message) = self.host_path_resolves_inside(path, resolver)
+            {
+                out.push(PolicyViolation {
+                    rule: "allowed_host_paths",
+                    field,
+                    message,
+                });
+            }
+        }
+        out
+    }
+
+    /// `privileged`, host pid/ipc, capabilities beyond the allowed ones and
+    /// `security_opt` beyond the harmless ones: `allow_privileged`.
+    fn check_privilege(
+        &self,
+        spec: &ServiceSpec,
+        at: &dyn Fn(&str) -> String,
+        out: &mut Vec<PolicyViolation>,
+    ) {
+        if self.allow_privileged {
+            return;
+        }
+        let mut refuse = |f: String, message: String| {
+            out.push(PolicyViolation {
+                rule: "allow_privileged",
+                field: f,
+                message,
+            });
+        };
+        if spec.privileged {
+            refuse(
+                at("privileged"),
+                "privileged mode is not allowed on this node".into(),
+            );
+        }
+        if spec.pid.as_deref() == Some("host") {
+            refuse(
+                at("pid"),
+                "the host's pid namespace is not allowed on this node".into(),
+            );
+        }
+        if spec.ipc.as_deref() == Some("host") {
+            refuse(
+                at("ipc"),
+                "the host's ipc namespace is not allowed on this node".into(),
+            );
+        }
+        for (i, cap) in spec.cap_add.iter().enumerate() {
+            let name = cap_name(cap);
+            let allowed = DEFAULT_CAPABILITIES.contains(&name.as_str())
+                || self
+                    .allowed_capabilities
+                    .iter()
+                    .any(|a| cap_name(a) == name);
+            if !allowed {
+                refuse(
+                    at(&format!("cap_add[{i}]")),
+                    format!(
+                        "capability {cap} is not allowed on this node (beyond the engine's defaults, [policy] allowed_capabilities lists the ones that are)"
+                    ),
+                );
+            }
+        }
+        for (i, opt) in spec.security_opt.iter().enumerate() {
+            if !harmless_security_opt(opt) {
+                refuse(
+                    at(&format!("security_opt[{i}]")),
+                    format!(
+                        "`{opt}` is not allowed on this node (only no-new-privileges and a named apparmor profile are)"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `pid`, `ipc` and `network` of `container:NAME`: only a service of
+    /// this node that would itself pass this policy's privilege and host
+    /// network rules (followed through its own joins).
+    fn check_joins(
+        &self,
+        spec: &ServiceSpec,
+        at: &dyn Fn(&str) -> String,
+        node: &NodeContext<'_>,
+        out: &mut Vec<PolicyViolation>,
+    ) {
+        for (key, value) in joins(spec) {
+            let network = key == "network";
+            let checked = !self.allow_privileged || (network && !self.allow_host_network);
+            let Some(name) = value.strip_prefix("container:") else {
+                continue;
+            };
+            if !checked {
+                continue;
+            }
+            let mut seen = BTreeSet::new();
+            if let Err((rule, why)) = self.joinable(name, network, node, 0, &mut seen) {
+                out.push(PolicyViolation {
+                    rule,
+                    field: at(key),
+                    message: format!("`{value}` is not allowed on this node: {why}"),
+                });
+            }
+        }
+    }
+
+    /// Whether a container may join the namespaces of container `name`.
+    fn joinable(
+        &self,
+        name: &str,
+        network: bool,
+        node: &NodeContext<'_>,
+        depth: usize,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<(), (&'static str, String)> {
+        let unknown_rule = if !self.allow_privileged {
+            "allow_privileged"
+        } else {
+            "allow_host_network"
+        };
+        let service = name.strip_prefix(self.container_prefix.as_str());
+        let Some((service, target)) =
+            service.and_then(|s| node.services.get(s).map(|spec| (s, spec)))
+        else {
+            return Err((
+                unknown_rule,
+                format!(
+                    "`{name}` is not one of this node's services (their containers are named {}<service>)",
+                    self.container_prefix
+                ),
+            ));
+        };
+        if depth >= MAX_JOIN_DEPTH || !seen.insert(service.to_string()) {
+            return Err((
+                unknown_rule,
+                format!(
+                    "service {service} is part of a loop or a too long chain of container: joins"
+                ),
+            ));
+        }
+        let mut found = Vec::new();
+        self.check_privilege(target, &|f| f.to_string(), &mut found);
+        if network && !self.allow_host_network && target.network == Network::Host {
+            found.push(PolicyViolation {
+                rule: "allow_host_network",
+                field: "network".into(),
+                message: "the host network".into(),
+            });
+        }
+        if let Some(v) = found.first() {
+            return Err((
+                v.rule,
+                format!(
+                    "it joins service {service}, whose `{}` this node's policy refuses",
+                    v.field
+                ),
+            ));
+        }
+        for (key, value) in joins(target) {
+            if let Some(next) = value.strip_prefix("container:") {
+                // Joining a container that joined another: the namespaces
+                // are that other's.
+                self.joinable(next, network || key == "network", node, depth + 1, seen)
+                    .map_err(|(rule, why)| (rule, format!("{service} joins {next}: {why}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_host_path(
+        &self,
+        path: &str,
+        field: String,
+        resolver: &dyn HostPathResolver,
+        out: &mut Vec<PolicyViolation>,
+    ) {
+        let verdict = self
+            .host_path_allowed(path)
+            .and_then(|()| self.host_path_resolves_inside(path, resolver));
+        if let Err(message) = verdict {
             out.push(PolicyViolation {
                 rule: "allowed_host_paths",
                 field,
@@ -119,9 +404,10 @@ impl NodePolicy {
         }
     }
 
-    /// Whether `path` lies under one of `allowed_host_paths` (by components,
-    /// after normalising). A relative path is refused: it would resolve
-    /// against berthd's working directory.
+    /// Whether `path` lies under one of `allowed_host_paths` by its text
+    /// (components, after normalising). A relative path is refused: it
+    /// would resolve against berthd's working directory. Where it leads is
+    /// [`NodePolicy::host_path_resolves_inside`]'s question.
     pub fn host_path_allowed(&self, path: &str) -> Result<(), String> {
         let Some(p) = normalize(path) else {
             return Err(format!(
@@ -146,6 +432,44 @@ impl NodePolicy {
                 self.allowed_host_paths.join(", ")
             ))
         }
+    }
+
+    /// Whether `path` leads, once `resolver` followed its symlinks, under
+    /// one of `allowed_host_paths` (themselves resolved the same way). The
+    /// path is resolved as written and after normalising (`a/b/..` is `a`
+    /// to an engine that cleans paths, but where `b` leads to the kernel):
+    /// both must stay inside.
+    pub fn host_path_resolves_inside(
+        &self,
+        path: &str,
+        resolver: &dyn HostPathResolver,
+    ) -> Result<(), String> {
+        let allowed: Vec<PathBuf> = self
+            .allowed_host_paths
+            .iter()
+            .filter_map(|a| normalize(a))
+            .filter_map(|a| resolver.resolve(&a.to_string_lossy()).ok())
+            .collect();
+        let mut forms = vec![path.to_string()];
+        if let Some(n) = normalize(path) {
+            let n = n.to_string_lossy().into_owned();
+            if n != path {
+                forms.push(n);
+            }
+        }
+        for form in forms {
+            let real = resolver.resolve(&form).map_err(|e| {
+                format!("host path `{path}` cannot be resolved to check it against allowed_host_paths: {e}")
+            })?;
+            if !allowed.iter().any(|a| real.starts_with(a)) {
+                return Err(format!(
+                    "host path `{path}` leads to `{}` (through a symlink), outside the allowed host paths ({})",
+                    real.display(),
+                    self.allowed_host_paths.join(", ")
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Whether an upstream signal may go to `url`: never to an internal
@@ -179,6 +503,21 @@ fn normalize(path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// The namespaces `spec` may share with another container, as `(field, value)`.
+fn joins(spec: &ServiceSpec) -> Vec<(&'static str, &str)> {
+    let mut out = Vec::new();
+    if let Some(p) = spec.pid.as_deref() {
+        out.push(("pid", p));
+    }
+    if let Some(i) = spec.ipc.as_deref() {
+        out.push(("ipc", i));
+    }
+    if let Network::Named(n) = &spec.network {
+        out.push(("network", n.as_str()));
+    }
+    out
+}
+
 
 #[cfg(test)]
 mod tests {
@@ -204,9 +543,48 @@ mod tests {
         v.iter().map(|v| (v.rule, v.field.clone())).collect()
     }
 
+    /// Resolves by text, with `links` (path prefix -> where it leads) as
+    /// the only symlinks on the "host".
+    struct Links(Vec<(&'static str, &'static str)>);
+
+    impl HostPathResolver for Links {
+        fn resolve(&self, path: &str) -> Result<PathBuf, String> {
+            let mut p = normalize(path).ok_or("relative")?;
+            for (link, to) in &self.0 {
+                if let Ok(rest) = p.strip_prefix(link) {
+                    p = Path::new(to).join(rest);
+                }
+            }
+            Ok(p)
+        }
+    }
+
+    const NO_LINKS: Links = Links(Vec::new());
+
+    fn check(p: &NodePolicy, s: &ServiceSpec, field: &str) -> Vec<PolicyViolation> {
+        check_with(p, s, field, &NO_LINKS, &BTreeMap::new())
+    }
+
+    fn check_with(
+        p: &NodePolicy,
+        s: &ServiceSpec,
+        field: &str,
+        links: &Links,
+        services: &BTreeMap<String, ServiceSpec>,
+    ) -> Vec<PolicyViolation> {
+        p.check_spec(
+            s,
+            field,
+            &NodeContext {
+                host_paths: links,
+                services,
+            },
+        )
+    }
+
     #[test]
     fn a_plain_spec_passes_the_strictest_policy() {
-        assert!(NodePolicy::default().check_spec(&spec(), "").is_empty());
+        assert!(check(&NodePolicy::default(), &spec(), "").is_empty());
     }
 
     #[test]
@@ -233,7 +611,7 @@ mod tests {
             ),
             (
                 "cap ALL",
-                |s| s.cap_add = vec!["NET_ADMIN".into(), "all".into()],
+                |s| s.cap_add = vec!["NET_RAW".into(), "all".into()],
                 "allow_privileged",
                 "cap_add[1]",
             ),
@@ -259,7 +637,7 @@ mod tests {
         for (what, edit, rule, field) in cases {
             let mut s = spec();
             edit(&mut s);
-            let v = NodePolicy::default().check_spec(&s, "services[2]");
+            let v = check(&NodePolicy::default(), &s, "services[2]");
             assert_eq!(
                 rules(&v),
                 vec![(rule, format!("services[2].{field}"))],
@@ -271,7 +649,7 @@ mod tests {
                 allow_host_network: true,
                 ..NodePolicy::default()
             };
-            assert!(open.check_spec(&s, "").is_empty(), "{what} when allowed");
+            assert!(check(&open, &s, "").is_empty(), "{what} when allowed");
         }
         // Harmless neighbours pass.
         let mut s = spec();
@@ -279,7 +657,332 @@ mod tests {
         s.pid = Some("container:db".into());
         s.cap_add = vec!["NET_BIND_SERVICE".into()];
         s.security_opt = vec!["no-new-privileges".into()];
-        assert!(NodePolicy::default().check_spec(&s, "").is_empty());
+        let node = BTreeMap::from([("db".to_string(), spec())]);
+        assert!(check_with(&NodePolicy::default(), &s, "", &NO_LINKS, &node).is_empty());
+    }
+
+    #[test]
+    fn capabilities_beyond_the_engine_defaults_are_refused_unless_listed() {
+        // The attack's capabilities, however written.
+        for cap in [
+            "SYS_MODULE",
+            "DAC_READ_SEARCH",
+            "SYS_RAWIO",
+            "SYS_PTRACE",
+            "BPF",
+            "NET_ADMIN",
+            "cap_sys_module",
+            "Cap_Sys_Ptrace",
+            " bpf ",
+            "SYS_ADMIN",
+            "ALL",
+            "NOT_A_CAP",
+        ] {
+            let mut s = spec();
+            s.cap_add = vec!["CHOWN".into(), cap.into()];
+            let v = check(&NodePolicy::default(), &s, "");
+            assert_eq!(
+                rules(&v),
+                vec![("allow_privileged", "cap_add[1]".to_string())],
+                "{cap}"
+            );
+            assert!(v[0].message.contains("allowed_capabilities"), "{}", v[0]);
+        }
+        // Every default capability, with or without CAP_, any case.
+        for cap in DEFAULT_CAPABILITIES {
+            for written in [
+                cap.to_string(),
+                format!("CAP_{cap}"),
+                cap.to_ascii_lowercase(),
+                format!("cap_{}", cap.to_ascii_lowercase()),
+            ] {
+                let mut s = spec();
+                s.cap_add = vec![written.clone()];
+                assert!(
+                    check(&NodePolicy::default(), &s, "").is_empty(),
+                    "{written}"
+                );
+            }
+        }
+        // allowed_capabilities adds exactly what it names.
+        let p = NodePolicy {
+            allowed_capabilities: vec!["cap_net_admin".into()],
+            ..NodePolicy::default()
+        };
+        let mut s = spec();
+        s.cap_add = vec!["NET_ADMIN".into(), "CAP_NET_ADMIN".into()];
+        assert!(check(&p, &s, "").is_empty());
+        s.cap_add = vec!["NET_ADMIN".into(), "SYS_MODULE".into()];
+        assert_eq!(
+            rules(&check(&p, &s, "")),
+            vec![("allow_privileged", "cap_add[1]".to_string())]
+        );
+        // allow_privileged lets anything through.
+        let open = NodePolicy {
+            allow_privileged: true,
+            ..NodePolicy::default()
+        };
+        assert!(check(&open, &s, "").is_empty());
+    }
+
+    #[test]
+    fn security_opt_is_limited_to_what_takes_privilege_away() {
+        for (opt, ok) in [
+            ("no-new-privileges", true),
+            ("no-new-privileges=true", true),
+            ("no-new-privileges:true", true),
+            ("apparmor=docker-default", true),
+            ("apparmor:my-profile", true),
+            ("no-new-privileges=false", false),
+            ("no-new-privileges:false", false),
+            ("apparmor=unconfined", false),
+            ("apparmor:unconfined", false),
+            ("apparmor=", false),
+            ("seccomp=unconfined", false),
+            ("seccomp=/srv/berth/profile.json", false),
+            ("seccomp:{\"defaultAction\":\"SCMP_ACT_ALLOW\"}", false),
+            ("label=disable", false),
+            ("label:disable", false),
+            ("label=type:spc_t", false),
+            ("systempaths=unconfined", false),
+            ("anything-else", false),
+        ] {
+            let mut s = spec();
+            s.security_opt = vec![opt.into()];
+            let v = check(&NodePolicy::default(), &s, "services[1]");
+            if ok {
+                assert!(v.is_empty(), "{opt}: {v:?}");
+            } else {
+                assert_eq!(
+                    rules(&v),
+                    vec![(
+                        "allow_privileged",
+                        "services[1].security_opt[0]".to_string()
+                    )],
+                    "{opt}"
+                );
+            }
+            let open = NodePolicy {
+                allow_privileged: true,
+                ..NodePolicy::default()
+            };
+            assert!(check(&open, &s, "").is_empty(), "{opt} when allowed");
+        }
+    }
+
+    #[test]
+    fn container_namespaces_only_of_this_nodes_unprivileged_services() {
+        let p = NodePolicy {
+            container_prefix: "berth-".into(),
+            ..NodePolicy::default()
+        };
+        let with = |edit: fn(&mut ServiceSpec)| {
+            let mut s = spec();
+            edit(&mut s);
+            s
+        };
+        let node = BTreeMap::from([
+            ("plain".to_string(), spec()),
+            ("hostpid".to_string(), with(|s| s.pid = Some("host".into()))),
+            ("hostipc".to_string(), with(|s| s.ipc = Some("host".into()))),
+            ("priv".to_string(), with(|s| s.privileged = true)),
+            (
+                "ptrace".to_string(),
+                with(|s| s.cap_add = vec!["SYS_PTRACE".into()]),
+            ),
+            (
+                "seccomp".to_string(),
+                with(|s| s.security_opt = vec!["seccomp=unconfined".into()]),
+            ),
+            ("hostnet".to_string(), with(|s| s.network = Network::Host)),
+            (
+                "chain".to_string(),
+                with(|s| s.pid = Some("container:berth-hostpid".into())),
+            ),
+            (
+                "loop-a".to_string(),
+                with(|s| s.pid = Some("container:berth-loop-b".into())),
+            ),
+            (
+                "loop-b".to_string(),
+                with(|s| s.pid = Some("container:berth-loop-a".into())),
+            ),
+        ]);
+        for (value, ok) in [
+            ("container:berth-plain", true),
+            ("container:berth-hostnet", true),
+            ("container:berth-hostpid", false),
+            ("container:berth-hostipc", false),
+            ("container:berth-priv", false),
+            ("container:berth-ptrace", false),
+            ("container:berth-seccomp", false),
+            ("container:berth-chain", false),
+            ("container:berth-loop-a", false),
+            // Not a service of this node: a host container (dockerd's
+            // sidecar on the host pid namespace), a name without the
+            // prefix, an id.
+            ("container:dockerd-helper", false),
+            ("container:plain", false),
+            ("container:berth-nosuch", false),
+            (
+                "container:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                false,
+            ),
+            ("private", true),
+            ("shareable", true),
+        ] {
+            for key in ["pid", "ipc"] {
+                let mut s = spec();
+                if key == "pid" {
+                    s.pid = Some(value.into());
+                } else {
+                    s.ipc = Some(value.into());
+                }
+                let v = check_with(&p, &s, "services[0]", &NO_LINKS, &node);
+                if ok {
+                    assert!(v.is_empty(), "{key} {value}: {v:?}");
+                } else {
+                    assert_eq!(
+                        rules(&v),
+                        vec![("allow_privileged", format!("services[0].{key}"))],
+                        "{key} {value}"
+                    );
+                    assert!(v[0].message.contains(value), "{}", v[0]);
+                }
+            }
+        }
+        // The network namespace of a host-network service is the host's.
+        let mut s = spec();
+        s.network = Network::Named("container:berth-hostnet".into());
+        let v = check_with(&p, &s, "", &NO_LINKS, &node);
+        assert_eq!(
+            rules(&v),
+            vec![("allow_host_network", "network".to_string())]
+        );
+        s.network = Network::Named("container:berth-plain".into());
+        assert!(check_with(&p, &s, "", &NO_LINKS, &node).is_empty());
+        // allow_privileged: joins are the operator's choice.
+        let open = NodePolicy {
+            allow_privileged: true,
+            ..p.clone()
+        };
+        let mut s = spec();
+        s.pid = Some("container:dockerd-helper".into());
+        assert!(check_with(&open, &s, "", &NO_LINKS, &node).is_empty());
+    }
+
+    #[test]
+    fn a_symlink_under_an_allowed_path_that_leads_out_is_refused() {
+        let p = policy(&["/srv/berth"]);
+        let links = Links(vec![
+            ("/srv/berth/rootlink", "/"),
+            ("/srv/berth/etclink", "/etc"),
+            ("/srv/berth/inside", "/srv/berth/data"),
+        ]);
+        for (source, ok) in [
+            ("/srv/berth/rootlink", false),
+            ("/srv/berth/rootlink/etc", false),
+            ("/srv/berth/etclink", false),
+            ("/srv/berth/inside", true),
+            ("/srv/berth/inside/x", true),
+            ("/srv/berth/plain", true),
+        ] {
+            let mut s = spec();
+            s.volumes = vec![Volume::parse(&format!("{source}:/host")).expect("volume")];
+            let v = check_with(&p, &s, "", &links, &BTreeMap::new());
+            if ok {
+                assert!(v.is_empty(), "{source}: {v:?}");
+            } else {
+                assert_eq!(
+                    rules(&v),
+                    vec![("allowed_host_paths", "volumes[0]".to_string())],
+                    "{source}"
+                );
+                assert!(v[0].message.contains("leads to"), "{}", v[0]);
+            }
+        }
+        // An allowed path that is itself a symlink is compared resolved.
+        let moved = Links(vec![("/srv/berth", "/data/berth")]);
+        let mut s = spec();
+        s.volumes = vec![Volume::parse("/srv/berth/x:/x").expect("volume")];
+        assert!(check_with(&p, &s, "", &moved, &BTreeMap::new()).is_empty());
+        // A path that cannot be resolved is refused.
+        struct Broken;
+        impl HostPathResolver for Broken {
+            fn resolve(&self, _: &str) -> Result<PathBuf, String> {
+                Err("permission denied".into())
+            }
+        }
+        let v = p.check_spec(
+            &s,
+            "",
+            &NodeContext {
+                host_paths: &Broken,
+                services: &BTreeMap::new(),
+            },
+        );
+        assert_eq!(
+            rules(&v),
+            vec![("allowed_host_paths", "volumes[0]".to_string())]
+        );
+    }
+
+    #[test]
+    fn at_create_paths_under_the_allowed_ones_must_still_lead_there() {
+        let p = policy(&["/srv/berth"]);
+        let create = CreateSpec {
+            volumes: vec![
+                Volume::parse("/srv/berth/d:/host").expect("volume"),
+                Volume::parse("/etc:/etc:ro").expect("volume"),
+                Volume::parse("appdata:/cache").expect("volume"),
+            ],
+            config: vec![crate::runtime::ConfigBind {
+                source: "/srv/berth/conf".into(),
+                target: "/etc/app".into(),
+            }],
+            ..CreateSpec::default()
+        };
+        assert!(p.check_create(&create, &NO_LINKS).is_empty());
+        // Planted after the spec was accepted.
+        let planted = Links(vec![
+            ("/srv/berth/d", "/"),
+            ("/srv/berth/conf", "/etc/shadow"),
+        ]);
+        let v = p.check_create(&create, &planted);
+        assert_eq!(
+            rules(&v),
+            vec![
+                ("allowed_host_paths", "volumes[0]".to_string()),
+                ("allowed_host_paths", "config[0].source".to_string()),
+            ]
+        );
+        // The local operator's paths outside allowed_host_paths are theirs.
+        assert!(policy(&[]).check_create(&create, &planted).is_empty());
+    }
+
+    #[test]
+    fn named_volumes_only_when_listed() {
+        let mut s = spec();
+        s.volumes = vec![
+            Volume::parse("appdata:/cache").expect("volume"),
+            Volume::parse("pgdata:/var/lib/postgresql").expect("volume"),
+        ];
+        let v = check(&NodePolicy::default(), &s, "");
+        assert_eq!(
+            rules(&v),
+            vec![
+                ("allowed_volumes", "volumes[0]".to_string()),
+                ("allowed_volumes", "volumes[1]".to_string()),
+            ]
+        );
+        let p = NodePolicy {
+            allowed_volumes: vec!["appdata".into()],
+            ..NodePolicy::default()
+        };
+        assert_eq!(
+            rules(&check(&p, &s, "")),
+            vec![("allowed_volumes", "volumes[1]".to_string())]
+        );
     }
 
     #[test]
@@ -316,8 +1019,9 @@ mod tests {
     }
 
     #[test]
-    fn volumes_build_and_load_are_checked_named_volumes_are_not() {
-        let p = policy(&["/srv/berth"]);
+    fn volumes_build_and_load_are_checked() {
+        let mut p = policy(&["/srv/berth"]);
+        p.allowed_volumes = vec!["appdata".into()];
         let mut s = spec();
         s.volumes = vec![
             Volume::parse("/srv/berth/data:/data").expect("volume"),
@@ -326,7 +1030,7 @@ mod tests {
             Volume::parse("/srv/berth/../../etc:/x").expect("volume"),
         ];
         assert_eq!(
-            rules(&p.check_spec(&s, "")),
+            rules(&check(&p, &s, "")),
             vec![
                 ("allowed_host_paths", "volumes[2]".to_string()),
                 ("allowed_host_paths", "volumes[3]".to_string()),
@@ -341,7 +1045,7 @@ mod tests {
             },
         };
         assert_eq!(
-            rules(&p.check_spec(&s, "")),
+            rules(&check(&p, &s, "")),
             vec![("allowed_host_paths", "image.build.context".to_string())]
         );
         s.image = ImageSource::Build {
@@ -350,18 +1054,18 @@ mod tests {
                 dockerfile: Some("../../Dockerfile".into()),
             },
         };
-        assert!(p.check_spec(&s, "").is_empty());
+        assert!(check(&p, &s, "").is_empty());
         s.image = ImageSource::Load {
             load: "images/app.tar".into(),
         };
         assert_eq!(
-            rules(&p.check_spec(&s, "")),
+            rules(&check(&p, &s, "")),
             vec![("allowed_host_paths", "image.load".to_string())]
         );
         s.image = ImageSource::Load {
             load: "/srv/berth/app.tar".into(),
         };
-        assert!(p.check_spec(&s, "").is_empty());
+        assert!(check(&p, &s, "").is_empty());
 
         let mut s = spec();
         s.config = vec![
@@ -377,7 +1081,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            rules(&p.check_spec(&s, "services[0]")),
+            rules(&check(&p, &s, "services[0]")),
             vec![(
                 "allowed_host_paths",
                 "services[0].config[1].source".to_string()
@@ -391,7 +1095,7 @@ mod tests {
         s.privileged = true;
         s.network = Network::Host;
         s.volumes = vec![Volume::parse("/:/host").expect("volume")];
-        let v = NodePolicy::default().check_spec(&s, "");
+        let v = check(&NodePolicy::default(), &s, "");
         assert_eq!(
             rules(&v),
             vec![

@@ -63,11 +63,33 @@ pub(crate) async fn submit(
     } = &origin
     {
         let settings = inner.settings();
+        // `container:NAME` joins are judged against this node's services
+        // as they are, overlaid with the document's; host paths where they
+        // lead now.
+        let mut services: std::collections::BTreeMap<String, berth_core::spec::ServiceSpec> = inner
+            .handle
+            .snapshot()
+            .currents
+            .iter()
+            .map(|(name, d)| (name.clone(), d.spec.clone()))
+            .collect();
+        for s in &bd.services {
+            services.insert(s.name.clone(), s.clone());
+        }
+        let node = berth_core::policy::NodeContext {
+            host_paths: &berth_agent::hostpath::FsResolver,
+            services: &services,
+        };
         let violations: Vec<_> = bd
             .services
             .iter()
             .enumerate()
-            .flat_map(|(i, s)| settings.cfg.policy.check_spec(s, &format!("config[{i}]")))
+            .flat_map(|(i, s)| {
+                settings
+                    .cfg
+                    .policy
+                    .check_spec(s, &format!("config[{i}]"), &node)
+            })
             .collect();
         if !violations.is_empty() {
             return Err(SubmitError::Policy(violations));

@@ -161,6 +161,75 @@ async fn refusals_name_the_reason_and_apply_nothing() {
     assert!(n.up.lookup("b1").await.is_none());
 }
 
+/// Issue 29 items 3, 4 and 9 through a Heat document: the same rules as
+/// the API's, host paths resolved with the filesystem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_documents_get_the_whole_node_policy() {
+    let allowed = tempfile::tempdir().expect("tmp");
+    let root = std::fs::canonicalize(allowed.path()).expect("canonical");
+    std::os::unix::fs::symlink("/", root.join("rootlink")).expect("symlink");
+    let n = start(NodePolicy {
+        allowed_host_paths: vec![root.to_string_lossy().into_owned()],
+        container_prefix: "t-".into(),
+        ..NodePolicy::default()
+    });
+    let with = |key: &str, value: Value| {
+        let mut s = svc("x");
+        s[key] = value;
+        s
+    };
+    for (i, (spec, rule, field)) in [
+        (
+            with(
+                "volumes",
+                json!([format!("{}/rootlink:/host", root.display())]),
+            ),
+            "allowed_host_paths",
+            "config[0].volumes[0]",
+        ),
+        (
+            with("cap_add", json!(["SYS_PTRACE"])),
+            "allow_privileged",
+            "config[0].cap_add[0]",
+        ),
+        (
+            with("security_opt", json!(["label=disable"])),
+            "allow_privileged",
+            "config[0].security_opt[0]",
+        ),
+        (
+            with("pid", json!("container:dockerd")),
+            "allow_privileged",
+            "config[0].pid",
+        ),
+        (
+            with("volumes", json!(["pgdata:/data"])),
+            "allowed_volumes",
+            "config[0].volumes[0]",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        match n
+            .up
+            .submit(doc(&format!("d{i}"), json!([spec]), json!([])), push())
+            .await
+        {
+            Err(SubmitError::Policy(v)) => {
+                assert_eq!((v[0].rule, v[0].field.as_str()), (rule, field), "{v:?}")
+            }
+            other => panic!("{rule} {field}: {other:?}"),
+        }
+    }
+    assert!(n.handle.snapshot().services.is_empty());
+    // A join of a service in the same document that the policy allows.
+    let ok = json!([svc("db"), with("pid", json!("container:t-db"))]);
+    n.up.submit(doc("ok", ok, json!([])), push())
+        .await
+        .expect("accepted");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_to_a_host_the_policy_does_not_allow_is_a_dead_letter() {
     let n = start(NodePolicy {

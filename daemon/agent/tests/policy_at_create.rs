@@ -1,0 +1,104 @@
+//! Issue 29 item 3: a host path accepted under `allowed_host_paths` is
+//! asked again right before each create, so a symlink planted after the
+//! spec was accepted (by a container that mounts the allowed directory)
+//! fails the deployment instead of mounting what it leads to.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_agent::Seams;
+use berth_core::policy::NodePolicy;
+use berth_core::record::Status;
+use berth_core::spec::{ServiceSpec, Volume};
+use berth_fakes::runtime::Call;
+use berth_fakes::{FakeRuntime, MemStore};
+
+mod common;
+use common::{Node, apply, cfg, deploy, run_agent, spec, wait_status};
+
+fn start(allowed: &Path) -> Node {
+    let runtime = FakeRuntime::new("n1");
+    runtime.add_image("demo:1", "sha256:one");
+    runtime.add_image("demo:2", "sha256:two");
+    let mut c = cfg();
+    c.node_policy = tokio::sync::watch::channel(Arc::new(NodePolicy {
+        allowed_host_paths: vec![allowed.to_string_lossy().into_owned()],
+        ..NodePolicy::default()
+    }))
+    .1;
+    run_agent(
+        Arc::new(Seams {
+            runtime,
+            store: MemStore::new(),
+        }),
+        c,
+        None,
+    )
+}
+
+fn mounting(name: &str, image: &str, source: &Path) -> ServiceSpec {
+    let mut s = spec(name, image);
+    s.volumes = vec![Volume::parse(&format!("{}:/host", source.display())).expect("volume")];
+    s
+}
+
+/// Replaces the directory `d` with a symlink to `/`.
+fn plant(d: &Path) {
+    std::fs::remove_dir(d).expect("rmdir");
+    std::os::unix::fs::symlink("/", d).expect("symlink");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_planted_after_the_check_fails_the_create() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let allowed = std::fs::canonicalize(dir.path()).expect("canonical");
+    let d = allowed.join("d");
+    std::fs::create_dir(&d).expect("mkdir");
+    let n = start(&allowed);
+
+    // While `d` is a directory the service deploys.
+    let first = deploy(&n.handle, vec![mounting("web", "demo:1", &d)]).await;
+    assert_eq!(first[0].status, Status::Complete, "{:?}", first[0]);
+
+    // Planted since: the update is refused before any container is made,
+    // and the running container stays.
+    plant(&d);
+    let creates_before = n.rt().calls().len();
+    let r = apply(&n.handle, vec![mounting("web", "demo:2", &d)]).await;
+    let id = r.results[0].deployment.as_ref().expect("record").id.clone();
+    let update = wait_status(&n.handle, &id).await;
+    assert_eq!(update.status, Status::Failed);
+    for part in ["allowed_host_paths", "volumes[0]", "leads to `/`"] {
+        assert!(
+            update.status_reason.contains(part),
+            "{part}: {}",
+            update.status_reason
+        );
+    }
+    let running = n.rt().container_by_name("t-web").expect("old container");
+    assert_eq!(running.req.spec.image, "sha256:one");
+    assert!(
+        !n.rt().calls()[creates_before..]
+            .iter()
+            .any(|c| matches!(c, Call::Create(_))),
+        "{:?}",
+        n.rt().calls()
+    );
+
+    // A new service on the planted path is refused as well.
+    let r = apply(&n.handle, vec![mounting("other", "demo:1", &d)]).await;
+    let id = r.results[0].deployment.as_ref().expect("record").id.clone();
+    let fresh = wait_status(&n.handle, &id).await;
+    assert_eq!(fresh.status, Status::Failed);
+    assert!(fresh.status_reason.contains("allowed_host_paths"));
+    assert!(n.rt().container_by_name("t-other").is_none());
+
+    // Paths outside allowed_host_paths are the local operator's: not asked.
+    let etc = deploy(
+        &n.handle,
+        vec![mounting("etc", "demo:1", Path::new("/etc"))],
+    )
+    .await;
+    assert_eq!(etc[0].status, Status::Complete, "{:?}", etc[0]);
+    n.stop().await;
+}
