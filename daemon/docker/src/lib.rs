@@ -584,6 +584,7 @@ impl Runtime for DockerRuntime {
             });
         }
         let docker = inner.client().await?;
+        ensure_volumes(inner, &docker, req).await?;
         let body = container_config(req, &inner.node_id);
         let body_stop_timeout = body.stop_timeout;
         let opts = CreateContainerOptionsBuilder::default()
@@ -1067,6 +1068,40 @@ fn stop_call_timeout(stop_timeout: Option<i64>) -> Duration {
         Some(t) => Duration::from_secs(u64::try_from(t).unwrap_or(0)) + STOP_MARGIN,
         None => Duration::from_secs(DEFAULT_STOP_TIMEOUT_SECS) + STOP_MARGIN,
     }
+}
+
+/// The named volumes `req` mounts: one that does not exist yet is made here,
+/// labelled with this node (`io.berth.node`), where the engine would make it
+/// unlabelled at create; one that exists is used as it is (whether a pushed
+/// spec may name it is the node policy's `allowed_volumes`). Two creates of
+/// the same new volume at once are fine: the engine answers the second with
+/// the volume the first made.
+async fn ensure_volumes(
+    inner: &Inner,
+    docker: &Docker,
+    req: &CreateRequest,
+) -> Result<(), RuntimeError> {
+    for v in req.spec.volumes.iter().filter(|v| !v.is_host_path()) {
+        match docker.inspect_volume(&v.source).await {
+            Ok(_) => continue,
+            Err(e) => match Failure::from(e) {
+                f if f.status() == Some(404) => {}
+                f => return Err(inner.fail("inspect volume", &v.source, f)),
+            },
+        }
+        let labels = HashMap::from([(LABEL_NODE.to_string(), inner.node_id.clone())]);
+        let create = bollard::models::VolumeCreateRequest {
+            name: Some(v.source.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        docker
+            .create_volume(create)
+            .await
+            .map_err(|e| inner.fail("create volume", &v.source, Failure::from(e)))?;
+        tracing::info!(volume = %v.source, container = %req.name, "created a named volume for this node");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
