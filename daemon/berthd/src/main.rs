@@ -324,7 +324,8 @@ async fn run(
             .with_context(|| format!("cannot listen on {} ([api] listen)", setup.listen))?;
         let (access_tx, access) =
             tokio::sync::watch::channel(reload::tcp_access(setup.tokens, &cfg));
-        let router = berth_api::tcp_router(handle.clone(), access, Some(upstream_api.clone()));
+        let router =
+            berth_api::tcp_router(handle.clone(), access.clone(), Some(upstream_api.clone()));
         let mut rx = stop_rx.clone();
         let stop = async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -345,6 +346,7 @@ async fn run(
             if let Err(e) = berth_api::serve_tcp(
                 listener,
                 tls,
+                access,
                 router,
                 berth_api::ConnLimits::default(),
                 stop,
