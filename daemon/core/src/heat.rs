@@ -13,9 +13,10 @@
 //!   empty). `config` is kept as it is. Keys berth does not know (Heat adds
 //!   some between versions) are ignored, at the top and in inputs/outputs.
 //! - An input is `{name, value}` with optional `type`, `description`
-//!   (strings or `null`); `default`, `replace_on_change` and other keys are
-//!   ignored. A missing `value` is an error (heat-config-notify fails on it
-//!   too), input names are non-empty and unique.
+//!   (strings or `null`) and `hidden` / `secret` (`true`, `false` or
+//!   `null`); `default`, `replace_on_change` and other keys are ignored. A
+//!   missing `value` is an error (heat-config-notify fails on it too),
+//!   input names are non-empty and unique.
 //! - An output is `{name}` with optional `error_output` (a boolean or
 //!   `null`), `type`, `description`.
 //! - Server metadata is a map whose `deployments` is a list. A missing or
@@ -31,8 +32,15 @@
 //! service as env `BERTH_INPUT_<NAME>` (ASCII-uppercased, any other
 //! character `_`). Two inputs naming the same variable, or a spec that sets
 //! that variable itself, is an error. Values: strings as they are, `null`
-//! empty, anything else as compact JSON. Inputs whose name looks like a
-//! credential (see [`is_secret_input_name`]) become secret env values.
+//! empty, anything else as compact JSON.
+//!
+//! Secret inputs ([`HeatInput::is_secret`]) are those the document marks
+//! `"hidden": true` (the word HOT uses for a parameter whose value is never
+//! shown) or `"secret": true`, and those whose name looks like a
+//! credential ([`is_secret_input_name`]). A secret input's value becomes a
+//! secret env value: it reaches the container, and every view (records,
+//! history, the API, `berthctl show`, events, logs, `Debug`) shows
+//! `<redacted>` instead.
 
 pub mod outbox;
 mod signal;
@@ -150,6 +158,15 @@ fn opt_string(
     }
 }
 
+/// A boolean field that may be absent or `null` (false).
+fn opt_bool(map: &Map<String, Value>, base: &str, key: &str) -> Result<bool, HeatError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(wrong(join(base, key), "true or false", v)),
+    }
+}
+
 /// One input of a document.
 #[derive(Clone, PartialEq)]
 pub struct HeatInput {
@@ -158,12 +175,15 @@ pub struct HeatInput {
     pub input_type: Option<String>,
     pub value: Value,
     pub description: Option<String>,
+    /// The document marked it `"hidden": true` or `"secret": true`.
+    pub hidden: bool,
 }
 
 impl HeatInput {
-    /// Whether this input's value must never be shown.
+    /// Whether this input's value must never be shown: marked hidden or
+    /// secret, or named like a credential.
     pub fn is_secret(&self) -> bool {
-        is_secret_input_name(&self.name)
+        self.hidden || is_secret_input_name(&self.name)
     }
 
     /// The value as an env string: strings as they are, `null` empty,
@@ -194,25 +214,80 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// Credentials: `deploy_password`, the signed `deploy_signal_id`, and any
-/// input whose lowercased name contains `password`, `passwd`, `secret`,
-/// `token`, `credential` or `private_key`, or ends in `_key`. A false
-/// positive only hides a value from output; it never changes what runs.
+/// Substrings that make any name secret, wherever they appear
+/// (`db_pass`, `DBPASSWORD`, `passphrase`, `api_secret`, `authtoken`,
+/// `ssh_private_key`, `rabbit_cookie`). A false positive only hides a value
+/// from output; it never changes what runs.
+const SECRET_SUBSTRINGS: &[&str] = &[
+    "pass",
+    "secret",
+    "token",
+    "credential",
+    "private",
+    "privkey",
+    "signature",
+    "cookie",
+];
+
+/// Words that make a name secret when they are a whole word of it (words
+/// are split at `_`, `-`, `.`, other punctuation and lower-to-upper case
+/// changes): short ones that as substrings would hide `keystone_url`,
+/// `author`, `concert`, `signal` or `design`. A word *ending* in `key` or
+/// `keys` (`sshkey`, `apikey`) counts too.
+const SECRET_WORDS: &[&str] = &[
+    "pw", "pwd", "psk", "key", "keys", "auth", "cert", "certs", "sig", "dsn",
+];
+
+/// Credentials, by name: `deploy_password` and the signed
+/// `deploy_signal_id`; the other known `deploy_*` inputs are not (their
+/// values are ids, names and the Keystone URL). Any other name is secret
+/// when its lowercase form contains one of [`SECRET_SUBSTRINGS`], or one
+/// of its words is one of [`SECRET_WORDS`] or ends in `key`/`keys`, or
+/// starts with `auth` (`authkey`, `authentication`) but not `author`.
 pub fn is_secret_input_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n == "deploy_password"
-        || n == "deploy_signal_id"
-        || [
-            "password",
-            "passwd",
-            "secret",
-            "token",
-            "credential",
-            "private_key",
-        ]
-        .iter()
-        .any(|w| n.contains(w))
-        || n.ends_with("_key")
+    if n == "deploy_password" || n == "deploy_signal_id" {
+        return true;
+    }
+    if DEPLOY_INPUTS.contains(&n.as_str()) {
+        return false;
+    }
+    if SECRET_SUBSTRINGS.iter().any(|w| n.contains(w)) {
+        return true;
+    }
+    words(name).iter().any(|w| {
+        SECRET_WORDS.contains(&w.as_str())
+            || w.ends_with("key")
+            || w.ends_with("keys")
+            || (w.starts_with("auth") && !w.starts_with("author"))
+    })
+}
+
+/// The lowercase words of a name: split at every character that is not an
+/// ASCII letter or digit, and where a lowercase letter or digit is
+/// followed by an uppercase one (`sshKey` → `ssh`, `key`).
+fn words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        cur.push(c.to_ascii_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 /// One declared output of a document.
@@ -383,11 +458,13 @@ pub fn parse_inputs(value: Option<&Value>, path: &str) -> Result<Vec<HeatInput>,
                 expected: "the input's value (any JSON value)",
             });
         };
+        let hidden = opt_bool(map, &at, "hidden")? || opt_bool(map, &at, "secret")?;
         inputs.push(HeatInput {
             name,
             input_type: opt_string(map, &at, "type")?,
             value: value.clone(),
             description: opt_string(map, &at, "description")?,
+            hidden,
         });
     }
     Ok(inputs)

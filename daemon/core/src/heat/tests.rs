@@ -535,3 +535,106 @@ fn document_hash_ignores_key_order() {
     assert_ne!(document_hash(&a), document_hash(&json!({"id": "1"})));
     assert!(document_hash(&a).starts_with("sha256:"));
 }
+
+#[test]
+fn secret_input_names_by_the_wider_rule() {
+    for name in [
+        "db_pass",
+        "DB_PASSWORD",
+        "admin_token",
+        "ssh_private_key",
+        "dbPass",
+        "DBPASS",
+        "mysql_root_pw",
+        "passphrase",
+        "api_key",
+        "apikey",
+        "sshKey",
+        "authorized_keys",
+        "auth",
+        "auth_header",
+        "authkey",
+        "tls_cert",
+        "client-cert",
+        "url.sig",
+        "request_signature",
+        "RabbitCookie",
+        "oauth_credentials",
+        "client_secret",
+        "database_dsn",
+        "deploy_password",
+        "deploy_signal_id",
+    ] {
+        assert!(is_secret_input_name(name), "{name} is secret");
+    }
+    for name in [
+        "greeting",
+        "db_host",
+        "port",
+        "keystone_url",
+        "keypair_name",
+        "author",
+        "signal_count",
+        "design",
+        "concert_hall",
+        "deploy_auth_url",
+        "deploy_signal_transport",
+        "deploy_signal_verb",
+        "deploy_username",
+        "deploy_project_id",
+        "replicas",
+    ] {
+        assert!(!is_secret_input_name(name), "{name} is not secret");
+    }
+}
+
+#[test]
+fn an_input_marked_hidden_or_secret_is_secret_whatever_its_name() {
+    let doc = berth_doc(
+        json!({"name": "web", "image": "nginx:1"}),
+        json!([
+            {"name": "greeting", "value": "hello"},
+            {"name": "motd", "value": "sesame-1", "hidden": true},
+            {"name": "banner", "value": "sesame-2", "secret": true},
+            {"name": "plain", "value": "shown", "hidden": false, "secret": null},
+            {"name": "db_pass", "type": "String", "value": "sesame-3"},
+        ]),
+    );
+    let parsed = parse_document(&doc).unwrap();
+    let b = berth(&doc);
+    let env = &b.services[0].env;
+    for (var, secret, value) in [
+        ("BERTH_INPUT_GREETING", false, "hello"),
+        ("BERTH_INPUT_MOTD", true, "sesame-1"),
+        ("BERTH_INPUT_BANNER", true, "sesame-2"),
+        ("BERTH_INPUT_PLAIN", false, "shown"),
+        ("BERTH_INPUT_DB_PASS", true, "sesame-3"),
+    ] {
+        // The container still gets the value, marked secret.
+        assert_eq!(env[var].value, value, "{var}");
+        assert_eq!(env[var].secret, secret, "{var}");
+    }
+    // No view shows them.
+    let views = format!(
+        "{} {:?} {:?} {}",
+        parsed.redacted(),
+        parsed,
+        b,
+        serde_json::to_string(&b.services[0].redacted()).unwrap()
+    );
+    for v in ["sesame-1", "sesame-2", "sesame-3"] {
+        assert!(!views.contains(v), "{v} leaked: {views}");
+    }
+    assert!(
+        views.contains("hello") && views.contains("shown"),
+        "{views}"
+    );
+
+    let bad = berth_doc(
+        json!({"name": "web", "image": "nginx:1"}),
+        json!([{"name": "x", "value": "y", "hidden": "yes"}]),
+    );
+    let e = parse_document(&bad).unwrap_err();
+    assert_eq!(e.path(), "inputs[0].hidden", "{e}");
+    assert!(e.to_string().contains("true or false"), "{e}");
+}
