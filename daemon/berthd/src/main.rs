@@ -179,7 +179,8 @@ fn init_logging(sd: &systemd::SdEnv) {
 
 /// The log filter from `BERTH_LOG` (or `RUST_LOG`): a default level and
 /// per-target levels, `warn,berth_agent=debug`. Without one, or with one
-/// that does not parse (returned as the second value), `info`.
+/// that does not parse (returned as the second value), `info`. Whatever
+/// it asks, the [`DUMPING_TARGETS`] log at INFO at most.
 fn log_filter(
     value: Option<String>,
 ) -> (
@@ -188,13 +189,66 @@ fn log_filter(
 ) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     let info = || Targets::new().with_default(LevelFilter::INFO);
-    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+    let (targets, bad) = match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         None => (info(), None),
         Some(v) => match v.parse::<Targets>() {
             Ok(t) => (t, None),
             Err(e) => (info(), Some(e)),
         },
+    };
+    (cap_dumping_targets(targets), bad)
+}
+
+/// Libraries whose DEBUG and TRACE lines dump what berthd sends and
+/// receives: bollard logs every request body it serializes (a container
+/// create carries the whole env, secret values included) and every engine
+/// answer it decodes (an inspect carries the env again); the HTTP stack
+/// below it logs connection and request details. Those lines are never
+/// written, not even when `BERTH_LOG` names these targets: to see the
+/// engine's traffic, use the engine's own debug log.
+const DUMPING_TARGETS: &[&str] = &["bollard", "hyper", "hyper_util", "hyperlocal", "h2"];
+
+/// `targets` with every [`DUMPING_TARGETS`] entry (and any directive for a
+/// module below one) capped at INFO.
+fn cap_dumping_targets(
+    targets: tracing_subscriber::filter::Targets,
+) -> tracing_subscriber::filter::Targets {
+    use tracing::Level;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let dumps = |target: &str| {
+        DUMPING_TARGETS
+            .iter()
+            .any(|d| target == *d || target.starts_with(&format!("{d}::")))
+    };
+    // The level `targets` would give a crate's own lines.
+    let effective = |target: &str| {
+        [
+            Level::TRACE,
+            Level::DEBUG,
+            Level::INFO,
+            Level::WARN,
+            Level::ERROR,
+        ]
+        .into_iter()
+        .find(|l| targets.would_enable(target, l))
+        .map_or(LevelFilter::OFF, LevelFilter::from_level)
+    };
+    let mut capped = match targets.default_level() {
+        Some(level) => Targets::new().with_default(level),
+        None => Targets::new(),
+    };
+    for (target, level) in targets.iter() {
+        let level = if dumps(target) {
+            level.min(LevelFilter::INFO)
+        } else {
+            level
+        };
+        capped = capped.with_target(target.to_string(), level);
     }
+    for d in DUMPING_TARGETS {
+        capped = capped.with_target(*d, effective(d).min(LevelFilter::INFO));
+    }
+    capped
 }
 
 /// The gid of `group` from /etc/group.
@@ -548,5 +602,48 @@ mod tests {
         let (t, bad) = log_filter(Some("berth_agent=loud".into()));
         assert!(bad.is_some(), "an unknown level is reported");
         assert!(t.would_enable("anything", &Level::INFO), "and info is used");
+    }
+
+    #[test]
+    fn the_engine_clients_request_dumps_are_never_enabled() {
+        for value in [
+            "debug",
+            "trace",
+            "bollard=trace",
+            "info,bollard::docker=debug",
+            "trace,hyper=trace,hyper_util::client=trace",
+            "bol=trace",
+        ] {
+            let (t, bad) = log_filter(Some(value.into()));
+            assert!(bad.is_none(), "{value}");
+            for target in [
+                "bollard",
+                "bollard::docker",
+                "bollard::read",
+                "hyper",
+                "hyper::proto::h1",
+                "hyper_util::client::legacy",
+                "hyperlocal",
+            ] {
+                assert!(
+                    !t.would_enable(target, &Level::DEBUG),
+                    "{value}: {target} at debug"
+                );
+                if value == "debug" || value == "trace" {
+                    assert!(t.would_enable(target, &Level::INFO), "{value}: {target}");
+                }
+            }
+        }
+        // berth's own debug lines are still there when asked for.
+        let (t, _) = log_filter(Some("debug".into()));
+        assert!(t.would_enable("berth_agent::agent", &Level::DEBUG));
+        let (t, _) = log_filter(Some("trace".into()));
+        assert!(t.would_enable("berth_docker", &Level::TRACE));
+        // A quieter level stays quieter.
+        let (t, _) = log_filter(Some("warn".into()));
+        assert!(!t.would_enable("bollard::docker", &Level::INFO));
+        assert!(t.would_enable("bollard::docker", &Level::WARN));
+        let (t, _) = log_filter(None);
+        assert!(!t.would_enable("bollard::docker", &Level::DEBUG));
     }
 }
