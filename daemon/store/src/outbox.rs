@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::{
     Created, create_atomic, ensure_dir, io_err, sweep_temps, sync_dir, write_atomic,
 };
-use crate::{read_opt, to_json};
+use crate::read::{RECORD_MAX_BYTES, ReadError, read_beneath};
+use crate::to_json;
 
 /// Name of the outbox directory in the state dir.
 pub const OUTBOX_DIR: &str = "outbox";
@@ -98,7 +99,7 @@ impl FsOutbox {
         ensure_dir(&dir)?;
         sweep_temps(&dir)?;
         let seq_path = dir.join(SEQ_FILE);
-        let stored = match read_opt(&seq_path).map_err(|e| io_err("read", &seq_path, e))? {
+        let stored = match read_file(&dir, SEQ_FILE)? {
             None => 1,
             Some(bytes) => {
                 serde_json::from_slice::<SeqFile>(&bytes)
@@ -258,7 +259,7 @@ impl FsOutbox {
     /// left alone).
     fn read_entry(&self, seq: u64) -> Result<Option<OutboxEntry>, OutboxError> {
         let path = self.dir.join(entry_file(seq));
-        let Some(bytes) = read_opt(&path).map_err(|e| io_err("read", &path, e))? else {
+        let Some(bytes) = read_file(&self.dir, &entry_file(seq))? else {
             return Ok(None);
         };
         parse_entry(seq, &bytes).map(Some).map_err(|reason| {
@@ -275,8 +276,15 @@ impl FsOutbox {
         for seq in seqs(&self.dir)? {
             let path = self.dir.join(entry_file(seq));
             // Gone between the listing and the read: removed meanwhile.
-            let Some(bytes) = read_opt(&path).map_err(|e| io_err("read", &path, e))? else {
-                continue;
+            let bytes = match read_file(&self.dir, &entry_file(seq)) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => continue,
+                Err(StoreError::Corrupt { reason, .. }) => {
+                    tracing::warn!(path = %path.display(), %reason, "unreadable outbox entry left as is");
+                    list.unreadable.push(Unreadable { seq, path, reason });
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             match parse_entry(seq, &bytes) {
                 Ok(entry) => list.entries.push(entry),
@@ -288,6 +296,20 @@ impl FsOutbox {
         }
         Ok(list)
     }
+}
+
+/// `dir/name`, not through a symlink, a regular file of at most
+/// [`RECORD_MAX_BYTES`] (an entry's body is a signal of under 1 MB); one
+/// that is not is `Corrupt`, as a torn one is.
+fn read_file(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let path = dir.join(name);
+    read_beneath(dir, &[name], RECORD_MAX_BYTES).map_err(|e| match e {
+        ReadError::Io(source) => io_err("read", &path, source),
+        ReadError::Refused(reason) => StoreError::Corrupt {
+            path: path.display().to_string(),
+            reason,
+        },
+    })
 }
 
 fn parse_entry(seq: u64, bytes: &[u8]) -> Result<OutboxEntry, String> {

@@ -254,3 +254,36 @@ fn a_corrupt_counter_is_refused_not_reset() {
     assert!(err.to_string().contains(SEQ_FILE), "{err}");
     assert_eq!(std::fs::read(&seq_path).expect("read"), b"{\"next_");
 }
+
+/// An entry replaced by a symlink (to a file outside the state dir that
+/// parses as an entry) is reported unreadable, not followed, and left as is.
+#[test]
+fn a_symlinked_entry_is_reported_not_followed() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let outbox = FsOutbox::open(state.path()).expect("open");
+    outbox.append(new("k1", "d"), 0).expect("append");
+    let dir = state.path().join(OUTBOX_DIR);
+    let entry = dir.join("1.json");
+    let outside = state.path().join("outside.json");
+    std::fs::rename(&entry, &outside).expect("move");
+    std::os::unix::fs::symlink(&outside, &entry).expect("symlink");
+
+    let list = outbox.list().expect("list");
+    assert!(list.entries.is_empty(), "{:?}", list.entries);
+    assert_eq!(list.unreadable.len(), 1);
+    assert!(
+        list.unreadable[0].reason.contains("is a symlink"),
+        "{:?}",
+        list.unreadable[0]
+    );
+    assert!(matches!(
+        outbox.mark_attempt(1, "x", 0),
+        Err(OutboxError::Store(StoreError::Corrupt { .. }))
+    ));
+    assert!(
+        std::fs::symlink_metadata(&entry)
+            .expect("there")
+            .file_type()
+            .is_symlink()
+    );
+}
