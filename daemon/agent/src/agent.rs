@@ -1692,10 +1692,18 @@ impl<E: Env> Agent<E> {
                 None => (None, None),
             };
             let deploys = actions.iter().any(|a| matches!(a, Action::Deploy { .. }));
-            if deploys
-                && let Some(c) = &create
-                && let Err(reason) = self.policy_at_create(&c.spec)
-            {
+            // The engine resolves bind sources again at each start: a
+            // stopped container is asked about as a new one is.
+            let verdict = if deploys {
+                create.as_ref().map(|c| self.policy_at_create(&c.spec))
+            } else if actions.iter().any(|a| matches!(a, Action::Start { .. })) {
+                self.services
+                    .get(&service)
+                    .map(|s| self.policy_at_create(&create_spec(&s.current.spec, "", None)))
+            } else {
+                None
+            };
+            if let Some(Err(reason)) = verdict {
                 self.refuse_create(&service, reason);
                 continue;
             }
@@ -1743,7 +1751,7 @@ impl<E: Env> Agent<E> {
         }
     }
 
-    /// The node policy right before a create: a host path under
+    /// The node policy right before a create or a start: a host path under
     /// `allowed_host_paths` must still lead there (a symlink planted since
     /// the spec was accepted, e.g. by a container that mounts the allowed
     /// directory, is caught here). Resolved on the loop like the store's
@@ -1756,7 +1764,7 @@ impl<E: Env> Agent<E> {
         }
         let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
         Err(format!(
-            "refused by the node policy before creating the container: {}",
+            "refused by the node policy before creating or starting the container: {}",
             list.join("; ")
         ))
     }

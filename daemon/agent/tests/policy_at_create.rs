@@ -7,8 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use berth_agent::Seams;
+use berth_agent::Verb;
 use berth_core::policy::NodePolicy;
 use berth_core::record::Status;
+use berth_core::runtime::ContainerState;
 use berth_core::spec::{ServiceSpec, Volume};
 use berth_fakes::runtime::Call;
 use berth_fakes::{FakeRuntime, MemStore};
@@ -100,5 +102,43 @@ async fn a_symlink_planted_after_the_check_fails_the_create() {
     )
     .await;
     assert_eq!(etc[0].status, Status::Complete, "{:?}", etc[0]);
+    n.stop().await;
+}
+
+/// The engine resolves a bind source again at each start: starting a
+/// stopped container whose source now leads out is refused as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_planted_while_stopped_fails_the_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let allowed = std::fs::canonicalize(dir.path()).expect("canonical");
+    let d = allowed.join("d");
+    std::fs::create_dir(&d).expect("mkdir");
+    let n = start(&allowed);
+    let first = deploy(&n.handle, vec![mounting("web", "demo:1", &d)]).await;
+    assert_eq!(first[0].status, Status::Complete, "{:?}", first[0]);
+    let v = n
+        .handle
+        .verb("web", Verb::Stop, "test")
+        .await
+        .expect("stop");
+    wait_status(&n.handle, &v.deployment.expect("stop record").id).await;
+
+    plant(&d);
+    let v = n
+        .handle
+        .verb("web", Verb::Start, "test")
+        .await
+        .expect("start");
+    let started = wait_status(&n.handle, &v.deployment.expect("start record").id).await;
+    assert_eq!(started.status, Status::Failed, "{started:?}");
+    assert!(
+        started.status_reason.contains("allowed_host_paths"),
+        "{}",
+        started.status_reason
+    );
+    assert_eq!(
+        n.rt().container_by_name("t-web").expect("kept").state,
+        ContainerState::Exited
+    );
     n.stop().await;
 }

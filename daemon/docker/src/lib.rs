@@ -1081,7 +1081,14 @@ async fn ensure_volumes(
     docker: &Docker,
     req: &CreateRequest,
 ) -> Result<(), RuntimeError> {
-    for v in req.spec.volumes.iter().filter(|v| !v.is_host_path()) {
+    // A name the engine would not take as a volume is left to its create
+    // to refuse (and never goes into a URL path here).
+    let named = req
+        .spec
+        .volumes
+        .iter()
+        .filter(|v| !v.is_host_path() && valid_container_ref(&v.source));
+    for v in named {
         match docker.inspect_volume(&v.source).await {
             Ok(_) => continue,
             Err(e) => match Failure::from(e) {
