@@ -43,7 +43,8 @@ const EXIT_START_FAILED: u8 = 1;
                   units_timeout, ...).\n\
                   Logging: to the journal when systemd connects stderr to it, else to stderr; \
                   BERTH_LOG (or RUST_LOG) sets the levels, e.g. `warn,berth_agent=debug` \
-                  (default: info)."
+                  (default: info); the engine client's request dumps (bollard, hyper) stay \
+                  off whatever it asks, as they carry secret env values."
 )]
 struct Args {
     /// The node config (TOML). Without it, every key has its default.
