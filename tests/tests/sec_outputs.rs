@@ -225,3 +225,80 @@ fn is_fifo(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
 }
+
+/// Issue 29 item 9, as an operator meets it: records that are oversize or
+/// symlinked in the state dir are not loaded (berthd starts and reports
+/// them), and `berthctl stop` names the file and the problem instead of
+/// saying "no service named".
+#[test]
+fn stop_on_a_service_with_an_oversize_or_symlinked_record_names_the_file() {
+    berth_prereq::require!(Engine, Busybox);
+    let id = berth_tests::node::unique("secrec");
+    let image = Busybox::build(&id);
+    let mut node = TestNode::new("secrec");
+    node.start();
+    let spec = |name: &str| task(name, &image.tag, &["/bin/busybox", "true"], &[]);
+    let big = node.spec_file("big.yaml", &spec("big"));
+    let linked = node.spec_file("linked.yaml", &spec("linked"));
+    let args = [
+        "--json",
+        "apply",
+        &big.display().to_string(),
+        &linked.display().to_string(),
+    ];
+    let out = ctl_within(&node, &args, Duration::from_secs(120));
+    let applied = json(&out, &args);
+    for name in ["big", "linked"] {
+        assert_eq!(
+            deployment(&applied, name)["status"],
+            "COMPLETE",
+            "{applied:#}"
+        );
+    }
+    node.term();
+
+    // A record far past the cap (sparse: nothing is written), and one
+    // replaced by a symlink to a file outside the state dir.
+    let history = |name: &str| node.state_dir().join(format!("services/{name}/history"));
+    let big_record = history("big").join("1.json");
+    std::fs::File::options()
+        .write(true)
+        .open(&big_record)
+        .expect("open")
+        .set_len(100 << 20)
+        .expect("grow");
+    let linked_record = history("linked").join("1.json");
+    let outside = node.dir().join("outside.json");
+    std::fs::rename(&linked_record, &outside).expect("move");
+    std::os::unix::fs::symlink(&outside, &linked_record).expect("symlink");
+
+    node.start();
+    for (name, path, problem) in [
+        ("big", &big_record, "104857600 bytes, more than the 8 MiB"),
+        ("linked", &linked_record, "is a symlink"),
+    ] {
+        let out = ctl_within(&node, &["stop", name], Duration::from_secs(60));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {out:?}");
+        assert!(!stderr.contains("no service named"), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("unreadable record {}", path.display()))
+                && stderr.contains(problem)
+                && stderr.contains("restart berthd"),
+            "{name}: {stderr}"
+        );
+    }
+    // Left as they were.
+    assert_eq!(
+        std::fs::metadata(&big_record).expect("there").len(),
+        100 << 20
+    );
+    assert!(
+        std::fs::symlink_metadata(&linked_record)
+            .expect("there")
+            .file_type()
+            .is_symlink()
+    );
+    let status = node.ctl_json(&["status"]);
+    assert_eq!(status["node"]["summary"]["unreadable"], 2, "{status:#}");
+}

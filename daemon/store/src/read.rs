@@ -128,7 +128,7 @@ fn read_regular(fd: OwnedFd, max: u64) -> Result<Vec<u8>, ReadError> {
     }
     if meta.len() > max {
         return Err(ReadError::Refused(format!(
-            "it is {} bytes, more than the {} a berth record can be (not a file berth wrote)",
+            "it is {} bytes, more than the {} a berth record can be: not a file berth wrote",
             meta.len(),
             size(max)
         )));
@@ -140,7 +140,7 @@ fn read_regular(fd: OwnedFd, max: u64) -> Result<Vec<u8>, ReadError> {
         .map_err(ReadError::Io)?;
     if bytes.len() as u64 > max {
         return Err(ReadError::Refused(format!(
-            "it grew past the {} a berth record can be while it was read (not a file berth wrote)",
+            "it grew past the {} a berth record can be while it was read: not a file berth wrote",
             size(max)
         )));
     }
