@@ -290,3 +290,86 @@ async fn a_symlink_planted_in_an_allowed_path_does_not_reach_the_host() {
         );
     }
 }
+
+/// Issue 29 item 4 on a real berthd: capabilities beyond the engine's
+/// defaults are refused, and `[policy] allowed_capabilities` added by a
+/// SIGHUP lets exactly those through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_are_an_allow_list_that_sighup_extends() {
+    berth_prereq::require!(DemoImage);
+    let (mut node, addr, allowed) = node("seccap");
+    node.start();
+    let spec = |caps: &[&str]| {
+        json!({"name": "caps", "image": "berth-demo:latest", "state": "stopped",
+               "cap_add": caps, "security_opt": ["no-new-privileges:true"]})
+    };
+    for cap in [
+        "SYS_MODULE",
+        "CAP_DAC_READ_SEARCH",
+        "sys_rawio",
+        "SYS_PTRACE",
+        "BPF",
+        "NET_ADMIN",
+    ] {
+        let (status, body) = call(addr, "PUT", "/v1/services/caps", Some(spec(&[cap]))).await;
+        assert_eq!(
+            (status, body["rule"].as_str(), body["field"].as_str()),
+            (403, Some("allow_privileged"), Some("cap_add[0]")),
+            "{cap}: {body}"
+        );
+    }
+    for opt in [
+        "seccomp=unconfined",
+        "label=disable",
+        "no-new-privileges=false",
+    ] {
+        let mut s = spec(&[]);
+        s["security_opt"] = json!([opt]);
+        let (status, body) = call(addr, "PUT", "/v1/services/caps", Some(s)).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (403, Some("security_opt[0]")),
+            "{opt}: {body}"
+        );
+    }
+    let (status, body) = call(
+        addr,
+        "PUT",
+        "/v1/services/caps",
+        Some(spec(&["CHOWN", "cap_net_bind_service"])),
+    )
+    .await;
+    assert_eq!(status, 202, "default capabilities: {body}");
+
+    let tokens = node.dir().join("tokens");
+    node.set_config(&format!(
+        "[api]\nlisten = \"{addr}\"\ntokens_file = \"{}\"\n[policy]\nallowed_host_paths = [\"{}\"]\nallowed_capabilities = [\"NET_ADMIN\"]\n",
+        tokens.display(),
+        allowed.display()
+    ));
+    node.hup();
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (status, body) =
+            call(addr, "PUT", "/v1/services/caps", Some(spec(&["NET_ADMIN"]))).await;
+        if status == 202 {
+            last = Value::Null;
+            break;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, Value::Null, "NET_ADMIN still refused after SIGHUP");
+    let (status, body) = call(
+        addr,
+        "PUT",
+        "/v1/services/caps",
+        Some(spec(&["SYS_MODULE"])),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (403, Some("cap_add[0]")),
+        "{body}"
+    );
+}

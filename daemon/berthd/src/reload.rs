@@ -150,3 +150,23 @@ fn replace_if_changed(current: &mut Arc<NodePolicy>, new: NodePolicy) -> bool {
     *current = Arc::new(new);
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_policy_reaches_the_socket_and_the_agent_an_unchanged_one_wakes_nobody() {
+        let (tx, mut rx) = watch::channel(Arc::new(NodePolicy::default()));
+        rx.mark_unchanged();
+        assert!(!tx.send_if_modified(|p| replace_if_changed(p, NodePolicy::default())));
+        assert!(!rx.has_changed().expect("sender alive"));
+        let wider = NodePolicy {
+            allowed_capabilities: vec!["NET_ADMIN".into()],
+            ..NodePolicy::default()
+        };
+        assert!(tx.send_if_modified(|p| replace_if_changed(p, wider.clone())));
+        assert!(rx.has_changed().expect("sender alive"));
+        assert_eq!(**rx.borrow_and_update(), wider);
+    }
+}
