@@ -518,7 +518,6 @@ fn joins(spec: &ServiceSpec) -> Vec<(&'static str, &str)> {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
