@@ -1,4 +1,4 @@
-//! `berthd.toml` (ARCHITECTURE.md §9): read strictly (unknown keys are
+//! `berthd.toml` (the key table is in the README): read strictly (unknown keys are
 //! errors), every key has a default, errors name the file, line and key.
 
 use std::path::{Path, PathBuf};

@@ -38,7 +38,7 @@ const EXIT_START_FAILED: u8 = 1;
                   and the files [api] names (tokens, certificate, key, client CA: rotate them in \
                   place); other changed keys are named and wait for a restart. SIGTERM/SIGINT \
                   stop berthd and leave containers running.\n\
-                  Config keys and defaults: see ARCHITECTURE.md §9 (node_id, state_dir, socket, \
+                  Config keys and defaults: the berthd.toml table in the README (node_id, state_dir, socket, \
                   socket_group, spec_dir, prefix, history_limit, docker_host, user_bus, \
                   units_timeout, ...).\n\
                   Logging: to the journal when systemd connects stderr to it, else to stderr; \

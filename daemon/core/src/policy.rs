@@ -1,4 +1,4 @@
-//! Node policy (ARCHITECTURE.md §9, `[policy]`): what a spec pushed by an
+//! Node policy (`[policy]` in berthd.toml; the README's Security section): what a spec pushed by an
 //! orchestrator may ask of this node. Pure: nothing is read here. Host paths
 //! are compared twice, as text (components, after removing `.` and resolving
 //! `..`) and as where they lead on the host now, which the caller's
