@@ -8,53 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use berth_tests::bins::bins;
-use berth_tests::node::{TestNode, docker};
+use berth_tests::node::{Busybox, TestNode};
 use serde_json::Value;
-
-/// A `FROM scratch` image holding only the host's static busybox, removed
-/// when dropped (after the node that used it: declare it first).
-struct Busybox {
-    tag: String,
-    _context: tempfile::TempDir,
-}
-
-impl Busybox {
-    fn build(id: &str) -> Busybox {
-        let context = tempfile::tempdir().expect("tempdir");
-        std::fs::copy("/bin/busybox", context.path().join("busybox")).expect("copy busybox");
-        // A file unique to this build: no layer is shared with another
-        // test's image, so removing ours removes only ours.
-        std::fs::write(context.path().join("berth-test-id"), id).expect("write id");
-        std::fs::write(
-            context.path().join("Dockerfile"),
-            "FROM scratch\nCOPY berth-test-id /berth-test-id\nCOPY busybox /bin/busybox\n",
-        )
-        .expect("write Dockerfile");
-        let tag = format!("berth-test-busybox:{id}");
-        let out = docker(&[
-            "build",
-            "--quiet",
-            "-t",
-            &tag,
-            &context.path().display().to_string(),
-        ]);
-        assert!(
-            out.status.success(),
-            "docker build: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Busybox {
-            tag,
-            _context: context,
-        }
-    }
-}
-
-impl Drop for Busybox {
-    fn drop(&mut self) {
-        let _ = docker(&["rmi", "-f", &self.tag]);
-    }
-}
 
 /// `berthctl ARGS` that must answer within `within`: a berthd whose workers
 /// are all blocked fails the test instead of hanging it.

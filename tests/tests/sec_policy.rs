@@ -9,58 +9,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_tests::node::{TestNode, docker};
+use berth_tests::node::{Busybox, TestNode, docker};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-for-the-sec-policy-001";
-
-/// A `FROM scratch` image holding only the host's static busybox, removed
-/// when dropped (after the node that used it: declare it first).
-struct Busybox {
-    tag: String,
-    _context: tempfile::TempDir,
-}
-
-impl Busybox {
-    fn build(id: &str) -> Busybox {
-        let context = tempfile::tempdir().expect("tempdir");
-        std::fs::copy("/bin/busybox", context.path().join("busybox")).expect("copy busybox");
-        // A file unique to this build: no layer is shared with another
-        // test's image, so removing ours removes only ours.
-        std::fs::write(context.path().join("berth-test-id"), id).expect("write id");
-        std::fs::write(
-            context.path().join("Dockerfile"),
-            "FROM scratch\nCOPY berth-test-id /berth-test-id\nCOPY busybox /bin/busybox\n",
-        )
-        .expect("write Dockerfile");
-        let tag = format!("berth-test-busybox:{id}");
-        let out = docker(&[
-            "build",
-            "--quiet",
-            "-t",
-            &tag,
-            &context.path().display().to_string(),
-        ]);
-        assert!(
-            out.status.success(),
-            "docker build: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Busybox {
-            tag,
-            _context: context,
-        }
-    }
-}
-
-impl Drop for Busybox {
-    fn drop(&mut self) {
-        let _ = docker(&["rmi", "-f", &self.tag]);
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use berth_agent::{Agent, AgentConfig, Handle, Seams};
 use berth_core::event::EventKind;
 use berth_core::policy::NodePolicy;
-use berth_fakes::{FakeRuntime, MemStore};
+use berth_upstream::Origin;
 use berth_upstream::http::{HttpClient, RequestError};
-use berth_upstream::{Origin, Upstream, UpstreamConfig};
 use http::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+use common::{Node, start};
 
 /// A server on 127.0.0.1 that answers every request 200 and counts the
 /// connections it accepted: the "internal" service an attacker aims at.
@@ -105,45 +106,6 @@ async fn the_signal_client_refuses_internal_addresses_before_connecting() {
         200
     );
     assert_eq!(hits.load(Ordering::SeqCst), 3);
-}
-
-struct Node {
-    handle: Handle,
-    up: Upstream,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn start(policy: NodePolicy) -> Node {
-    let dir = tempfile::tempdir().expect("tmp");
-    let runtime = FakeRuntime::new("n1");
-    runtime.add_image("demo:1", "sha256:one");
-    let env = Arc::new(Seams {
-        runtime,
-        store: MemStore::new(),
-    });
-    let cfg = AgentConfig::new("n1", "t-", dir.path().to_path_buf());
-    let (agent, handle) = Agent::new(env, cfg).expect("agent loads");
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(agent.run(async move {
-        let _ = rx.await;
-    }));
-    let up = Upstream::start(
-        handle.clone(),
-        dir.path(),
-        "n1",
-        UpstreamConfig {
-            policy,
-            ..Default::default()
-        },
-    )
-    .expect("upstream starts");
-    Node {
-        handle,
-        up,
-        _dir: dir,
-        _stop: stop,
-    }
 }
 
 fn doc(id: &str, signal: &str) -> Value {

@@ -3,54 +3,15 @@
 //! rules that need no server (unsupported transports, the signal host
 //! policy).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent::{Agent, AgentConfig, Handle, Seams};
 use berth_core::heat::outbox::EntryState;
 use berth_core::policy::NodePolicy;
-use berth_fakes::{FakeRuntime, MemStore};
-use berth_upstream::{Origin, SubmitError, Upstream, UpstreamConfig};
+use berth_upstream::{Origin, SubmitError, Upstream};
 use serde_json::{Value, json};
 
-struct Node {
-    handle: Handle,
-    up: Upstream,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn start(policy: NodePolicy) -> Node {
-    let dir = tempfile::tempdir().expect("tmp");
-    let runtime = FakeRuntime::new("n1");
-    runtime.add_image("demo:1", "sha256:one");
-    let env = Arc::new(Seams {
-        runtime,
-        store: MemStore::new(),
-    });
-    let cfg = AgentConfig::new("n1", "t-", dir.path().to_path_buf());
-    let (agent, handle) = Agent::new(env, cfg).expect("agent loads");
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(agent.run(async move {
-        let _ = rx.await;
-    }));
-    let up = Upstream::start(
-        handle.clone(),
-        dir.path(),
-        "n1",
-        UpstreamConfig {
-            policy,
-            ..Default::default()
-        },
-    )
-    .expect("upstream starts");
-    Node {
-        handle,
-        up,
-        _dir: dir,
-        _stop: stop,
-    }
-}
+mod common;
+use common::start;
 
 fn push() -> Origin {
     Origin::Push {
