@@ -79,7 +79,7 @@ impl<R: Runtime, S: Store> Env for Seams<R, S> {
 }
 
 /// The production environment: a runtime, a store and the host's systemd
-/// (berthd: `berth_systemd::DbusHost`; tests: `berth_systemd::fake::FakeHost`).
+/// (berthd: `berth_systemd::DbusHost`; tests: `berth_fakes::FakeHost`).
 pub struct HostSeams<R, S, H> {
     pub runtime: R,
     pub store: S,

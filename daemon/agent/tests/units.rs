@@ -1,5 +1,5 @@
 //! Host units (`after_units`, `requires_units`) in the loop, against
-//! `berth_systemd::fake::FakeHost`, the fake engine and the in-memory store.
+//! `berth_fakes::FakeHost`, the fake engine and the in-memory store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +11,8 @@ use berth_core::host::HostError;
 use berth_core::record::{Deployment, Status};
 use berth_core::runtime::ContainerState;
 use berth_core::spec::ServiceSpec;
+use berth_fakes::FakeHost;
 use berth_fakes::{FakeRuntime, MemStore};
-use berth_systemd::fake::FakeHost;
 
 mod common;
 use common::{apply, cfg, eventually, spec, wait_status};

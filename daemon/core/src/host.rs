@@ -302,6 +302,50 @@ pub fn validate_hook_unit_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What systemd would refuse (or do surprisingly) in a transient unit,
+/// refused up front with berth's words. The real host and the fake both
+/// check it, so tests see the same refusals.
+pub fn validate_transient(spec: &TransientSpec) -> Result<(), HostError> {
+    let invalid = |reason: String| HostError::InvalidSpec {
+        unit: spec.unit_name.clone(),
+        reason,
+    };
+    validate_hook_unit_name(&spec.unit_name).map_err(|reason| HostError::InvalidName {
+        unit: spec.unit_name.clone(),
+        reason,
+    })?;
+    match spec.argv.first() {
+        None => return Err(invalid("empty command (argv)".into())),
+        Some(p) if p.is_empty() => return Err(invalid("empty program name (argv[0])".into())),
+        Some(_) => {}
+    }
+    if spec.argv.iter().any(|a| a.contains('\0')) {
+        return Err(invalid("a command argument contains a NUL byte".into()));
+    }
+    if !std::path::Path::new(&spec.output_path).is_absolute() {
+        return Err(invalid(format!(
+            "output path `{}` is not absolute",
+            spec.output_path
+        )));
+    }
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(invalid(format!("invalid environment variable `{k}`")));
+        }
+    }
+    if let Some(dir) = &spec.working_dir
+        && !std::path::Path::new(dir).is_absolute()
+    {
+        return Err(invalid(format!(
+            "working directory `{dir}` is not absolute"
+        )));
+    }
+    if spec.timeout == Some(Duration::ZERO) {
+        return Err(invalid("a zero timeout would kill it at once".into()));
+    }
+    Ok(())
+}
+
 /// The last `cap` bytes of `bytes` as text (lossily UTF-8), and whether
 /// anything was dropped. A multi-byte character cut at the start is dropped
 /// rather than shown as a replacement character.

@@ -2,8 +2,10 @@
 //! They model behaviour (labels, states, events, history) faithfully enough
 //! for the agent's tests, record calls, and can be told to fail.
 
+pub mod host;
 pub mod runtime;
 pub mod store;
 
+pub use host::FakeHost;
 pub use runtime::FakeRuntime;
 pub use store::MemStore;

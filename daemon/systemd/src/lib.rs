@@ -1,5 +1,5 @@
 //! berth's host-units seam ([`berth_core::host::HostUnits`]) on systemd's
-//! D-Bus API, and [`fake::FakeHost`] for the agent's tests.
+//! D-Bus API. Its fake for the agent's tests is `berth_fakes::FakeHost`.
 //!
 //! [`DbusHost`] talks to `org.freedesktop.systemd1` on the system bus (berthd
 //! on a host) or a user bus (tests, `user_bus = true`), with zbus on tokio.
@@ -66,7 +66,6 @@
 //! manager's namespaces.
 
 mod bus;
-pub mod fake;
 mod props;
 mod transient;
 mod watch;

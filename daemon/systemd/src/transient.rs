@@ -1,6 +1,5 @@
 //! Host commands as transient units: start, re-attach by name, clean up.
 
-use std::path::Path;
 use std::time::Duration;
 
 use berth_core::host::{
@@ -13,13 +12,6 @@ use zbus::zvariant::{OwnedObjectPath, Value};
 use crate::STOP_GRACE;
 use crate::bus::{DbusHost, MANAGER_IFACE, SERVICE_IFACE};
 
-fn invalid(spec: &TransientSpec, reason: impl Into<String>) -> HostError {
-    HostError::InvalidSpec {
-        unit: spec.unit_name.clone(),
-        reason: reason.into(),
-    }
-}
-
 fn check_hook_name(name: &str) -> Result<(), HostError> {
     validate_hook_unit_name(name).map_err(|reason| HostError::InvalidName {
         unit: name.to_string(),
@@ -28,40 +20,9 @@ fn check_hook_name(name: &str) -> Result<(), HostError> {
 }
 
 /// What systemd would refuse (or do surprisingly), refused up front with
-/// berth's words.
+/// berth's words (core's check, shared with the fake).
 pub(crate) fn validate(spec: &TransientSpec) -> Result<(), HostError> {
-    check_hook_name(&spec.unit_name)?;
-    match spec.argv.first() {
-        None => return Err(invalid(spec, "empty command (argv)")),
-        Some(p) if p.is_empty() => return Err(invalid(spec, "empty program name (argv[0])")),
-        Some(_) => {}
-    }
-    if spec.argv.iter().any(|a| a.contains('\0')) {
-        return Err(invalid(spec, "a command argument contains a NUL byte"));
-    }
-    if !Path::new(&spec.output_path).is_absolute() {
-        return Err(invalid(
-            spec,
-            format!("output path `{}` is not absolute", spec.output_path),
-        ));
-    }
-    for (k, v) in &spec.env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(invalid(spec, format!("invalid environment variable `{k}`")));
-        }
-    }
-    if let Some(dir) = &spec.working_dir
-        && !Path::new(dir).is_absolute()
-    {
-        return Err(invalid(
-            spec,
-            format!("working directory `{dir}` is not absolute"),
-        ));
-    }
-    if spec.timeout == Some(Duration::ZERO) {
-        return Err(invalid(spec, "a zero timeout would kill it at once"));
-    }
-    Ok(())
+    berth_core::host::validate_transient(spec)
 }
 
 fn usec(d: Duration) -> u64 {

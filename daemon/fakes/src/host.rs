@@ -221,7 +221,7 @@ impl HostUnits for FakeHost {
 
     async fn run_transient(&self, spec: TransientSpec) -> Result<(), HostError> {
         self.check(FakeOp::RunTransient)?;
-        crate::transient::validate(&spec)?;
+        berth_core::host::validate_transient(&spec)?;
         let mut inner = self.lock();
         let name = spec.unit_name.clone();
         if inner.running.contains(&name) || inner.finished.contains_key(&name) {
