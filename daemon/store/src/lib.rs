@@ -587,15 +587,6 @@ fn generations(history: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(gens)
 }
 
-/// The file's bytes, or `None` if it does not exist.
-fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Pretty JSON (operators read these files) with a final newline.
 fn to_json<T: serde::Serialize>(value: &T, path: &Path) -> Result<Vec<u8>, StoreError> {
     let mut bytes = serde_json::to_vec_pretty(value)
