@@ -1,0 +1,291 @@
+//! Judging deployments in flight: settle time, health, crash loops and
+//! tasks' exits decide COMPLETE or FAILED; WAITING records whose cause is
+//! gone resume. Writes statuses, never acts on the engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::event::EventKind;
+use berth_core::hash::{create_spec, spec_hash};
+use berth_core::record::{DeployAction, Status};
+use berth_core::runtime::{ContainerState, Health, ObservedContainer, RuntimeError};
+use berth_core::spec::{DesiredState, Kind};
+use berth_core::store::Store;
+use tokio::time::Instant;
+
+use super::{Agent, CRASH_LOOP_RESTARTS};
+use crate::Env;
+use crate::exec::Job;
+use crate::state::{Svc, Watch, made_from};
+
+impl<E: Env> Agent<E> {
+    /// Moves IN_PROGRESS records forward from what the engine shows.
+    pub(super) fn judge(&mut self) {
+        let now = Instant::now();
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let container = self.container_of(&name).cloned();
+            let Some(svc) = self.services.get_mut(&name) else {
+                continue;
+            };
+            // Crash-loop flag from the restart count.
+            if let Some(c) = &container
+                && c.spec_hash.as_deref() == Some(svc.target.spec_hash.as_str())
+            {
+                if c.restart_count > svc.last_restarts {
+                    svc.crash_loop = c.restart_count >= CRASH_LOOP_RESTARTS
+                        && c.state == ContainerState::Restarting
+                        || c.restart_count >= svc.last_restarts + CRASH_LOOP_RESTARTS;
+                } else if c.state == ContainerState::Running && c.health != Some(Health::Unhealthy)
+                {
+                    svc.crash_loop = false;
+                }
+                svc.last_restarts = c.restart_count;
+            }
+            // A config change's reaction waiting to run (again) is judged
+            // once it has: a restart or a signal leaves no trace on the
+            // container to see.
+            if svc.busy || svc.current.status.is_terminal() || svc.config.resume {
+                continue;
+            }
+            // A deployment resumed after a crash whose container was in fact
+            // created: it reached the engine.
+            if !svc.current.applied
+                && svc.current.generation == svc.target.generation
+                && container
+                    .as_ref()
+                    .is_some_and(|c| c.spec_hash.as_deref() == Some(svc.current.spec_hash.as_str()))
+            {
+                svc.edit_current(|d| d.applied = true);
+                let record = Arc::clone(&svc.current);
+                if let Err(e) = self.env.store().save_record(&record) {
+                    tracing::error!(service = name, error = %e, "cannot save record");
+                }
+            }
+            let Some(svc) = self.services.get_mut(&name) else {
+                continue;
+            };
+            let verdict = judge_one(svc, container.as_ref(), now);
+            match verdict {
+                Verdict::Wait => {}
+                Verdict::Done(status, reason) => {
+                    self.set_status(&name, status, reason, None);
+                    if status == Status::Complete
+                        && self
+                            .services
+                            .get(&name)
+                            .is_some_and(|s| s.current.action == DeployAction::Delete)
+                    {
+                        self.emit(EventKind::ServiceDeleted {
+                            service: name.clone(),
+                        });
+                    }
+                }
+                Verdict::Collect(c) => {
+                    if let Some(svc) = self.services.get_mut(&name) {
+                        svc.busy = true;
+                        let job = Job::Collect {
+                            service: name.clone(),
+                            container: c.id.clone(),
+                            exit_code: c.exit_code,
+                            outputs: svc.current.spec.outputs.clone(),
+                            outputs_dir: Some(self.cfg.state_dir.join("outputs").join(&name)),
+                        };
+                        self.spawn(job);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deployments recorded while the engine was away: resolve their images now.
+    pub(super) fn resolve_waiting(&mut self) {
+        let waiting: Vec<(String, u64, berth_core::spec::ImageSource)> = self
+            .services
+            .values()
+            .filter(|s| {
+                s.current.status == Status::Pending
+                    && s.current.image_id.is_none()
+                    && !s.busy
+                    && s.retry_at.is_none_or(|t| Instant::now() >= t)
+            })
+            .map(|s| {
+                (
+                    s.meta.service.clone(),
+                    s.current.generation,
+                    s.current.spec.image.clone(),
+                )
+            })
+            .collect();
+        for (service, generation, image) in waiting {
+            if let Some(svc) = self.services.get_mut(&service) {
+                svc.busy = true;
+            }
+            self.spawn(Job::ResolveRecord {
+                service,
+                generation,
+                image,
+            });
+        }
+    }
+
+    /// The image of a waiting deployment resolved (or not).
+    pub(super) fn resolved_record(
+        &mut self,
+        service: &str,
+        generation: u64,
+        result: Result<String, RuntimeError>,
+    ) {
+        let Some(svc) = self.services.get_mut(service) else {
+            return;
+        };
+        svc.busy = false;
+        if svc.current.generation != generation || svc.current.status != Status::Pending {
+            return;
+        }
+        match result {
+            Err(e) if e.is_unreachable() => {
+                svc.retry_at = Some(Instant::now() + Duration::from_secs(2));
+            }
+            Err(e) => self.fail_early(service, e.to_string()),
+            Ok(id) => {
+                let outputs_dir = self.outputs_dir(service);
+                let Some(svc) = self.services.get_mut(service) else {
+                    return;
+                };
+                let create = create_spec(
+                    &svc.current.spec,
+                    &id,
+                    Some(outputs_dir.to_string_lossy().as_ref()),
+                );
+                let hash = spec_hash(&create);
+                let already_runs = self
+                    .observed
+                    .iter()
+                    .any(|c| c.service == service && c.spec_hash.as_deref() == Some(hash.as_str()));
+                let current = Arc::make_mut(&mut svc.current);
+                current.image_id = Some(id);
+                current.spec_hash = hash;
+                current.status_reason.clear();
+                if already_runs {
+                    current.applied = true;
+                    current.status = Status::InProgress;
+                    svc.watch = Some(Watch {
+                        running_since: None,
+                        needs_settle: false,
+                        restarts_at_start: None,
+                        health_deadline: Instant::now() + svc.current.spec.update.health_timeout,
+                    });
+                }
+                svc.target = Arc::clone(&svc.current);
+                let record = Arc::clone(&svc.current);
+                let create = self.create_request(&record);
+                if let Some(svc) = self.services.get_mut(service) {
+                    svc.create = create;
+                }
+                if let Err(e) = self.env.store().save_record(&record) {
+                    tracing::error!(service, error = %e, "cannot save record");
+                }
+                self.emit_status(&record);
+            }
+        }
+    }
+}
+
+enum Verdict {
+    Wait,
+    Done(Status, String),
+    /// A task ended: collect its outputs.
+    Collect(ObservedContainer),
+}
+
+/// Whether the current record of `svc` is done, from its container.
+fn judge_one(svc: &mut Svc, container: Option<&ObservedContainer>, now: Instant) -> Verdict {
+    let record = &svc.current;
+    if record.status == Status::Pending {
+        return Verdict::Wait;
+    }
+    let spec = &record.spec;
+    let hash_matches = |c: &ObservedContainer| made_from(record, c);
+    if record.action == DeployAction::Delete {
+        return if container.is_none() {
+            Verdict::Done(Status::Complete, String::new())
+        } else {
+            Verdict::Wait
+        };
+    }
+    let Some(c) = container.filter(|c| hash_matches(c)) else {
+        return Verdict::Wait;
+    };
+    let Some(watch) = svc.watch.as_mut() else {
+        return Verdict::Wait;
+    };
+    if spec.state == DesiredState::Stopped {
+        return if c.state.is_up() {
+            Verdict::Wait
+        } else {
+            Verdict::Done(Status::Complete, String::new())
+        };
+    }
+    if spec.kind == Kind::Task {
+        return match c.state {
+            ContainerState::Exited | ContainerState::Dead => Verdict::Collect(c.clone()),
+            _ => Verdict::Wait,
+        };
+    }
+    let restarts_at_start = *watch.restarts_at_start.get_or_insert(c.restart_count);
+    if c.restart_count > restarts_at_start {
+        return Verdict::Done(
+            Status::Failed,
+            format!(
+                "container restarted {} time(s) while settling (last exit code {})",
+                c.restart_count - restarts_at_start,
+                c.exit_code
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "unknown".into())
+            ),
+        );
+    }
+    if !c.state.is_up() || c.state == ContainerState::Restarting {
+        if !watch.needs_settle {
+            return Verdict::Wait;
+        }
+        if c.state == ContainerState::Created {
+            return Verdict::Wait;
+        }
+        return Verdict::Done(
+            Status::Failed,
+            format!(
+                "container exited with code {} while settling",
+                c.exit_code
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "unknown".into())
+            ),
+        );
+    }
+    let since = *watch.running_since.get_or_insert(now);
+    let settled = !watch.needs_settle || now.duration_since(since) >= spec.update.settle;
+    if spec.healthcheck.is_some() {
+        match c.health {
+            Some(Health::Healthy) if settled => Verdict::Done(Status::Complete, String::new()),
+            _ if now >= watch.health_deadline => Verdict::Done(
+                Status::Failed,
+                format!(
+                    "not healthy within update.health_timeout ({}); health is {}",
+                    berth_core::units::format_duration(spec.update.health_timeout),
+                    match c.health {
+                        Some(Health::Unhealthy) => "unhealthy",
+                        Some(Health::Starting) => "starting",
+                        Some(Health::Healthy) => "healthy",
+                        None => "unknown",
+                    }
+                ),
+            ),
+            _ => Verdict::Wait,
+        }
+    } else if settled {
+        Verdict::Done(Status::Complete, String::new())
+    } else {
+        Verdict::Wait
+    }
+}

@@ -1,0 +1,283 @@
+//! From records to engine actions: what is desired, `plan()` against what
+//! was observed, the node policy checked again right before a create, and
+//! the resulting actions handed to jobs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::event::EventKind;
+use berth_core::hash::create_spec;
+use berth_core::plan::{Action, Desired, DesiredService, Observed, plan};
+use berth_core::record::{DeployAction, Deployment, Status};
+use berth_core::runtime::{
+    ContainerState, CreateRequest, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT, LABEL_GENERATION,
+    LABEL_KIND, LABEL_SERVICE, LABEL_SPEC_HASH,
+};
+use berth_core::spec::Kind;
+use tokio::time::Instant;
+
+use super::Agent;
+use crate::Env;
+use crate::exec::Job;
+use crate::state::Watch;
+
+impl<E: Env> Agent<E> {
+    pub(super) fn new_watch(&self, record: &Deployment, needs_settle: bool) -> Watch {
+        Watch {
+            running_since: None,
+            needs_settle,
+            restarts_at_start: None,
+            health_deadline: Instant::now() + record.spec.update.health_timeout,
+        }
+    }
+
+    pub(super) fn outputs_dir(&self, service: &str) -> PathBuf {
+        self.cfg.state_dir.join("outputs").join(service)
+    }
+
+    /// The create call for a record, when its image was resolved.
+    pub(super) fn create_request(&self, record: &Deployment) -> Option<Box<CreateRequest>> {
+        let image_id = record.image_id.as_deref()?;
+        let outputs_dir = self.outputs_dir(&record.service);
+        let spec = create_spec(
+            &record.spec,
+            image_id,
+            Some(outputs_dir.to_string_lossy().as_ref()),
+        );
+        let mut labels = BTreeMap::new();
+        labels.insert(LABEL_SERVICE.to_string(), record.service.clone());
+        labels.insert(LABEL_SPEC_HASH.to_string(), record.spec_hash.clone());
+        labels.insert(LABEL_GENERATION.to_string(), record.generation.to_string());
+        labels.insert(LABEL_DEPLOYMENT.to_string(), record.id.clone());
+        let kind = match record.spec.kind {
+            Kind::Service => "service",
+            Kind::Task => "task",
+        };
+        labels.insert(LABEL_KIND.to_string(), kind.to_string());
+        if let Some(identity) = &record.config_identity {
+            labels.insert(LABEL_CONFIG_HASH.to_string(), identity.clone());
+        }
+        Some(Box::new(CreateRequest {
+            name: format!("{}{}", self.cfg.prefix, record.service),
+            spec,
+            labels,
+        }))
+    }
+
+    pub(super) fn desired(&self) -> Desired {
+        let mut d = Desired {
+            services: BTreeMap::new(),
+            untouchable: self.unreadable.keys().cloned().collect(),
+        };
+        for (name, svc) in &self.services {
+            if svc.current.action == DeployAction::Delete {
+                continue;
+            }
+            if svc.create.is_none() && svc.target.image_id.is_none() {
+                // Never resolved (first deployment failed early): nothing to run,
+                // but its leftover containers are not ours to remove either.
+                d.untouchable.insert(name.clone());
+                continue;
+            }
+            let spec = &svc.target.spec;
+            d.services.insert(
+                name.clone(),
+                DesiredService {
+                    name: name.clone(),
+                    container_name: svc.container_name(&self.cfg.prefix),
+                    spec_hash: svc.target.spec_hash.clone(),
+                    state: spec.state,
+                    kind: spec.kind,
+                    restart: spec.effective_restart(),
+                    held: svc.meta.held,
+                    task_done: spec.kind == Kind::Task
+                        && svc.target.status.is_terminal()
+                        && svc.target.applied,
+                    config_identity: svc.target.config_identity.clone(),
+                    blocked: self.units_blocked(svc),
+                },
+            );
+        }
+        d
+    }
+
+    /// Exited containers of tasks that ended more than `task_gc_after` ago.
+    pub(super) fn task_gc(&self) -> Vec<Action> {
+        let now = self.env.now_ms();
+        let after = self.cfg.task_gc_after.as_millis() as u64;
+        let mut out = Vec::new();
+        for (name, svc) in &self.services {
+            let done = svc.target.spec.kind == Kind::Task
+                && svc.current.status.is_terminal()
+                && svc.current.action != DeployAction::Delete
+                && !svc.meta.held
+                && now.saturating_sub(svc.current.updated_at_ms) >= after;
+            if !done {
+                continue;
+            }
+            for c in self.observed.iter().filter(|c| c.service == *name) {
+                if matches!(c.state, ContainerState::Exited | ContainerState::Dead) {
+                    out.push(Action::Remove {
+                        service: name.clone(),
+                        container: c.into(),
+                        reason: berth_core::plan::Reason::TaskFinished,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn reconcile(&mut self) {
+        self.resolve_waiting();
+        let mut actions = plan(
+            &self.desired(),
+            &Observed {
+                containers: self.observed.clone(),
+            },
+        );
+        let planned: BTreeSet<String> = actions.iter().map(|a| a.service().to_string()).collect();
+        actions.extend(
+            self.task_gc()
+                .into_iter()
+                .filter(|a| !planned.contains(a.service())),
+        );
+        let mut by_service: BTreeMap<String, Vec<Action>> = BTreeMap::new();
+        for a in actions {
+            by_service
+                .entry(a.service().to_string())
+                .or_default()
+                .push(a);
+        }
+        let now = Instant::now();
+        // A backoff that expired with nothing left to do is over.
+        for (name, svc) in self.services.iter_mut() {
+            if svc.retry_at.is_some_and(|t| now >= t) && !by_service.contains_key(name) {
+                svc.retry_at = None;
+            }
+        }
+        for (service, actions) in by_service {
+            let (create, outputs_dir) = match self.services.get(&service) {
+                Some(svc) => {
+                    if svc.busy || svc.retry_at.is_some_and(|t| now < t) {
+                        continue;
+                    }
+                    let outputs_dir = (svc.target.spec.kind == Kind::Task
+                        && !svc.target.spec.outputs.is_empty())
+                    .then(|| self.outputs_dir(&service));
+                    (svc.create.clone(), outputs_dir)
+                }
+                None => (None, None),
+            };
+            let deploys = actions.iter().any(|a| matches!(a, Action::Deploy { .. }));
+            // The engine resolves bind sources again at each start: a
+            // stopped container is asked about as a new one is.
+            let verdict = if deploys {
+                create.as_ref().map(|c| self.policy_at_create(&c.spec))
+            } else if actions.iter().any(|a| matches!(a, Action::Start { .. })) {
+                self.services
+                    .get(&service)
+                    .map(|s| self.policy_at_create(&create_spec(&s.current.spec, "", None)))
+            } else {
+                None
+            };
+            if let Some(Err(reason)) = verdict {
+                self.refuse_create(&service, reason);
+                continue;
+            }
+            if let Some(svc) = self.services.get_mut(&service) {
+                svc.busy = true;
+            } else {
+                // Containers of a service berthd has no record of: only removals.
+                if self.orphans_busy.contains(&service) {
+                    continue;
+                }
+                self.orphans_busy.insert(service.clone());
+            }
+            if deploys
+                && self
+                    .services
+                    .get(&service)
+                    .is_some_and(|s| s.current.status == Status::Pending)
+            {
+                self.set_status(&service, Status::InProgress, String::new(), None);
+            }
+            self.own_containers
+                .retain(|_, at| now.duration_since(*at) < Duration::from_secs(30));
+            for a in &actions {
+                tracing::info!(service, action = a.verb(), reason = %a.reason(), "planned");
+                match a {
+                    Action::Deploy { replace, .. } => {
+                        for c in replace {
+                            self.own_containers.insert(c.id.clone(), now);
+                        }
+                    }
+                    Action::Start { container, .. }
+                    | Action::Stop { container, .. }
+                    | Action::Rename { container, .. }
+                    | Action::Remove { container, .. } => {
+                        self.own_containers.insert(container.id.clone(), now);
+                    }
+                }
+            }
+            self.spawn(Job::Actions {
+                service,
+                actions,
+                create,
+                outputs_dir,
+            });
+        }
+    }
+
+    /// The node policy right before a create or a start: a host path under
+    /// `allowed_host_paths` must still lead there (a symlink planted since
+    /// the spec was accepted, e.g. by a container that mounts the allowed
+    /// directory, is caught here). Resolved on the loop like the store's
+    /// reads: a few `stat`s per path.
+    pub(super) fn policy_at_create(
+        &self,
+        spec: &berth_core::runtime::CreateSpec,
+    ) -> Result<(), String> {
+        let policy = Arc::clone(&self.cfg.node_policy.borrow());
+        let violations = policy.check_create(spec, &crate::hostpath::FsResolver);
+        if violations.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        Err(format!(
+            "refused by the node policy before creating or starting the container: {}",
+            list.join("; ")
+        ))
+    }
+
+    /// A create the node policy refused: the deployment fails (the target
+    /// goes back to what runs) or, for a container of an applied record, the
+    /// service is failed and asked again after a backoff.
+    pub(super) fn refuse_create(&mut self, service: &str, reason: String) {
+        tracing::warn!(service, %reason, "container create refused");
+        let Some(svc) = self.services.get_mut(service) else {
+            return;
+        };
+        svc.back_off();
+        let deploying = !svc.current.status.is_terminal() && !svc.current.applied;
+        if deploying {
+            self.fail_early(service, reason);
+            return;
+        }
+        self.emit(EventKind::ContainerAction {
+            service: service.to_string(),
+            action: "failed".into(),
+            container: String::new(),
+            reason: reason.clone(),
+        });
+        if !self
+            .services
+            .get(service)
+            .is_some_and(|s| s.current.status.is_terminal())
+        {
+            self.set_status(service, Status::Failed, reason, None);
+        }
+    }
+}
