@@ -15,11 +15,11 @@
 //! | `reconcile.rs` | records → `plan()` → engine actions (as jobs) |
 //! | `results.rs` | what jobs report back |
 //! | `snapshot.rs` | the snapshot API readers see |
-//! | `config.rs` | config sources: watching them, reacting to content changes |
+//! | `config_watch.rs` | config sources: watching them, reacting to content changes |
 //! | `units.rs` | host systemd units the services wait for |
 //!
 //! The loop never waits on the engine or D-Bus: those calls run as jobs
-//! (`crate::exec`) or tasks that report back. Durable record writes are the
+//! (`crate::jobs`) or tasks that report back. Durable record writes are the
 //! one I/O it does itself (a record is on disk before anything acts on it).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,12 +35,12 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::exec::{self, Done, Job};
+use crate::jobs::{self, Done, Job};
 use crate::state::{EventRing, Snapshot, Svc};
 
 mod apply;
 mod commands;
-mod config;
+mod config_watch;
 mod judge;
 mod load;
 mod observe;
@@ -333,7 +333,7 @@ impl<E: Env> Agent<E> {
             } else {
                 None
             };
-            let done = exec::run(env.runtime(), job).await;
+            let done = jobs::run(env.runtime(), job).await;
             let _ = tx.send(done);
         });
     }

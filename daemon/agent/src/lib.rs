@@ -9,7 +9,7 @@
 //! that woke it up.
 
 mod agent;
-mod exec;
+mod jobs;
 pub mod hostpath;
 mod images;
 mod state;

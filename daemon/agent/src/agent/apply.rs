@@ -14,7 +14,7 @@ use berth_core::spec::ServiceSpec;
 use berth_core::store::{META_SCHEMA_VERSION, ServiceMeta, Store};
 
 use super::{Agent, PendingApply};
-use crate::exec::{ConfigRead, Job};
+use crate::jobs::{ConfigRead, Job};
 use crate::state::{Svc, last_change_of};
 use crate::{AgentError, Env, Reply};
 

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{Agent, CRASH_LOOP_RESTARTS};
 use crate::Env;
-use crate::exec::Job;
+use crate::jobs::Job;
 use crate::state::{Svc, Watch, made_from};
 
 impl<E: Env> Agent<E> {

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::Agent;
 use crate::Env;
-use crate::exec::Job;
+use crate::jobs::Job;
 use crate::state::Watch;
 
 impl<E: Env> Agent<E> {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Agent;
 use crate::Env;
-use crate::exec::Done;
+use crate::jobs::Done;
 
 impl<E: Env> Agent<E> {
     pub(super) fn handle_done(&mut self, done: Done) {

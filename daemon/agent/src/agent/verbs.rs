@@ -10,7 +10,7 @@ use berth_core::store::Store;
 use tokio::time::Instant;
 
 use super::Agent;
-use crate::exec::Job;
+use crate::jobs::Job;
 use crate::{AgentError, Env, Verb};
 
 impl<E: Env> Agent<E> {

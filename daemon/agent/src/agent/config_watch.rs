@@ -20,7 +20,7 @@ use berth_watch::{WatchEvent, WatchSpec};
 use tokio::time::Instant;
 
 use super::Agent;
-use crate::exec::{ConfigRead, Job};
+use crate::jobs::{ConfigRead, Job};
 use crate::state::{ConfigTrack, Svc, config_baseline, last_change_of};
 use crate::{AgentError, Env, Reply};
 

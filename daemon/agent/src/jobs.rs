@@ -1,4 +1,4 @@
-//! Executors: the engine calls a plan needs, run outside the loop. Each job
+//! Jobs: the engine calls a plan needs, run outside the loop. Each job
 //! reports back what it did, step by step, so the loop can record and emit it.
 
 use std::collections::BTreeMap;
