@@ -265,7 +265,7 @@ impl<E: Env> Agent<E> {
         let now = Instant::now();
         let waiting = self.services.values().any(|s| {
             !s.current.status.is_terminal()
-                || s.watch.is_some()
+                || s.gate.is_some()
                 || s.retry_at.is_some_and(|t| now >= t)
                 || (s.config.dirty && !s.config.reading && !s.meta.held)
         });

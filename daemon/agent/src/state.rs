@@ -35,7 +35,7 @@ pub(crate) struct Svc {
     /// another list, and fails if that happens again.
     pub looked_again: bool,
     /// Set while the current record waits to be judged.
-    pub watch: Option<Watch>,
+    pub gate: Option<HealthGate>,
     /// Restart count last seen, to report crash loops.
     pub last_restarts: u64,
     pub crash_loop: bool,
@@ -98,12 +98,12 @@ pub(crate) fn made_from(record: &Deployment, c: &ObservedContainer) -> bool {
 
 /// A deployment being judged: settle time and health gate.
 #[derive(Debug, Clone)]
-pub(crate) struct Watch {
+pub(crate) struct HealthGate {
     /// When the container this deployment made was (first seen) running.
     pub running_since: Option<Instant>,
     /// The deployment created or started a container: wait out the settle time.
     pub needs_settle: bool,
-    /// Restart count when the watch began.
+    /// Restart count when the gate began.
     pub restarts_at_start: Option<u64>,
     pub health_deadline: Instant,
 }

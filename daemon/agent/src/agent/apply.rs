@@ -406,10 +406,10 @@ impl<E: Env> Agent<E> {
             }
             return Err(e.into());
         }
-        let watch = if record.status.is_terminal() {
+        let gate = if record.status.is_terminal() {
             None
         } else {
-            Some(self.new_watch(&record, !record.applied))
+            Some(self.new_gate(&record, !record.applied))
         };
         let create = self.create_request(&target);
         // What the watcher watches follows the target's sources and
@@ -428,7 +428,7 @@ impl<E: Env> Agent<E> {
             retry_at: None,
             failures: 0,
             looked_again: false,
-            watch,
+            gate,
             last_restarts: prev.as_ref().map(|p| p.last_restarts).unwrap_or(0),
             crash_loop: false,
             config: prev.map(|p| p.config).unwrap_or_default(),
@@ -487,7 +487,7 @@ impl<E: Env> Agent<E> {
             }
         });
         if status.is_terminal() {
-            svc.watch = None;
+            svc.gate = None;
         }
         let record = Arc::clone(&svc.current);
         if let Err(e) = self.env.store().save_record(&record) {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::{Agent, CRASH_LOOP_RESTARTS};
 use crate::Env;
 use crate::jobs::Job;
-use crate::state::{Svc, Watch, made_from};
+use crate::state::{HealthGate, Svc, made_from};
 
 impl<E: Env> Agent<E> {
     /// Moves IN_PROGRESS records forward from what the engine shows.
@@ -170,7 +170,7 @@ impl<E: Env> Agent<E> {
                 if already_runs {
                     current.applied = true;
                     current.status = Status::InProgress;
-                    svc.watch = Some(Watch {
+                    svc.gate = Some(HealthGate {
                         running_since: None,
                         needs_settle: false,
                         restarts_at_start: None,
@@ -217,7 +217,7 @@ fn judge_one(svc: &mut Svc, container: Option<&ObservedContainer>, now: Instant)
     let Some(c) = container.filter(|c| hash_matches(c)) else {
         return Verdict::Wait;
     };
-    let Some(watch) = svc.watch.as_mut() else {
+    let Some(gate) = svc.gate.as_mut() else {
         return Verdict::Wait;
     };
     if spec.state == DesiredState::Stopped {
@@ -233,7 +233,7 @@ fn judge_one(svc: &mut Svc, container: Option<&ObservedContainer>, now: Instant)
             _ => Verdict::Wait,
         };
     }
-    let restarts_at_start = *watch.restarts_at_start.get_or_insert(c.restart_count);
+    let restarts_at_start = *gate.restarts_at_start.get_or_insert(c.restart_count);
     if c.restart_count > restarts_at_start {
         return Verdict::Done(
             Status::Failed,
@@ -247,7 +247,7 @@ fn judge_one(svc: &mut Svc, container: Option<&ObservedContainer>, now: Instant)
         );
     }
     if !c.state.is_up() || c.state == ContainerState::Restarting {
-        if !watch.needs_settle {
+        if !gate.needs_settle {
             return Verdict::Wait;
         }
         if c.state == ContainerState::Created {
@@ -263,12 +263,12 @@ fn judge_one(svc: &mut Svc, container: Option<&ObservedContainer>, now: Instant)
             ),
         );
     }
-    let since = *watch.running_since.get_or_insert(now);
-    let settled = !watch.needs_settle || now.duration_since(since) >= spec.update.settle;
+    let since = *gate.running_since.get_or_insert(now);
+    let settled = !gate.needs_settle || now.duration_since(since) >= spec.update.settle;
     if spec.healthcheck.is_some() {
         match c.health {
             Some(Health::Healthy) if settled => Verdict::Done(Status::Complete, String::new()),
-            _ if now >= watch.health_deadline => Verdict::Done(
+            _ if now >= gate.health_deadline => Verdict::Done(
                 Status::Failed,
                 format!(
                     "not healthy within update.health_timeout ({}); health is {}",

@@ -74,7 +74,7 @@ impl<E: Env> Agent<E> {
                         retry_at: None,
                         failures: 0,
                         looked_again: false,
-                        watch: None,
+                        gate: None,
                         last_restarts: 0,
                         crash_loop: false,
                         config: ConfigTrack::default(),
@@ -83,7 +83,7 @@ impl<E: Env> Agent<E> {
                     svc.create = self.create_request(&svc.target);
                     if !svc.current.status.is_terminal() {
                         // Resumed: judged again from what the engine shows.
-                        svc.watch = Some(self.new_watch(&svc.current, true));
+                        svc.gate = Some(self.new_gate(&svc.current, true));
                     }
                     self.services.insert(svc.meta.service.clone(), svc);
                 }

@@ -21,11 +21,11 @@ use tokio::time::Instant;
 use super::Agent;
 use crate::Env;
 use crate::jobs::Job;
-use crate::state::Watch;
+use crate::state::HealthGate;
 
 impl<E: Env> Agent<E> {
-    pub(super) fn new_watch(&self, record: &Deployment, needs_settle: bool) -> Watch {
-        Watch {
+    pub(super) fn new_gate(&self, record: &Deployment, needs_settle: bool) -> HealthGate {
+        HealthGate {
             running_since: None,
             needs_settle,
             restarts_at_start: None,

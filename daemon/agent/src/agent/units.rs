@@ -345,7 +345,7 @@ impl<E: Env> Agent<E> {
                     "{WAITING}s to be active: {}; berth waits, it never starts them",
                     self.units_list(&b)
                 );
-                if let Some(w) = self.services.get_mut(&name).and_then(|s| s.watch.as_mut()) {
+                if let Some(w) = self.services.get_mut(&name).and_then(|s| s.gate.as_mut()) {
                     // Judged afresh once it starts: a container stopped for a
                     // required unit did not fail its settle, and the health
                     // gate counts from the start, not from the wait.
