@@ -180,6 +180,16 @@ pub struct ImageInfo {
     pub tags: Vec<String>,
 }
 
+/// A named volume as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    /// Its `io.berth.node` label: `None` for a volume berth did not make
+    /// (made by hand, by another tool, or by the engine itself at a create
+    /// before berth labelled the volumes it makes).
+    pub node: Option<String>,
+}
+
 /// Something happened to one of berth's containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeEvent {
@@ -301,6 +311,17 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<ImageInfo>, RuntimeError>> + Send;
     /// Removes an image berth built (never forcefully: an image in use stays).
     fn remove_image(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// The named volume `name`; `None` when the engine has no such volume.
+    fn inspect_volume(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<VolumeInfo>, RuntimeError>> + Send;
+    /// Every named volume carrying this node's label.
+    fn list_volumes(&self) -> impl Future<Output = Result<Vec<VolumeInfo>, RuntimeError>> + Send;
+    /// Removes a named volume that carries this node's label, never
+    /// forcefully: one a container still uses stays ([`RuntimeError::Refused`]),
+    /// and so does one without this node's label. A missing one is `Ok`.
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Logs of a container, stdout and stderr told apart.
     fn logs(&self, id: &str, opts: LogOptions) -> BoxStream<Result<LogChunk, RuntimeError>>;
     /// Events about this node's containers. The stream ends when the engine

@@ -25,7 +25,7 @@ use std::time::Duration;
 use berth_core::runtime::{
     BoxStream, ContainerState, CreateRequest, ExecOutput, Health, ImageInfo, LABEL_CONFIG_HASH,
     LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
-    ObservedContainer, RuntimeError, RuntimeEvent,
+    ObservedContainer, RuntimeError, RuntimeEvent, VolumeInfo,
 };
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
@@ -33,9 +33,9 @@ use bollard::models::{ContainerInspectResponse, EventMessage, ExecConfig, Health
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
     ImportImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    RenameContainerOptionsBuilder, RestartContainerOptions, StartContainerOptions,
-    StopContainerOptions,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder,
+    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, Docker, body_try_stream};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -362,6 +362,29 @@ fn valid_container_ref(s: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A volume name goes into the engine's URL path (`/volumes/{name}`): only
+/// the engine's own name rule (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`) is let through,
+/// so a name like `../containers/ID` cannot reach another endpoint.
+fn check_volume_name(op: &'static str, name: &str) -> Result<(), RuntimeError> {
+    if valid_container_ref(name) {
+        return Ok(());
+    }
+    Err(RuntimeError::Refused {
+        op,
+        target: name.to_string(),
+        message: "not a valid volume name (letters, digits, `_`, `.`, `-`, \
+                  starting with a letter or digit)"
+            .to_string(),
+    })
+}
+
+fn volume_info(v: bollard::models::Volume) -> VolumeInfo {
+    VolumeInfo {
+        node: v.labels.get(LABEL_NODE).cloned(),
+        name: v.name,
+    }
 }
 
 /// An image reference or id (`name[:tag]`, `name@sha256:..`, `sha256:..`).
@@ -966,6 +989,67 @@ impl Runtime for DockerRuntime {
             Err(e) => match Failure::from(e) {
                 f if f.status() == Some(404) => Ok(()),
                 f => Err(inner.fail("remove image", id, f)),
+            },
+        }
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>, RuntimeError> {
+        let inner = &self.inner;
+        check_volume_name("inspect volume", name)?;
+        let docker = inner.client().await?.with_timeout(QUERY_TIMEOUT);
+        match docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(volume_info(v))),
+            Err(e) => match Failure::from(e) {
+                f if f.status() == Some(404) => Ok(None),
+                f => Err(inner.fail("inspect volume", name, f)),
+            },
+        }
+    }
+
+    async fn list_volumes(&self) -> Result<Vec<VolumeInfo>, RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?.with_timeout(QUERY_TIMEOUT);
+        let filters = HashMap::from([("label", vec![inner.node_filter()])]);
+        let opts = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let listed = docker
+            .list_volumes(Some(opts))
+            .await
+            .map_err(|e| inner.fail("list", "volumes", e.into()))?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(volume_info)
+            // The engine filtered already; checked again all the same.
+            .filter(|v| v.node.as_deref() == Some(inner.node_id.as_str()))
+            .collect())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let Some(volume) = self.inspect_volume(name).await? else {
+            return Ok(());
+        };
+        if volume.node.as_deref() != Some(inner.node_id.as_str()) {
+            return Err(RuntimeError::Refused {
+                op: "remove volume",
+                target: name.to_string(),
+                message: match volume.node {
+                    None => format!("it has no {LABEL_NODE} label: berth did not create it"),
+                    Some(other) => format!("it belongs to node `{other}`, not this one"),
+                },
+            });
+        }
+        let docker = inner.client().await?;
+        // Never forced: a volume a container still uses stays (409).
+        let opts = RemoveVolumeOptionsBuilder::default().force(false).build();
+        match docker.remove_volume(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Failure::from(e) {
+                f if f.status() == Some(404) => Ok(()),
+                f => Err(inner.fail("remove volume", name, f)),
             },
         }
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use berth_core::runtime::{
     BoxStream, ContainerState, CreateRequest, ExecOutput, Health, ImageInfo, LABEL_CONFIG_HASH,
     LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
-    ObservedContainer, Runtime, RuntimeError, RuntimeEvent,
+    ObservedContainer, Runtime, RuntimeError, RuntimeEvent, VolumeInfo,
 };
 use tokio::sync::broadcast;
 
@@ -31,12 +31,22 @@ pub enum Call {
     Load(String),
     ListImages,
     RemoveImage(String),
+    InspectVolume(String),
+    ListVolumes,
+    RemoveVolume(String),
 }
 
 impl Call {
     /// Calls that change the engine's state.
     pub fn is_mutating(&self) -> bool {
-        !matches!(self, Call::List | Call::InspectImage(_) | Call::ListImages)
+        !matches!(
+            self,
+            Call::List
+                | Call::InspectImage(_)
+                | Call::ListImages
+                | Call::InspectVolume(_)
+                | Call::ListVolumes
+        )
     }
     fn kind(&self) -> &'static str {
         match self {
@@ -54,6 +64,9 @@ impl Call {
             Call::Load(_) => "load",
             Call::ListImages => "list_images",
             Call::RemoveImage(_) => "remove_image",
+            Call::InspectVolume(_) => "inspect_volume",
+            Call::ListVolumes => "list_volumes",
+            Call::RemoveVolume(_) => "remove_volume",
         }
     }
 }
@@ -84,6 +97,9 @@ struct Inner {
     next_id: u64,
     /// What the next execs return (default: exit 0, no output).
     exec_results: VecDeque<ExecOutput>,
+    /// Named volumes: name → labels. A create makes the missing ones with
+    /// this node's label, as the Docker runtime does.
+    volumes: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -124,6 +140,17 @@ impl FakeRuntime {
     /// The next `exec` returns `out`.
     pub fn push_exec_result(&self, out: ExecOutput) {
         self.lock().exec_results.push_back(out);
+    }
+
+    /// Adds a named volume berth did not make here (by hand: no labels; or
+    /// another node's), or one of this node's with `labels` naming it.
+    pub fn add_volume(&self, name: &str, labels: BTreeMap<String, String>) {
+        self.lock().volumes.insert(name.to_string(), labels);
+    }
+
+    /// The names of the engine's named volumes, all nodes' and none.
+    pub fn volume_names(&self) -> Vec<String> {
+        self.lock().volumes.keys().cloned().collect()
     }
 
     pub fn set_unreachable(&self, down: bool) {
@@ -329,6 +356,11 @@ impl Runtime for FakeRuntime {
                     name: req.name.clone(),
                 });
             }
+            for v in req.spec.volumes.iter().filter(|v| !v.is_host_path()) {
+                g.volumes.entry(v.source.clone()).or_insert_with(|| {
+                    BTreeMap::from([(LABEL_NODE.to_string(), self.node.clone())])
+                });
+            }
             g.next_id += 1;
             let id = format!("c{:04}", g.next_id);
             let mut labels = req.labels.clone();
@@ -509,6 +541,55 @@ impl Runtime for FakeRuntime {
             });
         }
         g.images.retain(|_, v| v != id);
+        Ok(())
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>, RuntimeError> {
+        let g = self.begin(Call::InspectVolume(name.to_string()))?;
+        Ok(g.volumes.get(name).map(|labels| VolumeInfo {
+            name: name.to_string(),
+            node: labels.get(LABEL_NODE).cloned(),
+        }))
+    }
+
+    async fn list_volumes(&self) -> Result<Vec<VolumeInfo>, RuntimeError> {
+        let g = self.begin(Call::ListVolumes)?;
+        Ok(g.volumes
+            .iter()
+            .filter(|(_, labels)| labels.get(LABEL_NODE) == Some(&self.node))
+            .map(|(name, _)| VolumeInfo {
+                name: name.clone(),
+                node: Some(self.node.clone()),
+            })
+            .collect())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        let mut g = self.begin(Call::RemoveVolume(name.to_string()))?;
+        let Some(labels) = g.volumes.get(name) else {
+            return Ok(());
+        };
+        let refused = |message: String| RuntimeError::Refused {
+            op: "remove volume",
+            target: name.to_string(),
+            message,
+        };
+        match labels.get(LABEL_NODE) {
+            Some(node) if *node == self.node => {}
+            Some(other) => return Err(refused(format!("it belongs to node `{other}`"))),
+            None => return Err(refused(format!("it has no {LABEL_NODE} label"))),
+        }
+        // Like the engine: a volume any container mounts stays.
+        if let Some(c) = g.containers.iter().find(|c| {
+            c.req
+                .spec
+                .volumes
+                .iter()
+                .any(|v| !v.is_host_path() && v.source == name)
+        }) {
+            return Err(refused(format!("volume is in use by container {}", c.id)));
+        }
+        g.volumes.remove(name);
         Ok(())
     }
 
