@@ -8,6 +8,7 @@ use berth_core::dto::{
     NodeInfo, ServiceStatus, VerbResponse,
 };
 use berth_core::event::Event;
+pub(crate) use berth_core::judge::HealthGate;
 use berth_core::reconfig::ConfigState;
 use berth_core::record::{DeployAction, Deployment, Status};
 use berth_core::runtime::{CreateRequest, ObservedContainer};
@@ -94,18 +95,6 @@ pub(crate) fn config_baseline(svc: &Svc) -> &[ConfigState] {
 /// sources, from its config).
 pub(crate) fn made_from(record: &Deployment, c: &ObservedContainer) -> bool {
     berth_core::plan::made_from(&record.spec_hash, record.config_identity.as_deref(), c)
-}
-
-/// A deployment being judged: settle time and health gate.
-#[derive(Debug, Clone)]
-pub(crate) struct HealthGate {
-    /// When the container this deployment made was (first seen) running.
-    pub running_since: Option<Instant>,
-    /// The deployment created or started a container: wait out the settle time.
-    pub needs_settle: bool,
-    /// Restart count when the gate began.
-    pub restarts_at_start: Option<u64>,
-    pub health_deadline: Instant,
 }
 
 impl Svc {

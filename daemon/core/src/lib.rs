@@ -12,6 +12,7 @@ pub mod dockerignore;
 pub mod dto;
 pub mod event;
 pub mod hash;
+pub mod judge;
 pub mod heat;
 pub mod host;
 pub mod parse;

@@ -504,7 +504,7 @@ impl<E: Env> Agent<E> {
             None => {
                 svc.reset_backoff();
                 svc.edit_current(|d| d.applied = true);
-                if let Some(w) = svc.watch.as_mut() {
+                if let Some(w) = svc.gate.as_mut() {
                     w.needs_settle = true;
                     w.running_since = None;
                     w.restarts_at_start = None;

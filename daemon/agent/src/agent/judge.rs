@@ -8,15 +8,16 @@ use std::time::Duration;
 use berth_core::event::EventKind;
 use berth_core::hash::{create_spec, spec_hash};
 use berth_core::record::{DeployAction, Status};
-use berth_core::runtime::{ContainerState, Health, ObservedContainer, RuntimeError};
-use berth_core::spec::{DesiredState, Kind};
+use berth_core::runtime::{ContainerState, Health, RuntimeError};
 use berth_core::store::Store;
 use tokio::time::Instant;
 
 use super::{Agent, CRASH_LOOP_RESTARTS};
 use crate::Env;
 use crate::jobs::Job;
-use crate::state::{HealthGate, Svc, made_from};
+use berth_core::judge::{Verdict, judge};
+
+use crate::state::HealthGate;
 
 impl<E: Env> Agent<E> {
     /// Moves IN_PROGRESS records forward from what the engine shows.
@@ -65,7 +66,12 @@ impl<E: Env> Agent<E> {
             let Some(svc) = self.services.get_mut(&name) else {
                 continue;
             };
-            let verdict = judge_one(svc, container.as_ref(), now);
+            let verdict = judge(
+                &svc.current,
+                svc.gate.as_mut(),
+                container.as_ref(),
+                now.into_std(),
+            );
             match verdict {
                 Verdict::Wait => {}
                 Verdict::Done(status, reason) => {
@@ -170,12 +176,11 @@ impl<E: Env> Agent<E> {
                 if already_runs {
                     current.applied = true;
                     current.status = Status::InProgress;
-                    svc.gate = Some(HealthGate {
-                        running_since: None,
-                        needs_settle: false,
-                        restarts_at_start: None,
-                        health_deadline: Instant::now() + svc.current.spec.update.health_timeout,
-                    });
+                    svc.gate = Some(HealthGate::new(
+                        false,
+                        Instant::now().into_std(),
+                        svc.current.spec.update.health_timeout,
+                    ));
                 }
                 svc.target = Arc::clone(&svc.current);
                 let record = Arc::clone(&svc.current);
@@ -189,103 +194,5 @@ impl<E: Env> Agent<E> {
                 self.emit_status(&record);
             }
         }
-    }
-}
-
-enum Verdict {
-    Wait,
-    Done(Status, String),
-    /// A task ended: collect its outputs.
-    Collect(ObservedContainer),
-}
-
-/// Whether the current record of `svc` is done, from its container.
-fn judge_one(svc: &mut Svc, container: Option<&ObservedContainer>, now: Instant) -> Verdict {
-    let record = &svc.current;
-    if record.status == Status::Pending {
-        return Verdict::Wait;
-    }
-    let spec = &record.spec;
-    let hash_matches = |c: &ObservedContainer| made_from(record, c);
-    if record.action == DeployAction::Delete {
-        return if container.is_none() {
-            Verdict::Done(Status::Complete, String::new())
-        } else {
-            Verdict::Wait
-        };
-    }
-    let Some(c) = container.filter(|c| hash_matches(c)) else {
-        return Verdict::Wait;
-    };
-    let Some(gate) = svc.gate.as_mut() else {
-        return Verdict::Wait;
-    };
-    if spec.state == DesiredState::Stopped {
-        return if c.state.is_up() {
-            Verdict::Wait
-        } else {
-            Verdict::Done(Status::Complete, String::new())
-        };
-    }
-    if spec.kind == Kind::Task {
-        return match c.state {
-            ContainerState::Exited | ContainerState::Dead => Verdict::Collect(c.clone()),
-            _ => Verdict::Wait,
-        };
-    }
-    let restarts_at_start = *gate.restarts_at_start.get_or_insert(c.restart_count);
-    if c.restart_count > restarts_at_start {
-        return Verdict::Done(
-            Status::Failed,
-            format!(
-                "container restarted {} time(s) while settling (last exit code {})",
-                c.restart_count - restarts_at_start,
-                c.exit_code
-                    .map(|x| x.to_string())
-                    .unwrap_or_else(|| "unknown".into())
-            ),
-        );
-    }
-    if !c.state.is_up() || c.state == ContainerState::Restarting {
-        if !gate.needs_settle {
-            return Verdict::Wait;
-        }
-        if c.state == ContainerState::Created {
-            return Verdict::Wait;
-        }
-        return Verdict::Done(
-            Status::Failed,
-            format!(
-                "container exited with code {} while settling",
-                c.exit_code
-                    .map(|x| x.to_string())
-                    .unwrap_or_else(|| "unknown".into())
-            ),
-        );
-    }
-    let since = *gate.running_since.get_or_insert(now);
-    let settled = !gate.needs_settle || now.duration_since(since) >= spec.update.settle;
-    if spec.healthcheck.is_some() {
-        match c.health {
-            Some(Health::Healthy) if settled => Verdict::Done(Status::Complete, String::new()),
-            _ if now >= gate.health_deadline => Verdict::Done(
-                Status::Failed,
-                format!(
-                    "not healthy within update.health_timeout ({}); health is {}",
-                    berth_core::units::format_duration(spec.update.health_timeout),
-                    match c.health {
-                        Some(Health::Unhealthy) => "unhealthy",
-                        Some(Health::Starting) => "starting",
-                        Some(Health::Healthy) => "healthy",
-                        None => "unknown",
-                    }
-                ),
-            ),
-            _ => Verdict::Wait,
-        }
-    } else if settled {
-        Verdict::Done(Status::Complete, String::new())
-    } else {
-        Verdict::Wait
     }
 }

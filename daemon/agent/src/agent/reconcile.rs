@@ -25,12 +25,11 @@ use crate::state::HealthGate;
 
 impl<E: Env> Agent<E> {
     pub(super) fn new_gate(&self, record: &Deployment, needs_settle: bool) -> HealthGate {
-        HealthGate {
-            running_since: None,
+        HealthGate::new(
             needs_settle,
-            restarts_at_start: None,
-            health_deadline: Instant::now() + record.spec.update.health_timeout,
-        }
+            Instant::now().into_std(),
+            record.spec.update.health_timeout,
+        )
     }
 
     pub(super) fn outputs_dir(&self, service: &str) -> PathBuf {

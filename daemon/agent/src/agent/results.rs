@@ -99,7 +99,7 @@ impl<E: Env> Agent<E> {
                         svc.reset_backoff();
                         svc.looked_again = false;
                         if (deployed || started)
-                            && let Some(w) = svc.watch.as_mut()
+                            && let Some(w) = svc.gate.as_mut()
                         {
                             w.needs_settle = true;
                             w.running_since = None;

@@ -349,10 +349,7 @@ impl<E: Env> Agent<E> {
                     // Judged afresh once it starts: a container stopped for a
                     // required unit did not fail its settle, and the health
                     // gate counts from the start, not from the wait.
-                    w.needs_settle = false;
-                    w.running_since = None;
-                    w.restarts_at_start = None;
-                    w.health_deadline = now + health;
+                    w.restart(now.into_std(), health);
                 }
                 self.set_status(&name, Status::InProgress, note, None);
             } else if status == Status::Complete
