@@ -714,3 +714,40 @@ impl SystemdNode {
         self.ctl_ok(&["show", service])
     }
 }
+
+// --- Transient units an operator makes, and whether systemd still holds them.
+
+impl UserManager {
+    /// `systemd-run --user --unit=UNIT ARGS...` (returns once systemd has
+    /// accepted or refused the unit; the command keeps running in it).
+    pub fn systemd_run(&self, unit: &str, argv: &[&str]) -> Output {
+        let unit_arg = format!("--unit={unit}");
+        let mut full = vec!["--user", "--quiet", unit_arg.as_str()];
+        full.extend_from_slice(argv);
+        self.ns_command("systemd-run", &full)
+    }
+
+    /// Whether systemd has `unit` loaded at all, asked without loading it
+    /// (`list-units --all` lists only loaded units; `show` would load it).
+    pub fn is_loaded(&self, unit: &str) -> bool {
+        let out = self.systemctl(&["list-units", "--all", "--plain", "--no-legend", unit]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(unit))
+    }
+
+    /// Waits up to `timeout` for systemd to unload `unit`; false if it is
+    /// still loaded then.
+    pub fn unloaded_within(&self, unit: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.is_loaded(unit) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -7,7 +7,9 @@
 //! Covers: unit watches (current state first, then changes; failed;
 //! not-found, and found after a daemon-reload), host commands as transient
 //! units (output and exit code; the timeout; re-attaching from another
-//! process; cleanup).
+//! process; cleanup), and that a watch never pins a unit: a stopped or
+//! reset transient unit, a not-found or inactive one, a cleaned-up host
+//! command are all unloaded by systemd, and the same name can be made again.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Output};
@@ -411,5 +413,174 @@ fn a_watch_survives_a_dbus_restart_by_watching_again() {
     });
     m.systemctl_ok(&["start", "w2.service"]);
     w.until("w2.service", "active", |s| is(s, "loaded", "active"));
+    eprintln!("what the watch saw:\n{}", w.history());
+}
+
+/// `systemd-run --user --unit=UNIT ARGS`, which must be accepted at once.
+fn systemd_run_ok(m: &UserManager, unit: &str, argv: &[&str], w: &Watch) {
+    let out = m.systemd_run(unit, argv);
+    assert!(
+        out.status.success(),
+        "systemd refused a transient {unit} on the first try ({}): {}{}\nthe watch saw:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        w.history()
+    );
+}
+
+#[test]
+fn a_watched_transient_unit_is_unloaded_once_stopped_and_its_name_can_be_started_again() {
+    let _g = serial();
+    let Some(m) = manager() else { return };
+    let unit = "bar-host.service";
+    let mut w = Watch::start(&m, &[unit]);
+    // Nothing of that name yet: not-found, and watching it loads nothing
+    // that stays.
+    let s = w.next_state();
+    assert!(is(&s, "not-found", "inactive"), "{s}");
+    assert!(
+        m.unloaded_within(unit, Duration::from_secs(10)),
+        "the watch keeps a not-found {unit} loaded"
+    );
+
+    systemd_run_ok(&m, "bar-host", &["/bin/sleep", "1000"], &w);
+    w.until(unit, "active", |s| is(s, "loaded", "active"));
+    m.systemctl_ok(&["stop", unit]);
+    let s = w.until(unit, "inactive", |s| s["active_state"] == "inactive");
+    assert_eq!(s["sub_state"], "dead", "{s}");
+    // systemd forgets the stopped transient unit although it is watched ...
+    assert!(
+        m.unloaded_within(unit, Duration::from_secs(10)),
+        "{unit} is still loaded after its stop: the watch pins it\n{}",
+        m.systemctl_ok(&["list-units", "--all", "--no-pager", unit])
+    );
+    assert_eq!(m.prop(unit, "LoadState"), "not-found");
+    // ... so the operator can make it again at once, and the watch sees it,
+    // from systemd's signals (the watch never polls).
+    systemd_run_ok(&m, "bar-host", &["/bin/sleep", "1000"], &w);
+    w.until(unit, "active again", |s| is(s, "loaded", "active"));
+
+    // A failed one is kept by systemd until reset-failed (its result is
+    // there to be read); after that it goes as well, and comes back.
+    m.systemctl_ok(&["kill", "--signal=KILL", unit]);
+    let s = w.until(unit, "failed", |s| s["active_state"] == "failed");
+    assert_eq!(s["result"], "signal", "{s}");
+    m.systemctl_ok(&["reset-failed", unit]);
+    w.until(unit, "inactive after reset-failed", |s| {
+        s["active_state"] == "inactive"
+    });
+    assert!(
+        m.unloaded_within(unit, Duration::from_secs(10)),
+        "{unit} is still loaded after reset-failed: the watch pins it"
+    );
+    systemd_run_ok(&m, "bar-host", &["/bin/sleep", "1000"], &w);
+    w.until(unit, "active a third time", |s| is(s, "loaded", "active"));
+    eprintln!("what the watch saw:\n{}", w.history());
+}
+
+#[test]
+fn a_watched_unit_that_is_not_loaded_is_not_reloaded_over_and_over() {
+    let _g = serial();
+    let Some(m) = manager() else { return };
+    write_unit(&m, "idle.service", "[Service]\nExecStart=/bin/sleep 300\n");
+    m.daemon_reload();
+    let mut w = Watch::start(&m, &["idle.service", "nope.service"]);
+    let s = w.next_state();
+    assert!(is(&s, "loaded", "inactive"), "{s}");
+    let s = w.next_state();
+    assert!(is(&s, "not-found", "inactive"), "{s}");
+    // Neither is held loaded by the watch ...
+    for unit in ["idle.service", "nope.service"] {
+        assert!(
+            m.unloaded_within(unit, Duration::from_secs(10)),
+            "the watch keeps {unit} loaded"
+        );
+    }
+    // ... nor loaded again and again (load, new, collected, removed, load
+    // ...). `busctl monitor` records systemd's manager signals for 3 s,
+    // while another client loads both (`systemctl status`, which the watch
+    // sees as `UnitNew`) and idle.service is started: a few `UnitNew` in
+    // all, where a watch that loads on `UnitRemoved` makes hundreds.
+    let monitor = m.ns_spawn(
+        "timeout",
+        &[
+            "3",
+            "busctl",
+            "--user",
+            "monitor",
+            "--match",
+            "type='signal',interface='org.freedesktop.systemd1.Manager'",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = m.systemctl(&["status", "idle.service", "nope.service"]);
+    m.systemctl_ok(&["start", "idle.service"]);
+    w.until("idle.service", "active", |s| is(s, "loaded", "active"));
+    let out = monitor.wait_with_output().expect("busctl monitor ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let news = text.matches("Member=UnitNew").count();
+    assert!(
+        (1..=10).contains(&news),
+        "{news} UnitNew in 3 s (at least the started idle.service's, and no \
+         load loop):\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The other client's load of nope.service changed nothing.
+    let nope: Vec<&Value> = w
+        .seen
+        .iter()
+        .map(|v| &v["state"])
+        .filter(|s| s["name"] == "nope.service")
+        .collect();
+    assert_eq!(nope.len(), 1, "{}", w.history());
+}
+
+#[test]
+fn a_watched_host_command_is_forgotten_after_cleanup_and_its_name_can_run_again() {
+    let _g = serial();
+    let Some(m) = manager() else { return };
+    let unit = "berth-hook-web-post_start-3.service";
+    let output = m.dir().join("hook-w.out");
+    let output = output.to_str().expect("utf-8 path");
+    let run = |m: &UserManager| {
+        probe_ok(
+            m,
+            &[
+                "run",
+                "--name",
+                unit,
+                "--output",
+                output,
+                "--timeout",
+                "30s",
+                "--",
+                "/bin/true",
+            ],
+        )
+    };
+    // A watch on the hook's unit stays open throughout.
+    let mut w = Watch::start(&m, &[unit]);
+    let s = w.next_state();
+    assert!(is(&s, "not-found", "inactive"), "{s}");
+    run(&m);
+    let v = probe_ok(&m, &["result", unit, "--output", output, "--wait", "30s"]);
+    assert_eq!(v["result"]["result"], "success", "{v}");
+    w.until(unit, "active (exited)", |s| {
+        is(s, "loaded", "active") && s["sub_state"] == "exited"
+    });
+    // RemainAfterExit keeps it until berth has read the result; cleanup lets
+    // systemd forget it, watched or not.
+    assert!(m.is_loaded(unit));
+    probe_ok(&m, &["cleanup", unit, "--output", output]);
+    w.until(unit, "inactive", |s| s["active_state"] == "inactive");
+    assert!(
+        m.unloaded_within(unit, Duration::from_secs(10)),
+        "{unit} is still loaded after cleanup"
+    );
+    // The same name runs again on the first try, and the watch sees it.
+    run(&m);
+    w.until(unit, "active again", |s| is(s, "loaded", "active"));
+    probe_ok(&m, &["cleanup", unit, "--output", output]);
     eprintln!("what the watch saw:\n{}", w.history());
 }

@@ -267,6 +267,48 @@ impl DbusHost {
         self.manager_call("GetUnit", name, &(name,)).await
     }
 
+    /// `GetUnit` without loading anything: `Some(path)` when systemd has the
+    /// unit loaded, `None` when it has not (`NoSuchUnit`), and where the
+    /// reply arrived among the connection's messages (see
+    /// [`DbusHost::get_all_at`]).
+    pub(crate) async fn get_unit_at(
+        &self,
+        name: &str,
+    ) -> Result<(Option<OwnedObjectPath>, Sequence), HostError> {
+        let op = op_name("GetUnit");
+        let conn = self.conn().await?;
+        match conn
+            .call_method(
+                Some(SYSTEMD),
+                MANAGER_PATH,
+                Some(MANAGER_IFACE),
+                "GetUnit",
+                &(name,),
+            )
+            .await
+        {
+            Ok(reply) => {
+                let path = reply
+                    .body()
+                    .deserialize::<OwnedObjectPath>()
+                    .map_err(|e| self.error(op, name, e))?;
+                Ok((Some(path), reply.recv_position()))
+            }
+            Err(zbus::Error::MethodError(error, _, reply))
+                if error.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
+            {
+                Ok((None, reply.recv_position()))
+            }
+            Err(e) => {
+                let e = self.error(op, name, e);
+                if e.is_unreachable() {
+                    self.forget(&conn).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
     pub(crate) async fn get_all(
         &self,
         path: &str,
@@ -293,18 +335,6 @@ impl DbusHost {
             .deserialize::<HashMap<String, OwnedValue>>()
             .map_err(|e| self.error(op, unit, e))?;
         Ok((props, reply.recv_position()))
-    }
-
-    /// A method without arguments or reply on a unit object (`Ref`, `Unref`).
-    pub(crate) async fn unit_call(
-        &self,
-        path: &str,
-        method: &'static str,
-        unit: &str,
-    ) -> Result<(), HostError> {
-        self.call(path, UNIT_IFACE, method, &(), op_name(method), unit)
-            .await
-            .map(|_| ())
     }
 
     /// The state of the unit at `path` (already loaded).
@@ -350,8 +380,6 @@ fn op_name(method: &str) -> &'static str {
         "StartTransientUnit" => "start the transient unit",
         "StopUnit" => "stop",
         "ResetFailedUnit" => "reset",
-        "Ref" => "reference",
-        "Unref" => "release",
         _ => "call",
     }
 }

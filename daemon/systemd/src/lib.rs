@@ -15,19 +15,41 @@
 //!    anything. A change that happens while the current state is being read
 //!    is then already queued. The other order (read, then subscribe) loses
 //!    whatever changes in between, forever.
-//! 3. `LoadUnit` each name (its object path; aliases resolve to the real
-//!    unit), `Ref` it (so systemd does not garbage-collect an inactive or
-//!    not-found unit under the watch, which would otherwise make every read
-//!    load it again and announce it again), and read `LoadState`,
-//!    `ActiveState`, `SubState` (and a service's `Result`).
+//! 3. Read each name without holding on to it (see *Never pinning a unit*
+//!    below): `GetUnit`, and `LoadState`, `ActiveState`, `SubState` (and a
+//!    service's `Result`) at the object path it gives.
 //! 4. Then apply signals: `PropertiesChanged` on a watched unit's object
 //!    (the new values are in the signal), `JobRemoved` / `UnitNew` for a
-//!    watched name (re-read), `UnitRemoved` (it was unloaded, so it is
-//!    inactive), and `Reloading(false)` (after a `daemon-reload`, re-read
-//!    every watched unit: a unit file that appeared turns `not-found` into
-//!    `loaded`, and nothing else would say so). Between `Reloading(true)`
-//!    and `Reloading(false)` systemd re-announces every unit (`UnitRemoved`,
-//!    `UnitNew`); those are ignored.
+//!    watched name (re-read with `GetUnit`), `UnitRemoved` (it was
+//!    unloaded, so it is inactive), and `Reloading(false)` (after a
+//!    `daemon-reload`, decide every watched unit again: a unit file that
+//!    appeared turns `not-found` into `loaded`, and nothing else would say
+//!    so). Between `Reloading(true)` and `Reloading(false)` systemd
+//!    re-announces every unit (`UnitRemoved`, `UnitNew`); those are ignored.
+//!
+//! # Never pinning a unit
+//! berth waits for host units; it must never change what the host can do
+//! with them. A watch holds no `Ref` on a unit: a referenced unit stays
+//! loaded while inactive, and systemd then refuses a new transient unit of
+//! that name ("already loaded or has a fragment file"). So systemd unloads
+//! an inactive unit the watch follows as it would without berth, and the
+//! watch treats "not loaded" as a state:
+//!
+//! - `GetUnit` loads nothing. `NoSuchUnit` means not loaded, which for a
+//!   unit systemd has read before means inactive (systemd keeps every unit
+//!   that is active, failed or has a job); its load state is what it was.
+//! - Whether systemd can load the unit at all (`not-found` and `bad-setting`
+//!   fail a deployment after `units_timeout`; a merely inactive unit is
+//!   waited for without limit) is decided with one `LoadUnit` and one read,
+//!   on the first read and after each `daemon-reload`. Nothing keeps that
+//!   unit: systemd collects it again at once and announces it (`UnitNew`,
+//!   `UnitRemoved`), which changes nothing.
+//! - A unit that comes back (a new transient unit, a start, anyone's read)
+//!   is announced with `UnitNew`, and read then. `UnitRemoved` is never
+//!   answered with a read: reading an object path loads the unit (systemd
+//!   resolves paths by loading), its collection would announce it again,
+//!   and a watch that loaded on either signal would go round
+//!   (load, new, collected, removed, load ...) for ever.
 //!
 //! Signals queued before a read's reply describe states older than what was
 //! read. zbus numbers every message a connection receives, replies included
@@ -59,7 +81,10 @@
 //! once it is done, from any berthd process. [`HostUnits::cleanup_transient`]
 //! stops the unit, waits for the stop job, makes systemd forget it
 //! (`ResetFailedUnit`) and removes the output file; the caller does that
-//! only after the result is stored.
+//! only after the result is stored. None of these holds a `Ref` (and
+//! `transient_result` reads with `GetUnit`, which loads nothing): only
+//! `RemainAfterExit` keeps a finished hook's unit, so once cleaned up it is
+//! gone from systemd, watched or not, and the same name can run again.
 //!
 //! The probe binary (`berth-systemd-probe`) drives all of this from a shell
 //! and prints JSON lines; the integration tests use it inside a private user

@@ -152,16 +152,13 @@ pub(crate) async fn subscribe(
 
 struct Watched {
     name: String,
-    /// The object path `LoadUnit` gave (an alias resolves to its unit's).
+    /// The object path systemd last gave for the name (an alias resolves to
+    /// its unit's). Kept while the unit is not loaded: a unit that is loaded
+    /// again gets the same path.
     path: Option<String>,
     /// The unit's `Id` (its main name; `JobRemoved` uses it).
     id: Option<String>,
     last: Option<UnitState>,
-    /// We hold a `Ref` on it.
-    referenced: bool,
-    /// Our own read caused the last `UnitNew`; ignore the next one (an
-    /// unreferenced unit can be collected and re-loaded by each read).
-    quiet_new: bool,
     /// Where the replies of the last read arrived: a signal received before
     /// is older than what was read, and is skipped (applying it would report
     /// a state the unit already left).
@@ -218,8 +215,6 @@ async fn run(host: DbusHost, names: Vec<String>, tx: mpsc::Sender<Result<UnitSta
                 path: None,
                 id: None,
                 last: None,
-                referenced: false,
-                quiet_new: false,
                 unit_seq: Sequence::default(),
                 service_seq: Sequence::default(),
             })
@@ -231,7 +226,6 @@ async fn run(host: DbusHost, names: Vec<String>, tx: mpsc::Sender<Result<UnitSta
     if let Err(Stop::Failed(e)) = outcome {
         let _ = watch.tx.send(Err(e)).await;
     }
-    watch.release().await;
 }
 
 impl Watch {
@@ -303,7 +297,6 @@ impl Watch {
                     if seq < read_at {
                         continue;
                     }
-                    self.units[i].quiet_new = false;
                     let change = Change::from_signal(&iface, &changed, &invalidated);
                     if change.reread {
                         self.read(i, false).await?;
@@ -315,30 +308,24 @@ impl Watch {
                 }
             }
             Signal::UnitNew { id, path } => {
+                // Loaded (again): a transient unit made anew, a unit being
+                // started, or anyone's read of it (ours included). Read it
+                // without loading: if it is gone again by then, it stays
+                // what it was.
                 for i in self.newer(seq, Some(&path), Some(&id)) {
-                    if std::mem::replace(&mut self.units[i].quiet_new, true) {
-                        continue;
-                    }
                     self.read(i, false).await?;
                 }
             }
             Signal::UnitRemoved { id, path } => {
                 // Unloaded, so inactive (systemd keeps active and failed
-                // units). Not re-read: reading would load it again.
+                // units, and those with a job). Not read: reading would load
+                // it again, and its removal would then call for another read.
                 for i in self.newer(seq, Some(&path), Some(&id)) {
-                    self.units[i].referenced = false;
-                    if let Some(mut state) = self.units[i].last.clone()
-                        && !state.is_inactive()
-                    {
-                        state.active_state = "inactive".into();
-                        state.sub_state = "dead".into();
-                        self.emit(i, state).await?;
-                    }
+                    self.unloaded(i).await?;
                 }
             }
             Signal::JobRemoved { unit } => {
                 for i in self.newer(seq, None, Some(&unit)) {
-                    self.units[i].quiet_new = false;
                     self.read(i, false).await?;
                 }
             }
@@ -346,7 +333,6 @@ impl Watch {
             Signal::Reloaded => {
                 self.reloading = false;
                 for i in 0..self.units.len() {
-                    self.units[i].quiet_new = true;
                     self.read(i, true).await?;
                 }
             }
@@ -354,13 +340,48 @@ impl Watch {
         Ok(())
     }
 
-    /// Reads unit `i` and reports it if it changed. `load`: resolve the name
-    /// with `LoadUnit` (first read, after a reload); else use the known path.
-    async fn read(&mut self, i: usize, load: bool) -> Result<(), Stop> {
+    /// Unit `i` is not loaded: it is inactive, and what systemd knows of its
+    /// unit file (its load state) has not changed since it was last read.
+    async fn unloaded(&mut self, i: usize) -> Result<(), Stop> {
+        let Some(mut state) = self.units[i].last.clone() else {
+            return Ok(());
+        };
+        state.active_state = "inactive".into();
+        state.sub_state = "dead".into();
+        self.emit(i, state).await
+    }
+
+    /// Reads unit `i` and reports it if it changed, never keeping it loaded.
+    ///
+    /// `GetUnit` first, which loads nothing. A loaded unit is read at its
+    /// path. A unit that is not loaded is inactive; what is not known from
+    /// then on is only whether systemd can load it at all (`not-found`,
+    /// `bad-setting`: the agent gives up on those after `units_timeout`,
+    /// and waits without limit for one that is merely inactive). `decide`
+    /// (the first read, and after a `daemon-reload`, which may have added or
+    /// removed its unit file) learns that with one `LoadUnit` and a read of
+    /// its state, and holds on to nothing: systemd collects the unit again
+    /// at once, and its `UnitNew` and `UnitRemoved` change nothing.
+    async fn read(&mut self, i: usize, decide: bool) -> Result<(), Stop> {
         let name = self.units[i].name.clone();
-        let path = match (load, self.units[i].path.clone()) {
-            (false, Some(p)) => p,
-            _ => match self.host.load_unit(&name).await {
+        let loaded = match self.host.get_unit_at(&name).await {
+            Ok((Some(path), _)) => Some(path.as_str().to_string()),
+            Ok((None, seq)) => {
+                if !decide && self.units[i].last.is_some() {
+                    let u = &mut self.units[i];
+                    u.unit_seq = seq;
+                    u.service_seq = seq;
+                    return self.unloaded(i).await;
+                }
+                None
+            }
+            // Not loading it instead: a `UnitNew` would then call for
+            // another read, and another load, without end.
+            Err(e) => return Err(e.into()),
+        };
+        let path = match loaded {
+            Some(p) => p,
+            None => match self.host.load_unit(&name).await {
                 Ok(p) => p.as_str().to_string(),
                 Err(e) if e.is_unreachable() => return Err(e.into()),
                 Err(e) => {
@@ -370,15 +391,9 @@ impl Watch {
             },
         };
         self.units[i].path = Some(path.clone());
-        if !self.units[i].referenced {
-            // Keeps an inactive or not-found unit loaded while we watch it
-            // (see `quiet_new`); only an optimisation if refused.
-            match self.host.unit_call(&path, "Ref", &name).await {
-                Ok(()) => self.units[i].referenced = true,
-                Err(e) if e.is_unreachable() => return Err(e.into()),
-                Err(e) => tracing::debug!("{e}"),
-            }
-        }
+        // If systemd collected the unit since, this read loads it for the
+        // time of the call (systemd resolves an object path by loading it);
+        // the state read is still the unit's.
         match self.host.read_state(&path, &name).await {
             Ok(read) => {
                 let u = &mut self.units[i];
@@ -400,17 +415,5 @@ impl Watch {
         self.units[i].last = Some(state.clone());
         self.tx.send(Ok(state)).await.map_err(|_| Closed)?;
         Ok(())
-    }
-
-    /// Drops our references (they also go when the connection closes).
-    async fn release(&mut self) {
-        for u in &mut self.units {
-            if let (true, Some(path)) = (u.referenced, u.path.as_deref()) {
-                if let Err(e) = self.host.unit_call(path, "Unref", &u.name).await {
-                    tracing::debug!("{e}");
-                }
-                u.referenced = false;
-            }
-        }
     }
 }
