@@ -8,6 +8,7 @@
 //! `cargo xtask tidy` (run by CI) checks the dependency half of this.
 
 pub mod confighash;
+pub mod container;
 pub mod dockerignore;
 pub mod dto;
 pub mod event;
@@ -20,6 +21,7 @@ pub mod plan;
 pub mod policy;
 pub mod reconfig;
 pub mod record;
+pub mod rollback;
 pub mod runtime;
 pub mod spec;
 pub mod store;

@@ -233,6 +233,49 @@ impl Action {
     }
 }
 
+/// A service as task garbage collection sees it: its newest record and
+/// whether the operator holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct GcCandidate<'a> {
+    pub service: &'a str,
+    /// The kind of the spec its containers have.
+    pub kind: Kind,
+    pub current: &'a crate::record::Deployment,
+    pub held: bool,
+}
+
+/// Task GC: the exited containers of tasks whose newest record ended at
+/// least `after_ms` ago (and is not a delete, and the service is not held)
+/// are removed; the output stays in the record. `now_ms` is Unix ms.
+pub fn task_gc<'a>(
+    services: impl IntoIterator<Item = GcCandidate<'a>>,
+    observed: &[ObservedContainer],
+    now_ms: u64,
+    after_ms: u64,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    for s in services {
+        let done = s.kind == Kind::Task
+            && s.current.status.is_terminal()
+            && s.current.action != crate::record::DeployAction::Delete
+            && !s.held
+            && now_ms.saturating_sub(s.current.updated_at_ms) >= after_ms;
+        if !done {
+            continue;
+        }
+        for c in observed.iter().filter(|c| c.service == s.service) {
+            if matches!(c.state, ContainerState::Exited | ContainerState::Dead) {
+                out.push(Action::Remove {
+                    service: s.service.to_string(),
+                    container: c.into(),
+                    reason: Reason::TaskFinished,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The actions that converge `observed` to `desired`, grouped per service in
 /// the order they must run (a service's actions run one after another; different
 /// services may run in parallel).

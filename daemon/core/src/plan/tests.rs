@@ -451,3 +451,115 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn task_gc_table() {
+    use crate::plan::{GcCandidate, task_gc};
+    use crate::record::{DeployAction, Deployment, Status};
+    let rec = |status, action, updated_at_ms| Deployment {
+        status,
+        action,
+        updated_at_ms,
+        ..Default::default()
+    };
+    let done = rec(Status::Complete, DeployAction::Create, 1_000);
+    let failed = rec(Status::Failed, DeployAction::Create, 1_000);
+    let running = rec(Status::InProgress, DeployAction::Create, 1_000);
+    let deleting = rec(Status::Complete, DeployAction::Delete, 1_000);
+    let fresh = rec(Status::Complete, DeployAction::Create, 9_500);
+    let observed = vec![
+        ctr("c1", "b-t", "t", "h", Exited),
+        ctr("c2", "b-u", "u", "h", Running),
+        ctr("c3", "b-v", "v", "h", Dead),
+    ];
+    struct Case<'a> {
+        name: &'static str,
+        kind: Kind,
+        current: &'a Deployment,
+        held: bool,
+        want: usize,
+    }
+    let cases = [
+        Case {
+            name: "a finished task's exited container goes",
+            kind: Kind::Task,
+            current: &done,
+            held: false,
+            want: 1,
+        },
+        Case {
+            name: "a failed one too: its output is in the record",
+            kind: Kind::Task,
+            current: &failed,
+            held: false,
+            want: 1,
+        },
+        Case {
+            name: "not while it runs",
+            kind: Kind::Task,
+            current: &running,
+            held: false,
+            want: 0,
+        },
+        Case {
+            name: "not a delete's",
+            kind: Kind::Task,
+            current: &deleting,
+            held: false,
+            want: 0,
+        },
+        Case {
+            name: "not before task_gc_after",
+            kind: Kind::Task,
+            current: &fresh,
+            held: false,
+            want: 0,
+        },
+        Case {
+            name: "not a held service",
+            kind: Kind::Task,
+            current: &done,
+            held: true,
+            want: 0,
+        },
+        Case {
+            name: "never a service's",
+            kind: Kind::Service,
+            current: &done,
+            held: false,
+            want: 0,
+        },
+    ];
+    for case in cases {
+        let got = task_gc(
+            [GcCandidate {
+                service: "t",
+                kind: case.kind,
+                current: case.current,
+                held: case.held,
+            }],
+            &observed,
+            10_000,
+            5_000,
+        );
+        assert_eq!(got.len(), case.want, "{}: {got:?}", case.name);
+        for a in &got {
+            assert_eq!(a.service(), "t", "{}", case.name);
+            assert_eq!(a.reason(), &Reason::TaskFinished, "{}", case.name);
+        }
+    }
+    // Only exited or dead containers of that service go.
+    let got = task_gc(
+        ["u", "v"].map(|service| GcCandidate {
+            service,
+            kind: Kind::Task,
+            current: &done,
+            held: false,
+        }),
+        &observed,
+        10_000,
+        5_000,
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].service(), "v");
+}
