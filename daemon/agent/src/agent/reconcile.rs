@@ -9,12 +9,9 @@ use std::time::Duration;
 
 use berth_core::event::EventKind;
 use berth_core::hash::create_spec;
-use berth_core::plan::{Action, Desired, DesiredService, Observed, plan};
+use berth_core::plan::{Action, Desired, DesiredService, GcCandidate, Observed, plan, task_gc};
 use berth_core::record::{DeployAction, Deployment, Status};
-use berth_core::runtime::{
-    ContainerState, CreateRequest, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT, LABEL_GENERATION,
-    LABEL_KIND, LABEL_SERVICE, LABEL_SPEC_HASH,
-};
+use berth_core::runtime::CreateRequest;
 use berth_core::spec::Kind;
 use tokio::time::Instant;
 
@@ -38,31 +35,13 @@ impl<E: Env> Agent<E> {
 
     /// The create call for a record, when its image was resolved.
     pub(super) fn create_request(&self, record: &Deployment) -> Option<Box<CreateRequest>> {
-        let image_id = record.image_id.as_deref()?;
         let outputs_dir = self.outputs_dir(&record.service);
-        let spec = create_spec(
-            &record.spec,
-            image_id,
-            Some(outputs_dir.to_string_lossy().as_ref()),
-        );
-        let mut labels = BTreeMap::new();
-        labels.insert(LABEL_SERVICE.to_string(), record.service.clone());
-        labels.insert(LABEL_SPEC_HASH.to_string(), record.spec_hash.clone());
-        labels.insert(LABEL_GENERATION.to_string(), record.generation.to_string());
-        labels.insert(LABEL_DEPLOYMENT.to_string(), record.id.clone());
-        let kind = match record.spec.kind {
-            Kind::Service => "service",
-            Kind::Task => "task",
-        };
-        labels.insert(LABEL_KIND.to_string(), kind.to_string());
-        if let Some(identity) = &record.config_identity {
-            labels.insert(LABEL_CONFIG_HASH.to_string(), identity.clone());
-        }
-        Some(Box::new(CreateRequest {
-            name: format!("{}{}", self.cfg.prefix, record.service),
-            spec,
-            labels,
-        }))
+        berth_core::container::create_request(
+            record,
+            &self.cfg.prefix,
+            &outputs_dir.to_string_lossy(),
+        )
+        .map(Box::new)
     }
 
     pub(super) fn desired(&self) -> Desired {
@@ -104,29 +83,18 @@ impl<E: Env> Agent<E> {
 
     /// Exited containers of tasks that ended more than `task_gc_after` ago.
     pub(super) fn task_gc(&self) -> Vec<Action> {
-        let now = self.env.now_ms();
-        let after = self.cfg.task_gc_after.as_millis() as u64;
-        let mut out = Vec::new();
-        for (name, svc) in &self.services {
-            let done = svc.target.spec.kind == Kind::Task
-                && svc.current.status.is_terminal()
-                && svc.current.action != DeployAction::Delete
-                && !svc.meta.held
-                && now.saturating_sub(svc.current.updated_at_ms) >= after;
-            if !done {
-                continue;
-            }
-            for c in self.observed.iter().filter(|c| c.service == *name) {
-                if matches!(c.state, ContainerState::Exited | ContainerState::Dead) {
-                    out.push(Action::Remove {
-                        service: name.clone(),
-                        container: c.into(),
-                        reason: berth_core::plan::Reason::TaskFinished,
-                    });
-                }
-            }
-        }
-        out
+        let candidates = self.services.iter().map(|(name, svc)| GcCandidate {
+            service: name,
+            kind: svc.target.spec.kind,
+            current: &svc.current,
+            held: svc.meta.held,
+        });
+        task_gc(
+            candidates,
+            &self.observed,
+            self.env.now_ms(),
+            self.cfg.task_gc_after.as_millis() as u64,
+        )
     }
 
     pub(super) fn reconcile(&mut self) {
