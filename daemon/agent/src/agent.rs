@@ -31,6 +31,7 @@ use berth_core::event::{Event, EventKind};
 use berth_core::record::Source;
 use berth_core::runtime::{ObservedContainer, Runtime, RuntimeError, RuntimeEvent};
 use berth_core::store::Store;
+use berth_core::watch::{BoxStream, WatchEvent, WatchSpec, Watcher};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -110,10 +111,11 @@ pub struct Agent<E: Env> {
     /// actions is not reported as something that happened to it.
     own_containers: std::collections::HashMap<String, Instant>,
     dirty: bool,
-    /// The config watcher, when berthd has one (tests may run without).
-    watcher: Option<Box<dyn berth_watch::Watcher>>,
+    /// The config watcher's events (the watcher is `Env::watcher`);
+    /// `None` once it stopped.
+    watch_events: Option<BoxStream<WatchEvent>>,
     /// What the watcher was last told to watch.
-    watching: Vec<berth_watch::WatchSpec>,
+    watching: Vec<WatchSpec>,
     /// Host units (`after_units`, `requires_units`) and their states.
     units: units::Units,
 }
@@ -158,11 +160,13 @@ impl<E: Env> Agent<E> {
             orphans_busy: BTreeSet::new(),
             own_containers: std::collections::HashMap::new(),
             dirty: true,
-            watcher: None,
+            watch_events: None,
             watching: Vec::new(),
             units: units::Units::new(),
         };
         agent.load()?;
+        agent.watch_events = Some(agent.env.watcher().events());
+        agent.refresh_watches();
         agent.publish_snapshot();
         let handle = Handle {
             cmd: cmd_tx,
@@ -209,14 +213,14 @@ impl<E: Env> Agent<E> {
                         self.lost_events();
                     }
                 },
-                ev = next_watch_event(&mut self.watcher) => match ev {
+                ev = next_watch_event(&mut self.watch_events) => match ev {
                     Some(ev) => self.on_watch_event(ev),
                     None => {
                         tracing::error!("the config watcher stopped; config changes are no longer seen");
                         self.emit(EventKind::Daemon {
                             message: "the config watcher stopped; config changes are no longer seen until berthd restarts".into(),
                         });
-                        self.watcher = None;
+                        self.watch_events = None;
                     }
                 },
                 Some(msg) = self.units.rx.recv() => self.on_unit_msg(msg),
@@ -363,11 +367,9 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-async fn next_watch_event(
-    watcher: &mut Option<Box<dyn berth_watch::Watcher>>,
-) -> Option<berth_watch::WatchEvent> {
-    match watcher {
-        Some(w) => w.events().recv().await,
+async fn next_watch_event(events: &mut Option<BoxStream<WatchEvent>>) -> Option<WatchEvent> {
+    match events {
+        Some(s) => s.next().await,
         None => std::future::pending().await,
     }
 }

@@ -178,7 +178,7 @@ pub(crate) async fn read_config(
                 let prev = previous
                     .iter()
                     .find(|p| p.source == m.source && p.target == m.target);
-                berth_watch::read_state(m, prev)
+                berth_sources::read_state(m, prev)
             })
             .collect::<Vec<_>>()
     })

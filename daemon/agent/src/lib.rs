@@ -9,9 +9,9 @@
 //! that woke it up.
 
 mod agent;
-mod jobs;
 pub mod hostpath;
 mod images;
+mod jobs;
 mod state;
 
 use std::path::PathBuf;
@@ -25,6 +25,7 @@ use berth_core::record::{Deployment, Source};
 use berth_core::runtime::{BoxStream, LogChunk, LogOptions, Runtime, RuntimeError};
 use berth_core::spec::ServiceSpec;
 use berth_core::store::{Store, StoreError};
+use berth_core::watch::{NoWatcher, Watcher};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use agent::Agent;
@@ -38,9 +39,12 @@ pub trait Env: Send + Sync + 'static {
     /// The host's service manager (systemd), for `after_units` /
     /// `requires_units`.
     type Host: HostUnits;
+    /// The config watcher: which config sources may have changed.
+    type Watcher: Watcher;
     fn runtime(&self) -> &Self::Runtime;
     fn store(&self) -> &Self::Store;
     fn host(&self) -> &Self::Host;
+    fn watcher(&self) -> &Self::Watcher;
     /// Unix milliseconds, for timestamps in records and events.
     fn now_ms(&self) -> u64;
 }
@@ -52,9 +56,11 @@ fn system_now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A runtime and a store, the system clock, and no host units ([`NoHost`]:
+/// A runtime and a store, the system clock, no host units ([`NoHost`]:
 /// a service with `after_units` / `requires_units` waits and then fails,
-/// saying so). For tests that need no systemd.
+/// saying so) and no config watcher ([`NoWatcher`]: config sources are read
+/// at each deployment, changes between them are not seen). For tests that
+/// need neither.
 pub struct Seams<R, S> {
     pub runtime: R,
     pub store: S,
@@ -64,6 +70,7 @@ impl<R: Runtime, S: Store> Env for Seams<R, S> {
     type Runtime = R;
     type Store = S;
     type Host = NoHost;
+    type Watcher = NoWatcher;
     fn runtime(&self) -> &R {
         &self.runtime
     }
@@ -73,23 +80,30 @@ impl<R: Runtime, S: Store> Env for Seams<R, S> {
     fn host(&self) -> &NoHost {
         &NoHost
     }
+    fn watcher(&self) -> &NoWatcher {
+        &NoWatcher
+    }
     fn now_ms(&self) -> u64 {
         system_now_ms()
     }
 }
 
-/// The production environment: a runtime, a store and the host's systemd
-/// (berthd: `berth_systemd::DbusHost`; tests: `berth_fakes::FakeHost`).
-pub struct HostSeams<R, S, H> {
+/// The production environment: a runtime, a store, the host's systemd
+/// (berthd: `berth_systemd::DbusHost`; tests: `berth_fakes::FakeHost`) and
+/// the config watcher (berthd: `berth_watch::NotifyWatcher`; tests:
+/// `berth_fakes::FakeWatcher`, or [`NoWatcher`]).
+pub struct HostSeams<R, S, H, W = NoWatcher> {
     pub runtime: R,
     pub store: S,
     pub host: H,
+    pub watcher: W,
 }
 
-impl<R: Runtime, S: Store, H: HostUnits> Env for HostSeams<R, S, H> {
+impl<R: Runtime, S: Store, H: HostUnits, W: Watcher> Env for HostSeams<R, S, H, W> {
     type Runtime = R;
     type Store = S;
     type Host = H;
+    type Watcher = W;
     fn runtime(&self) -> &R {
         &self.runtime
     }
@@ -98,6 +112,9 @@ impl<R: Runtime, S: Store, H: HostUnits> Env for HostSeams<R, S, H> {
     }
     fn host(&self) -> &H {
         &self.host
+    }
+    fn watcher(&self) -> &W {
+        &self.watcher
     }
     fn now_ms(&self) -> u64 {
         system_now_ms()

@@ -5,30 +5,43 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent::{AgentError, Seams, Verb};
+use berth_agent::{AgentError, HostSeams, NoHost, Verb};
 use berth_core::dto::Change;
 use berth_core::record::{DeployAction, Deployment, Status};
 use berth_core::runtime::{ExecOutput, LABEL_CONFIG_HASH};
 use berth_core::spec::{ConfigMount, OnChange, ServiceSpec};
+use berth_core::watch::WatchEvent;
 use berth_fakes::runtime::Call;
-use berth_fakes::{FakeRuntime, MemStore};
-use berth_watch::{FakeWatcher, FakeWatcherHandle, WatchEvent};
+use berth_fakes::{FakeRuntime, FakeWatcher, FakeWatcherHandle, MemStore};
 
 mod common;
 use common::*;
 
+/// The fake engine, the in-memory store and a fake config watcher.
+type Env = HostSeams<FakeRuntime, MemStore, NoHost, FakeWatcher>;
+type Node = Running<Env>;
+
+impl Node {
+    fn rt(&self) -> &FakeRuntime {
+        &self.env.runtime
+    }
+}
+
 fn env() -> Arc<Env> {
     let runtime = FakeRuntime::new("n1");
     runtime.add_image("demo:1", "sha256:one");
-    Arc::new(Seams {
+    Arc::new(HostSeams {
         runtime,
         store: MemStore::new(),
+        host: NoHost,
+        watcher: FakeWatcher::new().0,
     })
 }
 
+/// A loop on `env`, and the handle its tests push watcher events with.
 fn watched(env: Arc<Env>) -> (Node, FakeWatcherHandle) {
-    let (w, h) = FakeWatcher::new();
-    (start_watching(env, Some(Box::new(w))), h)
+    let h = env.watcher.handle();
+    (run_agent(env, cfg()), h)
 }
 
 fn with_config(name: &str, source: &Path, on_change: OnChange) -> ServiceSpec {

@@ -34,7 +34,6 @@ fn start(allowed: &Path) -> Node {
             store: MemStore::new(),
         }),
         c,
-        None,
     )
 }
 

@@ -11,6 +11,7 @@ use berth_core::host::HostError;
 use berth_core::record::{Deployment, Status};
 use berth_core::runtime::ContainerState;
 use berth_core::spec::ServiceSpec;
+use berth_core::watch::NoWatcher;
 use berth_fakes::FakeHost;
 use berth_fakes::{FakeRuntime, MemStore};
 
@@ -29,10 +30,11 @@ impl Node {
             runtime,
             store: MemStore::new(),
             host: FakeHost::new(),
+            watcher: NoWatcher,
         });
         let mut c = cfg();
         c.units_timeout = units_timeout;
-        common::run_agent(env, c, None)
+        common::run_agent(env, c)
     }
     fn rt(&self) -> &FakeRuntime {
         &self.env.runtime

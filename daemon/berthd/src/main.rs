@@ -302,18 +302,18 @@ async fn run(
         berth_systemd::Bus::System
     };
     let host = berth_systemd::DbusHost::lazy(bus);
-    let env = Arc::new(HostSeams {
-        runtime,
-        store,
-        host,
-    });
-    let (agent, handle) = Agent::new(env, agent_cfg).context("cannot load the state")?;
     // One inotify instance for every config source; debounced, with a
     // periodic rescan as the safety net for missed events.
     let watcher =
         berth_watch::NotifyWatcher::new(cfg.debounce, berth_watch::DEFAULT_MAX_WAIT, cfg.rescan)
             .context("cannot start the config watcher (inotify)")?;
-    let agent = agent.with_watcher(Box::new(watcher));
+    let env = Arc::new(HostSeams {
+        runtime,
+        store,
+        host,
+        watcher,
+    });
+    let (agent, handle) = Agent::new(env, agent_cfg).context("cannot load the state")?;
     // Heat documents, the signal outbox, pull and reports. Built before the
     // routers so they can be handed `upstream.clone()`; its tasks talk to
     // the loop through the handle and wait for it to run.

@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod spec;
 pub mod store;
 pub mod units;
+pub mod watch;
 
 /// What a secret looks like in any output that leaves the daemon.
 pub const REDACTED: &str = "<redacted>";

@@ -5,7 +5,9 @@
 pub mod host;
 pub mod runtime;
 pub mod store;
+pub mod watch;
 
 pub use host::FakeHost;
 pub use runtime::FakeRuntime;
 pub use store::MemStore;
+pub use watch::{FakeWatcher, FakeWatcherHandle};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use berth_core::confighash::{FileEntry, config_hash, file_digest};
 
-use crate::WatchError;
+use berth_core::watch::WatchError;
 
 /// The content of a config source at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,7 @@ fn unreadable(path: &Path, op: &'static str, source: std::io::Error) -> WatchErr
     WatchError::Unreadable {
         path: PathBuf::from(path),
         op,
-        source,
+        reason: source.to_string(),
     }
 }
 

@@ -34,7 +34,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::{WatchError, WatchEvent, WatchSpec, Watcher};
+use berth_core::watch::{BoxStream, WatchError, WatchEvent, WatchSpec, Watcher};
 
 /// Default quiet time before a batch of keys is sent.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -53,8 +53,15 @@ const MAX_LINK_HOPS: usize = 40;
 /// See the [module docs](self). Dropping it stops the watcher.
 pub struct NotifyWatcher {
     state: Arc<Mutex<State>>,
-    rx: mpsc::Receiver<WatchEvent>,
+    out: Arc<Mutex<Out>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Where events go: the newest [`Watcher::events`] stream. Events sent
+/// before the first call wait in `first`.
+struct Out {
+    tx: mpsc::Sender<WatchEvent>,
+    first: Option<mpsc::Receiver<WatchEvent>>,
 }
 
 impl std::fmt::Debug for NotifyWatcher {
@@ -117,10 +124,10 @@ impl NotifyWatcher {
         };
         let config = notify::Config::default().with_follow_symlinks(false);
         let watcher =
-            RecommendedWatcher::new(handler, config).map_err(|source| WatchError::Notify {
+            RecommendedWatcher::new(handler, config).map_err(|source| WatchError::Backend {
                 path: PathBuf::new(),
                 op: "start inotify",
-                source,
+                reason: source.to_string(),
             })?;
         let state = Arc::new(Mutex::new(State {
             watcher,
@@ -128,11 +135,15 @@ impl NotifyWatcher {
             matches: Vec::new(),
             active: BTreeMap::new(),
         }));
-        let (out_tx, rx) = mpsc::channel(OUT_CAPACITY);
+        let (tx, rx) = mpsc::channel(OUT_CAPACITY);
+        let out = Arc::new(Mutex::new(Out {
+            tx,
+            first: Some(rx),
+        }));
         let task = runtime.spawn(run(
             state.clone(),
             raw_rx,
-            out_tx,
+            out.clone(),
             overflow,
             wake,
             Timing {
@@ -141,7 +152,7 @@ impl NotifyWatcher {
                 rescan: rescan.max(Duration::from_millis(10)),
             },
         ));
-        Ok(Self { state, rx, task })
+        Ok(Self { state, out, task })
     }
 
     /// [`new`](Self::new) with 100 ms debounce, 1 s max wait, 60 s rescan.
@@ -157,7 +168,7 @@ impl Drop for NotifyWatcher {
 }
 
 impl Watcher for NotifyWatcher {
-    fn set(&mut self, specs: Vec<WatchSpec>) -> Result<(), WatchError> {
+    fn set(&self, specs: Vec<WatchSpec>) -> Result<(), WatchError> {
         let mut specs = specs;
         for spec in &mut specs {
             spec.source = absolute(&spec.source)?;
@@ -167,8 +178,20 @@ impl Watcher for NotifyWatcher {
         state.reconcile()
     }
 
-    fn events(&mut self) -> &mut mpsc::Receiver<WatchEvent> {
-        &mut self.rx
+    fn events(&self) -> BoxStream<WatchEvent> {
+        let mut out = lock(&self.out);
+        let rx = match out.first.take() {
+            Some(rx) => rx,
+            None => {
+                // Takes over: the earlier stream ends once its sender is gone.
+                let (tx, rx) = mpsc::channel(OUT_CAPACITY);
+                out.tx = tx;
+                rx
+            }
+        };
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|ev| (ev, rx))
+        }))
     }
 }
 
@@ -182,7 +205,7 @@ struct Timing {
 async fn run(
     state: Arc<Mutex<State>>,
     mut raw_rx: mpsc::Receiver<Raw>,
-    out_tx: mpsc::Sender<WatchEvent>,
+    out: Arc<Mutex<Out>>,
     overflow: Arc<AtomicBool>,
     wake: Arc<Notify>,
     timing: Timing,
@@ -239,9 +262,10 @@ async fn run(
         if let Err(err) = lock(&state).reconcile() {
             tracing::warn!(error = %err, "config watch: cannot watch every source");
         }
-        if out_tx.send(event).await.is_err() {
-            return;
-        }
+        // The stream was dropped: nobody listens, the event is dropped.
+        // The watcher keeps running while it is owned.
+        let tx = lock(&out).tx.clone();
+        let _ = tx.send(event).await;
     }
 }
 
@@ -346,10 +370,10 @@ impl State {
                 }
                 Err(err) if is_not_found(&err) => {}
                 Err(source) => {
-                    first_err.get_or_insert(WatchError::Notify {
+                    first_err.get_or_insert(WatchError::Backend {
                         path,
                         op: "watch",
-                        source,
+                        reason: source.to_string(),
                     });
                 }
             }
@@ -435,7 +459,7 @@ fn absolute(path: &Path) -> Result<PathBuf, WatchError> {
         .map_err(|source| WatchError::Unreadable {
             path: path.to_path_buf(),
             op: "make absolute",
-            source,
+            reason: source.to_string(),
         })
 }
 
@@ -451,7 +475,7 @@ fn is_not_found(err: &notify::Error) -> bool {
     }
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     // Plain data behind the lock; a panic elsewhere must not stop watching.
     state
         .lock()

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use berth_core::confighash::changed_files;
 
-use crate::{SourceSnapshot, WatchError, snapshot};
+use berth_core::watch::WatchError;
+use berth_sources::{SourceSnapshot, snapshot};
 
 /// A real change of a key's config source.
 #[derive(Debug, Clone, PartialEq, Eq)]

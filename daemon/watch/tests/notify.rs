@@ -8,15 +8,38 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use berth_core::watch::BoxStream;
 use berth_watch::{
     ChangeTracker, NotifyWatcher, WatchError, WatchEvent, WatchSpec, Watcher, snapshot,
 };
+use futures_util::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(10);
 const HOUR: Duration = Duration::from_secs(3600);
 
-fn watcher() -> NotifyWatcher {
-    NotifyWatcher::new(Duration::from_millis(100), Duration::from_secs(1), HOUR).expect("watcher")
+/// A watcher and its one event stream (a second `events()` would take over).
+struct Watched {
+    w: NotifyWatcher,
+    events: BoxStream<WatchEvent>,
+}
+
+impl std::ops::Deref for Watched {
+    type Target = NotifyWatcher;
+    fn deref(&self) -> &NotifyWatcher {
+        &self.w
+    }
+}
+
+fn watched(w: NotifyWatcher) -> Watched {
+    let events = w.events();
+    Watched { w, events }
+}
+
+fn watcher() -> Watched {
+    watched(
+        NotifyWatcher::new(Duration::from_millis(100), Duration::from_secs(1), HOUR)
+            .expect("watcher"),
+    )
 }
 
 fn spec(key: &str, source: &Path) -> WatchSpec {
@@ -32,15 +55,15 @@ fn tempdir() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-async fn next_event(w: &mut NotifyWatcher, within: Duration) -> Option<WatchEvent> {
-    tokio::time::timeout(within, w.events().recv())
+async fn next_event(w: &mut Watched, within: Duration) -> Option<WatchEvent> {
+    tokio::time::timeout(within, w.events.next())
         .await
         .ok()
         .flatten()
 }
 
 /// The next event, which must be `Changed`; returns its keys.
-async fn changed(w: &mut NotifyWatcher) -> Vec<String> {
+async fn changed(w: &mut Watched) -> Vec<String> {
     match next_event(w, WAIT).await {
         Some(WatchEvent::Changed { keys }) => keys,
         other => panic!("expected Changed within {WAIT:?}, got {other:?}"),
@@ -48,14 +71,14 @@ async fn changed(w: &mut NotifyWatcher) -> Vec<String> {
 }
 
 /// Waits until every key in `want` was in some `Changed`.
-async fn changed_all(w: &mut NotifyWatcher, want: &[&str]) {
+async fn changed_all(w: &mut Watched, want: &[&str]) {
     let mut seen = Vec::new();
     while !want.iter().all(|k| seen.iter().any(|s: &String| s == k)) {
         seen.extend(changed(w).await);
     }
 }
 
-async fn assert_quiet(w: &mut NotifyWatcher, window: Duration) {
+async fn assert_quiet(w: &mut Watched, window: Duration) {
     if let Some(ev) = next_event(w, window).await {
         panic!("expected no event for {window:?}, got {ev:?}");
     }
@@ -158,8 +181,10 @@ async fn burst_of_writes_is_one_changed() {
     }
     // Debounce 300 ms (above the 100 ms default) so a scheduling hiccup on a
     // loaded machine cannot split the ~150 ms burst; max_wait 1 s > burst.
-    let mut w = NotifyWatcher::new(Duration::from_millis(300), Duration::from_secs(1), HOUR)
-        .expect("watcher");
+    let mut w = watched(
+        NotifyWatcher::new(Duration::from_millis(300), Duration::from_secs(1), HOUR)
+            .expect("watcher"),
+    );
     w.set(vec![spec("k", &d)]).expect("set");
     let start = std::time::Instant::now();
     for i in 0..100 {
@@ -306,12 +331,14 @@ async fn unrelated_paths_and_replaced_specs_are_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn periodic_rescan_fires() {
     let (_t, d) = tempdir();
-    let mut w = NotifyWatcher::new(
-        Duration::from_millis(100),
-        Duration::from_secs(1),
-        Duration::from_millis(300),
-    )
-    .expect("watcher");
+    let mut w = watched(
+        NotifyWatcher::new(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            Duration::from_millis(300),
+        )
+        .expect("watcher"),
+    );
     w.set(vec![spec("k", &d)]).expect("set");
     assert_eq!(next_event(&mut w, WAIT).await, Some(WatchEvent::Rescan));
     assert_eq!(next_event(&mut w, WAIT).await, Some(WatchEvent::Rescan));

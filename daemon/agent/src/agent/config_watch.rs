@@ -16,7 +16,7 @@ use berth_core::record::{DeployAction, Deployment, Outputs, Status};
 use berth_core::runtime::RuntimeError;
 use berth_core::spec::{DesiredState, Kind};
 use berth_core::store::Store;
-use berth_watch::{WatchEvent, WatchSpec};
+use berth_core::watch::{WatchEvent, WatchSpec, Watcher};
 use tokio::time::Instant;
 
 use super::Agent;
@@ -28,14 +28,6 @@ use crate::{AgentError, Env, Reply};
 const WATCHER_ACTOR: &str = "config-watch";
 
 impl<E: Env> Agent<E> {
-    /// Runs the loop with `watcher` feeding it config changes.
-    pub fn with_watcher(mut self, watcher: Box<dyn berth_watch::Watcher>) -> Self {
-        self.watcher = Some(watcher);
-        self.watching.clear();
-        self.refresh_watches();
-        self
-    }
-
     /// At load: a service with config is read once (changes made while
     /// berthd was down); an interrupted reconfigure is resumed. Its last
     /// config change is the current record, or the one its meta names; a
@@ -83,9 +75,9 @@ impl<E: Env> Agent<E> {
     /// Tells the watcher the sources of every live service (only when the
     /// set changed).
     pub(super) fn refresh_watches(&mut self) {
-        let Some(watcher) = self.watcher.as_mut() else {
+        if self.watch_events.is_none() {
             return;
-        };
+        }
         let mut want = Vec::new();
         for (name, svc) in &self.services {
             // Deleted, or being deleted: nothing to react to any more.
@@ -102,7 +94,7 @@ impl<E: Env> Agent<E> {
         if want == self.watching {
             return;
         }
-        match watcher.set(want.clone()) {
+        match self.env.watcher().set(want.clone()) {
             Ok(()) => self.watching = want,
             Err(e) => {
                 // The periodic rescan still reads every source.

@@ -30,28 +30,16 @@ pub fn cfg() -> AgentConfig {
 }
 
 pub fn start_with(env: Arc<Env>) -> Node {
-    start_watching(env, None)
+    run_agent(env, cfg())
 }
 
-/// Starts the loop, with a config watcher when given one.
-pub fn start_watching(env: Arc<Env>, watcher: Option<Box<dyn berth_watch::Watcher>>) -> Node {
-    run_agent(env, cfg(), watcher)
-}
-
-/// Starts the loop on any seams, with `cfg`.
-pub fn run_agent<E: berth_agent::Env>(
-    env: Arc<E>,
-    cfg: AgentConfig,
-    watcher: Option<Box<dyn berth_watch::Watcher>>,
-) -> Running<E> {
+/// Starts the loop on any seams (its config watcher is the env's), with `cfg`.
+pub fn run_agent<E: berth_agent::Env>(env: Arc<E>, cfg: AgentConfig) -> Running<E> {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_max_level(tracing::Level::DEBUG)
         .try_init();
-    let (mut agent, handle) = Agent::new(env.clone(), cfg).expect("agent loads");
-    if let Some(w) = watcher {
-        agent = agent.with_watcher(w);
-    }
+    let (agent, handle) = Agent::new(env.clone(), cfg).expect("agent loads");
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent.run(async move {
         let _ = rx.await;
