@@ -1,6 +1,7 @@
 //! berthd under a real systemd (a private user manager per test, see
-//! `berth_tests::systemd`): readiness, the watchdog, socket activation, and
-//! a bad config that must not be restarted.
+//! `berth_tests::systemd`): readiness, the watchdog, socket activation, a
+//! bad config that must not be restarted, and host units (requires_units,
+//! after_units), a transient one among them that berthd must not pin.
 //!
 //! The tests run one at a time (`serial()`, across processes too): each has
 //! its own manager, but the watchdog test's 3 s deadline should not compete
@@ -291,6 +292,75 @@ fn requires_units_waits_for_follows_and_recovers_with_a_host_unit() {
     });
     let again = node.container("db-user").expect("container");
     assert_eq!(first.id, again.id, "started again, not recreated");
+}
+
+/// `systemd-run --user --unit=UNIT ARGS` under the node's manager, which
+/// must be accepted on this first try.
+fn systemd_run_ok(node: &SystemdNode, unit: &str, argv: &[&str]) {
+    let out = node.manager.systemd_run(unit, argv);
+    assert!(
+        out.status.success(),
+        "systemd refused the transient unit {unit} ({}): {}{}\n--- list-units\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        node.manager
+            .systemctl_ok(&["list-units", "--all", "--no-pager", unit]),
+        node.diagnostics()
+    );
+}
+
+#[test]
+fn a_transient_host_unit_in_requires_units_can_be_started_again_once_it_stopped() {
+    berth_prereq::require!(Systemd, DemoImage);
+    let _g = serial();
+    let Some(node) = units_node("sdtransient") else {
+        return;
+    };
+    // What an operator does: a transient unit, not a unit file.
+    systemd_run_ok(&node, "bar-host", &["/bin/sleep", "1000"]);
+    let spec = node.spec_file(
+        "bar-user.yaml",
+        "name: bar-user\nimage: berth-demo:latest\ncommand: [\"serve\"]\n\
+         requires_units: [bar-host.service]\nupdate: {settle: 1s}\n",
+    );
+    node.ctl_ok(&["apply", "--no-wait", &spec.display().to_string()]);
+    node.wait_until("bar-user runs", Duration::from_secs(60), |n| {
+        running(n, "bar-user") && n.show("bar-user").contains("COMPLETE")
+    });
+    let first = node.container("bar-user").expect("container");
+
+    // The unit stops: the container is stopped.
+    node.manager.systemctl_ok(&["stop", "bar-host.service"]);
+    node.wait_until(
+        "bar-user stopped because bar-host stopped",
+        Duration::from_secs(30),
+        |n| {
+            !running(n, "bar-user") && {
+                let show = n.show("bar-user");
+                show.contains("stopped: required host unit") && show.contains("bar-host.service")
+            }
+        },
+    );
+    // berthd follows bar-host.service, and systemd has forgotten it all the
+    // same: the same systemd-run is accepted at once, the first time.
+    assert!(
+        !node.manager.is_loaded("bar-host.service"),
+        "berthd's watch keeps the stopped transient unit loaded:\n{}",
+        node.manager
+            .systemctl_ok(&["list-units", "--all", "--no-pager", "bar-host.service"])
+    );
+    systemd_run_ok(&node, "bar-host", &["/bin/sleep", "1000"]);
+    node.wait_until("bar-user runs again", Duration::from_secs(30), |n| {
+        running(n, "bar-user") && !n.show("bar-user").contains("required host unit")
+    });
+    let again = node.container("bar-user").expect("container");
+    assert_eq!(first.id, again.id, "started again, not recreated");
+    let events = node.ctl_ok(&["events"]);
+    assert!(
+        events.contains("host unit bar-host.service is inactive"),
+        "{events}"
+    );
 }
 
 #[test]
