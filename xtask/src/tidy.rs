@@ -5,6 +5,12 @@
 //! not even transitively. Only normal dependencies count (dev and build
 //! dependencies are fine).
 //!
+//! berth-agent is the loop: it reaches the engine, the store, systemd, the
+//! config watcher and upstream only through core's seam traits (its `Env`),
+//! so it must not depend on an adapter crate or the libraries behind them,
+//! not even transitively, and its tests neither: its dev-dependencies (the
+//! fakes) count too.
+//!
 //! Caveat: `cargo metadata` resolves features for the whole workspace at once,
 //! so an optional dependency of one of core's dependencies that another member
 //! switches on shows up here too. That errs on the strict side.
@@ -17,24 +23,56 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-/// The packages whose dependency closure is policed, and what it must not contain.
-pub const RULES: &[(&str, &[&str])] = &[(
-    "berth-core",
-    &[
-        "tokio",
-        "bollard",
-        "hyper",
-        "axum",
-        "reqwest",
-        "zbus",
-        "zbus_systemd",
-        "notify",
-        "mio",
-        "async-std",
-        "smol",
-        "tower",
-    ],
-)];
+/// A package whose dependency closure is policed.
+pub struct Rule {
+    pub package: &'static str,
+    /// What the closure must not contain.
+    pub forbidden: &'static [&'static str],
+    /// The package's own dev-dependencies count too (and what they pull in).
+    pub with_dev: bool,
+    /// Why, for the error message.
+    pub why: &'static str,
+}
+
+/// The packages whose dependency closure is policed.
+pub const RULES: &[Rule] = &[
+    Rule {
+        package: "berth-core",
+        forbidden: &[
+            "tokio",
+            "bollard",
+            "hyper",
+            "axum",
+            "reqwest",
+            "zbus",
+            "zbus_systemd",
+            "notify",
+            "mio",
+            "async-std",
+            "smol",
+            "tower",
+        ],
+        with_dev: false,
+        why: "berth-core must stay free of async runtimes, the Docker client, HTTP stacks, \
+              D-Bus and file watchers",
+    },
+    Rule {
+        package: "berth-agent",
+        forbidden: &[
+            "berth-watch",
+            "berth-docker",
+            "berth-store",
+            "berth-systemd",
+            "berth-upstream",
+            "zbus",
+            "notify",
+            "bollard",
+        ],
+        with_dev: true,
+        why: "berth-agent reaches every adapter through core's seam traits in its Env; \
+              its tests use berth-fakes",
+    },
+];
 
 pub fn cargo_metadata(root: &Path) -> Result<Value> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
@@ -58,11 +96,13 @@ pub fn cargo_metadata(root: &Path) -> Result<Value> {
 }
 
 /// For each forbidden package reachable from `package` over normal
-/// dependencies, one shortest path `[package, .., forbidden]`.
+/// dependencies (and, `with_dev`, over `package`'s own dev-dependencies and
+/// then their normal dependencies), one shortest path `[package, .., forbidden]`.
 pub fn forbidden_paths(
     metadata: &Value,
     package: &str,
     forbidden: &[&str],
+    with_dev: bool,
 ) -> Result<Vec<Vec<String>>> {
     let names: HashMap<&str, &str> = metadata["packages"]
         .as_array()
@@ -82,21 +122,25 @@ pub fn forbidden_paths(
         .find(|id| names.get(id) == Some(&package))
         .with_context(|| format!("{package} is not a workspace member"))?;
 
-    // id -> ids of its normal (non-dev, non-build) dependencies.
+    // id -> ids of its normal (non-dev, non-build) dependencies; for the
+    // start package with `with_dev`, its dev-dependencies too (a dev
+    // dependency's own dev-dependencies are never built, so only here).
     let mut graph: HashMap<&str, Vec<&str>> = HashMap::new();
     for node in metadata["resolve"]["nodes"]
         .as_array()
         .context("metadata: no resolve graph")?
     {
         let id = node["id"].as_str().context("metadata: node without id")?;
+        let dev_too = with_dev && id == start;
         let deps = node["deps"]
             .as_array()
             .map(|deps| {
                 deps.iter()
                     .filter(|d| {
-                        d["dep_kinds"]
-                            .as_array()
-                            .is_some_and(|ks| ks.iter().any(|k| k["kind"].is_null()))
+                        d["dep_kinds"].as_array().is_some_and(|ks| {
+                            ks.iter()
+                                .any(|k| k["kind"].is_null() || (dev_too && k["kind"] == "dev"))
+                        })
                     })
                     .filter_map(|d| d["pkg"].as_str())
                     .collect()
@@ -136,12 +180,12 @@ pub fn forbidden_paths(
     Ok(found.into_values().collect())
 }
 
-/// All rule violations, as `a -> b -> c` strings.
-pub fn violations(metadata: &Value) -> Result<Vec<String>> {
+/// All rule violations, as `a -> b -> c` strings, each with its rule.
+pub fn violations(metadata: &Value) -> Result<Vec<(String, &'static Rule)>> {
     let mut out = Vec::new();
-    for (package, forbidden) in RULES {
-        for path in forbidden_paths(metadata, package, forbidden)? {
-            out.push(path.join(" -> "));
+    for rule in RULES {
+        for path in forbidden_paths(metadata, rule.package, rule.forbidden, rule.with_dev)? {
+            out.push((path.join(" -> "), rule));
         }
     }
     Ok(out)
@@ -152,20 +196,25 @@ pub fn run(root: &Path) -> Result<()> {
     let metadata = cargo_metadata(root)?;
     let v = violations(&metadata)?;
     if !v.is_empty() {
-        for path in &v {
-            eprintln!("tidy: forbidden dependency: {path}");
+        for (path, rule) in &v {
+            eprintln!("tidy: forbidden dependency: {path} ({})", rule.why);
         }
         bail!(
-            "{} forbidden dependenc{} (berth-core must stay free of async runtimes, \
-             the Docker client, HTTP stacks, D-Bus and file watchers)",
+            "{} forbidden dependenc{}: remove them from the Cargo.toml the path starts at",
             v.len(),
             if v.len() == 1 { "y" } else { "ies" }
         );
     }
-    for (package, forbidden) in RULES {
+    for rule in RULES {
         println!(
-            "tidy: ok: {package} depends on none of {}",
-            forbidden.join(", ")
+            "tidy: ok: {} {} none of {}",
+            rule.package,
+            if rule.with_dev {
+                "(with its dev-dependencies) depends on"
+            } else {
+                "depends on"
+            },
+            rule.forbidden.join(", ")
         );
     }
     Ok(())
@@ -218,7 +267,7 @@ mod tests {
             ("axum", vec![]),
             ("mio", vec![]),
         ]);
-        let paths = forbidden_paths(&m, "core", &["tokio", "hyper", "axum", "mio"])
+        let paths = forbidden_paths(&m, "core", &["tokio", "hyper", "axum", "mio"], false)
             .expect("well-formed metadata");
         assert_eq!(
             paths,
@@ -233,19 +282,56 @@ mod tests {
     fn clean_graph_and_unknown_package() {
         let m = meta(&[("core", vec![dep("a", &[None])]), ("a", vec![])]);
         assert!(
-            forbidden_paths(&m, "core", &["tokio"])
+            forbidden_paths(&m, "core", &["tokio"], false)
                 .expect("ok")
                 .is_empty()
         );
-        assert!(forbidden_paths(&m, "nope", &["tokio"]).is_err());
+        assert!(forbidden_paths(&m, "nope", &["tokio"], false).is_err());
     }
 
-    /// The real invariant, on the real workspace: `cargo test -p xtask` runs it.
+    /// With dev-dependencies: the package's own count, and what they pull in
+    /// over normal edges; a dev-dependency's dev-dependencies do not.
     #[test]
-    fn berth_core_has_no_forbidden_dependencies() {
+    fn with_dev_follows_the_packages_own_dev_dependencies_only() {
+        let m = meta(&[
+            (
+                "core",
+                vec![dep("fakes", &[Some("dev")]), dep("lib", &[None])],
+            ),
+            (
+                "fakes",
+                vec![dep("adapter", &[None]), dep("tool", &[Some("dev")])],
+            ),
+            ("lib", vec![dep("helper", &[Some("dev")])]),
+            ("adapter", vec![]),
+            ("tool", vec![]),
+            ("helper", vec![]),
+        ]);
+        let forbidden = ["adapter", "tool", "helper"];
+        assert!(
+            forbidden_paths(&m, "core", &forbidden, false)
+                .expect("ok")
+                .is_empty(),
+            "dev edges are not followed without with_dev"
+        );
+        assert_eq!(
+            forbidden_paths(&m, "core", &forbidden, true).expect("ok"),
+            vec![vec!["core".to_string(), "fakes".into(), "adapter".into()]]
+        );
+    }
+
+    /// The real invariants, on the real workspace: `cargo test -p xtask`
+    /// runs them (berth-core's and berth-agent's).
+    #[test]
+    fn no_policed_package_has_forbidden_dependencies() {
         let root = crate::workspace_root();
         let metadata = cargo_metadata(&root).expect("cargo metadata");
         let v = violations(&metadata).expect("well-formed metadata");
-        assert!(v.is_empty(), "forbidden dependencies:\n{}", v.join("\n"));
+        let paths: Vec<&str> = v.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(
+            v.is_empty(),
+            "forbidden dependencies:\n{}",
+            paths.join("\n")
+        );
     }
 }
