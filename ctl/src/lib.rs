@@ -24,7 +24,7 @@ use commands::events::EventsArgs;
 use commands::logs::LogsArgs;
 use commands::status::{HistoryArgs, NameArgs};
 use commands::upstream::{OutboxCmd, PushArgs};
-use commands::verbs::{RecordVerbArgs, RollbackArgs, Verb as ServiceVerb};
+use commands::verbs::{DeleteArgs, RecordVerbArgs, RollbackArgs, Verb as ServiceVerb};
 use error::CliResult;
 
 const EXIT_CODES: &str = "\
@@ -275,10 +275,15 @@ pub enum Verb {
 
     /// Delete a service: remove its container and stop managing it.
     ///
+    /// Its named volumes are kept unless --volumes is given; even then only
+    /// those berth created for this node that no other service mounts are
+    /// removed, and the answer names what was removed and what was kept.
+    ///
     /// Examples:
     ///   berthctl delete web
+    ///   berthctl delete web --volumes
     #[command(verbatim_doc_comment)]
-    Delete(RecordVerbArgs),
+    Delete(DeleteArgs),
 
     /// Print a service's container logs (stdout and stderr).
     ///
@@ -381,7 +386,10 @@ pub async fn run(cli: Cli) -> CliResult {
         }
         Verb::Stop(a) => verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Stop, Some(&a.wait)).await,
         Verb::Start(a) => verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Start, Some(&a.wait)).await,
-        Verb::Delete(a) => verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Delete, Some(&a.wait)).await,
+        Verb::Delete(a) => {
+            let verb = ServiceVerb::Delete { volumes: a.volumes };
+            verbs::cmd_verb(&ctx, &a.name, verb, Some(&a.wait)).await
+        }
         Verb::Hold(a) => verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Hold, None).await,
         Verb::Release(a) => verbs::cmd_verb(&ctx, &a.name, ServiceVerb::Release, None).await,
         Verb::Logs(a) => logs::cmd_logs(&ctx, &a).await,

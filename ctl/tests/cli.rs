@@ -281,6 +281,14 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<B
             if status == Status::Failed {
                 d.status_reason = "container exited with code 3".into();
             }
+            if *id == "web-6" {
+                // The DELETE record: with ?volumes=true it ends naming them.
+                d.action = DeployAction::Delete;
+                if status == Status::Complete {
+                    d.status_reason =
+                        "volumes removed: data; volumes kept: shared (mounted by api)".into();
+                }
+            }
             json_response(StatusCode::OK, &d)
         }
         (&Method::POST, ["v1", "services", "web", "rollback"]) => json_response(
@@ -294,6 +302,21 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<B
                     Status::Pending,
                 )),
                 message: "web: rolling back to generation 3".into(),
+            },
+        ),
+        (&Method::DELETE, ["v1", "services", "web"]) => json_response(
+            StatusCode::OK,
+            &VerbResponse {
+                service: "web".into(),
+                deployment: Some(deployment("web", 6, DeployAction::Delete, Status::Pending)),
+                message: if query == "volumes=true" {
+                    "deleting web; once its container is gone, its named volumes data are \
+                     removed if berth created them for this node and nothing uses them; \
+                     kept: shared (mounted by api)"
+                        .into()
+                } else {
+                    "deleting web".into()
+                },
             },
         ),
         (&Method::POST, ["v1", "services", "web", "hold"]) => json_response(
@@ -711,6 +734,56 @@ fn verbs_without_waiting() -> TestResult {
     let run = berthd.run(&["hold", "web"])?;
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.stdout, "web: held\n");
+    Ok(())
+}
+
+#[test]
+fn delete_keeps_volumes_unless_asked_and_then_names_what_went_and_what_stayed() -> TestResult {
+    let berthd = FakeBerthd::start(Status::Complete)?;
+    let run = berthd.run(&["delete", "web"])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        run.stdout, "deleting web (deployment web-6)\nweb: COMPLETE\n",
+        "a plain delete says nothing of volumes"
+    );
+    assert!(
+        berthd
+            .requests()
+            .contains(&"DELETE /v1/services/web?".to_string()),
+        "{:?}",
+        berthd.requests()
+    );
+
+    let run = berthd.run(&["delete", "web", "--volumes"])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        berthd
+            .requests()
+            .contains(&"DELETE /v1/services/web?volumes=true".to_string()),
+        "{:?}",
+        berthd.requests()
+    );
+    assert!(
+        run.stdout
+            .starts_with("deleting web; once its container is gone"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .ends_with("web: volumes removed: data; volumes kept: shared (mounted by api)\n"),
+        "the final line names what was removed and kept: {run:?}"
+    );
+
+    let run = berthd.run(&["--json", "delete", "web", "--volumes"])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let resp: VerbResponse = serde_json::from_str(&run.stdout)?;
+    assert_eq!(
+        resp.deployment.map(|d| d.status_reason),
+        Some("volumes removed: data; volumes kept: shared (mounted by api)".into())
+    );
+
+    let run = berthd.run(&["delete", "--help"])?;
+    assert!(run.stdout.contains("--volumes"), "{run:?}");
     Ok(())
 }
 

@@ -18,7 +18,10 @@ pub enum Verb {
     Reconfigure,
     Stop,
     Start,
-    Delete,
+    /// With `--volumes` or without.
+    Delete {
+        volumes: bool,
+    },
     Hold,
     Release,
 }
@@ -28,6 +31,22 @@ pub struct RecordVerbArgs {
     /// The service.
     #[arg(value_name = "NAME", value_parser = super::service_name)]
     pub name: String,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// The service.
+    #[arg(value_name = "NAME", value_parser = super::service_name)]
+    pub name: String,
+
+    /// Also remove, once its container is gone, the named volumes it
+    /// mounted that berth created for this node (label io.berth.node) and
+    /// that no other service mounts. Without it every volume is kept.
+    #[arg(long)]
+    pub volumes: bool,
 
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -51,7 +70,12 @@ pub struct RollbackArgs {
 pub async fn cmd_verb(ctx: &Ctx, name: &str, verb: Verb, wait: Option<&WaitArgs>) -> CliResult {
     let base = format!("/v1/services/{name}");
     let mut response: VerbResponse = match verb {
-        Verb::Delete => ctx.client.json(Method::DELETE, &base, None).await?,
+        Verb::Delete { volumes: false } => ctx.client.json(Method::DELETE, &base, None).await?,
+        Verb::Delete { volumes: true } => {
+            ctx.client
+                .json(Method::DELETE, &format!("{base}?volumes=true"), None)
+                .await?
+        }
         Verb::Rollback(generation) => {
             ctx.client
                 .post(&format!("{base}/rollback"), &RollbackRequest { generation })
@@ -104,6 +128,12 @@ pub async fn cmd_verb(ctx: &Ctx, name: &str, verb: Verb, wait: Option<&WaitArgs>
     response.deployment = finished.first().cloned();
     if ctx.json {
         output::json(&response)?;
+    } else if let (Verb::Delete { volumes: true }, Some(d)) = (verb, &response.deployment)
+        && d.status == berth_core::record::Status::Complete
+        && !d.status_reason.is_empty()
+    {
+        // Which volumes were removed and which kept, and why.
+        output::line(format!("{name}: {}", d.status_reason))?;
     }
     wait::outcome(&finished, opts.timeout)
 }

@@ -51,6 +51,7 @@ mod snapshot;
 mod spec_dir;
 pub(crate) mod units;
 mod verbs;
+pub(crate) mod volumes;
 use crate::{AgentConfig, AgentError, Command, Env, Handle, Reply};
 
 /// Lists are coalesced to at most one per this interval.
@@ -118,6 +119,8 @@ pub struct Agent<E: Env> {
     watching: Vec<WatchSpec>,
     /// Host units (`after_units`, `requires_units`) and their states.
     units: units::Units,
+    /// Deletes that remove named volumes once the container is gone.
+    volume_removals: BTreeMap<String, volumes::Removal>,
 }
 
 impl<E: Env> Agent<E> {
@@ -163,6 +166,7 @@ impl<E: Env> Agent<E> {
             watch_events: None,
             watching: Vec::new(),
             units: units::Units::new(),
+            volume_removals: BTreeMap::new(),
         };
         agent.load()?;
         agent.watch_events = Some(agent.env.watcher().events());

@@ -78,6 +78,8 @@ pub(crate) enum Job {
         generation: u64,
         image: ImageSource,
     },
+    /// Remove a deleted service's named volumes (`delete --volumes`).
+    RemoveVolumes(crate::agent::volumes::Request),
     /// Resolve the images (and read the config sources) of a pending apply.
     Resolve {
         apply_id: u64,
@@ -112,6 +114,7 @@ pub(crate) type ConfigRead = (ConfigState, Option<SourceKind>);
 
 pub(crate) enum Done {
     Listed(Result<Vec<berth_core::runtime::ObservedContainer>, RuntimeError>),
+    VolumesRemoved(crate::agent::volumes::Outcome),
     ImagesCollected {
         service: String,
         removed: Vec<String>,
@@ -203,6 +206,7 @@ pub(crate) async fn read_config(
 pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
     match job {
         Job::List => Done::Listed(runtime.list().await),
+        Job::RemoveVolumes(req) => Done::VolumesRemoved(req.run(runtime).await),
         Job::ImageGc { service, keep } => {
             let prefix = format!("{}:", crate::images::build_repository(&service));
             let mut removed = Vec::new();

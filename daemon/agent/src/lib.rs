@@ -179,6 +179,9 @@ pub enum Verb {
     Hold,
     Release,
     Delete,
+    /// Delete, then remove the named volumes it mounted that berth created
+    /// for this node and no other service mounts (`agent/volumes.rs`).
+    DeleteWithVolumes,
     Rollback {
         generation: Option<u64>,
     },

@@ -577,12 +577,27 @@ async fn apply(
     Ok(Json(resp))
 }
 
+#[derive(Deserialize)]
+struct DeleteQuery {
+    /// Also remove, once the container is gone, the named volumes the
+    /// service mounted that berth created for this node and no other
+    /// service mounts (`berthctl delete --volumes`).
+    #[serde(default)]
+    volumes: bool,
+}
+
 async fn delete_service(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
     who: Option<axum::Extension<Actor>>,
 ) -> Result<Json<VerbResponse>, ApiError> {
-    Ok(Json(s.handle.verb(&name, Verb::Delete, &actor(who)).await?))
+    let verb = if q.volumes {
+        Verb::DeleteWithVolumes
+    } else {
+        Verb::Delete
+    };
+    Ok(Json(s.handle.verb(&name, verb, &actor(who)).await?))
 }
 
 async fn verb(

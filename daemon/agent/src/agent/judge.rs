@@ -75,6 +75,9 @@ impl<E: Env> Agent<E> {
             match verdict {
                 Verdict::Wait => {}
                 Verdict::Done(status, reason) => {
+                    let Some(reason) = self.volumes_before_complete(&name, status, reason) else {
+                        continue;
+                    };
                     self.set_status(&name, status, reason, None);
                     if status == Status::Complete
                         && self

@@ -31,6 +31,7 @@ impl<E: Env> Agent<E> {
         }
         match done {
             Done::Listed(result) => self.observed(result),
+            Done::VolumesRemoved(outcome) => self.volumes_removed(outcome),
             Done::ImagesCollected {
                 service,
                 removed,

@@ -155,7 +155,7 @@ impl<E: Env> Agent<E> {
                 };
                 Ok(response(Some(record), message))
             }
-            Verb::Delete => {
+            Verb::Delete | Verb::DeleteWithVolumes => {
                 let spec = svc.current.spec.clone();
                 let source = svc.meta.source.clone();
                 let target = svc.target.clone();
@@ -166,7 +166,12 @@ impl<E: Env> Agent<E> {
                 record.applied = true;
                 record.status = Status::InProgress;
                 let record = self.commit_record(record, None)?;
-                let message = format!("deleting {service}");
+                let mut message = format!("deleting {service}");
+                if verb == Verb::DeleteWithVolumes {
+                    message.push_str(&self.plan_volume_removal(service, record.generation));
+                } else {
+                    self.volume_removals.remove(service);
+                }
                 Ok(response(Some(record), message))
             }
             Verb::Reconfigure => Err(AgentError::Refused {
