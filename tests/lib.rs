@@ -9,6 +9,8 @@
 
 #[path = "src/bins.rs"]
 pub mod bins;
+#[path = "src/engine.rs"]
+pub mod engine;
 #[path = "src/node.rs"]
 pub mod node;
 #[path = "src/proxy.rs"]

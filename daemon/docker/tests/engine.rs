@@ -1,252 +1,51 @@
 //! `DockerRuntime` against the real engine.
 //!
-//! Every test has its own random node id and container name prefix, builds
-//! its test image through `Runtime::build`, and holds a [`Guard`] that removes
-//! (with the docker CLI, so it also works while panicking) every container
-//! carrying its node label or its test-owner label, then the images it tagged.
+//! The harness is `berth_tests::engine`: every test has its own random node
+//! id and container name prefix, builds its test image through
+//! `Runtime::build`, and holds a guard that removes (with the docker CLI, so
+//! it also works while panicking) every container carrying its node label or
+//! its test-owner label, then the images it tagged. The engine is
+//! [`engine`]; the same tests can run against another one.
 
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasher, Hasher};
-use std::path::Path;
-use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use berth_core::runtime::{
-    ContainerState, CreateRequest, CreateSpec, Health, LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE,
-    LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream, ObservedContainer, RuntimeError,
-    RuntimeEvent,
+    ContainerState, CreateSpec, Health, LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE,
+    LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream, RuntimeError, RuntimeEvent,
 };
 use berth_core::spec::{
     Healthcheck, Logging, PortMapping, Protocol, Resources, RestartPolicy, Ulimit, Volume,
 };
 use berth_docker::{DockerRuntime, Runtime};
+use berth_tests::engine::{BUSYBOX_DOCKERFILE, Engine, OWNER_LABEL, random_hex, write_context};
 use berth_tests::proxy::EngineProxy;
 use futures_util::StreamExt;
 use serde_json::Value;
 
+/// A node of the test's own on the engine under test, with the busybox
+/// image built (`berth_tests::engine`).
+type Fixture = berth_tests::engine::Fixture<DockerRuntime>;
+
 /// The engine the tests use: `$DOCKER_HOST`, else the default socket.
-fn endpoint() -> String {
-    berth_prereq::docker_host()
-}
-/// Marks containers a test made behind berth's back, so the guard finds them.
-const OWNER_LABEL: &str = "io.berth-test.owner";
-
-fn random_hex() -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    format!("{:016x}", h.finish())
+fn engine() -> Engine {
+    Engine::default()
 }
 
-fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run the docker CLI")
-}
-
-/// Runs the docker CLI and returns its trimmed stdout; panics on failure.
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn docker_inspect(id: &str) -> Value {
-    let text = docker_ok(&["inspect", id]);
-    let v: Value = serde_json::from_str(&text).expect("inspect json");
-    v[0].clone()
-}
-
-/// Cleans up after a test, even one that panicked.
-struct Guard {
-    node: String,
-    images: Mutex<Vec<String>>,
-}
-
-impl Guard {
-    fn track_image(&self, tag: &str) {
-        self.images.lock().expect("lock").push(tag.to_string());
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let mut ids = Vec::new();
-        for filter in [
-            format!("label={LABEL_NODE}={}", self.node),
-            format!("label={OWNER_LABEL}={}", self.node),
-        ] {
-            if let Ok(out) = Command::new("docker")
-                .args(["ps", "-aq", "--no-trunc", "--filter", &filter])
-                .output()
-            {
-                ids.extend(
-                    String::from_utf8_lossy(&out.stdout)
-                        .split_whitespace()
-                        .map(str::to_string),
-                );
-            }
-        }
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v"])
-                .args(&ids)
-                .output();
-        }
-        let images = self.images.lock().map(|i| i.clone()).unwrap_or_default();
-        for tag in images {
-            // Not forced: only our tag goes; an image another test shares stays.
-            let _ = Command::new("docker").args(["rmi", &tag]).output();
-        }
-    }
-}
-
-/// A node of our own on the real engine, with the busybox test image built.
-struct Fixture {
-    rt: DockerRuntime,
-    node: String,
-    prefix: String,
-    image_tag: String,
-    image_id: String,
-    guard: Guard,
-    _dir: tempfile::TempDir,
-}
-
-fn write_context(dir: &Path, dockerfile: &str) {
-    std::fs::copy("/bin/busybox", dir.join("busybox"))
-        .expect("copy /bin/busybox into the build context (apt-get install busybox-static)");
-    std::fs::write(dir.join("Dockerfile"), dockerfile).expect("write Dockerfile");
-    std::fs::write(dir.join("berth-test-id"), random_hex()).expect("write the build id");
-}
-
-/// The first step copies a file unique to the build, so no two tests (nor
-/// anyone else's builds) share a cached layer chain: removing our tag then
-/// removes our whole chain and cannot pull a parent from under another build.
-const BUSYBOX_DOCKERFILE: &str = "FROM scratch\n\
-COPY berth-test-id /berth-test-id\n\
-COPY busybox /bin/busybox\n\
-ENTRYPOINT [\"/bin/busybox\"]\n\
-CMD [\"sleep\", \"3600\"]\n";
-
-impl Fixture {
-    async fn new() -> Fixture {
-        let node = format!("test-{}", random_hex());
-        let prefix = format!("berth-test-{}", &node[5..13]);
-        let guard = Guard {
-            node: node.clone(),
-            images: Mutex::new(Vec::new()),
-        };
-        let rt = DockerRuntime::connect(&endpoint(), &node).expect("connect");
-        let dir = tempfile::tempdir().expect("tempdir");
-        write_context(dir.path(), BUSYBOX_DOCKERFILE);
-        let image_tag = format!("berth-test-busybox:{}", &node[5..]);
-        guard.track_image(&image_tag);
-        let context = dir.path().to_str().expect("utf-8 path").to_string();
-        let image_id = rt
-            .build(&context, None, &image_tag)
-            .await
-            .expect("build the busybox test image");
-        assert!(image_id.starts_with("sha256:"), "{image_id}");
-        Fixture {
-            rt,
-            node,
-            prefix,
-            image_tag,
-            image_id,
-            guard,
-            _dir: dir,
-        }
-    }
-
-    fn name(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.prefix)
-    }
-
-    fn request(&self, suffix: &str, service: &str, spec: CreateSpec) -> CreateRequest {
-        CreateRequest {
-            name: self.name(suffix),
-            spec,
-            labels: BTreeMap::from([
-                (LABEL_SERVICE.to_string(), service.to_string()),
-                (LABEL_SPEC_HASH.to_string(), format!("v1:{service}-hash")),
-                (LABEL_GENERATION.to_string(), "3".to_string()),
-            ]),
-        }
-    }
-
-    fn spec(&self, command: &[&str]) -> CreateSpec {
-        CreateSpec {
-            image: self.image_id.clone(),
-            command: Some(command.iter().map(|s| s.to_string()).collect()),
-            stop_timeout: Some(Duration::from_secs(1)),
-            restart: RestartPolicy::Never,
-            ..Default::default()
-        }
-    }
-
-    /// A container the test starts behind berth's back (no node label, or
-    /// another node's), cleaned up by the guard.
-    fn foreign(&self, suffix: &str, extra_labels: &[&str]) -> String {
-        let name = self.name(suffix);
-        let owner = format!("{OWNER_LABEL}={}", self.node);
-        let mut args = vec!["run", "-d", "--name", &name, "--label", &owner];
-        for l in extra_labels {
-            args.push("--label");
-            args.push(l);
-        }
-        args.extend([self.image_tag.as_str(), "sleep", "3600"]);
-        docker_ok(&args)
-    }
-
-    async fn observed(&self, id: &str) -> Option<ObservedContainer> {
-        self.rt
-            .list()
-            .await
-            .expect("list")
-            .into_iter()
-            .find(|c| c.id == id)
-    }
-
-    async fn wait_for(
-        &self,
-        id: &str,
-        what: &str,
-        ok: impl Fn(&ObservedContainer) -> bool,
-    ) -> ObservedContainer {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let c = self.observed(id).await;
-            if let Some(c) = c.as_ref().filter(|c| ok(c)) {
-                return c.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {c:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+/// A fixture on [`engine`], with `DockerRuntime` as the runtime under test.
+async fn fixture() -> Fixture {
+    Fixture::new(engine(), |endpoint, node| {
+        DockerRuntime::connect(endpoint, node).expect("connect")
+    })
+    .await
 }
 
 #[tokio::test]
 async fn connect_negotiates_the_engines_api_version() {
     berth_prereq::require!(Engine);
     let node = format!("test-{}", random_hex());
-    let rt = DockerRuntime::connect(&endpoint(), &node).expect("connect");
-    let server = docker_ok(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let rt = DockerRuntime::connect(&engine().endpoint, &node).expect("connect");
+    let server = engine().cli_ok(&["version", "--format", "{{.Server.APIVersion}}"]);
     let negotiated = rt.api_version().await.expect("negotiate");
     assert_eq!(
         negotiated, server,
@@ -315,7 +114,7 @@ async fn unreachable_engines_fail_fast() {
 #[tokio::test]
 async fn create_maps_the_spec_and_the_lifecycle_works() {
     berth_prereq::require!(Engine, Busybox);
-    let f = Fixture::new().await;
+    let f = fixture().await;
     let data = tempfile::tempdir().expect("tempdir");
     std::fs::write(data.path().join("hello"), "hi").expect("write");
     let outputs = tempfile::tempdir().expect("tempdir");
@@ -371,7 +170,7 @@ async fn create_maps_the_spec_and_the_lifecycle_works() {
     let id = f.rt.create(&req).await.expect("create");
 
     // The mapping really landed.
-    let c = docker_inspect(&id);
+    let c = f.engine.inspect(&id);
     assert_eq!(c["Name"], format!("/{}", f.name("web")));
     assert_eq!(c["Image"], f.image_id.as_str());
     assert_eq!(c["Config"]["Cmd"], serde_json::json!(["sleep", "3600"]));
@@ -471,7 +270,9 @@ async fn create_maps_the_spec_and_the_lifecycle_works() {
     assert!(o.started_at.is_some());
 
     // The volume and the healthcheck work.
-    let out = docker_ok(&["exec", &id, "/bin/busybox", "cat", "/data/hello"]);
+    let out = f
+        .engine
+        .cli_ok(&["exec", &id, "/bin/busybox", "cat", "/data/hello"]);
     assert_eq!(out, "hi");
     f.wait_for(&id, "healthy", |c| c.health == Some(Health::Healthy))
         .await;
@@ -481,7 +282,7 @@ async fn create_maps_the_spec_and_the_lifecycle_works() {
     let o = f.observed(&id).await.expect("listed");
     assert_eq!(o.name, f.name("web-old"));
     assert_eq!(
-        docker_inspect(&id)["Name"],
+        f.engine.inspect(&id)["Name"],
         format!("/{}", f.name("web-old"))
     );
     // By name works too, and a taken name is a conflict.
@@ -594,7 +395,7 @@ fn joined(chunks: &[LogChunk], stream: LogStream) -> String {
 #[tokio::test]
 async fn logs_tell_stdout_from_stderr() {
     berth_prereq::require!(Engine, Busybox);
-    let f = Fixture::new().await;
+    let f = fixture().await;
     let req = f.request(
         "task",
         "task",
@@ -670,7 +471,7 @@ async fn logs_tell_stdout_from_stderr() {
 #[tokio::test]
 async fn a_missing_image_is_named() {
     berth_prereq::require!(Engine, Busybox);
-    let f = Fixture::new().await;
+    let f = fixture().await;
     for image in [
         format!("sha256:{}", "0".repeat(64)),
         format!("berth-test-missing:{}", &f.node[5..]),
@@ -727,7 +528,7 @@ async fn a_missing_image_is_named() {
 #[tokio::test]
 async fn foreign_containers_are_never_listed_nor_touched() {
     berth_prereq::require!(Engine, Busybox);
-    let f = Fixture::new().await;
+    let f = fixture().await;
     let unlabelled = f.foreign("foreign", &[]);
     let other_node_label = format!("{LABEL_NODE}=someone-else-{}", f.node);
     let other_node = f.foreign("other-node", &[&other_node_label]);
@@ -772,7 +573,7 @@ async fn foreign_containers_are_never_listed_nor_touched() {
                 }
             }
         }
-        let c = docker_inspect(&id);
+        let c = f.engine.inspect(&id);
         assert_eq!(c["State"]["Running"], true, "{name} was touched");
         assert_eq!(c["Name"], format!("/{name}"));
     }
@@ -795,15 +596,15 @@ async fn foreign_containers_are_never_listed_nor_touched() {
 #[tokio::test]
 async fn load_brings_back_a_saved_image() {
     berth_prereq::require!(Engine, Busybox);
-    let f = Fixture::new().await;
+    let f = fixture().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let tag = format!("berth-test-loaded:{}", &f.node[5..]);
     f.guard.track_image(&tag);
-    docker_ok(&["tag", &f.image_tag, &tag]);
+    f.engine.cli_ok(&["tag", &f.image_tag, &tag]);
     let tarball = dir.path().join("image.tar");
     let tarball_s = tarball.to_str().expect("utf-8").to_string();
-    docker_ok(&["save", "-o", &tarball_s, &tag]);
-    docker_ok(&["rmi", &tag]);
+    f.engine.cli_ok(&["save", "-o", &tarball_s, &tag]);
+    f.engine.cli_ok(&["rmi", &tag]);
     assert_eq!(f.rt.inspect_image(&tag).await.expect("inspect"), None);
 
     let refs = f.rt.load(&tarball_s).await.expect("load");
@@ -837,7 +638,7 @@ async fn load_brings_back_a_saved_image() {
 #[tokio::test]
 async fn build_failures_and_image_removal() {
     berth_prereq::require!(Engine, Busybox);
-    let f = Fixture::new().await;
+    let f = fixture().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = dir.path().to_str().expect("utf-8").to_string();
 
@@ -858,7 +659,7 @@ async fn build_failures_and_image_removal() {
             .expect("build");
     assert_ne!(id, f.image_id);
     let marker = std::fs::read_to_string(dir.path().join("marker")).expect("read");
-    let out = docker_ok(&[
+    let out = f.engine.cli_ok(&[
         "run",
         "--rm",
         "--label",
@@ -941,21 +742,14 @@ async fn build_failures_and_image_removal() {
     assert_eq!(f.rt.inspect_image(&bad_tag).await.expect("inspect"), None);
 
     // Tags seen by the guard are unique to this test.
-    let tags: HashSet<String> = f
-        .guard
-        .images
-        .lock()
-        .expect("lock")
-        .iter()
-        .cloned()
-        .collect();
+    let tags: HashSet<String> = f.guard.images().into_iter().collect();
     assert_eq!(tags.len(), 3);
 }
 
 #[tokio::test]
 async fn a_container_it_created_is_acted_on_without_another_inspect() {
     berth_prereq::require!(Engine, Busybox);
-    let f = Fixture::new().await;
+    let f = fixture().await;
     let proxy = EngineProxy::start(&berth_tests::proxy::engine_socket()).expect("proxy starts");
     let rt = DockerRuntime::connect(&proxy.docker_host(), &f.node).expect("connect");
     let id = rt
