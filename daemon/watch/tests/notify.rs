@@ -100,6 +100,45 @@ async fn write_in_dir_source_is_one_changed_for_its_key() {
     assert_quiet(&mut w, Duration::from_millis(1500)).await;
 }
 
+/// Events seen before anyone asked for the stream wait for the first one;
+/// a second `events()` takes over and the first stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_stream_gets_earlier_events_and_a_later_one_takes_over() {
+    let (_t, d) = tempdir();
+    let w = NotifyWatcher::new(Duration::from_millis(100), Duration::from_secs(1), HOUR)
+        .expect("watcher");
+    w.set(vec![spec("k", &d)]).expect("set");
+    fs::write(d.join("a"), "1").expect("write");
+    // Well past debounce + max_wait: the batch was flushed before anyone listened.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut first = w.events();
+    let got = tokio::time::timeout(WAIT, first.next())
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(
+        got,
+        Some(WatchEvent::Changed {
+            keys: vec!["k".into()]
+        })
+    );
+
+    let mut second = w.events();
+    let ended = tokio::time::timeout(WAIT, first.next()).await;
+    assert_eq!(ended, Ok(None), "the earlier stream ends");
+    fs::write(d.join("b"), "2").expect("write");
+    let got = tokio::time::timeout(WAIT, second.next())
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(
+        got,
+        Some(WatchEvent::Changed {
+            keys: vec!["k".into()]
+        })
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_into_place_over_file_source() {
     let (_t, d) = tempdir();
