@@ -18,6 +18,6 @@ mod notify_watcher;
 mod tracker;
 
 pub use berth_core::watch::{WatchError, WatchEvent, WatchSpec, Watcher};
-pub use berth_sources::{SourceSnapshot, read_state, snapshot};
+pub use berth_sources::{SourceSnapshot, snapshot};
 pub use notify_watcher::{DEFAULT_DEBOUNCE, DEFAULT_MAX_WAIT, DEFAULT_RESCAN, NotifyWatcher};
 pub use tracker::{Change, ChangeTracker};
