@@ -86,6 +86,18 @@ impl Default for ConnLimits {
     }
 }
 
+/// The accept backlog [`serve_tcp`] gives its listener (the kernel caps it
+/// at `net.core.somaxconn`, 4096 by default).
+///
+/// Why: tokio and std listen with a backlog of 128. A flood of more
+/// connections than that, each reopened as soon as it is closed to make
+/// room, keeps the kernel's accept queue full, and a client's handshake
+/// that finds it full is dropped: its SYN is sent again only after a
+/// second (then three). With room for the flood in the queue, the client's
+/// connection waits behind at most the flood's in-flight connections, which
+/// the accept loop takes in a few milliseconds.
+pub(crate) const ACCEPT_BACKLOG: i32 = 4096;
+
 /// Who is on the other end of a TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpPeer {
@@ -107,6 +119,7 @@ pub async fn serve_tcp(
     limits: ConnLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    raise_backlog(&listener);
     let slots = TcpSlots::new(&limits);
     let (stop_tx, _) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
@@ -188,6 +201,14 @@ pub async fn serve_tcp(
     let _ = stop_tx.send(true);
     slots.drain().await;
     Ok(())
+}
+
+/// Gives `listener` the [`ACCEPT_BACKLOG`]: listen(2) on a listening socket
+/// sets its backlog anew.
+fn raise_backlog(listener: &TcpListener) {
+    if let Err(e) = rustix::net::listen(listener, ACCEPT_BACKLOG) {
+        tracing::warn!(error = %e, backlog = ACCEPT_BACKLOG, "cannot raise the TCP API listener's accept backlog; a connection flood may delay clients by a second or more");
+    }
 }
 
 /// Marks a connection authenticated when a request carries a valid token.
@@ -740,6 +761,44 @@ mod tests {
         assert_eq!(peer_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
         assert_eq!(peer_key(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
         assert_eq!(peer_key(ip("10.1.2.3")), ip("10.1.2.3"));
+    }
+
+    /// Connections that complete their handshake on `listener` within 2 s
+    /// when `n` connect at once and nothing accepts them.
+    async fn handshakes_without_accept(listener: &TcpListener, n: usize) -> usize {
+        let addr = listener.local_addr().expect("addr");
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            tasks.spawn(async move {
+                tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            });
+        }
+        let mut open = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Some(s)) = done {
+                open.push(s);
+            }
+        }
+        open.len()
+    }
+
+    /// The flood of issue 29 keeps ~300 connections in flight; with the
+    /// backlog of 128 that tokio gives a listener, the accept queue filled
+    /// and a client's handshake was dropped (its SYN sent again a second
+    /// later). The raised backlog holds them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_raised_backlog_holds_a_flood_the_default_one_drops() {
+        let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let held = handshakes_without_accept(&plain, 400).await;
+        assert!(held < 400, "tokio's default backlog held {held} of 400");
+
+        let raised = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        raise_backlog(&raised);
+        let held = handshakes_without_accept(&raised, 400).await;
+        assert_eq!(held, 400, "the raised backlog holds every handshake");
     }
 
     #[tokio::test]

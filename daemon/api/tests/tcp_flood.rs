@@ -1,8 +1,19 @@
 //! The TCP listener under a connection flood (issue 29, item 5): `serve_tcp`
 //! with the real router and tokens, on loopback. Idle connections opened
 //! (and reopened as they are dropped) by one peer must not keep a client
-//! with a token from getting its answer, and connections that never
-//! authenticate are closed at the pre-authentication deadline.
+//! with a token from getting its answer within 1 s, and connections that
+//! never authenticate are closed at the pre-authentication deadline.
+//!
+//! The flood runs on a thread and runtime of its own, as an attacker on
+//! another host would: it does not take the server's worker threads, only
+//! CPU time. Each of its 300 connections is reopened as soon as the server
+//! closes it, so it keeps far more connections in flight than the server
+//! lets one peer hold, and far more than the listen backlog tokio and std
+//! give a listener (128): with that backlog the kernel's accept queue
+//! overflowed and dropped the client's handshake now and then, which then
+//! waited a second for its SYN to be sent again (`ListenOverflows` and
+//! `TCPSynRetrans` in `/proc/net/netstat`); `serve_tcp` now raises the
+//! backlog.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,8 +33,14 @@ use common::start_agent;
 
 const ADMIN: &str = "admin-0123456789abcdef";
 
-/// Generous: an answer must arrive at all, this is no speed test.
-const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// What issue 29 asks: an answer arrives at all within 1 s under the flood
+/// (this is no speed test: an answer takes milliseconds; what took a second
+/// or more was a dropped handshake waiting to be sent again).
+const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+
+/// Authenticated requests sent during each flood (each one a new
+/// connection, so each goes through the accept queue).
+const REQUESTS: usize = 20;
 
 struct Server {
     addr: SocketAddr,
@@ -68,27 +85,57 @@ async fn connect_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStre
     socket.connect(addr).await
 }
 
-/// `count` idle connections from `from`, each reopened as soon as the
-/// server drops it, until `stop`. Returns how many were opened in all.
-fn flood(from: IpAddr, addr: SocketAddr, count: usize, stop: Arc<AtomicBool>) -> Arc<AtomicUsize> {
+/// The attacker: `count` idle connections from `from`, each reopened as
+/// soon as the server drops it, until `stop` (then the thread ends; join
+/// it). Runs on a thread and runtime of its own. `opened` counts the
+/// connections opened in all.
+fn flood(
+    from: IpAddr,
+    addr: SocketAddr,
+    count: usize,
+    stop: Arc<AtomicBool>,
+) -> (Arc<AtomicUsize>, std::thread::JoinHandle<()>) {
     let opened = Arc::new(AtomicUsize::new(0));
-    for _ in 0..count {
-        let stop = stop.clone();
-        let opened = opened.clone();
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(mut s) = connect_from(from, addr).await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                opened.fetch_add(1, Ordering::Relaxed);
-                // Say nothing; wait for the server to close it.
-                let mut buf = [0u8; 64];
-                let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await;
+    let counter = opened.clone();
+    let thread = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let mut tasks = Vec::new();
+            for _ in 0..count {
+                let stop = stop.clone();
+                let opened = counter.clone();
+                tasks.push(tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(mut s) = connect_from(from, addr).await else {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        };
+                        opened.fetch_add(1, Ordering::Relaxed);
+                        // Say nothing; wait for the server to close it
+                        // (checking for the end now and then).
+                        let mut buf = [0u8; 64];
+                        while !stop.load(Ordering::Relaxed) {
+                            match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf))
+                                .await
+                            {
+                                Err(_) => continue,
+                                Ok(_) => break,
+                            }
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
             }
         });
-    }
-    opened
+    });
+    (opened, thread)
 }
 
 /// `GET /v1/node` with the admin token on a new connection: the status.
@@ -114,15 +161,16 @@ async fn authenticated_get(addr: SocketAddr) -> Result<u16, String> {
     Ok(status)
 }
 
-/// Five authenticated requests while 300 idle connections from `attacker`
-/// are kept open: each must be answered within [`ANSWER_WITHIN`]. With
+/// [`REQUESTS`] authenticated requests while 300 idle connections from
+/// `attacker` are kept open: each must be answered within
+/// [`ANSWER_WITHIN`]. With
 /// `retry`, a request whose connection was closed before it could send
 /// anything is sent again on a new one (within the same bound), as
 /// clients do with a connection closed under them.
 async fn answers_under_flood(attacker: IpAddr, retry: bool) {
     let server = serve(ConnLimits::default()).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let opened = flood(attacker, server.addr, 300, stop.clone());
+    let (opened, attacker_thread) = flood(attacker, server.addr, 300, stop.clone());
     // Let the flood fill what it can.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
@@ -131,7 +179,7 @@ async fn answers_under_flood(attacker: IpAddr, retry: bool) {
         opened.load(Ordering::Relaxed)
     );
     let mut slowest = Duration::ZERO;
-    for i in 0..5 {
+    for i in 0..REQUESTS {
         let started = Instant::now();
         let attempt = async {
             loop {
@@ -151,9 +199,10 @@ async fn answers_under_flood(attacker: IpAddr, retry: bool) {
             .unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(status, 200, "request {i}");
         slowest = slowest.max(started.elapsed());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || attacker_thread.join()).await;
     eprintln!(
         "slowest answer under the flood from {attacker}: {slowest:?}; {} flood connections opened",
         opened.load(Ordering::Relaxed)
