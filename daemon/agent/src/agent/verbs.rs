@@ -181,37 +181,17 @@ impl<E: Env> Agent<E> {
             Verb::Rollback { generation } => {
                 let history = self.env.store().history(service, usize::MAX)?;
                 let current_hash = svc.target.spec_hash.clone();
-                let chosen = match generation {
-                    Some(g) => history.iter().find(|d| d.generation == g).cloned().ok_or_else(|| {
-                        AgentError::Refused {
-                            service: service.to_string(),
-                            reason: format!("has no generation {g} in its history (kept: last {})", self.cfg.history_limit),
-                        }
-                    })?,
-                    None => history
-                        .iter()
-                        .find(|d| {
-                            d.status == Status::Complete
-                                && d.applied
-                                && !d.spec_hash.is_empty()
-                                && d.spec_hash != current_hash
-                                && d.action != DeployAction::Delete
-                        })
-                        .cloned()
-                        .ok_or_else(|| AgentError::Refused {
-                            service: service.to_string(),
-                            reason: "has no earlier COMPLETE deployment with a different spec to roll back to".into(),
-                        })?,
-                };
-                if chosen.image_id.is_none() {
-                    return Err(AgentError::Refused {
-                        service: service.to_string(),
-                        reason: format!(
-                            "cannot go back to generation {}: it never resolved an image (it failed before reaching the engine)",
-                            chosen.generation
-                        ),
-                    });
-                }
+                let chosen = berth_core::rollback::rollback_target(
+                    &history,
+                    &current_hash,
+                    generation,
+                    self.cfg.history_limit,
+                )
+                .map_err(|reason| AgentError::Refused {
+                    service: service.to_string(),
+                    reason,
+                })?
+                .clone();
                 let source = svc.meta.source.clone();
                 let mut record =
                     self.new_record(chosen.spec.clone(), DeployAction::Rollback, source, actor);
