@@ -221,3 +221,37 @@ async fn a_service_with_no_named_volume_says_so() {
     assert_eq!(done.status_reason, "no named volume to remove");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_service_applied_during_the_delete_that_mounts_the_volume_keeps_it() {
+    let node = start();
+    deploy(&node.handle, vec![with_volumes("web", &["data:/data"])]).await;
+    // The engine is away at the container's removal: the delete waits.
+    node.rt().fail_next(
+        "remove",
+        berth_core::runtime::RuntimeError::Unreachable {
+            endpoint: "fake".into(),
+            reason: "a moment away".into(),
+        },
+    );
+    let answer = node
+        .handle
+        .verb("web", Verb::DeleteWithVolumes, "test")
+        .await
+        .expect("delete");
+    assert!(
+        answer.message.contains("named volumes data"),
+        "{}",
+        answer.message
+    );
+    // Meanwhile another service comes to mount it.
+    apply(&node.handle, vec![with_volumes("api", &["data:/data"])]).await;
+    let done = wait_status(&node.handle, &answer.deployment.expect("record").id).await;
+    assert_eq!(done.status, Status::Complete, "{done:?}");
+    assert_eq!(
+        done.status_reason, "volumes kept: data (mounted by api)",
+        "asked again before removing"
+    );
+    assert_eq!(node.rt().volume_names(), ["data"]);
+    node.stop().await;
+}

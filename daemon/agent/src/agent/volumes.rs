@@ -108,25 +108,9 @@ impl<E: Env> Agent<E> {
         let mut candidates = Vec::new();
         let mut results = Vec::new();
         for name in names {
-            // Any other service that is not gone yet, whatever it is doing.
-            let users: Vec<&str> = self
-                .services
-                .iter()
-                .filter(|(other, s)| *other != service && !s.is_deleted())
-                .filter(|(_, s)| {
-                    [&s.current.spec, &s.target.spec].iter().any(|spec| {
-                        spec.volumes
-                            .iter()
-                            .any(|v| !v.is_host_path() && v.source == name)
-                    })
-                })
-                .map(|(other, _)| other.as_str())
-                .collect();
-            if users.is_empty() {
-                candidates.push(name);
-            } else {
-                let reason = format!("mounted by {}", users.join(", "));
-                results.push((name, Err(reason)));
+            match self.other_users(service, &name) {
+                None => candidates.push(name),
+                Some(reason) => results.push((name, Err(reason))),
             }
         }
         let sentence = if candidates.is_empty() && results.is_empty() {
@@ -168,12 +152,15 @@ impl<E: Env> Agent<E> {
         reason: String,
     ) -> Option<String> {
         let generation = match self.services.get(service) {
-            Some(s) if s.current.action == DeployAction::Delete && status == Status::Complete => {
-                s.current.generation
-            }
+            Some(s) if s.current.action == DeployAction::Delete => s.current.generation,
             _ => return Some(reason),
         };
-        let Some(removal) = self.volume_removals.get_mut(service) else {
+        if status != Status::Complete {
+            // A failed delete keeps the service, and so its volumes.
+            self.volume_removals.remove(service);
+            return Some(reason);
+        }
+        let Some(removal) = self.volume_removals.get(service) else {
             return Some(reason);
         };
         if removal.generation != generation {
@@ -184,14 +171,29 @@ impl<E: Env> Agent<E> {
             return None;
         }
         if !removal.done && !removal.candidates.is_empty() {
-            removal.running = true;
-            let volumes = removal.candidates.clone();
-            self.spawn(Job::RemoveVolumes(Request {
-                service: service.to_string(),
-                generation,
-                volumes,
-            }));
-            return None;
+            // Asked again now: a service applied since the delete may
+            // mount one of them.
+            let mut volumes = Vec::new();
+            let mut kept = Vec::new();
+            for name in removal.candidates.clone() {
+                match self.other_users(service, &name) {
+                    None => volumes.push(name),
+                    Some(why) => kept.push((name, Err(why))),
+                }
+            }
+            if let Some(removal) = self.volume_removals.get_mut(service) {
+                removal.results.extend(kept);
+                removal.candidates = volumes.clone();
+                if !volumes.is_empty() {
+                    removal.running = true;
+                    self.spawn(Job::RemoveVolumes(Request {
+                        service: service.to_string(),
+                        generation,
+                        volumes,
+                    }));
+                    return None;
+                }
+            }
         }
         let results = self
             .volume_removals
@@ -199,6 +201,25 @@ impl<E: Env> Agent<E> {
             .map(|r| r.results)
             .unwrap_or_default();
         Some(self.announce(service, results))
+    }
+
+    /// `Some("mounted by a, b")` when a service other than `service` that
+    /// is not gone yet mounts the named volume `name`, whatever it is doing.
+    fn other_users(&self, service: &str, name: &str) -> Option<String> {
+        let users: Vec<&str> = self
+            .services
+            .iter()
+            .filter(|(other, s)| *other != service && !s.is_deleted())
+            .filter(|(_, s)| {
+                [&s.current.spec, &s.target.spec].iter().any(|spec| {
+                    spec.volumes
+                        .iter()
+                        .any(|v| !v.is_host_path() && v.source == name)
+                })
+            })
+            .map(|(other, _)| other.as_str())
+            .collect();
+        (!users.is_empty()).then(|| format!("mounted by {}", users.join(", ")))
     }
 
     /// The job's answer: the delete completes at the next judging.
