@@ -12,6 +12,7 @@ mod agent;
 pub mod hostpath;
 mod images;
 mod jobs;
+mod outputs;
 mod state;
 
 use std::path::PathBuf;
