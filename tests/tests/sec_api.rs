@@ -30,7 +30,11 @@ use tokio::net::{TcpSocket, TcpStream};
 
 const ADMIN: &str = "admin-token-for-the-sec-tests-0001";
 const WAIT: Duration = Duration::from_secs(60);
-/// Generous: an answer must arrive at all; this is not a speed test.
+/// Generous: an answer must arrive at all; this is not a speed test. (The
+/// 1 s issue 29 asks is held in berth-api's `tcp_flood` test; here berthd,
+/// the flood and the test share a loaded machine. An answer that took a
+/// second here was a handshake dropped by a full accept queue and sent
+/// again; `serve_tcp` now raises the listen backlog.)
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 fn free_port() -> u16 {
