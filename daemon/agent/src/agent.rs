@@ -17,6 +17,7 @@
 //! | `snapshot.rs` | the snapshot API readers see |
 //! | `config_watch.rs` | config sources: watching them, reacting to content changes |
 //! | `units.rs` | host systemd units the services wait for |
+//! | `volumes.rs` | `delete --volumes`: the named volumes berth created, removed after the container |
 //!
 //! The loop never waits on the engine or D-Bus: those calls run as jobs
 //! (`crate::jobs`) or tasks that report back. Durable record writes are the
