@@ -6,7 +6,8 @@
 //! dependencies are fine).
 //!
 //! berth-agent is the loop: it reaches the engine, the store, systemd, the
-//! config watcher and upstream only through core's seam traits (its `Env`),
+//! config watcher, the host's files and upstream only through core's seam
+//! traits (its `Env`),
 //! so it must not depend on an adapter crate or the libraries behind them,
 //! not even transitively, and its tests neither: its dev-dependencies (the
 //! fakes) count too.
@@ -60,6 +61,7 @@ pub const RULES: &[Rule] = &[
         package: "berth-agent",
         forbidden: &[
             "berth-watch",
+            "berth-sources",
             "berth-docker",
             "berth-store",
             "berth-systemd",
@@ -318,6 +320,30 @@ mod tests {
             forbidden_paths(&m, "core", &forbidden, true).expect("ok"),
             vec![vec!["core".to_string(), "fakes".into(), "adapter".into()]]
         );
+    }
+
+    /// The agent's rule names every adapter crate, the host files' one
+    /// (berth-sources, reached through `Env::files`) included: a crate left
+    /// off the list could come back under the loop unseen.
+    #[test]
+    fn the_agent_rule_forbids_every_adapter_crate() {
+        let Some(rule) = RULES.iter().find(|r| r.package == "berth-agent") else {
+            panic!("no rule for berth-agent");
+        };
+        assert!(rule.with_dev, "the agent's tests count too");
+        for adapter in [
+            "berth-watch",
+            "berth-sources",
+            "berth-docker",
+            "berth-store",
+            "berth-systemd",
+            "berth-upstream",
+        ] {
+            assert!(
+                rule.forbidden.contains(&adapter),
+                "{adapter} is not forbidden"
+            );
+        }
     }
 
     /// The real invariants, on the real workspace: `cargo test -p xtask`

@@ -342,7 +342,7 @@ impl<E: Env> Agent<E> {
             } else {
                 None
             };
-            let done = jobs::run(env.runtime(), job).await;
+            let done = jobs::run(&env, job).await;
             let _ = tx.send(done);
         });
     }

@@ -2,12 +2,16 @@
 //! reports back what it did, step by step, so the loop can record and emit it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use berth_core::files::Files;
 use berth_core::plan::{Action, ContainerRef};
 use berth_core::reconfig::ConfigState;
 use berth_core::record::{Outputs, cap_output};
 use berth_core::runtime::{CreateRequest, Runtime, RuntimeError};
 use berth_core::spec::{ConfigMount, ImageSource, OnChange, SourceKind};
+
+use crate::Env;
 
 /// One thing an executor did to a container.
 #[derive(Debug, Clone)]
@@ -159,8 +163,10 @@ pub(crate) enum Done {
     },
 }
 
-/// Reads every mount's source off the loop (file I/O blocks).
-pub(crate) async fn read_config(
+/// Reads every mount's source through [`Files`] off the async workers
+/// (file I/O blocks).
+pub(crate) async fn read_config<E: Env>(
+    env: &Arc<E>,
     mounts: Vec<ConfigMount>,
     previous: Vec<ConfigState>,
 ) -> Vec<ConfigRead> {
@@ -168,6 +174,7 @@ pub(crate) async fn read_config(
         return Vec::new();
     }
     let n = mounts.len();
+    let env = env.clone();
     let read = tokio::task::spawn_blocking(move || {
         mounts
             .iter()
@@ -175,7 +182,7 @@ pub(crate) async fn read_config(
                 let prev = previous
                     .iter()
                     .find(|p| p.source == m.source && p.target == m.target);
-                berth_sources::read_state(m, prev)
+                env.files().read_config(m, prev)
             })
             .collect::<Vec<_>>()
     })
@@ -197,7 +204,8 @@ pub(crate) async fn read_config(
     }
 }
 
-pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
+pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
+    let runtime = env.runtime();
     match job {
         Job::List => Done::Listed(runtime.list().await),
         Job::RemoveVolumes(req) => Done::VolumesRemoved(req.run(runtime).await),
@@ -229,7 +237,7 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
             generation,
             image,
         } => {
-            let result = crate::images::resolve(runtime, &service, &image).await;
+            let result = crate::images::resolve(env, &service, &image).await;
             Done::ResolvedRecord {
                 service,
                 generation,
@@ -248,7 +256,7 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
             let mut error = None;
             for action in &actions {
                 let r = run_action(
-                    runtime,
+                    env,
                     action,
                     create.as_deref(),
                     outputs_dir.as_ref(),
@@ -297,7 +305,7 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
         } => Done::ConfigRead {
             service,
             generation,
-            reads: read_config(mounts, previous).await,
+            reads: read_config(env, mounts, previous).await,
             forced,
         },
         Job::Reload {
@@ -323,8 +331,7 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
             outputs_dir,
         } => {
             let collected =
-                crate::outputs::collect(runtime, &container, exit_code, &outputs, outputs_dir)
-                    .await;
+                crate::outputs::collect(env, &container, exit_code, &outputs, outputs_dir).await;
             Done::Collected {
                 service,
                 outputs: collected,
@@ -351,13 +358,13 @@ pub(crate) async fn run<R: Runtime>(runtime: &R, job: Job) -> Done {
                     results.push(r.clone());
                     continue;
                 }
-                let r = crate::images::resolve(runtime, &service, &image).await;
+                let r = crate::images::resolve(env, &service, &image).await;
                 cache.push((image, key_service, r.clone()));
                 results.push(r);
             }
             let mut reads = Vec::with_capacity(configs.len());
             for mounts in configs {
-                reads.push(read_config(mounts, Vec::new()).await);
+                reads.push(read_config(env, mounts, Vec::new()).await);
             }
             Done::Resolved {
                 apply_id,
@@ -440,13 +447,14 @@ fn step(steps: &mut Vec<Step>, verb: &'static str, container: &str, reason: impl
 }
 
 /// Runs one action; returns (deployed, started).
-async fn run_action<R: Runtime>(
-    runtime: &R,
+async fn run_action<E: Env>(
+    env: &Arc<E>,
     action: &Action,
     create: Option<&CreateRequest>,
     outputs_dir: Option<&PathBuf>,
     steps: &mut Vec<Step>,
 ) -> Result<(bool, bool), RuntimeError> {
+    let runtime = env.runtime();
     match action {
         Action::Deploy {
             replace,
@@ -462,11 +470,13 @@ async fn run_action<R: Runtime>(
                 });
             };
             if let Some(dir) = outputs_dir {
-                crate::outputs::prepare_outputs_dir(dir).map_err(|e| RuntimeError::Refused {
-                    op: "prepare outputs dir",
-                    target: dir.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                prepare_outputs(env, dir)
+                    .await
+                    .map_err(|message| RuntimeError::Refused {
+                        op: "prepare outputs dir",
+                        target: dir.display().to_string(),
+                        message,
+                    })?;
             }
             deploy(runtime, create, replace, *start, &reason.to_string(), steps).await?;
             Ok((true, *start))
@@ -507,6 +517,15 @@ async fn run_action<R: Runtime>(
             step(steps, "removed", &container.name, reason.to_string());
             Ok((false, false))
         }
+    }
+}
+
+/// Empties a task's outputs dir through [`Files`], off the async workers.
+async fn prepare_outputs<E: Env>(env: &Arc<E>, dir: &std::path::Path) -> Result<(), String> {
+    let (env, dir) = (env.clone(), dir.to_path_buf());
+    match tokio::task::spawn_blocking(move || env.files().prepare_outputs(&dir)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("preparing the outputs dir failed: {e}")),
     }
 }
 
@@ -595,14 +614,18 @@ async fn deploy<R: Runtime>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_fakes::FakeRuntime;
+    use crate::Seams;
+    use berth_fakes::{FakeRuntime, MemStore};
 
     /// Every job reports back with a `Done` of the same kind, so the loop's
     /// count of container jobs in flight goes back down (a leak there made
     /// every later list wait the busy interval).
     #[tokio::test]
     async fn container_jobs_and_their_answers_agree() {
-        let rt = FakeRuntime::new("n1");
+        let env = Arc::new(Seams {
+            runtime: FakeRuntime::new("n1"),
+            store: MemStore::new(),
+        });
         let jobs = vec![
             Job::List,
             Job::Actions {
@@ -638,10 +661,8 @@ mod tests {
         ];
         for job in jobs {
             let kind = job.is_container_job();
-            let done = run(&rt, job).await;
+            let done = run(&env, job).await;
             assert_eq!(done.is_container_job(), kind);
         }
     }
-
-    // ---- declared outputs: each attack of issue 29 against the reader ----
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use berth_core::dto::{ApplyRequest, ApplyResponse, EventsResponse, VerbResponse};
 use berth_core::event::{Event, EventKind};
+use berth_core::files::{Files, NoFiles};
 use berth_core::host::HostUnits;
 use berth_core::record::{Deployment, Source};
 use berth_core::runtime::{BoxStream, LogChunk, LogOptions, Runtime, RuntimeError};
@@ -42,10 +43,14 @@ pub trait Env: Send + Sync + 'static {
     type Host: HostUnits;
     /// The config watcher: which config sources may have changed.
     type Watcher: Watcher;
+    /// The loop's file access: config sources, a task's outputs dir, build
+    /// contexts. Its methods block: jobs call them off the async workers.
+    type Files: Files;
     fn runtime(&self) -> &Self::Runtime;
     fn store(&self) -> &Self::Store;
     fn host(&self) -> &Self::Host;
     fn watcher(&self) -> &Self::Watcher;
+    fn files(&self) -> &Self::Files;
     /// Unix milliseconds, for timestamps in records and events.
     fn now_ms(&self) -> u64;
 }
@@ -59,9 +64,11 @@ fn system_now_ms() -> u64 {
 
 /// A runtime and a store, the system clock, no host units ([`NoHost`]:
 /// a service with `after_units` / `requires_units` waits and then fails,
-/// saying so) and no config watcher ([`NoWatcher`]: config sources are read
-/// at each deployment, changes between them are not seen). For tests that
-/// need neither.
+/// saying so), no config watcher ([`NoWatcher`]: config sources are read
+/// at each deployment, changes between them are not seen) and no files
+/// ([`NoFiles`]: a config source is unreadable, saying so; a task's outputs
+/// dir is left alone and yields no declared outputs; a build context cannot
+/// be hashed). For tests that need none of these.
 pub struct Seams<R, S> {
     pub runtime: R,
     pub store: S,
@@ -72,6 +79,7 @@ impl<R: Runtime, S: Store> Env for Seams<R, S> {
     type Store = S;
     type Host = NoHost;
     type Watcher = NoWatcher;
+    type Files = NoFiles;
     fn runtime(&self) -> &R {
         &self.runtime
     }
@@ -84,27 +92,34 @@ impl<R: Runtime, S: Store> Env for Seams<R, S> {
     fn watcher(&self) -> &NoWatcher {
         &NoWatcher
     }
+    fn files(&self) -> &NoFiles {
+        &NoFiles
+    }
     fn now_ms(&self) -> u64 {
         system_now_ms()
     }
 }
 
 /// The production environment: a runtime, a store, the host's systemd
-/// (berthd: `berth_systemd::DbusHost`; tests: `berth_fakes::FakeHost`) and
+/// (berthd: `berth_systemd::DbusHost`; tests: `berth_fakes::FakeHost`),
 /// the config watcher (berthd: `berth_watch::NotifyWatcher`; tests:
-/// `berth_fakes::FakeWatcher`, or [`NoWatcher`]).
-pub struct HostSeams<R, S, H, W = NoWatcher> {
+/// `berth_fakes::FakeWatcher`, or [`NoWatcher`]) and the files (berthd:
+/// `berth_sources::HostFiles`; tests: `berth_fakes::FakeFiles`, or
+/// [`NoFiles`]).
+pub struct HostSeams<R, S, H, W = NoWatcher, F = NoFiles> {
     pub runtime: R,
     pub store: S,
     pub host: H,
     pub watcher: W,
+    pub files: F,
 }
 
-impl<R: Runtime, S: Store, H: HostUnits, W: Watcher> Env for HostSeams<R, S, H, W> {
+impl<R: Runtime, S: Store, H: HostUnits, W: Watcher, F: Files> Env for HostSeams<R, S, H, W, F> {
     type Runtime = R;
     type Store = S;
     type Host = H;
     type Watcher = W;
+    type Files = F;
     fn runtime(&self) -> &R {
         &self.runtime
     }
@@ -116,6 +131,9 @@ impl<R: Runtime, S: Store, H: HostUnits, W: Watcher> Env for HostSeams<R, S, H, 
     }
     fn watcher(&self) -> &W {
         &self.watcher
+    }
+    fn files(&self) -> &F {
+        &self.files
     }
     fn now_ms(&self) -> u64 {
         system_now_ms()

@@ -1,7 +1,9 @@
-//! Config watch in the loop: real files in a temp dir, the fake engine, and
-//! a fake watcher the tests push "may have changed" events into.
+//! Config watch in the loop: in-memory files (`FakeFiles`), the fake
+//! engine, and a fake watcher the tests push "may have changed" events
+//! into. How real files read (symlinks, ConfigMap swaps, touch, modes) is
+//! berth-sources' tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,18 +14,22 @@ use berth_core::runtime::{ExecOutput, LABEL_CONFIG_HASH};
 use berth_core::spec::{ConfigMount, OnChange, ServiceSpec};
 use berth_core::watch::WatchEvent;
 use berth_fakes::runtime::Call;
-use berth_fakes::{FakeRuntime, FakeWatcher, FakeWatcherHandle, MemStore};
+use berth_fakes::{FakeFiles, FakeRuntime, FakeWatcher, FakeWatcherHandle, MemStore};
 
 mod common;
 use common::*;
 
-/// The fake engine, the in-memory store and a fake config watcher.
-type Env = HostSeams<FakeRuntime, MemStore, NoHost, FakeWatcher>;
+/// The fake engine, the in-memory store, a fake config watcher and
+/// in-memory files.
+type Env = HostSeams<FakeRuntime, MemStore, NoHost, FakeWatcher, FakeFiles>;
 type Node = Running<Env>;
 
 impl Node {
     fn rt(&self) -> &FakeRuntime {
         &self.env.runtime
+    }
+    fn files(&self) -> &FakeFiles {
+        &self.env.files
     }
 }
 
@@ -35,6 +41,7 @@ fn env() -> Arc<Env> {
         store: MemStore::new(),
         host: NoHost,
         watcher: FakeWatcher::new().0,
+        files: FakeFiles::new(),
     })
 }
 
@@ -54,12 +61,14 @@ fn with_config(name: &str, source: &Path, on_change: OnChange) -> ServiceSpec {
     s
 }
 
-fn config_dir(content: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("web");
-    std::fs::create_dir(&src).expect("mkdir");
-    std::fs::write(src.join("app.conf"), content).expect("write");
-    (dir, src)
+/// The directory all config sources of a test live under.
+const ROOT: &str = "/berth-test/cfg";
+
+/// A config directory `ROOT/web` holding `app.conf`.
+fn config_dir(files: &FakeFiles, content: &str) -> PathBuf {
+    let src = Path::new(ROOT).join("web");
+    files.write(src.join("app.conf"), content);
+    src
 }
 
 async fn history(node: &Node, service: &str) -> Vec<Deployment> {
@@ -95,8 +104,9 @@ async fn quiet(node: &Node, service: &str, generation: u64) {
 
 #[tokio::test]
 async fn a_content_change_signals_and_records_what_changed() {
-    let (_tmp, src) = config_dir("greeting=hello\n");
-    let (node, w) = watched(env());
+    let env = env();
+    let src = config_dir(&env.files, "greeting=hello\n");
+    let (node, w) = watched(env);
     let d = deploy(
         &node.handle,
         vec![with_config("web", &src, OnChange::Signal("SIGHUP".into()))],
@@ -111,8 +121,9 @@ async fn a_content_change_signals_and_records_what_changed() {
     assert!(!c.labels.contains_key(LABEL_CONFIG_HASH));
 
     node.rt().clear_calls();
-    std::fs::write(src.join("app.conf"), "greeting=bonjour\n").expect("write");
-    std::fs::write(src.join("extra.conf"), "x=1\n").expect("write");
+    node.files()
+        .write(src.join("app.conf"), "greeting=bonjour\n");
+    node.files().write(src.join("extra.conf"), "x=1\n");
     w.changed(["web#0"]).await;
     let r = reconfigured(&node, "web", d[0].generation).await;
     assert_eq!(r.status, Status::Complete, "{}", r.status_reason);
@@ -136,23 +147,20 @@ async fn a_content_change_signals_and_records_what_changed() {
     node.stop().await;
 }
 
+/// (That a touch, a new mtime, changes nothing is the real reader's:
+/// berth-sources' `a_touch_changes_nothing`.)
 #[tokio::test]
-async fn touch_and_identical_rewrite_change_nothing() {
-    let (_tmp, src) = config_dir("a=1\n");
-    let (node, w) = watched(env());
+async fn an_identical_rewrite_changes_nothing() {
+    let env = env();
+    let src = config_dir(&env.files, "a=1\n");
+    let (node, w) = watched(env);
     let d = deploy(
         &node.handle,
         vec![with_config("web", &src, OnChange::Restart)],
     )
     .await;
     node.rt().clear_calls();
-    std::fs::write(src.join("app.conf"), "a=1\n").expect("identical rewrite");
-    let f = std::fs::File::options()
-        .write(true)
-        .open(src.join("app.conf"))
-        .expect("open");
-    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(60))
-        .expect("touch");
+    node.files().write(src.join("app.conf"), "a=1\n");
     w.changed(["web#0"]).await;
     w.push(WatchEvent::Rescan).await;
     quiet(&node, "web", d[0].generation).await;
@@ -161,8 +169,9 @@ async fn touch_and_identical_rewrite_change_nothing() {
 
 #[tokio::test]
 async fn each_service_sharing_a_source_reacts_by_its_own_policy() {
-    let (_tmp, src) = config_dir("v=1\n");
-    let (node, w) = watched(env());
+    let env = env();
+    let src = config_dir(&env.files, "v=1\n");
+    let (node, w) = watched(env);
     let d = deploy(
         &node.handle,
         vec![
@@ -185,7 +194,7 @@ async fn each_service_sharing_a_source_reacts_by_its_own_policy() {
         .expect("b runs");
     assert!(old_b.labels.contains_key(LABEL_CONFIG_HASH));
     node.rt().clear_calls();
-    std::fs::write(src.join("app.conf"), "v=2\n").expect("write");
+    node.files().write(src.join("app.conf"), "v=2\n");
     w.changed(["a#0", "b#0", "c#0"]).await;
     let a = reconfigured(&node, "a", d[0].generation).await;
     let b = reconfigured(&node, "b", d[1].generation).await;
@@ -228,8 +237,9 @@ async fn each_service_sharing_a_source_reacts_by_its_own_policy() {
 /// once the engine is back, instead of failing and leaving the old config.
 #[tokio::test]
 async fn a_reaction_the_engine_missed_runs_again_when_it_is_back() {
-    let (_tmp, src) = config_dir("v=1\n");
-    let (node, w) = watched(env());
+    let env = env();
+    let src = config_dir(&env.files, "v=1\n");
+    let (node, w) = watched(env);
     let d = deploy(
         &node.handle,
         vec![
@@ -245,7 +255,7 @@ async fn a_reaction_the_engine_missed_runs_again_when_it_is_back() {
     node.rt().fail_next("restart", unreachable());
     node.rt().fail_next("kill", unreachable());
     node.rt().clear_calls();
-    std::fs::write(src.join("app.conf"), "v=2\n").expect("write");
+    node.files().write(src.join("app.conf"), "v=2\n");
     w.changed(["r#0", "s#0"]).await;
     let r = reconfigured(&node, "r", d[0].generation).await;
     let s = reconfigured(&node, "s", d[1].generation).await;
@@ -274,8 +284,9 @@ async fn a_reaction_the_engine_missed_runs_again_when_it_is_back() {
 
 #[tokio::test]
 async fn a_failing_exec_fails_the_record_with_its_stderr() {
-    let (_tmp, src) = config_dir("v=1\n");
-    let (node, w) = watched(env());
+    let env = env();
+    let src = config_dir(&env.files, "v=1\n");
+    let (node, w) = watched(env);
     let reload = OnChange::Exec(vec!["/demo".into(), "reload".into()]);
     let d = deploy(&node.handle, vec![with_config("web", &src, reload)]).await;
     node.rt().push_exec_result(ExecOutput {
@@ -283,7 +294,7 @@ async fn a_failing_exec_fails_the_record_with_its_stderr() {
         stdout: "checking\n".into(),
         stderr: "line 1: bad value\n".into(),
     });
-    std::fs::write(src.join("app.conf"), "v=oops\n").expect("write");
+    node.files().write(src.join("app.conf"), "v=oops\n");
     w.changed(["web#0"]).await;
     let r = reconfigured(&node, "web", d[0].generation).await;
     assert_eq!(r.status, Status::Failed);
@@ -308,15 +319,16 @@ async fn a_failing_exec_fails_the_record_with_its_stderr() {
 
 #[tokio::test]
 async fn a_missing_source_fails_once_leaves_the_container_and_recovers() {
-    let (_tmp, src) = config_dir("v=1\n");
-    let (node, w) = watched(env());
+    let env = env();
+    let src = config_dir(&env.files, "v=1\n");
+    let (node, w) = watched(env);
     let d = deploy(
         &node.handle,
         vec![with_config("web", &src, OnChange::Signal("SIGHUP".into()))],
     )
     .await;
     node.rt().clear_calls();
-    std::fs::remove_dir_all(&src).expect("rm");
+    node.files().remove(&src);
     w.changed(["web#0"]).await;
     let r = reconfigured(&node, "web", d[0].generation).await;
     assert_eq!(r.status, Status::Failed);
@@ -332,8 +344,7 @@ async fn a_missing_source_fails_once_leaves_the_container_and_recovers() {
     quiet(&node, "web", r.generation).await;
     // Back (same content): the container's mount still shows the deleted
     // directory, so an in-place reload is not enough: restart.
-    std::fs::create_dir(&src).expect("mkdir");
-    std::fs::write(src.join("app.conf"), "v=1\n").expect("write");
+    node.files().write(src.join("app.conf"), "v=1\n");
     w.changed(["web#0"]).await;
     let back = reconfigured(&node, "web", r.generation).await;
     assert_eq!(back.status, Status::Complete, "{}", back.status_reason);
@@ -353,8 +364,8 @@ async fn a_missing_source_fails_once_leaves_the_container_and_recovers() {
 
 #[tokio::test]
 async fn a_change_made_while_berthd_was_down_is_found_at_start() {
-    let (_tmp, src) = config_dir("v=1\n");
     let env = env();
+    let src = config_dir(&env.files, "v=1\n");
     let (node, _w) = watched(env.clone());
     let d = deploy(
         &node.handle,
@@ -362,7 +373,7 @@ async fn a_change_made_while_berthd_was_down_is_found_at_start() {
     )
     .await;
     let env = node.stop().await;
-    std::fs::write(src.join("app.conf"), "v=2\n").expect("write");
+    env.files.write(src.join("app.conf"), "v=2\n");
     env.runtime.clear_calls();
     // No watcher event at all: the start-up read finds it.
     let (node, _w) = watched(env);
@@ -378,8 +389,9 @@ async fn a_change_made_while_berthd_was_down_is_found_at_start() {
 #[tokio::test]
 async fn the_last_config_change_is_found_at_start_without_reading_the_history() {
     use berth_core::store::{LoadedService, Store};
-    let (_tmp, src) = config_dir("v=1\n");
-    let (node, w) = watched(env());
+    let env = env();
+    let src = config_dir(&env.files, "v=1\n");
+    let (node, w) = watched(env);
     let web = |greeting: &str| {
         let mut s = with_config("web", &src, OnChange::Signal("SIGHUP".into()));
         s.env.insert(
@@ -389,7 +401,7 @@ async fn the_last_config_change_is_found_at_start_without_reading_the_history() 
         s
     };
     deploy(&node.handle, vec![web("hello")]).await;
-    std::fs::write(src.join("app.conf"), "v=2\n").expect("write");
+    node.files().write(src.join("app.conf"), "v=2\n");
     w.changed(["web#0"]).await;
     let r = reconfigured(&node, "web", 1).await;
     assert_eq!(r.id, "web-2");
@@ -435,8 +447,9 @@ async fn the_last_config_change_is_found_at_start_without_reading_the_history() 
 
 #[tokio::test]
 async fn reconfigure_verb_forces_the_policy_and_answers_with_the_record() {
-    let (_tmp, src) = config_dir("v=1\n");
-    let (node, _w) = watched(env());
+    let env = env();
+    let src = config_dir(&env.files, "v=1\n");
+    let (node, _w) = watched(env);
     let d = deploy(
         &node.handle,
         vec![with_config("web", &src, OnChange::Restart)],
@@ -473,9 +486,10 @@ async fn reconfigure_verb_forces_the_policy_and_answers_with_the_record() {
 
 #[tokio::test]
 async fn apply_with_a_missing_source_fails_and_in_place_reload_of_a_file_is_refused() {
-    let (tmp, src) = config_dir("v=1\n");
-    let (node, _w) = watched(env());
-    let missing = tmp.path().join("nope");
+    let env = env();
+    let src = config_dir(&env.files, "v=1\n");
+    let (node, _w) = watched(env);
+    let missing = Path::new(ROOT).join("nope");
     let d = deploy(
         &node.handle,
         vec![with_config("web", &missing, OnChange::Restart)],
@@ -522,8 +536,9 @@ async fn apply_with_a_missing_source_fails_and_in_place_reload_of_a_file_is_refu
 
 #[tokio::test]
 async fn a_policy_only_change_keeps_the_container_and_its_config_identity() {
-    let (_tmp, src) = config_dir("v=1\n");
-    let (node, _w) = watched(env());
+    let env = env();
+    let src = config_dir(&env.files, "v=1\n");
+    let (node, _w) = watched(env);
     deploy(
         &node.handle,
         vec![with_config("web", &src, OnChange::Signal("SIGHUP".into()))],
@@ -544,8 +559,9 @@ async fn a_policy_only_change_keeps_the_container_and_its_config_identity() {
 
 #[tokio::test]
 async fn watches_follow_the_sources_and_stop_at_a_delete() {
-    let (_tmp, src) = config_dir("v=1\n");
-    let (node, w) = watched(env());
+    let env = env();
+    let src = config_dir(&env.files, "v=1\n");
+    let (node, w) = watched(env);
     deploy(
         &node.handle,
         vec![with_config("web", &src, OnChange::Restart)],

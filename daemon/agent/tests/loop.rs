@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent::{Agent, Seams, Verb};
+use berth_agent::{Agent, HostSeams, NoHost, Seams, Verb};
 use berth_core::dto::Change;
 use berth_core::record::{Source, Status};
 use berth_core::runtime::{ContainerState, Runtime, RuntimeError};
 use berth_core::spec::{ImageSource, Kind, ServiceSpec};
+use berth_core::watch::NoWatcher;
 use berth_fakes::runtime::Call;
-use berth_fakes::{FakeRuntime, MemStore};
+use berth_fakes::{FakeFiles, FakeRuntime, MemStore};
 
 mod common;
 use common::*;
@@ -306,6 +307,69 @@ async fn a_task_records_its_exit_and_output_and_never_reruns() {
     assert_eq!(d.status, Status::Failed);
     assert_eq!(d.outputs.deploy_status_code, Some(3));
     assert!(d.status_reason.contains("code 3"));
+    node.stop().await;
+}
+
+/// A task's outputs dir goes through the files seam: emptied before its
+/// create (a failure to do so fails the deployment and creates nothing),
+/// and what the task wrote there is read into its record once it exited.
+#[tokio::test]
+async fn a_task_gets_a_fresh_outputs_dir_and_its_declared_outputs_are_recorded() {
+    let runtime = FakeRuntime::new("n1");
+    runtime.add_image("demo:1", "sha256:one");
+    let files = FakeFiles::new();
+    let env = Arc::new(HostSeams {
+        runtime,
+        store: MemStore::new(),
+        host: NoHost,
+        watcher: NoWatcher,
+        files: files.clone(),
+    });
+    let c = cfg();
+    let dir = c.state_dir.join("outputs").join("migrate");
+    let node = run_agent(env, c);
+    let mut t = spec("migrate", "demo:1");
+    t.kind = Kind::Task;
+    t.outputs = vec!["result".into(), "absent".into()];
+    // Left over from an earlier run: a prepared dir holds none of it.
+    files.set_output(&dir, "result", "stale");
+    let r = apply(&node.handle, vec![t.clone()]).await;
+    let id = r.results[0].deployment.clone().expect("rec").id;
+    eventually("task container started", || {
+        node.env
+            .runtime
+            .container_by_name("t-migrate")
+            .is_some_and(|c| c.state == ContainerState::Running)
+    })
+    .await;
+    assert_eq!(files.prepared(), vec![dir.clone()]);
+    files.set_output(&dir, "result", "42\n");
+    node.env.runtime.exit("t-migrate", 0, "done\n", "");
+    let d = wait_status(&node.handle, &id).await;
+    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
+    assert_eq!(
+        d.outputs.declared.iter().collect::<Vec<_>>(),
+        [(&"result".to_string(), &"42\n".to_string())]
+    );
+
+    // The dir cannot be prepared: the task fails and is never created.
+    files.fail_next_prepare("Read-only file system (os error 30)");
+    let mut again = t;
+    again
+        .env
+        .insert("RUN".into(), berth_core::spec::EnvValue::plain("2"));
+    let r = apply(&node.handle, vec![again]).await;
+    let d = wait_status(
+        &node.handle,
+        &r.results[0].deployment.clone().expect("rec").id,
+    )
+    .await;
+    assert_eq!(d.status, Status::Failed);
+    assert!(
+        d.status_reason.contains("Read-only file system"),
+        "{}",
+        d.status_reason
+    );
     node.stop().await;
 }
 
@@ -748,9 +812,12 @@ async fn finished_task_containers_are_garbage_collected() {
 #[tokio::test]
 async fn built_images_no_record_uses_are_removed() {
     let runtime = FakeRuntime::new("n1");
-    let env = Arc::new(Seams {
+    let env = Arc::new(HostSeams {
         runtime,
         store: MemStore::new(),
+        host: NoHost,
+        watcher: NoWatcher,
+        files: FakeFiles::new(),
     });
     let mut c = cfg();
     c.history_limit = 2;
@@ -759,14 +826,15 @@ async fn built_images_no_record_uses_are_removed() {
     let task = tokio::spawn(agent.run(async move {
         let _ = rx.await;
     }));
-    let ctx = tempfile::tempdir().expect("ctx");
-    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+    // A context whose content hashes differently at each version n.
+    let ctx = "/berth-test/ctx";
     let built = |n: u32| {
-        std::fs::write(ctx.path().join("version"), n.to_string()).expect("write");
+        env.files
+            .set_context_hash(ctx, &format!("{n:016x}{}", "a".repeat(48)));
         let mut s = spec("app", "unused");
         s.image = ImageSource::Build {
             build: berth_core::spec::BuildSpec {
-                context: ctx.path().display().to_string(),
+                context: ctx.to_string(),
                 dockerfile: None,
             },
         };

@@ -7,6 +7,7 @@ use std::time::Duration;
 use berth_agent::{Handle, HostSeams};
 use berth_core::dto::Change;
 use berth_core::event::EventKind;
+use berth_core::files::NoFiles;
 use berth_core::host::HostError;
 use berth_core::record::{Deployment, Status};
 use berth_core::runtime::ContainerState;
@@ -31,6 +32,7 @@ impl Node {
             store: MemStore::new(),
             host: FakeHost::new(),
             watcher: NoWatcher,
+            files: NoFiles,
         });
         let mut c = cfg();
         c.units_timeout = units_timeout;

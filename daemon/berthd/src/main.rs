@@ -312,6 +312,7 @@ async fn run(
         store,
         host,
         watcher,
+        files: berth_sources::HostFiles,
     });
     let (agent, handle) = Agent::new(env, agent_cfg).context("cannot load the state")?;
     // Heat documents, the signal outbox, pull and reports. Built before the

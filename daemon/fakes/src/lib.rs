@@ -2,11 +2,13 @@
 //! They model behaviour (labels, states, events, history) faithfully enough
 //! for the agent's tests, record calls, and can be told to fail.
 
+pub mod files;
 pub mod host;
 pub mod runtime;
 pub mod store;
 pub mod watch;
 
+pub use files::FakeFiles;
 pub use host::FakeHost;
 pub use runtime::FakeRuntime;
 pub use store::MemStore;

@@ -95,4 +95,24 @@ mod tests {
         assert_eq!(read_state(&mount(&file), None).1, Some(SourceKind::File));
         assert_eq!(read_state(&mount(&link), None).1, Some(SourceKind::Symlink));
     }
+
+    /// A touch (a new mtime, same bytes and mode) is no change: the
+    /// loop's config tests rewrite in-memory files, this is the real one.
+    #[test]
+    fn a_touch_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("cfg");
+        std::fs::create_dir(&src).expect("mkdir");
+        std::fs::write(src.join("app.conf"), "a=1\n").expect("write");
+        let (before, _) = read_state(&mount(&src), None);
+        std::fs::write(src.join("app.conf"), "a=1\n").expect("identical rewrite");
+        let f = std::fs::File::options()
+            .write(true)
+            .open(src.join("app.conf"))
+            .expect("open");
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+            .expect("touch");
+        let (after, _) = read_state(&mount(&src), Some(&before));
+        assert_eq!(after, before);
+    }
 }
