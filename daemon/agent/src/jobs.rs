@@ -470,13 +470,7 @@ async fn run_action<E: Env>(
                 });
             };
             if let Some(dir) = outputs_dir {
-                prepare_outputs(env, dir)
-                    .await
-                    .map_err(|message| RuntimeError::Refused {
-                        op: "prepare outputs dir",
-                        target: dir.display().to_string(),
-                        message,
-                    })?;
+                crate::outputs::prepare(env, dir).await?;
             }
             deploy(runtime, create, replace, *start, &reason.to_string(), steps).await?;
             Ok((true, *start))
@@ -517,15 +511,6 @@ async fn run_action<E: Env>(
             step(steps, "removed", &container.name, reason.to_string());
             Ok((false, false))
         }
-    }
-}
-
-/// Empties a task's outputs dir through [`Files`], off the async workers.
-async fn prepare_outputs<E: Env>(env: &Arc<E>, dir: &std::path::Path) -> Result<(), String> {
-    let (env, dir) = (env.clone(), dir.to_path_buf());
-    match tokio::task::spawn_blocking(move || env.files().prepare_outputs(&dir)).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("preparing the outputs dir failed: {e}")),
     }
 }
 

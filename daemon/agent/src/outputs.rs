@@ -2,8 +2,8 @@
 //! wrote, read through [`Files`] (`Env::files`: the real reader treats them
 //! as hostile input, see `berth_sources::outputs`) on a blocking thread
 //! under a timeout, so nothing in the dir can stall the runtime's workers.
-//! Runs inside jobs, never on the loop. The outputs dir itself is prepared
-//! by the Deploy job (`jobs.rs`), also through [`Files`].
+//! Runs inside jobs, never on the loop, as does [`prepare`]: the outputs dir
+//! emptied before a task's create (by the Deploy job, `jobs.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,10 +12,25 @@ use std::time::Duration;
 
 use berth_core::files::Files;
 use berth_core::record::{OUTPUT_CAP, Outputs, cap_output};
-use berth_core::runtime::{LogOptions, LogStream, Runtime};
+use berth_core::runtime::{LogOptions, LogStream, Runtime, RuntimeError};
 use futures_util::StreamExt;
 
 use crate::Env;
+
+/// Empties (or creates) a task's outputs dir through [`Files`], off the
+/// async workers.
+pub(crate) async fn prepare<E: Env>(env: &Arc<E>, dir: &Path) -> Result<(), RuntimeError> {
+    let refused = |message: String| RuntimeError::Refused {
+        op: "prepare outputs dir",
+        target: dir.display().to_string(),
+        message,
+    };
+    let (env, owned) = (env.clone(), dir.to_path_buf());
+    match tokio::task::spawn_blocking(move || env.files().prepare_outputs(&owned)).await {
+        Ok(result) => result.map_err(|e| refused(e.to_string())),
+        Err(e) => Err(refused(format!("preparing the outputs dir failed: {e}"))),
+    }
+}
 
 pub(crate) async fn collect<E: Env>(
     env: &Arc<E>,
