@@ -77,7 +77,7 @@ pub(crate) enum Job {
         image: ImageSource,
     },
     /// Remove a deleted service's named volumes (`delete --volumes`).
-    RemoveVolumes(crate::agent::volumes::Request),
+    RemoveVolumes(crate::event_loop::volumes::Request),
     /// Resolve the images (and read the config sources) of a pending apply.
     Resolve {
         apply_id: u64,
@@ -112,7 +112,7 @@ pub(crate) type ConfigRead = (ConfigState, Option<SourceKind>);
 
 pub(crate) enum Done {
     Listed(Result<Vec<berth_core::runtime::ObservedContainer>, RuntimeError>),
-    VolumesRemoved(crate::agent::volumes::Outcome),
+    VolumesRemoved(crate::event_loop::volumes::Outcome),
     ImagesCollected {
         service: String,
         removed: Vec<String>,

@@ -8,7 +8,7 @@
 //! pure `berth_core::plan::plan` after every change, never from the event
 //! that woke it up.
 
-mod agent;
+mod event_loop;
 pub mod hostpath;
 mod images;
 mod jobs;
@@ -30,8 +30,8 @@ use berth_core::store::{Store, StoreError};
 use berth_core::watch::{NoWatcher, Watcher};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-pub use agent::Agent;
-pub use agent::units::NoHost;
+pub use event_loop::Agent;
+pub use event_loop::units::NoHost;
 pub use state::Snapshot;
 
 /// The seams the loop runs against, bundled so the loop has one type parameter.
@@ -199,7 +199,7 @@ pub enum Verb {
     Release,
     Delete,
     /// Delete, then remove the named volumes it mounted that berth created
-    /// for this node and no other service mounts (`agent/volumes.rs`).
+    /// for this node and no other service mounts (`event_loop/volumes.rs`).
     DeleteWithVolumes,
     Rollback {
         generation: Option<u64>,

@@ -1,7 +1,7 @@
 //! The loop itself: the `Agent` struct, how it starts (`new`), and `run`,
 //! which waits on its inputs (commands, engine events, job results, config
 //! and unit changes, the tick) and then takes one `step`. Each concern of
-//! the loop lives in a file of its own below `agent/`:
+//! the loop lives in a file of its own below `event_loop/`:
 //!
 //! | file | owns |
 //! |---|---|
