@@ -597,7 +597,7 @@ mod tests {
 
         let (t, bad) = log_filter(Some("warn,berth_agent=debug".into()));
         assert!(bad.is_none());
-        assert!(t.would_enable("berth_agent::agent", &Level::DEBUG));
+        assert!(t.would_enable("berth_agent::event_loop", &Level::DEBUG));
         assert!(!t.would_enable("hyper", &Level::INFO));
         assert!(t.would_enable("hyper", &Level::WARN));
 
@@ -638,7 +638,7 @@ mod tests {
         }
         // berth's own debug lines are still there when asked for.
         let (t, _) = log_filter(Some("debug".into()));
-        assert!(t.would_enable("berth_agent::agent", &Level::DEBUG));
+        assert!(t.would_enable("berth_agent::event_loop", &Level::DEBUG));
         let (t, _) = log_filter(Some("trace".into()));
         assert!(t.would_enable("berth_docker", &Level::TRACE));
         // A quieter level stays quieter.
