@@ -1,5 +1,7 @@
 //! Jobs: the engine calls a plan needs, run outside the loop. Each job
 //! reports back what it did, step by step, so the loop can record and emit it.
+//! A job never touches the loop's state or the store: its `Done` message is
+//! all the loop learns.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,4 +1,6 @@
-//! The loop's per-service state, the read snapshot, and the event ring.
+//! The loop's per-service state, the read snapshot, and the event ring:
+//! data and small helpers only, no I/O and no decisions (those are the
+//! loop files' and core's).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Applies: a request becomes PENDING records (images resolved first), each
 //! record is committed durably before anything acts on it, and a record's
-//! status changes are written and announced here.
+//! status changes are written and announced here. Never acts on the engine:
+//! reconcile turns committed records into jobs.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

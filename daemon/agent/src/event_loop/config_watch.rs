@@ -5,7 +5,8 @@
 //! it is idle (no job, no deployment in flight, not held) and the engine
 //! answers; the reading is compared with the newest record's
 //! ([`berth_core::reconfig::decide`]), and a real change makes one
-//! RECONFIGURE record whose reaction runs like any other job.
+//! RECONFIGURE record whose reaction runs like any other job. Never reads
+//! a file on the loop: reads go through `Env::files` in a job.
 
 use berth_core::dto::VerbResponse;
 use berth_core::event::{EVENT_FILES_MAX, EventKind};

@@ -1,6 +1,8 @@
 //! From records to engine actions: what is desired, `plan()` against what
 //! was observed, the node policy checked again right before a create, and
-//! the resulting actions handed to jobs.
+//! the resulting actions handed to jobs. Decides nothing `plan()`, task GC
+//! or `container::create_request` in core could decide, and never waits on
+//! the engine (the jobs call it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

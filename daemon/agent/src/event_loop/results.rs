@@ -1,6 +1,7 @@
 //! Job results: what a spawned job reports back (created, started, removed,
 //! failed, outputs) is recorded and announced, and a job that failed early
-//! fails its deployment.
+//! fails its deployment. Never starts engine work of its own: what comes
+//! next is reconcile's, on the next step.
 
 use std::sync::Arc;
 

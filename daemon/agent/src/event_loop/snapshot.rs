@@ -1,5 +1,6 @@
 //! The published snapshot: what API readers see (services, statuses, engine
-//! state) without asking the loop.
+//! state) without asking the loop. Read-only: it changes no state and
+//! writes nothing to disk.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
