@@ -9,7 +9,6 @@
 //! that woke it up.
 
 mod event_loop;
-pub mod hostpath;
 mod images;
 mod jobs;
 mod outputs;

@@ -1,24 +1,28 @@
 //! Issue 29 item 3: a host path accepted under `allowed_host_paths` is
 //! asked again right before each create, so a symlink planted after the
 //! spec was accepted (by a container that mounts the allowed directory)
-//! fails the deployment instead of mounting what it leads to.
+//! fails the deployment instead of mounting what it leads to. The loop
+//! resolves through its file seam: the symlinks are planted in `FakeFiles`
+//! (the real resolver's own tests are in berth-sources).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use berth_agent::Seams;
-use berth_agent::Verb;
+use berth_agent::{HostSeams, NoHost, Verb};
 use berth_core::policy::NodePolicy;
 use berth_core::record::Status;
 use berth_core::runtime::ContainerState;
 use berth_core::spec::{ServiceSpec, Volume};
+use berth_core::watch::NoWatcher;
 use berth_fakes::runtime::Call;
-use berth_fakes::{FakeRuntime, MemStore};
+use berth_fakes::{FakeFiles, FakeRuntime, MemStore};
 
 mod common;
-use common::{Node, apply, cfg, deploy, run_agent, spec, wait_status};
+use common::{Running, apply, cfg, deploy, run_agent, spec, wait_status};
 
-fn start(allowed: &Path) -> Node {
+type Node = Running<HostSeams<FakeRuntime, MemStore, NoHost, NoWatcher, FakeFiles>>;
+
+fn start(allowed: &Path, files: &FakeFiles) -> Node {
     let runtime = FakeRuntime::new("n1");
     runtime.add_image("demo:1", "sha256:one");
     runtime.add_image("demo:2", "sha256:two");
@@ -29,9 +33,12 @@ fn start(allowed: &Path) -> Node {
     }))
     .1;
     run_agent(
-        Arc::new(Seams {
+        Arc::new(HostSeams {
             runtime,
             store: MemStore::new(),
+            host: NoHost,
+            watcher: NoWatcher,
+            files: files.clone(),
         }),
         c,
     )
@@ -44,18 +51,17 @@ fn mounting(name: &str, image: &str, source: &Path) -> ServiceSpec {
 }
 
 /// Replaces the directory `d` with a symlink to `/`.
-fn plant(d: &Path) {
-    std::fs::remove_dir(d).expect("rmdir");
-    std::os::unix::fs::symlink("/", d).expect("symlink");
+fn plant(files: &FakeFiles, d: &Path) {
+    files.symlink(d, "/");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_symlink_planted_after_the_check_fails_the_create() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let allowed = std::fs::canonicalize(dir.path()).expect("canonical");
+    let files = FakeFiles::new();
+    let allowed = Path::new("/srv/berth");
     let d = allowed.join("d");
-    std::fs::create_dir(&d).expect("mkdir");
-    let n = start(&allowed);
+    files.mkdir(&d);
+    let n = start(allowed, &files);
 
     // While `d` is a directory the service deploys.
     let first = deploy(&n.handle, vec![mounting("web", "demo:1", &d)]).await;
@@ -63,8 +69,8 @@ async fn a_symlink_planted_after_the_check_fails_the_create() {
 
     // Planted since: the update is refused before any container is made,
     // and the running container stays.
-    plant(&d);
-    let creates_before = n.rt().calls().len();
+    plant(&files, &d);
+    let creates_before = n.env.runtime.calls().len();
     let r = apply(&n.handle, vec![mounting("web", "demo:2", &d)]).await;
     let id = r.results[0].deployment.as_ref().expect("record").id.clone();
     let update = wait_status(&n.handle, &id).await;
@@ -76,14 +82,18 @@ async fn a_symlink_planted_after_the_check_fails_the_create() {
             update.status_reason
         );
     }
-    let running = n.rt().container_by_name("t-web").expect("old container");
+    let running = n
+        .env
+        .runtime
+        .container_by_name("t-web")
+        .expect("old container");
     assert_eq!(running.req.spec.image, "sha256:one");
     assert!(
-        !n.rt().calls()[creates_before..]
+        !n.env.runtime.calls()[creates_before..]
             .iter()
             .any(|c| matches!(c, Call::Create(_))),
         "{:?}",
-        n.rt().calls()
+        n.env.runtime.calls()
     );
 
     // A new service on the planted path is refused as well.
@@ -92,7 +102,7 @@ async fn a_symlink_planted_after_the_check_fails_the_create() {
     let fresh = wait_status(&n.handle, &id).await;
     assert_eq!(fresh.status, Status::Failed);
     assert!(fresh.status_reason.contains("allowed_host_paths"));
-    assert!(n.rt().container_by_name("t-other").is_none());
+    assert!(n.env.runtime.container_by_name("t-other").is_none());
 
     // Paths outside allowed_host_paths are the local operator's: not asked.
     let etc = deploy(
@@ -108,11 +118,11 @@ async fn a_symlink_planted_after_the_check_fails_the_create() {
 /// stopped container whose source now leads out is refused as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_symlink_planted_while_stopped_fails_the_start() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let allowed = std::fs::canonicalize(dir.path()).expect("canonical");
+    let files = FakeFiles::new();
+    let allowed = Path::new("/srv/berth");
     let d = allowed.join("d");
-    std::fs::create_dir(&d).expect("mkdir");
-    let n = start(&allowed);
+    files.mkdir(&d);
+    let n = start(allowed, &files);
     let first = deploy(&n.handle, vec![mounting("web", "demo:1", &d)]).await;
     assert_eq!(first[0].status, Status::Complete, "{:?}", first[0]);
     let v = n
@@ -122,7 +132,7 @@ async fn a_symlink_planted_while_stopped_fails_the_start() {
         .expect("stop");
     wait_status(&n.handle, &v.deployment.expect("stop record").id).await;
 
-    plant(&d);
+    plant(&files, &d);
     let v = n
         .handle
         .verb("web", Verb::Start, "test")
@@ -136,7 +146,11 @@ async fn a_symlink_planted_while_stopped_fails_the_start() {
         started.status_reason
     );
     assert_eq!(
-        n.rt().container_by_name("t-web").expect("kept").state,
+        n.env
+            .runtime
+            .container_by_name("t-web")
+            .expect("kept")
+            .state,
         ContainerState::Exited
     );
     n.stop().await;

@@ -353,7 +353,7 @@ fn check_policy(
         services.insert(spec.name.clone(), (*spec).clone());
     }
     let node = NodeContext {
-        host_paths: &berth_agent::hostpath::FsResolver,
+        host_paths: &berth_sources::hostpath::FsResolver,
         services: &services,
     };
     let violations: Vec<_> = specs

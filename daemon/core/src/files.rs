@@ -3,7 +3,10 @@
 //! files.
 //!
 //! Every method blocks (it reads the host's files): callers run it off the
-//! async workers (`tokio::task::spawn_blocking`), never on the loop. The
+//! async workers (`tokio::task::spawn_blocking`), never on the loop. The one
+//! exception is resolving a host path for the node policy
+//! ([`HostPathResolver`], a few `stat` calls per path), which the loop does
+//! right before a create, like the store's reads. The
 //! real implementation (std::fs and rustix, `O_NOFOLLOW`, caps) lives in
 //! `berth-sources`, the in-memory fake in `berth-fakes`. Everything here is
 //! pure: a trait, and [`NoFiles`] for environments without files.
@@ -11,11 +14,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::policy::HostPathResolver;
 use crate::reconfig::ConfigState;
 use crate::spec::{ConfigMount, SourceKind};
 
 /// The loop's file access.
-pub trait Files: Send + Sync + 'static {
+pub trait Files: HostPathResolver + Send + Sync + 'static {
     /// Reads `mount.source` (a file, or a directory recursively): its
     /// content hash, per-file digests, what a bind mount resolves it to and
     /// what kind of path it is. An unreadable source keeps `previous`'s
@@ -44,9 +48,18 @@ pub trait Files: Send + Sync + 'static {
 
 /// No file access: config sources are unreadable (saying so), a task's
 /// outputs dir is left as it is and yields no outputs, a build context
-/// cannot be hashed. For tests that use none of these.
+/// cannot be hashed, a host path cannot be resolved (so a policy that asks
+/// refuses it). For tests that use none of these.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoFiles;
+
+impl HostPathResolver for NoFiles {
+    fn resolve(&self, path: &str) -> Result<std::path::PathBuf, String> {
+        Err(format!(
+            "`{path}` cannot be resolved: this environment has no file access (NoFiles)"
+        ))
+    }
+}
 
 impl Files for NoFiles {
     fn read_config(

@@ -78,7 +78,7 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 const MAX_JOIN_DEPTH: usize = 8;
 
 /// Where a host path leads on this host now. Implemented at the boundary
-/// with the filesystem (`berth_agent::hostpath::FsResolver`); core only
+/// with the filesystem (`berth_sources::hostpath::FsResolver`); core only
 /// compares what it answers.
 pub trait HostPathResolver {
     /// `path` (absolute) with every symlink followed. A path that does not

@@ -33,6 +33,9 @@ struct Inner {
     contexts: BTreeMap<PathBuf, String>,
     /// Every `read_config`'s source, in order.
     config_reads: Vec<String>,
+    /// Host paths that are symlinks, for the node policy's resolver: path
+    /// → target (absolute).
+    links: BTreeMap<PathBuf, PathBuf>,
 }
 
 impl Inner {
@@ -135,6 +138,61 @@ impl FakeFiles {
     }
 }
 
+impl FakeFiles {
+    /// Makes `path` a symlink to `target` (absolute) for host-path
+    /// resolution, replacing whatever was there (as a container that
+    /// mounts the parent could).
+    pub fn symlink(&self, path: impl AsRef<Path>, target: impl AsRef<Path>) {
+        let mut inner = self.lock();
+        let path = path.as_ref().to_path_buf();
+        inner.dirs.remove(&path);
+        inner.files.remove(&path);
+        inner.links.insert(path, target.as_ref().to_path_buf());
+    }
+}
+
+/// Resolves like `canonicalize` over the fake's symlinks: each link on the
+/// way is replaced by its target (at most 40 times, as the kernel's
+/// ELOOP); `.` and `..` are taken lexically. Every path exists here.
+impl berth_core::policy::HostPathResolver for FakeFiles {
+    fn resolve(&self, path: &str) -> Result<PathBuf, String> {
+        use std::path::Component;
+        if !Path::new(path).is_absolute() {
+            return Err(format!("`{path}` is not an absolute path"));
+        }
+        let inner = self.lock();
+        let mut todo: Vec<Component> = Path::new(path).components().collect();
+        todo.reverse();
+        let mut out = PathBuf::from("/");
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            match c {
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(name) => {
+                    out.push(name);
+                    if let Some(target) = inner.links.get(&out) {
+                        hops += 1;
+                        if hops > 40 {
+                            return Err(format!("`{path}`: too many levels of symbolic links"));
+                        }
+                        out.pop();
+                        let mut rest: Vec<Component> = target.components().collect();
+                        rest.reverse();
+                        if target.is_absolute() {
+                            out = PathBuf::from("/");
+                        }
+                        todo.extend(rest);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Files for FakeFiles {
     fn read_config(
         &self,
@@ -228,7 +286,22 @@ impl Files for FakeFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::policy::HostPathResolver;
     use berth_core::spec::OnChange;
+
+    #[test]
+    fn host_paths_resolve_through_the_fake_symlinks() {
+        let f = FakeFiles::new();
+        let r = |p: &str| f.resolve(p);
+        assert_eq!(r("/srv/a/./b/../c"), Ok(PathBuf::from("/srv/a/c")));
+        f.symlink("/srv/a/root", "/");
+        assert_eq!(r("/srv/a/root/etc"), Ok(PathBuf::from("/etc")));
+        f.symlink("/srv/a/up", "../x");
+        assert_eq!(r("/srv/a/up/y"), Ok(PathBuf::from("/srv/x/y")));
+        f.symlink("/srv/loop", "/srv/loop");
+        assert!(r("/srv/loop/z").is_err_and(|e| e.contains("too many levels")));
+        assert!(r("relative").is_err());
+    }
 
     fn mount(source: &str) -> ConfigMount {
         ConfigMount {

@@ -13,6 +13,12 @@ use berth_core::spec::{ConfigMount, SourceKind};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HostFiles;
 
+impl berth_core::policy::HostPathResolver for HostFiles {
+    fn resolve(&self, path: &str) -> Result<std::path::PathBuf, String> {
+        crate::hostpath::FsResolver.resolve(path)
+    }
+}
+
 impl Files for HostFiles {
     fn read_config(
         &self,

@@ -3,7 +3,8 @@
 //! `..data` style included, hashed with [`berth_core::confighash`]), a
 //! task's outputs directory (prepared, and its declared outputs read as
 //! hostile input: rustix, `O_NOFOLLOW`, capped) and build contexts (hashed
-//! through `.dockerignore`). [`HostFiles`] is core's
+//! through `.dockerignore`), and host paths resolved for the node policy
+//! ([`hostpath::FsResolver`]). [`HostFiles`] is core's
 //! [`berth_core::files::Files`] seam over all of it.
 //!
 //! Blocking reads, nothing else: no watching (that is `berth-watch`), no
@@ -14,6 +15,7 @@
 
 mod context;
 mod files;
+pub mod hostpath;
 pub mod outputs;
 mod snapshot;
 mod state;

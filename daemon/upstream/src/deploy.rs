@@ -77,7 +77,7 @@ pub(crate) async fn submit(
             services.insert(s.name.clone(), s.clone());
         }
         let node = berth_core::policy::NodeContext {
-            host_paths: &berth_agent::hostpath::FsResolver,
+            host_paths: &berth_sources::hostpath::FsResolver,
             services: &services,
         };
         let violations: Vec<_> = bd

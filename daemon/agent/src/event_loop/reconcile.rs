@@ -203,14 +203,15 @@ impl<E: Env> Agent<E> {
     /// The node policy right before a create or a start: a host path under
     /// `allowed_host_paths` must still lead there (a symlink planted since
     /// the spec was accepted, e.g. by a container that mounts the allowed
-    /// directory, is caught here). Resolved on the loop like the store's
-    /// reads: a few `stat`s per path.
+    /// directory, is caught here). Resolved through the file seam
+    /// (`Env::files`), on the loop like the store's reads: a few `stat`s
+    /// per path.
     pub(super) fn policy_at_create(
         &self,
         spec: &berth_core::runtime::CreateSpec,
     ) -> Result<(), String> {
         let policy = Arc::clone(&self.cfg.node_policy.borrow());
-        let violations = policy.check_create(spec, &crate::hostpath::FsResolver);
+        let violations = policy.check_create(spec, self.env.files());
         if violations.is_empty() {
             return Ok(());
         }

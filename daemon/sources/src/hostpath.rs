@@ -1,7 +1,7 @@
 //! Host paths resolved with the filesystem, for the node policy's
 //! `allowed_host_paths` ([`berth_core::policy::HostPathResolver`]): the API
 //! and upstream resolve when a spec arrives, the loop again right before
-//! each container create.
+//! each container create (through [`crate::HostFiles`], its file seam).
 //!
 //! A path that does not exist yet resolves to its deepest existing ancestor
 //! (symlinks followed) with the rest appended: the engine creates the rest
