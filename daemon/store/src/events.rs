@@ -17,7 +17,6 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use berth_core::event::Event;
@@ -215,7 +214,10 @@ fn open_log(path: &Path, append: bool) -> Result<Option<File>, StoreError> {
         return Err(refused(
             op,
             path,
-            &format!("it is {}, not a regular file", kind_name(&kind)),
+            &format!(
+                "it is {}, not a regular file",
+                crate::read::kind_name(&kind)
+            ),
         ));
     }
     Ok(Some(file))
@@ -231,24 +233,6 @@ fn refused(op: &'static str, path: &Path, what: &str) -> StoreError {
              put the regular file it should be in its place"
         )),
     )
-}
-
-fn kind_name(kind: &std::fs::FileType) -> &'static str {
-    if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_symlink() {
-        "a symlink"
-    } else {
-        "an unknown kind of file"
-    }
 }
 
 /// One non-blank line of the log, as [`scan`] hands it over.

@@ -174,7 +174,8 @@ fn describe(dirfd: &OwnedFd, name: &str, shown: &str, errno: Errno) -> ReadError
     }
 }
 
-fn kind_name(kind: &std::fs::FileType) -> &'static str {
+/// What a file that is not a regular one is, for the refusal's message.
+pub(crate) fn kind_name(kind: &std::fs::FileType) -> &'static str {
     if kind.is_dir() {
         "a directory"
     } else if kind.is_fifo() {
