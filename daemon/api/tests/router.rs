@@ -1,56 +1,10 @@
 //! The router through `oneshot`, against the loop on fakes.
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::connect_info::MockConnectInfo;
-use berth_agent::Handle;
-use berth_api::{PeerPolicy, UnixPeer, router};
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 mod common;
-use common::start_agent;
-
-const OWN_UID: u32 = 4242;
-
-fn app(peer_uid: u32) -> (Router, Handle, tokio::sync::oneshot::Sender<()>) {
-    let (handle, stop) = start_agent();
-    let r = router(
-        handle.clone(),
-        PeerPolicy {
-            own_uid: OWN_UID,
-            group_gid: Some(900),
-            node_policy: None,
-        },
-        None,
-    )
-    .layer(MockConnectInfo(UnixPeer {
-        uid: peer_uid,
-        gid: 100,
-        pid: None,
-    }));
-    (r, handle, stop)
-}
-
-async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(match body {
-            Some(b) => Body::from(b.to_string()),
-            None => Body::empty(),
-        })
-        .expect("request");
-    let resp = app.clone().oneshot(req).await.expect("response");
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
-}
+use common::oneshot::{OWN_UID, app, call};
 
 #[tokio::test]
 async fn healthz_needs_no_credentials_but_the_api_does() {

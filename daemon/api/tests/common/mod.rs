@@ -22,3 +22,8 @@ pub fn start_agent() -> (Handle, tokio::sync::oneshot::Sender<()>) {
     }));
     (handle, stop)
 }
+
+/// Only the test binaries that drive the router through `oneshot` use
+/// it; the others would warn of dead code.
+#[allow(dead_code)]
+pub mod oneshot;
