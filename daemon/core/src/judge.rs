@@ -35,6 +35,15 @@ impl HealthGate {
         }
     }
 
+    /// The record's container was (re)created or started again: its settle
+    /// time and restart count start over from the next look; the health
+    /// deadline stays.
+    pub fn settle_again(&mut self) {
+        self.needs_settle = true;
+        self.running_since = None;
+        self.restarts_at_start = None;
+    }
+
     /// Judged afresh from `now` (a container that was stopped for a reason
     /// of the node's, e.g. a required host unit, did not fail its settle).
     pub fn restart(&mut self, now: Instant, health_timeout: Duration) {

@@ -498,9 +498,7 @@ impl<E: Env> Agent<E> {
                 svc.reset_backoff();
                 svc.edit_current(|d| d.applied = true);
                 if let Some(w) = svc.gate.as_mut() {
-                    w.needs_settle = true;
-                    w.running_since = None;
-                    w.restarts_at_start = None;
+                    w.settle_again();
                 }
                 let record = svc.current.clone();
                 if let Err(e) = self.env.store().save_record(&record) {

@@ -103,9 +103,7 @@ impl<E: Env> Agent<E> {
                         if (deployed || started)
                             && let Some(w) = svc.gate.as_mut()
                         {
-                            w.needs_settle = true;
-                            w.running_since = None;
-                            w.restarts_at_start = None;
+                            w.settle_again();
                         }
                         if deployed
                             && !svc.current.applied

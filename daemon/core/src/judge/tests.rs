@@ -297,3 +297,21 @@ fn a_restarted_gate_counts_again_from_now_without_a_settle() {
     assert_eq!(gate, HealthGate::new(false, later, HEALTH));
     assert_eq!(gate.health_deadline, later + HEALTH);
 }
+
+#[test]
+fn settling_again_keeps_the_health_deadline() {
+    let t0 = Instant::now();
+    let mut gate = HealthGate::new(false, t0, HEALTH);
+    gate.restarts_at_start = Some(2);
+    gate.running_since = Some(t0);
+    gate.settle_again();
+    assert_eq!(
+        gate,
+        HealthGate {
+            running_since: None,
+            needs_settle: true,
+            restarts_at_start: None,
+            health_deadline: t0 + HEALTH,
+        }
+    );
+}
