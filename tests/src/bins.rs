@@ -1,35 +1,11 @@
 //! The binaries and images the tests need, built once per test process and
 //! serialized across processes with a file lock.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// Runs `f` holding an exclusive lock on `target/<name>.lock`.
-fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
-    let dir = target_dir();
-    let _ = std::fs::create_dir_all(&dir);
-    let file = std::fs::File::create(dir.join(format!("{name}.lock")));
-    let guard = file.ok().filter(|f| f.lock().is_ok());
-    let out = f();
-    if let Some(f) = guard {
-        let _ = f.unlock();
-    }
-    out
-}
+pub use berth_prereq::{locked, target_dir, workspace_root};
 
 pub struct Bins {
     pub berthd: PathBuf,

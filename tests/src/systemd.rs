@@ -39,9 +39,7 @@ pub struct Serial {
 pub fn serial() -> Serial {
     static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
+    let dir = crate::bins::target_dir();
     let _ = std::fs::create_dir_all(&dir);
     let file = std::fs::File::create(dir.join("berth-tests-systemd.lock"))
         .ok()
@@ -627,10 +625,7 @@ pub fn systemd_probe() -> &'static Path {
             .status()
             .expect("cargo build runs");
         assert!(status.success(), "building berth-systemd-probe failed");
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"))
-            .join("debug/berth-systemd-probe")
+        crate::bins::target_dir().join("debug/berth-systemd-probe")
     })
 }
 

@@ -129,6 +129,28 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| dir.to_path_buf())
 }
 
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Runs `f` holding an exclusive lock on `<target>/<name>.lock`, so test
+/// processes take turns (without the lock, when it cannot be had, `f` runs
+/// anyway: the lock only spares work, it guards no correctness).
+pub fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let dir = target_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let file = std::fs::File::create(dir.join(format!("{name}.lock")));
+    let guard = file.ok().filter(|f| f.lock().is_ok());
+    let out = f();
+    if let Some(f) = guard {
+        let _ = f.unlock();
+    }
+    out
+}
+
 /// The shared corpus: `$BERTH_CORPUS`, else `<workspace>/../shared/corpus`.
 pub fn corpus_root() -> PathBuf {
     match std::env::var_os("BERTH_CORPUS") {
@@ -216,22 +238,14 @@ fn read_all(r: &mut impl std::io::Read) -> std::io::Result<String> {
 /// Builds the demo image with `cargo xtask images` (a no-op when it is
 /// current), one test process at a time; missing when that fails.
 fn demo_image_missing() -> Option<String> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let _ = std::fs::create_dir_all(&target);
-    let lock = std::fs::File::create(target.join("berth-tests-images.lock"))
-        .ok()
-        .filter(|f| f.lock().is_ok());
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["xtask", "images"])
-        .current_dir(workspace_root())
-        .env("DOCKER_HOST", docker_host())
-        .output();
-    if let Some(f) = lock {
-        let _ = f.unlock();
-    }
+    let built = locked("berth-tests-images", || {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        Command::new(cargo)
+            .args(["xtask", "images"])
+            .current_dir(workspace_root())
+            .env("DOCKER_HOST", docker_host())
+            .output()
+    });
     match built {
         Ok(out) if out.status.success() => None,
         Ok(out) => {
