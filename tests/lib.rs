@@ -7,6 +7,8 @@
 //! containers that are not theirs. Set `BERTH_TEST_KEEP=1` to keep them for
 //! debugging.
 
+#[path = "src/api.rs"]
+pub mod api;
 #[path = "src/bins.rs"]
 pub mod bins;
 #[path = "src/engine.rs"]

@@ -6,10 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use berth_tests::api::{Reply, send, tcp_node as tcp_node_with, write_private};
 use berth_tests::node::TestNode;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
@@ -18,38 +16,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 const ADMIN: &str = "admin-token-for-the-tcp-tests-0001";
 const READ: &str = "read-token-for-the-tcp-tests-00001";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn write_private(path: &Path, text: &str) {
-    std::fs::write(path, text).expect("write");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
-
 /// A node with `[api]` on a free port and the two test tokens (mode 0600).
 fn tcp_node(hint: &str, extra_api: &str, policy: &str) -> (TestNode, SocketAddr) {
-    let node = TestNode::new(hint);
-    let tokens = node.dir().join("tokens");
-    write_private(
-        &tokens,
+    tcp_node_with(
+        hint,
         &format!("# test tokens\nadmin {ADMIN}\n\nread {READ}\n"),
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let node = node.with_config(&format!(
-        "[api]\nlisten = \"{addr}\"\ntokens_file = \"{}\"\n{extra_api}\n{policy}",
-        tokens.display()
-    ));
-    (node, addr)
-}
-
-struct Reply {
-    status: u16,
-    headers: hyper::HeaderMap,
-    body: Value,
+        &format!("{extra_api}\n{policy}"),
+    )
 }
 
 /// One HTTP/1.1 request on a fresh connection (plain, or TLS with `tls`).
@@ -75,54 +48,6 @@ async fn request(
             send(stream, method, path, token, body).await
         }
     }
-}
-
-async fn send<S>(
-    io: S,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Result<Reply, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("http handshake: {e}"))?;
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1")
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let req = req
-        .body(Full::new(Bytes::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )))
-        .map_err(|e| e.to_string())?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
 }
 
 async fn plain(

@@ -12,7 +12,6 @@
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,12 +20,9 @@ use std::time::{Duration, Instant};
 
 use berth_tests::bins::{bins, demo_image};
 use berth_tests::node::{TestNode, docker};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
 const ADMIN: &str = "admin-token-for-the-sec-tests-0001";
 const WAIT: Duration = Duration::from_secs(60);
@@ -37,69 +33,21 @@ const WAIT: Duration = Duration::from_secs(60);
 /// again; `serve_tcp` now raises the listen backlog.)
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn write_private(path: &Path, text: &str) {
-    std::fs::write(path, text).expect("write");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
-
 /// A node with `[api]` on a free loopback port and the admin token.
 fn tcp_node(hint: &str, extra: &str) -> (TestNode, SocketAddr) {
-    let node = TestNode::new(hint);
-    let tokens = node.dir().join("tokens");
-    write_private(&tokens, &format!("admin {ADMIN}\n"));
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let node = node.with_config(&format!(
-        "[api]\nlisten = \"{addr}\"\ntokens_file = \"{}\"\n{extra}",
-        tokens.display()
-    ));
-    (node, addr)
+    berth_tests::api::tcp_node(hint, &format!("admin {ADMIN}\n"), extra)
 }
 
-/// One request on a new connection: (status, body).
+/// One admin request on a new connection: (status, body).
 async fn call(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value), String> {
-    let tcp = TcpStream::connect(addr)
+    berth_tests::api::send_plain(addr, method, path, Some(ADMIN), body.cloned())
         .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .body(Full::new(Bytes::from(
-            body.map(Value::to_string).unwrap_or_default(),
-        )))
-        .map_err(|e| e.to_string())?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Ok((status, body))
+        .map(|r| (r.status, r.body))
 }
 
 async fn ok_call(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {

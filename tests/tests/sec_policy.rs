@@ -5,39 +5,23 @@
 //! have had the host's `/` read-write.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_tests::node::{Busybox, TestNode, docker};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-for-the-sec-policy-001";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// A node with `[api]` on a free port, an admin token, and `$ALLOWED` (a
 /// directory of its own) as the only allowed host path.
 fn node(hint: &str) -> (TestNode, SocketAddr, PathBuf) {
-    let node = TestNode::new(hint);
-    let tokens = node.dir().join("tokens");
-    std::fs::write(&tokens, format!("admin {ADMIN}\n")).expect("write tokens");
-    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (node, addr) = berth_tests::api::tcp_node(hint, &format!("admin {ADMIN}\n"), "");
     let allowed = node.dir().join("allowed");
     std::fs::create_dir(&allowed).expect("mkdir allowed");
     let allowed = std::fs::canonicalize(&allowed).expect("canonical");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let node = node.with_config(&format!(
-        "[api]\nlisten = \"{addr}\"\ntokens_file = \"{}\"\n[policy]\nallowed_host_paths = [\"{}\"]\n",
-        tokens.display(),
+        "[policy]\nallowed_host_paths = [\"{}\"]\n",
         allowed.display()
     ));
     (node, addr, allowed)
@@ -45,29 +29,10 @@ fn node(hint: &str) -> (TestNode, SocketAddr, PathBuf) {
 
 /// One admin request on a fresh connection: (status, JSON body).
 async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let tcp = tokio::net::TcpStream::connect(addr)
+    let r = berth_tests::api::send_plain(addr, method, path, Some(ADMIN), body)
         .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("http handshake");
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .body(Full::new(Bytes::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )))
-        .expect("request");
-    let resp = sender.send_request(req).await.expect("response");
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (r.status, r.body)
 }
 
 fn service(name: &str, image: &str, volume: &str, script: &str) -> Value {
