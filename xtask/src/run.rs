@@ -87,13 +87,15 @@ pub fn print_skips(root: &Path) {
 pub fn test(root: &Path, extra: &[String]) -> Result<()> {
     println!("== xtask tidy");
     crate::tidy::run(root)?;
-    let missing = prerequisites()?;
+    // Cleared first: a run that stops at the prerequisites must not sum up
+    // the skips of the run before it.
     let log = skip_log(root);
     match std::fs::remove_file(&log) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => bail!("cannot clear the skip log {}: {e}", log.display()),
     }
+    let missing = prerequisites()?;
     if missing.iter().any(|(n, _)| *n == Need::Engine) {
         println!("== xtask images: skipped (no engine)");
     } else {
