@@ -27,6 +27,7 @@ pub mod runtime;
 pub mod spec;
 pub mod store;
 pub mod units;
+pub mod upstream;
 pub mod watch;
 
 /// What a secret looks like in any output that leaves the daemon.
