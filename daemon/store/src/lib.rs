@@ -22,6 +22,7 @@
 
 mod atomic;
 mod events;
+mod numbered;
 mod outbox;
 mod parse;
 mod read;
@@ -165,7 +166,7 @@ impl FsStore {
         let meta: ServiceMeta = match self.read_file(&[service, META_FILE]) {
             Err(e) => return Ok(unreadable(&meta_path, e.reason())),
             Ok(None) => {
-                let records = match generations(&history) {
+                let records = match numbered::list(&history) {
                     Ok(gens) => gens.len(),
                     Err(e) => return Ok(unreadable(&history, e.to_string())),
                 };
@@ -192,7 +193,7 @@ impl FsStore {
                 }
             }
         };
-        let record_file = record_file(meta.generation);
+        let record_file = numbered::file_name(meta.generation);
         let record_path = history.join(&record_file);
         let current: Deployment = match self.read_file(&[service, "history", &record_file]) {
             Err(e) => return Ok(unreadable(&record_path, e.reason())),
@@ -247,7 +248,7 @@ impl FsStore {
         service: &str,
         generation: u64,
     ) -> Result<Option<Deployment>, StoreError> {
-        let name = record_file(generation);
+        let name = numbered::file_name(generation);
         let path = self.history_dir(service)?.join(&name);
         let Some(bytes) = self.read_file_or_corrupt(&[service, "history", &name], &path)? else {
             return Ok(None);
@@ -341,7 +342,7 @@ impl Store for FsStore {
     fn save_record(&self, record: &Deployment) -> Result<(), StoreError> {
         let dir = self.service_dir(&record.service)?;
         let history = dir.join("history");
-        let name = record_file(record.generation);
+        let name = numbered::file_name(record.generation);
         let path = history.join(&name);
         let bytes = record_json(record, &path)?;
         let _guard = self.write_guard();
@@ -381,7 +382,7 @@ impl Store for FsStore {
         if limit == 0 {
             return Ok(out);
         }
-        for generation in generations(&history)?.into_iter().rev() {
+        for generation in numbered::list(&history)?.into_iter().rev() {
             match self.read_record(service, generation) {
                 Ok(Some(record)) => out.push(record),
                 // Pruned meanwhile.
@@ -412,7 +413,7 @@ impl Store for FsStore {
         let dir = self.service_dir(service)?;
         let history = dir.join("history");
         let _guard = self.write_guard();
-        let gens = generations(&history)?;
+        let gens = numbered::list(&history)?;
         if gens.len() <= keep {
             return Ok(());
         }
@@ -435,7 +436,7 @@ impl Store for FsStore {
             if protected.contains(generation) {
                 continue;
             }
-            let path = history.join(record_file(*generation));
+            let path = history.join(numbered::file_name(*generation));
             match std::fs::remove_file(&path) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -556,35 +557,6 @@ fn record_json(record: &Deployment, path: &Path) -> Result<Vec<u8>, StoreError> 
             ));
         }
     }
-}
-
-fn record_file(generation: u64) -> String {
-    format!("{generation}.json")
-}
-
-/// The generations in `history`, ascending. Only `<n>.json` in canonical
-/// form counts; anything else is ignored. A missing directory has none.
-fn generations(history: &Path) -> Result<Vec<u64>, StoreError> {
-    let entries = match std::fs::read_dir(history) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("list", history, e)),
-    };
-    let mut gens = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| io_err("list", history, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(generation) = name
-            .strip_suffix(".json")
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|g| record_file(*g) == name)
-        {
-            gens.push(generation);
-        }
-    }
-    gens.sort_unstable();
-    Ok(gens)
 }
 
 /// Pretty JSON (operators read these files) with a final newline.

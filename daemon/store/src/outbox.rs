@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::{
     Created, create_atomic, ensure_dir, io_err, sweep_temps, sync_dir, write_atomic,
 };
+use crate::numbered;
 use crate::read::{RECORD_MAX_BYTES, ReadError, read_beneath};
 use crate::to_json;
 
@@ -86,10 +87,6 @@ pub struct FsOutbox {
     next: Mutex<u64>,
 }
 
-fn entry_file(seq: u64) -> String {
-    format!("{seq}.json")
-}
-
 impl FsOutbox {
     /// Opens `<state_dir>/outbox` (created 0700 if needed), sweeps temp
     /// files left by a crash, and restores the counter. A counter file that
@@ -110,7 +107,7 @@ impl FsOutbox {
                     .next_seq
             }
         };
-        let past_files = seqs(&dir)?.last().map_or(1, |s| s + 1);
+        let past_files = numbered::list(&dir)?.last().map_or(1, |s| s + 1);
         Ok(FsOutbox {
             dir,
             next: Mutex::new(stored.max(past_files).max(1)),
@@ -150,7 +147,7 @@ impl FsOutbox {
             *next = seq + 1;
             let counter = to_json(&SeqFile { next_seq: *next }, &self.dir.join(SEQ_FILE))?;
             write_atomic(&self.dir, SEQ_FILE, &counter)?;
-            let name = entry_file(seq);
+            let name = numbered::file_name(seq);
             let bytes = to_json(&entry, &self.dir.join(&name))?;
             match create_atomic(&self.dir, &name, &bytes)? {
                 Created::Created => return Ok(entry),
@@ -220,7 +217,7 @@ impl FsOutbox {
     }
 
     fn unlink(&self, seq: u64) -> Result<bool, OutboxError> {
-        let path = self.dir.join(entry_file(seq));
+        let path = self.dir.join(numbered::file_name(seq));
         match std::fs::remove_file(&path) {
             Ok(()) => {
                 sync_dir(&self.dir)?;
@@ -249,7 +246,7 @@ impl FsOutbox {
             });
         }
         change(&mut entry);
-        let name = entry_file(seq);
+        let name = numbered::file_name(seq);
         let bytes = to_json(&entry, &self.dir.join(&name))?;
         write_atomic(&self.dir, &name, &bytes)?;
         Ok(entry)
@@ -258,8 +255,8 @@ impl FsOutbox {
     /// The entry at `seq`; a file that does not parse is `Corrupt` (and
     /// left alone).
     fn read_entry(&self, seq: u64) -> Result<Option<OutboxEntry>, OutboxError> {
-        let path = self.dir.join(entry_file(seq));
-        let Some(bytes) = read_file(&self.dir, &entry_file(seq))? else {
+        let path = self.dir.join(numbered::file_name(seq));
+        let Some(bytes) = read_file(&self.dir, &numbered::file_name(seq))? else {
             return Ok(None);
         };
         parse_entry(seq, &bytes).map(Some).map_err(|reason| {
@@ -273,10 +270,10 @@ impl FsOutbox {
 
     fn read_all(&self) -> Result<OutboxList, OutboxError> {
         let mut list = OutboxList::default();
-        for seq in seqs(&self.dir)? {
-            let path = self.dir.join(entry_file(seq));
+        for seq in numbered::list(&self.dir)? {
+            let path = self.dir.join(numbered::file_name(seq));
             // Gone between the listing and the read: removed meanwhile.
-            let bytes = match read_file(&self.dir, &entry_file(seq)) {
+            let bytes = match read_file(&self.dir, &numbered::file_name(seq)) {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => continue,
                 Err(StoreError::Corrupt { reason, .. }) => {
@@ -327,28 +324,4 @@ fn parse_entry(seq: u64, bytes: &[u8]) -> Result<OutboxEntry, String> {
         ));
     }
     Ok(entry)
-}
-
-/// The seqs of `<seq>.json` files in canonical form, ascending.
-fn seqs(dir: &Path) -> Result<Vec<u64>, StoreError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("list", dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| io_err("list", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(seq) = name
-            .strip_suffix(".json")
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|s| entry_file(*s) == name)
-        {
-            out.push(seq);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
 }
