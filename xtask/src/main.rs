@@ -8,6 +8,7 @@ mod images;
 mod run;
 mod schemathesis;
 mod tidy;
+mod tiers;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,12 +40,23 @@ enum Cmd {
     },
     /// Check architecture invariants (berth-core's dependency closure).
     Tidy,
-    /// Run every test: tidy, the demo image, the binaries, then unit,
-    /// property, loop and integration tests (nextest when installed),
-    /// schemathesis (when installed; always in CI) and 8 chaos rounds.
+    /// Run the tests: with no TIER every one (what CI runs): tidy, the demo
+    /// image, the binaries, then unit, property, loop and integration tests
+    /// (nextest when installed), schemathesis (when installed; always in CI)
+    /// and 8 chaos rounds. With a TIER only that slice (under nextest).
+    ///
+    /// core and loop need no Docker engine and no systemd. A missing
+    /// prerequisite skips the tests that need it (they print SKIPPED), and
+    /// fails the run in CI (`CI` set).
+    ///
+    /// Examples: `cargo xtask test loop`; `cargo xtask test engine -- sec_`
+    /// (arguments after `--` go to the test runner, e.g. a name filter).
     Test {
+        /// Only this tier.
+        #[arg(value_enum)]
+        tier: Option<tiers::Tier>,
         /// Passed on to the test runner (e.g. a test name filter).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(last = true)]
         args: Vec<String>,
     },
     /// Start berthd on a temp state dir, apply examples/, show status; Ctrl-C cleans up.
@@ -105,13 +117,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Images { force, tag } => images::run(&root, &images::Options { tag, force }),
         Cmd::Tidy => tidy::run(&root),
-        Cmd::Test { args } => {
-            let result = run::test(&root, &args)
-                .and_then(|()| schemathesis::after_tests(&root))
-                .and_then(|()| chaos::after_tests(&root));
-            run::print_skips(&root);
-            result
-        }
+        Cmd::Test { tier, args } => run::test(&root, tier, &args),
         Cmd::Schemathesis { args } => schemathesis::run(&root, &args),
         Cmd::Demo { once } => run::demo(&root, once),
         Cmd::Man => run::man(&root),

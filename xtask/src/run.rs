@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use berth_prereq::Need;
+use clap::ValueEnum;
+
+use crate::tiers::{self, Tier};
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -39,13 +42,13 @@ fn skip_log(root: &Path) -> std::path::PathBuf {
         .join("berth-skips.tsv")
 }
 
-/// Looks at every outside prerequisite once, before anything runs: prints
-/// what is missing, and in CI (`CI` set) fails naming each. Returns the
-/// missing ones (outside CI their tests skip).
-pub fn prerequisites() -> Result<Vec<(Need, String)>> {
-    let missing: Vec<(Need, String)> = [Need::Engine, Need::Busybox, Need::Systemd, Need::Corpus]
-        .into_iter()
-        .filter_map(|n| n.missing().map(|why| (n, why)))
+/// Looks at the outside prerequisites `needs` once, before anything runs:
+/// prints what is missing, and in CI (`CI` set) fails naming each. Returns
+/// the missing ones (outside CI their tests skip).
+pub fn prerequisites(needs: &[Need]) -> Result<Vec<(Need, String)>> {
+    let missing: Vec<(Need, String)> = needs
+        .iter()
+        .filter_map(|n| n.missing().map(|why| (*n, why)))
         .collect();
     for (need, why) in &missing {
         println!("== {}: missing ({why}); {}", need.name(), need.fix());
@@ -60,8 +63,6 @@ pub fn prerequisites() -> Result<Vec<(Need, String)>> {
     Ok(missing)
 }
 
-/// Why a step that needs the engine and the demo image cannot run here,
-/// or `None`. In CI a missing one is an error.
 pub fn engine_step_unavailable(step: &str) -> Result<Option<String>> {
     let why = Need::Engine.missing().or_else(|| Need::DemoImage.missing());
     match why {
@@ -83,10 +84,18 @@ pub fn print_skips(root: &Path) {
     }
 }
 
-/// Everything: tidy, the demo image, the binaries, then every test.
-pub fn test(root: &Path, extra: &[String]) -> Result<()> {
-    println!("== xtask tidy");
-    crate::tidy::run(root)?;
+/// `cargo xtask test [TIER]`: with no tier, everything (tidy, the demo
+/// image, the binaries, every test binary, schemathesis, chaos); with one,
+/// only what that tier runs and needs.
+pub fn test(root: &Path, tier: Option<Tier>, extra: &[String]) -> Result<()> {
+    let tiers: Vec<Tier> = match tier {
+        Some(t) => vec![t],
+        None => Tier::value_variants().to_vec(),
+    };
+    if tier.is_none() {
+        println!("== xtask tidy");
+        crate::tidy::run(root)?;
+    }
     // Cleared first: a run that stops at the prerequisites must not sum up
     // the skips of the run before it.
     let log = skip_log(root);
@@ -95,42 +104,88 @@ pub fn test(root: &Path, extra: &[String]) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => bail!("cannot clear the skip log {}: {e}", log.display()),
     }
-    let missing = prerequisites()?;
-    if missing.iter().any(|(n, _)| *n == Need::Engine) {
-        println!("== xtask images: skipped (no engine)");
-    } else {
-        println!("== xtask images");
-        if let Err(e) = crate::images::ensure_demo(root) {
-            if berth_prereq::in_ci() {
-                return Err(e);
-            }
-            println!("== demo image: cannot build it ({e:#}); the tests that need it skip");
+    let mut needs: Vec<Need> = Vec::new();
+    for need in tiers.iter().flat_map(|t| t.needs()) {
+        if !needs.contains(need) {
+            needs.push(*need);
         }
     }
-    println!("== build berthd and berthctl (the integration tests run them)");
-    run(
-        cargo()
-            .current_dir(root)
-            .args(["build", "-p", "berthd", "-p", "berthctl"]),
-        "cargo build",
-    )?;
+    let missing = prerequisites(&needs)?;
+    if tiers.iter().any(|t| t.needs_binaries()) {
+        if missing.iter().any(|(n, _)| *n == Need::Engine) {
+            println!("== xtask images: skipped (no engine)");
+        } else {
+            println!("== xtask images");
+            if let Err(e) = crate::images::ensure_demo(root) {
+                if berth_prereq::in_ci() {
+                    return Err(e);
+                }
+                println!("== demo image: cannot build it ({e:#}); the tests that need it skip");
+            }
+        }
+        println!("== build berthd and berthctl (the integration tests run them)");
+        run(
+            cargo()
+                .current_dir(root)
+                .args(["build", "-p", "berthd", "-p", "berthctl"]),
+            "cargo build",
+        )?;
+    }
     let mut cmd = cargo();
     cmd.current_dir(root).env("BERTH_SKIP_LOG", &log);
-    if has_nextest() {
-        println!("== cargo nextest run --workspace");
-        run(
-            cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
-                .args(extra),
-            "cargo nextest run",
-        )
-    } else {
-        println!("== cargo test --workspace (install cargo-nextest for a faster run)");
-        run(
-            cmd.args(["test", "--workspace", "--no-fail-fast"])
-                .args(extra),
-            "cargo test",
-        )
-    }
+    let result = match tier {
+        None if has_nextest() => {
+            println!("== cargo nextest run --workspace");
+            run(
+                cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                    .args(extra),
+                "cargo nextest run",
+            )
+        }
+        None => {
+            println!("== cargo test --workspace (install cargo-nextest for a faster run)");
+            run(
+                cmd.args(["test", "--workspace", "--no-fail-fast"])
+                    .args(extra),
+                "cargo test",
+            )
+        }
+        Some(t) if t.has_test_binaries() => {
+            if !has_nextest() {
+                bail!(
+                    "a single tier runs under cargo-nextest, which is not installed: \
+                     `cargo install --locked cargo-nextest`, or run every tier with \
+                     `cargo xtask test`"
+                );
+            }
+            let meta = crate::tidy::cargo_metadata(root)?;
+            let (packages, filter) = tiers::selection(&tiers::binaries(&meta)?, t);
+            println!("== cargo nextest run (tier {t}: {} packages)", packages.len());
+            cmd.args(["nextest", "run", "--no-fail-fast"]);
+            for p in &packages {
+                cmd.args(["-p", p]);
+            }
+            run(cmd.args(["-E", &filter]).args(extra), "cargo nextest run")
+        }
+        Some(_) => Ok(()),
+    };
+    let result = result
+        .and_then(|()| {
+            if tiers.contains(&Tier::Engine) {
+                crate::schemathesis::after_tests(root)
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| {
+            if tiers.contains(&Tier::Chaos) {
+                crate::chaos::after_tests(root)
+            } else {
+                Ok(())
+            }
+        });
+    print_skips(root);
+    result
 }
 
 /// The man page of berthctl, from the same clap definition as the CLI.
