@@ -465,7 +465,11 @@ fn compose_cold(base: &Path, n: usize, round: usize, net: Net) -> Option<Duratio
         .stderr(Stdio::null())
         .status();
     let took = t.elapsed();
+    // Torn down a few at a time (not timed): 50 parallel removals of
+    // host-network containers once left this machine's dockerd deadlocked
+    // in libnetwork, with every later engine call hanging.
     let _ = Command::new("docker-compose")
+        .env("COMPOSE_PARALLEL_LIMIT", "4")
         .args(["-p", &project, "-f"])
         .arg(&file)
         .args(["down", "-t", "1"])
