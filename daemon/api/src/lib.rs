@@ -2,8 +2,10 @@
 //! agent's [`Handle`], map the result. Errors become responses in one place
 //! ([`ApiError`]), with an exhaustive match.
 
+mod accept;
 mod auth;
 mod error;
+mod metrics;
 mod routes;
 mod tcp;
 mod unix;

@@ -27,6 +27,7 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use crate::auth::{Role, Tokens};
+use crate::metrics::Metrics;
 use crate::tcp::TcpPeer;
 use crate::unix::{PeerPolicy, UnixPeer};
 use crate::upstream::UpstreamApi;
@@ -785,85 +786,15 @@ fn sse_data(e: &berth_core::event::Event) -> String {
     )
 }
 
-/// Prometheus text. Label values are bounded (statuses, not names... except
-/// the service label, bounded by the number of services on the node).
+/// Prometheus text (see [`crate::metrics`]).
 async fn metrics(State(s): State<AppState>) -> Response {
-    use std::fmt::Write;
     let snap = s.handle.snapshot();
-    let n = &snap.node;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP berth_engine_reachable Whether the container engine answers."
-    );
-    let _ = writeln!(out, "# TYPE berth_engine_reachable gauge");
-    let _ = writeln!(
-        out,
-        "berth_engine_reachable {}",
-        u8::from(n.engine.reachable)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP berth_services Services on this node by condition."
-    );
-    let _ = writeln!(out, "# TYPE berth_services gauge");
-    for (cond, v) in [
-        ("converged", n.summary.converged),
-        ("in_progress", n.summary.in_progress),
-        ("failing", n.summary.failing),
-        ("held", n.summary.held),
-        ("unreadable", n.summary.unreadable),
-    ] {
-        let _ = writeln!(out, "berth_services{{condition=\"{cond}\"}} {v}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP berth_container_restarts Restarts the engine reports per service."
-    );
-    let _ = writeln!(out, "# TYPE berth_container_restarts gauge");
-    for st in snap.services.values() {
-        if let Some(c) = &st.container {
-            let _ = writeln!(
-                out,
-                "berth_container_restarts{{service=\"{}\"}} {}",
-                st.name, c.restart_count
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP berth_event_seq Sequence number of the newest event."
-    );
-    let _ = writeln!(out, "# TYPE berth_event_seq counter");
-    let _ = writeln!(out, "berth_event_seq {}", n.event_seq);
-    if let Some(up) = &s.upstream {
-        let o = up.summary();
-        for (name, help, v) in [
-            (
-                "berth_outbox_depth",
-                "Signals waiting to be delivered.",
-                o.depth as u64,
-            ),
-            (
-                "berth_outbox_dead",
-                "Signals refused for good (dead letters).",
-                o.dead as u64,
-            ),
-            (
-                "berth_outbox_oldest_age_seconds",
-                "Age of the oldest waiting signal.",
-                o.oldest_age_ms / 1000,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            let _ = writeln!(out, "{name} {v}");
-        }
-    }
-    let mut resp = Response::new(Body::from(out));
+    let outbox = s.upstream.as_ref().map(|up| up.summary());
+    let text = Metrics::collect(&snap.node, snap.services.values(), outbox).render();
+    let mut resp = Response::new(Body::from(text));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     resp
 }

@@ -135,3 +135,27 @@ async fn errors_have_kinds_and_statuses() {
     let (s, _) = call(&app, "GET", "/v1/deployments/web-1?wait=forever", None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn metrics_are_the_snapshot_in_the_text_format() {
+    let (app, _h, _stop) = app(0);
+    let (s, _) = call(
+        &app,
+        "PUT",
+        "/v1/services/web",
+        Some(json!({"name": "web", "image": "demo:1"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, body) = call(&app, "GET", "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = body.as_str().expect("text, not JSON");
+    assert!(
+        text.contains("# TYPE berth_services gauge\n")
+            && text.contains("berth_services{condition=\"converged\"}")
+            && text.contains("# TYPE berth_event_seq counter\n"),
+        "{text}"
+    );
+    // No upstream on this router: no outbox numbers, rather than zeros.
+    assert!(!text.contains("berth_outbox"), "{text}");
+}
