@@ -45,9 +45,10 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower::Service;
 
+use crate::accept::{Admission, accept_loop};
 use crate::routes::TcpAccess;
 
 /// Per-connection limits, for the TCP API and the local socket alike
@@ -120,22 +121,37 @@ pub async fn serve_tcp(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     raise_backlog(&listener);
-    let slots = TcpSlots::new(&limits);
-    let (stop_tx, _) = tokio::sync::watch::channel(false);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, addr) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of descriptors and the like: wait, do not spin.
-                    tracing::warn!(error = %e, "cannot accept a TCP API connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    let admission = TcpAdmission {
+        slots: TcpSlots::new(&limits),
+        tls,
+        access,
+        router,
+        limits,
+    };
+    accept_loop(listener, admission, shutdown).await;
+    Ok(())
+}
+
+/// The TCP listener's side of the accept loop: a slot per connection (see
+/// the module docs), TLS when configured, and the connection closed when
+/// it is evicted or misses the pre-authentication deadline.
+struct TcpAdmission {
+    slots: TcpSlots,
+    tls: tokio::sync::watch::Receiver<Option<tokio_rustls::TlsAcceptor>>,
+    access: tokio::sync::watch::Receiver<TcpAccess>,
+    router: Router,
+    limits: ConnLimits,
+}
+
+impl Admission<TcpListener> for TcpAdmission {
+    const NAME: &'static str = "TCP API";
+
+    fn admit(
+        &self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         // A second handle on the socket, to peek whether the peer has
         // sent anything yet (eviction spares connections that have).
         let peek = stream
@@ -144,17 +160,13 @@ pub async fn serve_tcp(
             .ok()
             .map(std::net::TcpStream::from);
         let (stream, heard) = Heard::new(stream);
-        let Some(slot) = slots.admit(addr.ip(), heard, peek) else {
-            drop(stream);
-            continue;
-        };
+        let slot = self.slots.admit(addr.ip(), heard, peek)?;
         let _ = stream.io.set_nodelay(true);
-        let router = router.clone();
-        let tls = tls.borrow().clone();
-        let limits = limits.clone();
-        let stop = stop_tx.subscribe();
-        let access = access.clone();
-        tokio::spawn(async move {
+        let router = self.router.clone();
+        let tls = self.tls.borrow().clone();
+        let limits = self.limits.clone();
+        let access = self.access.clone();
+        Some(async move {
             let peer = TcpPeer { addr };
             let evicted = slot.evicted();
             let deadline = slot.deadline(limits.auth_deadline);
@@ -196,11 +208,12 @@ pub async fn serve_tcp(
                 }
             }
             drop(slot);
-        });
+        })
     }
-    let _ = stop_tx.send(true);
-    slots.drain().await;
-    Ok(())
+
+    async fn drain(self) {
+        self.slots.drain().await;
+    }
 }
 
 /// Gives `listener` the [`ACCEPT_BACKLOG`]: listen(2) on a listening socket
@@ -580,41 +593,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
-    }
-}
-
-/// The open connections of one listener (the local socket): at most
-/// `max`, and told to close when the listener stops.
-pub(crate) struct Connections {
-    slots: Arc<tokio::sync::Semaphore>,
-    max: usize,
-    stop_tx: tokio::sync::watch::Sender<bool>,
-}
-
-impl Connections {
-    pub(crate) fn new(max: usize) -> Connections {
-        Connections {
-            slots: Arc::new(tokio::sync::Semaphore::new(max)),
-            max,
-            stop_tx: tokio::sync::watch::channel(false).0,
-        }
-    }
-
-    /// A slot for a new connection, held for its life; `None` when full.
-    pub(crate) fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
-    }
-
-    /// Turns true when the listener stops.
-    pub(crate) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.stop_tx.subscribe()
-    }
-
-    /// Asks every connection to close and waits until all have.
-    pub(crate) async fn drain(self) {
-        let _ = self.stop_tx.send(true);
-        let max = u32::try_from(self.max).unwrap_or(u32::MAX);
-        let _ = self.slots.acquire_many(max).await;
     }
 }
 

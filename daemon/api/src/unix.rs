@@ -7,14 +7,15 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use berth_core::policy::NodePolicy;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 
-use crate::tcp::{ConnLimits, Connections, serve_conn};
+use crate::accept::{Admission, accept_loop};
+use crate::tcp::{ConnLimits, serve_conn};
 
 /// What SO_PEERCRED said about a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,38 +158,135 @@ pub async fn serve_unix(
     limits: ConnLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let conns = Connections::new(limits.max_connections);
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot accept a local API connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    let admission = UnixAdmission {
+        slots: Arc::new(Semaphore::new(limits.max_connections)),
+        router,
+        limits,
+    };
+    accept_loop(listener, admission, shutdown).await;
+    Ok(())
+}
+
+/// The local socket's side of the accept loop: at most
+/// `limits.max_connections` open, each request tagged with its peer's
+/// credentials (who may do what is the router's to check).
+struct UnixAdmission {
+    /// A permit per open connection.
+    slots: Arc<Semaphore>,
+    router: Router,
+    limits: ConnLimits,
+}
+
+impl Admission<UnixListener> for UnixAdmission {
+    const NAME: &'static str = "local API";
+
+    fn admit(
+        &self,
+        stream: UnixStream,
+        _addr: tokio::net::unix::SocketAddr,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let peer = UnixPeer::of(&stream);
-        let Some(permit) = conns.admit() else {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(
                 uid = peer.uid,
-                max = limits.max_connections,
+                max = self.limits.max_connections,
                 "too many local API connections; closing a new one"
             );
-            drop(stream);
-            continue;
+            return None;
         };
-        let router = router.clone();
-        let limits = limits.clone();
-        let stop = conns.stopping();
-        tokio::spawn(async move {
+        let router = self.router.clone();
+        let limits = self.limits.clone();
+        Some(async move {
             serve_conn(stream, ConnectInfo(peer), router, &limits, stop).await;
             drop(permit);
-        });
+        })
     }
-    conns.drain().await;
-    Ok(())
+
+    async fn drain(self) {
+        let max = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
+        let _ = self.slots.acquire_many(max).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Sends one keep-alive request and reads the answer's body (the
+    /// peer's uid as the router saw it).
+    async fn ask(conn: &mut UnixStream) -> String {
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: berth\r\n\r\n")
+            .await
+            .expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        // The body ends in `#!`.
+        while !got.ends_with(b"#!") {
+            let n = conn.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let body = text.rsplit("\r\n\r\n").next().unwrap_or_default();
+        body.trim_end_matches("#!").to_string()
+    }
+
+    /// Whether the server closed `conn` (it reads end of file in time).
+    async fn closed(conn: &mut UnixStream) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await,
+            Ok(Ok(0))
+        )
+    }
+
+    #[tokio::test]
+    async fn peers_are_tagged_the_maximum_holds_and_a_stop_drains() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("api.sock");
+        let listener = bind_unix(&path).expect("bind");
+        let own_uid = std::fs::metadata(tmp.path()).expect("stat").uid();
+        let router = Router::new().route(
+            "/",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<UnixPeer>| async move {
+                format!("{}#!", peer.uid)
+            }),
+        );
+        let limits = ConnLimits {
+            max_connections: 1,
+            ..ConnLimits::default()
+        };
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve_unix(listener, router, limits, async move {
+            let _ = stopped.await;
+        }));
+
+        let mut first = UnixStream::connect(&path).await.expect("connect");
+        assert_eq!(ask(&mut first).await, own_uid.to_string());
+        // The one slot is held (the first connection is kept alive): a
+        // second connection is closed at once.
+        let mut second = UnixStream::connect(&path).await.expect("connect");
+        assert!(
+            closed(&mut second).await,
+            "a connection beyond the maximum is closed"
+        );
+
+        // A stop closes the idle connection, and serving ends once it has.
+        shutdown.send(()).expect("shutdown");
+        assert!(
+            closed(&mut first).await,
+            "an open connection is closed at a stop"
+        );
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("serve_unix returns")
+            .expect("no panic")
+            .expect("served");
+    }
 }
