@@ -4,7 +4,9 @@
 //! field equal to its default is omitted. A release that adds a field with a
 //! default therefore hashes existing specs exactly as before, and no container
 //! is recreated by an upgrade of berth. Policy fields (update, hooks, ...)
-//! never reach the create call and so are not in it.
+//! never reach the create call and so are not in it. Which `ServiceSpec`
+//! field is which is listed and checked in `tests/spec_hash_fields.rs`: a
+//! new field does not compile until it is classified there.
 
 use std::collections::BTreeMap;
 
