@@ -12,6 +12,10 @@ pub enum ApiError {
     Agent(#[from] AgentError),
     #[error("invalid spec")]
     InvalidSpec { details: Vec<String> },
+    /// A field of the wrong JSON type in an apply body (a number where a
+    /// string is expected, ...); `details` has every problem in the body.
+    #[error("a field of the wrong JSON type")]
+    WrongType { details: Vec<String> },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -44,6 +48,15 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "invalid_spec",
                 format!("{} problem(s) in the spec", details.len()),
+                details.clone(),
+            ),
+            ApiError::WrongType { details } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_spec",
+                format!(
+                    "{} problem(s) in the request, a field of the wrong JSON type among them",
+                    details.len()
+                ),
                 details.clone(),
             ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone(), vec![]),

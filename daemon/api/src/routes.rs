@@ -12,11 +12,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use berth_agent::{Handle, Verb};
+use berth_core::apply_body::{self, BodyError};
 use berth_core::dto::{
     ApplyRequest, ApplyResponse, ErrorBody, EventsResponse, NodeInfo, RollbackRequest,
     ServiceDetail, ServiceStatus, VerbResponse,
 };
-use berth_core::parse::parse_service_json_value;
 use berth_core::policy::{NodeContext, NodePolicy};
 use berth_core::record::{Deployment, Source};
 use berth_core::runtime::LogOptions;
@@ -458,11 +458,22 @@ async fn service(
     }))
 }
 
-/// Validates a JSON value as one service with the operator-input parser, so
-/// API bodies get the same strict checks (unknown fields, units) as files.
-fn validate(label: &str, value: &serde_json::Value) -> Result<ServiceSpec, Vec<String>> {
-    parse_service_json_value(label, value)
-        .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect())
+/// A refused apply body: a field of the wrong JSON type answers 422, a
+/// wrong value 400 (both with every problem in `details`), and a body
+/// that is not the request at all 400.
+fn body_error(e: BodyError) -> ApiError {
+    let wrong_type = e.has_wrong_type();
+    match e {
+        BodyError::Request(m) => ApiError::BadRequest(m),
+        BodyError::Fields(problems) => {
+            let details = problems.iter().map(ToString::to_string).collect();
+            if wrong_type {
+                ApiError::WrongType { details }
+            } else {
+                ApiError::InvalidSpec { details }
+            }
+        }
+    }
 }
 
 fn json_body(body: &Bytes) -> Result<serde_json::Value, ApiError> {
@@ -477,8 +488,7 @@ async fn put_service(
     checked: Option<axum::Extension<Checked>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let value = json_body(&body)?;
-    let spec = validate("body", &value).map_err(|details| ApiError::InvalidSpec { details })?;
+    let spec = apply_body::service(&json_body(&body)?).map_err(body_error)?;
     if spec.name != name {
         return Err(ApiError::BadRequest(format!(
             "the body names service {} but the path names {name}",
@@ -526,37 +536,10 @@ async fn apply(
     checked: Option<axum::Extension<Checked>>,
     body: Bytes,
 ) -> Result<Json<ApplyResponse>, ApiError> {
-    let value = json_body(&body)?;
-    let obj = value.as_object().ok_or_else(|| {
-        ApiError::BadRequest("the body must be an object {services: [...], force}".into())
-    })?;
-    for key in obj.keys() {
-        if key != "services" && key != "force" {
-            return Err(ApiError::BadRequest(format!(
-                "unknown field {key:?} in the apply request; known: services, force"
-            )));
-        }
-    }
-    let force = match obj.get("force") {
-        None | Some(serde_json::Value::Null) => false,
-        Some(serde_json::Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::BadRequest("force must be true or false".into())),
-    };
-    let list = obj
-        .get("services")
-        .and_then(|v| v.as_array())
-        .ok_or_else(|| ApiError::BadRequest("services must be a list of service specs".into()))?;
-    let mut specs = Vec::new();
-    let mut details = Vec::new();
-    for (i, v) in list.iter().enumerate() {
-        match validate(&format!("services[{i}]"), v) {
-            Ok(spec) => specs.push(spec),
-            Err(d) => details.extend(d),
-        }
-    }
-    if !details.is_empty() {
-        return Err(ApiError::InvalidSpec { details });
-    }
+    let ApplyRequest {
+        services: specs,
+        force,
+    } = apply_body::apply_request(&json_body(&body)?).map_err(body_error)?;
     let fields: Vec<(String, &ServiceSpec)> = specs
         .iter()
         .enumerate()

@@ -61,6 +61,64 @@ async fn invalid_specs_are_refused_with_every_field_named() {
     assert_eq!(list, json!([]));
 }
 
+/// JSON says what a value is: a number is not an image reference, and a
+/// body that says so is refused with 422 naming the field (a wrong value
+/// stays 400, above).
+#[tokio::test]
+async fn a_field_of_the_wrong_json_type_is_422_naming_it() {
+    let (app, _h, _stop) = app(0);
+    let (s, body) = call(
+        &app,
+        "PUT",
+        "/v1/services/bad",
+        Some(json!({"name": "bad", "image": 5})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["kind"], "invalid_spec");
+    assert_eq!(
+        body["details"],
+        json!([
+            "image: expected a string or an object, got the number 5; write it as a string: \"5\""
+        ])
+    );
+
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/v1/apply",
+        Some(json!({"services": [
+            {"name": "web", "image": "demo:1"},
+            {"name": "api", "image": "demo:1", "command": "serve", "restart": "sometimes"}
+        ], "force": "yes"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let details: Vec<&str> = body["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    // Every problem, the wrong values with the wrong types.
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("force: expected true or false"))
+            && details.iter().any(|d| d.starts_with(
+                "services[1].command: expected a list of strings, got the string \"serve\""
+            ))
+            && details
+                .iter()
+                .any(|d| d.starts_with("services[1].restart:") && d.contains("sometimes")),
+        "{details:?}"
+    );
+    assert_eq!(details.len(), 3, "{details:?}");
+    // Nothing was applied: all or nothing.
+    let (_, list) = call(&app, "GET", "/v1/services", None).await;
+    assert_eq!(list, json!([]));
+}
+
 #[tokio::test]
 async fn apply_dry_run_then_for_real_then_read_back() {
     let (app, handle, _stop) = app(0);
