@@ -13,7 +13,9 @@
 //! Where a spec deliberately takes a number (`ports: [8080]`,
 //! `stop_signal: 15`, sizes in bytes, env values, ulimits, CPUs), the JSON
 //! form takes it too; elsewhere a JSON number where text is expected is a
-//! wrong type, and so is text where a list, a number or a boolean is.
+//! wrong type, and so is text where a list, a number or a boolean is. A
+//! field is left out rather than `null` (a file's `user:` with nothing is
+//! YAML's own way to say the same); only the request's `force` may be null.
 
 use serde_json::Value;
 
@@ -299,10 +301,6 @@ fn check(value: &Value, shape: &Shape, path: &str, out: &mut Vec<Problem>) {
         }
         (Shape::Object(fields), Value::Object(obj)) => {
             for (key, v) in obj {
-                // null is an absent field, as in a file.
-                if v.is_null() {
-                    continue;
-                }
                 if let Some((_, field)) = fields.iter().find(|(name, _)| name == key) {
                     check(v, field, &join(path, key), out);
                 }
@@ -401,7 +399,7 @@ fn fix(value: &Value, shape: &Shape) -> Option<String> {
         {
             Some(format!("write it without quotes: {}", s.trim()))
         }
-        Value::Null => Some("null is not a value here: give one, or leave it out".to_string()),
+        Value::Null => Some("null is not a value: give one, or leave the field out".to_string()),
         Value::Array(_) => None,
         // One of what a list is wanted of.
         Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Object(_) => {

@@ -138,12 +138,10 @@ fn objects_lists_and_scalars_in_each_others_places() {
 }
 
 #[test]
-fn null_is_an_absent_field_but_not_a_list_item_or_an_env_value() {
-    let spec = service(&json!({"name": "web", "image": "demo:1", "user": null})).unwrap();
-    assert_eq!(spec.user, None);
-    let p = problems(json!({"name": "web", "image": "demo:1",
+fn null_is_not_a_value() {
+    let p = problems(json!({"name": "web", "image": null, "user": null,
         "command": [null], "env": {"A": null}}));
-    let null = "null is not a value here: give one, or leave it out";
+    let null = "null is not a value: give one, or leave the field out";
     assert_eq!(
         p,
         [
@@ -154,6 +152,14 @@ fn null_is_an_absent_field_but_not_a_list_item_or_an_env_value() {
             wrong_type(
                 "services[0].env.A",
                 &format!("expected a string, a number, a boolean or an object, got null; {null}")
+            ),
+            wrong_type(
+                "services[0].image",
+                &format!("expected a string or an object, got null; {null}")
+            ),
+            wrong_type(
+                "services[0].user",
+                &format!("expected a string, got null; {null}")
             ),
         ]
     );
@@ -317,6 +323,7 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
     image: {load: /srv/images/loaded.tar}
     network: host
     pid: "container:web"
+    healthcheck: {exec: ["/loaded", "ok"]}
 "#;
     let specs = parse_services("all.yaml", file).unwrap();
     let sent = serde_json::to_value(ApplyRequest {
