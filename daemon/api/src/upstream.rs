@@ -9,42 +9,13 @@ use std::pin::Pin;
 use berth_agent::AgentError;
 use berth_core::dto::{DocumentStatus, OutboxSummary};
 use berth_core::heat::outbox::OutboxView;
-use berth_core::policy::PolicyViolation;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Why a document or an outbox operation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// A malformed document; `path` names the field.
-    #[error("{path}: {message}")]
-    Invalid {
-        path: String,
-        message: String,
-        details: Vec<String>,
-    },
-    /// Another agent's group.
-    #[error("group {group:?} is not berth's; berth acts on group \"berth\" documents only")]
-    NotOurs { group: String },
-    /// The same id with another body.
-    #[error(
-        "document {doc_id} was already submitted with another body; Heat gives every change a new id"
-    )]
-    Conflict { doc_id: String },
-    #[error("refused by the node policy")]
-    Policy(Vec<PolicyViolation>),
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    /// No such outbox entry.
-    #[error("{0}")]
-    NotFound(String),
-    /// The entry is not in a state the operation applies to.
-    #[error("{0}")]
-    WrongState(String),
-    /// The document index or the outbox could not be read or written.
-    #[error("{0}")]
-    Store(String),
-}
+/// Why a document or an outbox operation was refused: core's one type
+/// (see `berth_core::upstream` for why it lives there), which
+/// `berth-upstream` returns as it is.
+pub type UpstreamError = berth_core::upstream::UpstreamError<AgentError>;
 
 /// What the API asks of the upstream side.
 pub trait UpstreamApi: Send + Sync + 'static {

@@ -14,17 +14,17 @@ use berth_core::record::{DeployAction, Deployment, Source, Status};
 use serde_json::Value;
 
 use crate::index::DocIndex;
-use crate::{Inner, Origin, SubmitError, Submitted, now_ms};
+use crate::{Inner, Origin, Submitted, UpstreamError, index_failed, now_ms};
 
 /// How long one `wait_deployment` call waits before it is asked again.
 const WAIT_STEP: Duration = Duration::from_secs(60);
 
-fn invalid(e: HeatError) -> SubmitError {
+fn invalid(e: HeatError) -> UpstreamError {
     let details = match &e {
         HeatError::Config(errs) => errs.0.iter().map(ToString::to_string).collect(),
         other => vec![other.to_string()],
     };
-    SubmitError::Invalid {
+    UpstreamError::Invalid {
         path: e.path().to_string(),
         message: format!("invalid Heat document: {e}"),
         details,
@@ -33,10 +33,10 @@ fn invalid(e: HeatError) -> SubmitError {
 
 /// Parses and validates; the signal plan is checked too, so a document
 /// whose signal could never be sent is refused before anything runs.
-pub(crate) fn classify(doc: &Value) -> Result<BerthDeployment, SubmitError> {
+pub(crate) fn classify(doc: &Value) -> Result<BerthDeployment, UpstreamError> {
     let parsed = parse_document(doc).map_err(invalid)?;
     match parsed.classify().map_err(invalid)? {
-        Classified::NotOurs(n) => Err(SubmitError::NotOurs { group: n.group }),
+        Classified::NotOurs(n) => Err(UpstreamError::NotOurs { group: n.group }),
         Classified::Berth(bd) => {
             bd.inputs.signal_plan().map_err(invalid)?;
             Ok(*bd)
@@ -48,15 +48,15 @@ pub(crate) async fn submit(
     inner: &Arc<Inner>,
     doc: Value,
     origin: Origin,
-) -> Result<Submitted, SubmitError> {
+) -> Result<Submitted, UpstreamError> {
     let bd = classify(&doc)?;
     let hash = document_hash(&doc);
     let _guard = inner.submit_lock.lock().await;
-    if let Some(existing) = inner.index.get(&bd.id)? {
+    if let Some(existing) = inner.index.get(&bd.id).map_err(index_failed)? {
         if existing.doc_hash == hash {
             return Ok(submitted(inner, &existing, true).await);
         }
-        return Err(SubmitError::Conflict { doc_id: bd.id });
+        return Err(UpstreamError::Conflict { doc_id: bd.id });
     }
     if let Origin::Push {
         check_policy: true, ..
@@ -92,7 +92,7 @@ pub(crate) async fn submit(
             })
             .collect();
         if !violations.is_empty() {
-            return Err(SubmitError::Policy(violations));
+            return Err(UpstreamError::Policy(violations));
         }
     }
     let actor = origin.actor();
@@ -169,7 +169,7 @@ pub(crate) async fn submit(
         document: Some(doc),
         ..Default::default()
     };
-    inner.index.put(&entry)?;
+    inner.index.put(&entry).map_err(index_failed)?;
     tracing::info!(
         document = bd.id,
         services = ?services,

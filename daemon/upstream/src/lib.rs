@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use berth_agent::{AgentError, Handle};
 use berth_core::heat::outbox::{EntryState, OutboxView};
-use berth_core::policy::{NodePolicy, PolicyViolation};
+use berth_core::policy::NodePolicy;
 use berth_core::store::StoreError;
 use berth_store::{FsOutbox, OutboxError};
 use tokio::sync::Notify;
@@ -119,42 +119,27 @@ impl Origin {
 /// A document berth accepted (now or earlier), as the API shows it.
 pub use berth_core::dto::DocumentStatus as Submitted;
 
-/// Why a document was not accepted. Suggested API statuses in brackets.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    /// The document is malformed [400]; `path` names the field
-    /// (`config[0].image`), `details` one line per problem.
-    #[error("{message}")]
-    Invalid {
-        path: String,
-        message: String,
-        details: Vec<String>,
-    },
-    /// Another agent's document (script, puppet, ...) [422].
-    #[error("group {group:?} is not berth's; berth acts on group \"berth\" documents only")]
-    NotOurs { group: String },
-    /// The same id was submitted with another body [409].
-    #[error(
-        "document {doc_id} was already submitted with another body; Heat gives every change a new id"
-    )]
-    Conflict { doc_id: String },
-    /// `[policy]` forbids what a spec asks for [403].
-    #[error("refused by node policy: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Policy(Vec<PolicyViolation>),
-    /// The agent refused or failed (map as the API maps `AgentError`).
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    /// The index could not be read or written [500].
-    #[error("the Heat document index failed: {0}")]
-    Store(#[from] StoreError),
+/// Why a document was not accepted, or an outbox operation failed: core's
+/// one type, which the API answers as it is (see `berth_core::upstream`
+/// for why it lives there). A document's index failing is `Store`.
+pub type UpstreamError = berth_core::upstream::UpstreamError<AgentError>;
+
+/// The Heat document index could not be read or written.
+pub(crate) fn index_failed(e: StoreError) -> UpstreamError {
+    UpstreamError::Store(format!(
+        "the Heat document index failed: {}",
+        berth_core::error_chain(&e)
+    ))
 }
 
-/// An outbox operation from the API or `berthctl outbox`.
-#[derive(Debug, thiserror::Error)]
-pub enum OutboxOpError {
-    /// `NotFound` [404], `WrongState` [409], else [500].
-    #[error(transparent)]
-    Outbox(#[from] OutboxError),
+/// An outbox operation's error as the API answers it.
+fn op_error(e: OutboxError) -> UpstreamError {
+    let text = berth_core::error_chain(&e);
+    match e {
+        OutboxError::NotFound { .. } => UpstreamError::NotFound(text),
+        OutboxError::WrongState { .. } => UpstreamError::WrongState(text),
+        OutboxError::Store(_) => UpstreamError::Store(format!("the outbox failed: {text}")),
+    }
 }
 
 /// Outbox numbers for `status`, `/metrics` and `GET /v1/node`.
@@ -368,7 +353,7 @@ impl Upstream {
         &self,
         doc: serde_json::Value,
         origin: Origin,
-    ) -> Result<Submitted, SubmitError> {
+    ) -> Result<Submitted, UpstreamError> {
         deploy::submit(&self.inner, doc, origin).await
     }
 
@@ -386,20 +371,14 @@ impl Upstream {
     }
 
     /// Every outbox entry, by seq, without secrets (`berthctl outbox list`).
-    pub fn outbox_view(&self) -> Result<Vec<OutboxView>, OutboxOpError> {
-        Ok(self
-            .inner
-            .outbox
-            .list()?
-            .entries
-            .iter()
-            .map(|e| e.view())
-            .collect())
+    pub fn outbox_view(&self) -> Result<Vec<OutboxView>, UpstreamError> {
+        let list = self.inner.outbox.list().map_err(op_error)?;
+        Ok(list.entries.iter().map(|e| e.view()).collect())
     }
 
     /// Puts a dead letter back in the queue, due now (`berthctl outbox retry`).
-    pub fn retry(&self, seq: u64) -> Result<OutboxView, OutboxOpError> {
-        let e = self.inner.outbox.retry(seq, now_ms())?;
+    pub fn retry(&self, seq: u64) -> Result<OutboxView, UpstreamError> {
+        let e = self.inner.outbox.retry(seq, now_ms()).map_err(op_error)?;
         tracing::info!(
             seq,
             deployment = e.deployment_id,
@@ -411,8 +390,8 @@ impl Upstream {
 
     /// Removes an entry whatever its state (`berthctl outbox drop`);
     /// `false` if there was none.
-    pub fn drop(&self, seq: u64) -> Result<bool, OutboxOpError> {
-        let gone = self.inner.outbox.drop_entry(seq)?;
+    pub fn drop(&self, seq: u64) -> Result<bool, UpstreamError> {
+        let gone = self.inner.outbox.drop_entry(seq).map_err(op_error)?;
         if gone {
             tracing::info!(seq, "outbox entry dropped by an operator");
         }

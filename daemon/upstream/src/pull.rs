@@ -22,7 +22,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use crate::http::HttpClient;
-use crate::{Origin, OriginKind, SubmitError, Upstream, jitter};
+use crate::{Origin, OriginKind, Upstream, UpstreamError, jitter};
 
 /// Longest backoff after errors, on top of the poll interval.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -185,10 +185,14 @@ async fn poll_once(
             Err(e) => {
                 match e {
                     // Fixed only by a new body: the ETag may stay.
-                    SubmitError::Invalid { .. } | SubmitError::Conflict { .. } => clean = false,
-                    SubmitError::NotOurs { .. } | SubmitError::Policy(_) => {}
-                    // May pass next time: fetch the body again.
-                    SubmitError::Agent(_) | SubmitError::Store(_) => refetch = true,
+                    UpstreamError::Invalid { .. } | UpstreamError::Conflict { .. } => clean = false,
+                    UpstreamError::NotOurs { .. } | UpstreamError::Policy(_) => {}
+                    // May pass next time: fetch the body again. (A submit
+                    // never fails with an outbox operation's errors.)
+                    UpstreamError::Agent(_)
+                    | UpstreamError::Store(_)
+                    | UpstreamError::NotFound(_)
+                    | UpstreamError::WrongState(_) => refetch = true,
                 }
                 let msg = format!("pulled document {}: {e}", bd.id);
                 if st.once(msg.clone()) {

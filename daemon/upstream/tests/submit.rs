@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_core::heat::outbox::EntryState;
 use berth_core::policy::NodePolicy;
-use berth_upstream::{Origin, SubmitError, Upstream};
+use berth_upstream::{Origin, Upstream, UpstreamError};
 use serde_json::{Value, json};
 
 mod common;
@@ -57,7 +57,7 @@ async fn the_same_id_is_idempotent_and_another_body_conflicts() {
     let other = doc("d1", json!([svc("a")]), zaqar);
     assert!(matches!(
         n.up.submit(other, push()).await,
-        Err(SubmitError::Conflict { .. })
+        Err(UpstreamError::Conflict { .. })
     ));
     // Done only once the signal is queued; ZAQAR is dead-lettered at once,
     // never dropped silently.
@@ -95,7 +95,7 @@ async fn refusals_name_the_reason_and_apply_nothing() {
     let n = start(NodePolicy::default());
     let foreign = json!({"id": "s1", "group": "script", "config": "echo", "inputs": []});
     match n.up.submit(foreign, push()).await {
-        Err(SubmitError::NotOurs { group }) => assert_eq!(group, "script"),
+        Err(UpstreamError::NotOurs { group }) => assert_eq!(group, "script"),
         other => panic!("{other:?}"),
     }
     let mut bad = svc("x");
@@ -105,7 +105,9 @@ async fn refusals_name_the_reason_and_apply_nothing() {
         .submit(doc("b1", json!([svc("ok"), bad]), json!([])), push())
         .await
     {
-        Err(SubmitError::Invalid { path, .. }) => assert!(path.starts_with("config[1]"), "{path}"),
+        Err(UpstreamError::Invalid { path, .. }) => {
+            assert!(path.starts_with("config[1]"), "{path}")
+        }
         other => panic!("{other:?}"),
     }
     let mut privileged = svc("p");
@@ -115,7 +117,7 @@ async fn refusals_name_the_reason_and_apply_nothing() {
         .submit(doc("p1", json!([privileged]), json!([])), push())
         .await
     {
-        Err(SubmitError::Policy(v)) => assert_eq!(v[0].rule, "allow_privileged"),
+        Err(UpstreamError::Policy(v)) => assert_eq!(v[0].rule, "allow_privileged"),
         other => panic!("{other:?}"),
     }
     assert!(n.handle.snapshot().services.is_empty());
@@ -177,7 +179,7 @@ async fn pushed_documents_get_the_whole_node_policy() {
             .submit(doc(&format!("d{i}"), json!([spec]), json!([])), push())
             .await
         {
-            Err(SubmitError::Policy(v)) => {
+            Err(UpstreamError::Policy(v)) => {
                 assert_eq!((v[0].rule, v[0].field.as_str()), (rule, field), "{v:?}")
             }
             other => panic!("{rule} {field}: {other:?}"),
@@ -267,7 +269,7 @@ async fn a_pulled_delete_does_not_remove_a_pushed_service() {
         .submit(doc("e2", json!([svc("a")]), del), Origin::Pull)
         .await
     {
-        Err(SubmitError::Agent(berth_agent::AgentError::Conflict { service, owner })) => {
+        Err(UpstreamError::Agent(berth_agent::AgentError::Conflict { service, owner })) => {
             assert_eq!((service.as_str(), owner.as_str()), ("a", "api"));
         }
         other => panic!("{other:?}"),
