@@ -35,5 +35,8 @@ pub trait UpstreamApi: Send + Sync + 'static {
     fn retry(&self, seq: u64) -> Result<OutboxView, UpstreamError>;
     /// Removes an entry; `false` if there was none.
     fn drop_entry(&self, seq: u64) -> Result<bool, UpstreamError>;
+    /// The outbox's counts for `GET /v1/node` and `/metrics`: read from a
+    /// published snapshot, never from the outbox files (it runs on every
+    /// such request).
     fn summary(&self) -> OutboxSummary;
 }

@@ -39,6 +39,7 @@ impl UpstreamApi for Api {
         self.0.drop(seq)
     }
 
+    /// The counts the outbox published on its last write: no file is read.
     fn summary(&self) -> OutboxSummary {
         self.0.outbox_stats()
     }

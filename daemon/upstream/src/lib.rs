@@ -11,6 +11,9 @@
 //! - The outbox sender delivers signals (signed URL, or Keystone + Heat's
 //!   signal API) with an `Idempotency-Key`, removes them after a 2xx,
 //!   dead-letters permanent refusals and backs off otherwise.
+//!   Every outbox write (queue, attempt, dead letter, delivery, an
+//!   operator's retry or drop) goes through its one owner, which publishes
+//!   the counts: [`Upstream::outbox_stats`] reads no file.
 //! - The pull task polls `[upstream] metadata_url` like os-collect-config
 //!   (conditional GETs, backoff) and submits the `group: berth` documents.
 //! - The report task posts the node's state to `[upstream] report_url` on
@@ -22,6 +25,7 @@
 mod deploy;
 pub mod http;
 mod index;
+mod outbox;
 mod pull;
 mod report;
 mod sender;
@@ -31,10 +35,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_agent::{AgentError, Handle};
-use berth_core::heat::outbox::{EntryState, OutboxView};
+use berth_core::heat::outbox::OutboxView;
 use berth_core::policy::NodePolicy;
 use berth_core::store::StoreError;
-use berth_store::{FsOutbox, OutboxError};
+use berth_store::OutboxError;
 use tokio::sync::Notify;
 
 pub use crate::http::check_url;
@@ -132,16 +136,7 @@ pub(crate) fn index_failed(e: StoreError) -> UpstreamError {
     ))
 }
 
-/// An outbox operation's error as the API answers it.
-fn op_error(e: OutboxError) -> UpstreamError {
-    let text = berth_core::error_chain(&e);
-    match e {
-        OutboxError::NotFound { .. } => UpstreamError::NotFound(text),
-        OutboxError::WrongState { .. } => UpstreamError::WrongState(text),
-        OutboxError::Store(_) => UpstreamError::Store(format!("the outbox failed: {text}")),
-    }
-}
-
+pub use crate::outbox::OutboxCounts;
 /// Outbox numbers for `status`, `/metrics` and `GET /v1/node`.
 pub use berth_core::dto::OutboxSummary as OutboxStats;
 
@@ -172,7 +167,8 @@ pub(crate) struct Inner {
     pub node_id: String,
     pub settings: tokio::sync::watch::Sender<Arc<Settings>>,
     pub index: index::Index,
-    pub outbox: FsOutbox,
+    /// The outbox's one owner: every outbox write goes through it.
+    pub outbox: outbox::Outbox,
     /// Wakes the outbox sender (something was appended or retried).
     pub wake: Notify,
     /// One submit at a time (idempotency by id is read-check-write).
@@ -288,7 +284,7 @@ impl Upstream {
             cfg.ca_file.as_deref(),
             &cfg.policy.allowed_signal_hosts,
         )?;
-        let outbox = FsOutbox::open(state_dir)?;
+        let outbox = outbox::Outbox::open(state_dir)?;
         let index = index::Index::open(state_dir)?;
         let settings = Arc::new(Settings {
             cfg,
@@ -372,13 +368,17 @@ impl Upstream {
 
     /// Every outbox entry, by seq, without secrets (`berthctl outbox list`).
     pub fn outbox_view(&self) -> Result<Vec<OutboxView>, UpstreamError> {
-        let list = self.inner.outbox.list().map_err(op_error)?;
+        let list = self.inner.outbox.list().map_err(outbox::op_error)?;
         Ok(list.entries.iter().map(|e| e.view()).collect())
     }
 
     /// Puts a dead letter back in the queue, due now (`berthctl outbox retry`).
     pub fn retry(&self, seq: u64) -> Result<OutboxView, UpstreamError> {
-        let e = self.inner.outbox.retry(seq, now_ms()).map_err(op_error)?;
+        let e = self
+            .inner
+            .outbox
+            .retry(seq, now_ms())
+            .map_err(outbox::op_error)?;
         tracing::info!(
             seq,
             deployment = e.deployment_id,
@@ -391,40 +391,26 @@ impl Upstream {
     /// Removes an entry whatever its state (`berthctl outbox drop`);
     /// `false` if there was none.
     pub fn drop(&self, seq: u64) -> Result<bool, UpstreamError> {
-        let gone = self.inner.outbox.drop_entry(seq).map_err(op_error)?;
+        let gone = self
+            .inner
+            .outbox
+            .drop_entry(seq)
+            .map_err(outbox::op_error)?;
         if gone {
             tracing::info!(seq, "outbox entry dropped by an operator");
         }
         Ok(gone)
     }
 
-    /// Depth, oldest age and dead letters.
+    /// Depth, oldest age and dead letters, from the counts the outbox
+    /// publishes on every write: reads no file.
     pub fn outbox_stats(&self) -> OutboxStats {
-        stats(&self.inner.outbox)
+        self.outbox_counts().summary(now_ms())
     }
-}
 
-pub(crate) fn stats(outbox: &FsOutbox) -> OutboxStats {
-    let Ok(list) = outbox.list() else {
-        return OutboxStats::default();
-    };
-    let now = now_ms();
-    let pending = list
-        .entries
-        .iter()
-        .filter(|e| e.state == EntryState::Pending);
-    OutboxStats {
-        depth: pending.clone().count(),
-        oldest_age_ms: pending
-            .map(|e| now.saturating_sub(e.created_ms))
-            .max()
-            .unwrap_or(0),
-        dead: list
-            .entries
-            .iter()
-            .filter(|e| e.state == EntryState::Dead)
-            .count(),
-        unreadable: list.unreadable.len(),
+    /// The outbox's counts as last published.
+    pub fn outbox_counts(&self) -> OutboxCounts {
+        self.inner.outbox.counts()
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
-use crate::{Inner, OutboxStats, jitter, now_ms, stats};
+use crate::{Inner, OutboxStats, jitter, now_ms};
 
 /// Reports are at least this far apart.
 const MIN_GAP: Duration = Duration::from_secs(1);
@@ -72,12 +72,13 @@ fn build(inner: &Inner, seq: u64) -> Report {
                 .and_then(|v| v.as_str().map(str::to_string)),
         })
         .collect();
+    let now = now_ms();
     Report {
         node_id: inner.node_id.clone(),
         seq,
-        sent_at_ms: now_ms(),
+        sent_at_ms: now,
         services,
-        outbox: stats(&inner.outbox),
+        outbox: inner.outbox.counts().summary(now),
     }
 }
 

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use berth_core::heat::outbox::EntryState;
 use berth_core::policy::NodePolicy;
-use berth_upstream::{Origin, Upstream, UpstreamError};
+use berth_upstream::{Origin, OutboxCounts, Upstream, UpstreamError};
 use serde_json::{Value, json};
 
 mod common;
-use common::start;
+use common::{start, wait_for};
 
 fn push() -> Origin {
     Origin::Push {
@@ -27,16 +27,6 @@ fn doc(id: &str, services: Value, inputs: Value) -> Value {
 
 fn svc(name: &str) -> Value {
     json!({"name": name, "image": "demo:1", "update": {"settle": "100ms"}})
-}
-
-async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,11 +72,15 @@ async fn the_same_id_is_idempotent_and_another_body_conflicts() {
     assert!(n.up.lookup("nope").await.is_none());
     let stats = n.up.outbox_stats();
     assert_eq!((stats.depth, stats.dead), (0, 1));
+    assert_eq!(n.up.outbox_counts(), n.counts_on_disk());
     // retry puts it back; it dies again; drop removes it.
     let seq = view[0].seq;
     n.up.retry(seq).expect("retry");
     wait_for("dead again", || n.up.outbox_stats().dead == 1).await;
+    assert_eq!(n.up.outbox_counts(), n.counts_on_disk());
     assert!(n.up.drop(seq).expect("drop"));
+    assert_eq!(n.up.outbox_counts(), OutboxCounts::default());
+    assert_eq!(n.up.outbox_counts(), n.counts_on_disk());
     assert!(n.up.outbox_view().expect("view").is_empty());
 }
 

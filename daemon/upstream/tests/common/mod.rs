@@ -2,16 +2,17 @@
 //! in-memory store, with `Upstream` started on it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_agent::{Agent, AgentConfig, Handle, Seams};
 use berth_core::policy::NodePolicy;
 use berth_fakes::{FakeRuntime, MemStore};
-use berth_upstream::{Upstream, UpstreamConfig};
+use berth_upstream::{OutboxCounts, Upstream, UpstreamConfig};
 
 pub struct Node {
     pub handle: Handle,
     pub up: Upstream,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -42,7 +43,26 @@ pub fn start(policy: NodePolicy) -> Node {
     Node {
         handle,
         up,
-        _dir: dir,
+        dir,
         _stop: stop,
+    }
+}
+
+/// Waits up to 10 s for `f` to hold; panics naming `what` if it does not.
+pub async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+impl Node {
+    /// What a fresh read of the outbox files counts.
+    pub fn counts_on_disk(&self) -> OutboxCounts {
+        let files = berth_store::FsOutbox::open(self.dir.path()).expect("open the outbox");
+        OutboxCounts::of_list(&files.list().expect("list the outbox"))
     }
 }
