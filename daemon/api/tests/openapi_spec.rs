@@ -159,7 +159,11 @@ fn the_documented_spec_input_takes_what_the_parser_takes() {
             )
         })
         .collect();
-    assert!(differences.is_empty(), "{differences:#?}");
+    assert!(
+        differences.is_empty(),
+        "ServiceSpecInput in openapi.json and berth_core::apply_body::SERVICE differ \
+         (the parser is the authority; say the same in both): {differences:#?}"
+    );
     // Both request bodies that carry specs use it.
     assert_eq!(
         doc["components"]["schemas"]["ApplyRequest"]["properties"]["services"]["items"]["$ref"],

@@ -346,7 +346,11 @@ fn the_json_form_names_every_field_a_spec_has_in_order() {
         panic!("a spec is an object")
     };
     let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, SERVICE_FIELDS);
+    assert_eq!(
+        names, SERVICE_FIELDS,
+        "a spec field needs its JSON type in apply_body::SERVICE (and in the OpenAPI \
+         document's ServiceSpecInput)"
+    );
 }
 
 /// One step into a shape, to build a body that reaches a place in it.
@@ -471,7 +475,11 @@ fn every_object_names_the_fields_the_file_parser_knows() {
             .map(|(_, list)| list.split(", ").collect::<Vec<_>>())
             .unwrap_or_else(|| panic!("{body}: no unknown-field error at {probe}: {errors}"));
         let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, known, "the fields at {path:?}");
+        assert_eq!(
+            names, known,
+            "the fields at {path:?}: a field the file parser takes needs its JSON type in \
+             apply_body::SERVICE (and in the OpenAPI document's ServiceSpecInput)"
+        );
     }
     // The spec, image, build, env value, ulimit, resources, logging,
     // healthcheck, update, config, on_change.
