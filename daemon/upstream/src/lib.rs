@@ -23,6 +23,7 @@
 //! line, an error or a view: URLs are shown through `redact_url`.
 
 mod deploy;
+mod follow;
 pub mod http;
 mod index;
 mod outbox;
@@ -195,27 +196,6 @@ impl Inner {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot prune the Heat document index"),
-        }
-    }
-
-    /// The settings once `url_of` gives them a URL. While it gives none,
-    /// waits for new settings, logging `unset` once when the URL `active`
-    /// held goes away. `None` when the settings can change no more.
-    pub(crate) async fn settings_with_url(
-        changes: &mut tokio::sync::watch::Receiver<Arc<Settings>>,
-        url_of: fn(&UpstreamConfig) -> Option<&String>,
-        active: &mut Option<String>,
-        unset: &str,
-    ) -> Option<(Arc<Settings>, String)> {
-        loop {
-            let settings = changes.borrow_and_update().clone();
-            if let Some(url) = url_of(&settings.cfg).cloned() {
-                return Some((settings, url));
-            }
-            if active.take().is_some() {
-                tracing::info!("{unset}");
-            }
-            changes.changed().await.ok()?;
         }
     }
 }

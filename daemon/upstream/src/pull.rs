@@ -16,11 +16,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use berth_agent::{AgentError, Verb};
-use berth_core::heat::{Classified, parse_metadata, redact_url};
+use berth_core::heat::{Classified, parse_metadata};
 use http::Method;
 use http::StatusCode;
 use serde_json::Value;
 
+use crate::follow::FollowUrl;
 use crate::http::HttpClient;
 use crate::{Origin, OriginKind, Upstream, UpstreamError, jitter};
 
@@ -47,31 +48,25 @@ impl PullState {
 /// Polls `metadata_url` while it is set; follows SIGHUP's new settings
 /// (a new URL starts afresh, an unset one idles until set).
 pub(crate) async fn run(up: Upstream) {
-    let mut changes = up.inner.settings.subscribe();
-    let mut polling: Option<String> = None;
+    let mut follow = FollowUrl::new(
+        up.inner.settings.subscribe(),
+        |c| c.metadata_url.as_ref(),
+        "metadata_url is unset: no more polling; pulled services stay",
+    );
     let mut st = PullState::default();
     let mut failures = 0u32;
     loop {
-        let Some((settings, url)) = crate::Inner::settings_with_url(
-            &mut changes,
-            |c| c.metadata_url.as_ref(),
-            &mut polling,
-            "metadata_url is unset: no more polling; pulled services stay",
-        )
-        .await
-        else {
+        let Some(round) = follow.next().await else {
             return;
         };
-        let url = url.as_str();
-        let shown = redact_url(url);
-        if polling.as_deref() != Some(url) {
-            tracing::info!(url = shown, interval = ?settings.cfg.poll_interval, "polling Heat metadata");
-            polling = Some(url.to_string());
+        let (settings, url, shown) = (&round.settings, round.url.as_str(), &round.shown);
+        let interval = settings.cfg.poll_interval;
+        if round.fresh {
+            tracing::info!(url = shown, ?interval, "polling Heat metadata");
             st = PullState::default();
             failures = 0;
         }
-        let interval = settings.cfg.poll_interval;
-        let delay = match poll_once(&up, &settings.client, url, &shown, &mut st).await {
+        let delay = match poll_once(&up, &settings.client, url, shown, &mut st).await {
             Ok(()) => {
                 if failures > 0 {
                     tracing::info!(url = shown, "metadata fetched again");
@@ -98,7 +93,7 @@ pub(crate) async fn run(up: Upstream) {
         // New settings: poll again at once with them.
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            changed = changes.changed() => if changed.is_err() { return },
+            changed = follow.changed() => if !changed { return },
         }
     }
 }

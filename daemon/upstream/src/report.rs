@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::heat::redact_url;
 use bytes::Bytes;
 use http::Method;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
+use crate::follow::FollowUrl;
 use crate::{Inner, OutboxStats, jitter, now_ms};
 
 /// Reports are at least this far apart.
@@ -85,34 +85,28 @@ fn build(inner: &Inner, seq: u64) -> Report {
 /// Posts reports while `report_url` is set; follows SIGHUP's new settings
 /// (a new URL gets a report at once, an unset one idles until set).
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut changes = inner.settings.subscribe();
+    let mut follow = FollowUrl::new(
+        inner.settings.subscribe(),
+        |c| c.report_url.as_ref(),
+        "report_url is unset: no more state reports",
+    );
     let mut events = inner.handle.subscribe_events();
-    let mut reporting: Option<String> = None;
     let mut seq = now_ms();
     let mut dirty = true;
     let mut failures = 0u32;
     let mut last_attempt: Option<Instant> = None;
     let mut last_ok = Instant::now();
     loop {
-        let Some((settings, url)) = Inner::settings_with_url(
-            &mut changes,
-            |c| c.report_url.as_ref(),
-            &mut reporting,
-            "report_url is unset: no more state reports",
-        )
-        .await
-        else {
+        let Some(round) = follow.next().await else {
             return;
         };
-        let url = url.as_str();
-        let shown = redact_url(url);
-        if reporting.as_deref() != Some(url) {
-            tracing::info!(url = shown, heartbeat = ?settings.cfg.heartbeat, "reporting node state");
-            reporting = Some(url.to_string());
+        if round.fresh {
+            tracing::info!(url = round.shown, heartbeat = ?round.settings.cfg.heartbeat, "reporting node state");
             dirty = true;
             failures = 0;
             last_attempt = None;
         }
+        let (settings, url, shown) = (&round.settings, round.url.as_str(), &round.shown);
         let now = Instant::now();
         let due = if dirty || failures > 0 {
             let gap = if failures > 0 {
@@ -130,7 +124,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 Ok(_) | Err(RecvError::Lagged(_)) => dirty = true,
                 Err(RecvError::Closed) => return,
             },
-            changed = changes.changed() => if changed.is_err() { return },
+            changed = follow.changed() => if !changed { return },
             _ = tokio::time::sleep_until(due) => {
                 seq = seq.saturating_add(1).max(now_ms());
                 let report = build(&inner, seq);
