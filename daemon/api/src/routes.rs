@@ -14,8 +14,8 @@ use axum::routing::{MethodRouter, get, post};
 use berth_agent::{Handle, Verb};
 use berth_core::apply_body::{self, BodyError};
 use berth_core::dto::{
-    ApplyRequest, ApplyResponse, ErrorBody, EventsResponse, NodeInfo, RollbackRequest,
-    ServiceDetail, ServiceStatus, VerbResponse,
+    ApplyRequest, ApplyResponse, DocumentStatus, ErrorBody, EventsResponse, NodeInfo,
+    RollbackRequest, ServiceDetail, ServiceStatus, VerbResponse,
 };
 use berth_core::policy::{NodeContext, NodePolicy};
 use berth_core::record::{Deployment, Source};
@@ -661,21 +661,41 @@ async fn deployment(
     match record {
         Ok(d) => Ok(Json::<Deployment>(d).into_response()),
         Err(berth_agent::AgentError::NoSuchDeployment { .. }) if s.upstream.is_some() => {
-            let up = upstream(&s)?;
-            let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
-            loop {
-                let Some(doc) = up.lookup(id.clone()).await else {
-                    return Err(ApiError::NotFound(format!(
-                        "no deployment {id} (neither a record id nor a Heat document id)"
-                    )));
-                };
-                if doc.done || tokio::time::Instant::now() >= deadline {
-                    return Ok(Json(doc).into_response());
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
+            let doc = heat_document(upstream(&s)?, &id, wait.unwrap_or_default()).await?;
+            Ok(Json(doc).into_response())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A Heat document by its id: as it is, or once it is done if that is
+/// within `wait`. Waits on upstream's word that a document is done (to
+/// which it subscribes before it looks, so none is missed), not on a timer.
+async fn heat_document(
+    up: &Arc<dyn UpstreamApi>,
+    id: &str,
+    wait: Duration,
+) -> Result<DocumentStatus, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut done = up.watch_done();
+    loop {
+        let Some(doc) = up.lookup(id.to_string()).await else {
+            return Err(ApiError::NotFound(format!(
+                "no deployment {id} (neither a record id nor a Heat document id)"
+            )));
+        };
+        if doc.done || tokio::time::Instant::now() >= deadline {
+            return Ok(doc);
+        }
+        match tokio::time::timeout_at(deadline, done.changed()).await {
+            // A document is done (perhaps another): look again.
+            Ok(Ok(())) => {}
+            // Upstream stopped: nothing is done any more; the answer is
+            // the document as it is at the deadline, as before.
+            Ok(Err(_)) => tokio::time::sleep_until(deadline).await,
+            // The deadline: one last look.
+            Err(_) => {}
+        }
     }
 }
 

@@ -29,6 +29,9 @@ pub trait UpstreamApi: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<DocumentStatus, UpstreamError>>;
     /// A document accepted earlier, by its Heat id.
     fn lookup(&self, doc_id: String) -> BoxFuture<'_, Option<DocumentStatus>>;
+    /// Changes each time a document is done, after `lookup` would say so
+    /// (a long poll subscribes before it looks, so it misses none).
+    fn watch_done(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Every outbox entry (no secrets).
     fn outbox(&self) -> Result<Vec<OutboxView>, UpstreamError>;
     /// A dead letter back in the queue.

@@ -27,6 +27,10 @@ impl UpstreamApi for Api {
         Box::pin(async move { self.0.lookup(&doc_id).await })
     }
 
+    fn watch_done(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.watch_done()
+    }
+
     fn outbox(&self) -> Result<Vec<OutboxView>, UpstreamError> {
         self.0.outbox_view()
     }

@@ -68,6 +68,9 @@ pub struct PulledSet {
 
 pub struct Index {
     dir: PathBuf,
+    /// Moves on after each write of a done entry, once it is on disk: a
+    /// long poll subscribes, reads the entry, and waits on this.
+    done: tokio::sync::watch::Sender<u64>,
 }
 
 fn corrupt(path: &Path, reason: impl ToString) -> StoreError {
@@ -114,7 +117,10 @@ impl Index {
         std::fs::create_dir_all(&dir).map_err(|e| io_error("create", &dir, e))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| io_error("chmod", &dir, e))?;
-        Ok(Index { dir })
+        Ok(Index {
+            dir,
+            done: tokio::sync::watch::channel(0).0,
+        })
     }
 
     fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, StoreError> {
@@ -149,7 +155,17 @@ impl Index {
     pub fn put(&self, entry: &DocIndex) -> Result<(), StoreError> {
         let mut entry = entry.clone();
         entry.schema_version = SCHEMA_VERSION;
-        self.write_json(&file_name(&entry.doc_id), &entry)
+        self.write_json(&file_name(&entry.doc_id), &entry)?;
+        if entry.signal_queued {
+            self.done.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(())
+    }
+
+    /// Changes after each write of a done entry (signal queued), when a
+    /// read already sees it done.
+    pub fn watch_done(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.done.subscribe()
     }
 
     /// Every readable entry; unreadable files are logged and skipped.
@@ -239,6 +255,24 @@ mod tests {
         p.services.insert("a".into());
         idx.set_pulled(&p).expect("set");
         assert_eq!(idx.pulled().expect("pulled"), p);
+    }
+
+    #[test]
+    fn writing_a_done_entry_moves_watch_done_and_only_that() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let idx = Index::open(dir.path()).expect("open");
+        let mut done = idx.watch_done();
+        let mut e = DocIndex {
+            doc_id: "d1".into(),
+            ..Default::default()
+        };
+        idx.put(&e).expect("put");
+        assert!(!done.has_changed().expect("open"), "not done yet");
+        e.signal_queued = true;
+        idx.put(&e).expect("put");
+        assert!(done.has_changed().expect("open"));
+        done.borrow_and_update();
+        assert!(idx.get("d1").expect("get").expect("some").signal_queued);
     }
 
     #[test]

@@ -333,6 +333,13 @@ impl Upstream {
         deploy::submit(&self.inner, doc, origin).await
     }
 
+    /// Changes each time a document is done, after [`Upstream::lookup`]
+    /// would say so: `GET /v1/deployments/{id}?wait=` subscribes, looks,
+    /// then waits on it.
+    pub fn watch_done(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.index.watch_done()
+    }
+
     /// A document accepted earlier, by its Heat id (for `GET
     /// /v1/deployments/{id}`); `None` if berth never accepted that id.
     pub async fn lookup(&self, doc_id: &str) -> Option<Submitted> {
