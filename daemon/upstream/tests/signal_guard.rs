@@ -144,20 +144,24 @@ async fn dead_letter(n: &Node, id: &str, url: &str) -> (String, String) {
         "{entry:?}"
     );
     let err = entry.last_error.clone().unwrap_or_default();
-    let events = n.handle.events_since(0).events;
-    let detail = events
-        .iter()
-        .find_map(|e| match &e.kind {
-            EventKind::Signal {
-                document,
-                outcome,
-                detail,
-                ..
-            } if document == id && outcome == "dead" => Some(detail.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no dead signal event for {id}: {events:?}"));
-    (err, detail)
+    // The event follows the outbox write: wait for it too.
+    let dead_event = || {
+        n.handle
+            .events_since(0)
+            .events
+            .into_iter()
+            .find_map(|e| match e.kind {
+                EventKind::Signal {
+                    document,
+                    outcome,
+                    detail,
+                    ..
+                } if document == id && outcome == "dead" => Some(detail),
+                _ => None,
+            })
+    };
+    wait_for("the dead signal event", || dead_event().is_some()).await;
+    (err, dead_event().unwrap_or_default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
