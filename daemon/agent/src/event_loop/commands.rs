@@ -10,7 +10,15 @@ use crate::{AgentError, Command, Env, Verb};
 
 impl<E: Env> Agent<E> {
     pub(super) fn handle_command(&mut self, cmd: Command) {
-        self.dirty = true;
+        // A read changes nothing. Marked dirty, it would publish a snapshot,
+        // which wakes `Handle::wait_deployment`, which reads again: a spin
+        // for as long as the deployment runs.
+        if !matches!(
+            cmd,
+            Command::Deployment { .. } | Command::History { .. } | Command::Logs { .. }
+        ) {
+            self.dirty = true;
+        }
         match cmd {
             Command::Apply {
                 req,
