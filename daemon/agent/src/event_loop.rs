@@ -14,6 +14,7 @@
 //! | `judge.rs` | COMPLETE or FAILED for deployments in flight |
 //! | `reconcile.rs` | records → `plan()` → engine actions (as jobs) |
 //! | `results.rs` | what jobs report back |
+//! | `rollback.rs` | automatic rollback of a failed update; applies of a rolled back spec refused |
 //! | `snapshot.rs` | the snapshot API readers see |
 //! | `config_watch.rs` | config sources: watching them, reacting to content changes |
 //! | `units.rs` | host systemd units the services wait for |
@@ -48,6 +49,7 @@ mod load;
 mod observe;
 mod reconcile;
 mod results;
+mod rollback;
 mod snapshot;
 mod spec_dir;
 pub(crate) mod units;

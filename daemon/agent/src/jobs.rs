@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_core::files::Files;
-use berth_core::plan::{Action, ContainerRef};
+use berth_core::plan::Action;
 use berth_core::reconfig::ConfigState;
 use berth_core::record::{Outputs, cap_output};
 use berth_core::runtime::{CreateRequest, Runtime, RuntimeError};
@@ -257,7 +257,7 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
             let mut started = false;
             let mut error = None;
             for action in &actions {
-                let r = run_action(
+                let r = crate::swap::run_action(
                     env,
                     action,
                     create.as_deref(),
@@ -438,164 +438,6 @@ async fn reload<R: Runtime>(
         outputs.deploy_stderr = Some(cap_output(stderr));
     }
     (outputs, error, unreachable)
-}
-
-fn step(steps: &mut Vec<Step>, verb: &'static str, container: &str, reason: impl Into<String>) {
-    steps.push(Step {
-        verb,
-        container: container.to_string(),
-        reason: reason.into(),
-    });
-}
-
-/// Runs one action; returns (deployed, started).
-async fn run_action<E: Env>(
-    env: &Arc<E>,
-    action: &Action,
-    create: Option<&CreateRequest>,
-    outputs_dir: Option<&PathBuf>,
-    steps: &mut Vec<Step>,
-) -> Result<(bool, bool), RuntimeError> {
-    let runtime = env.runtime();
-    match action {
-        Action::Deploy {
-            replace,
-            start,
-            reason,
-            ..
-        } => {
-            let Some(create) = create else {
-                return Err(RuntimeError::Refused {
-                    op: "create",
-                    target: action.service().to_string(),
-                    message: "no resolved image for the current record".into(),
-                });
-            };
-            if let Some(dir) = outputs_dir {
-                crate::outputs::prepare(env, dir).await?;
-            }
-            deploy(runtime, create, replace, *start, &reason.to_string(), steps).await?;
-            Ok((true, *start))
-        }
-        Action::Start {
-            container, reason, ..
-        } => {
-            runtime.start(&container.id).await?;
-            step(steps, "started", &container.name, reason.to_string());
-            Ok((false, true))
-        }
-        Action::Stop {
-            container, reason, ..
-        } => {
-            runtime.stop(&container.id).await?;
-            step(steps, "stopped", &container.name, reason.to_string());
-            Ok((false, false))
-        }
-        Action::Rename {
-            container,
-            to,
-            reason,
-            ..
-        } => {
-            runtime.rename(&container.id, to).await?;
-            step(
-                steps,
-                "renamed",
-                &format!("{} -> {to}", container.name),
-                reason.to_string(),
-            );
-            Ok((false, false))
-        }
-        Action::Remove {
-            container, reason, ..
-        } => {
-            runtime.remove(&container.id).await?;
-            step(steps, "removed", &container.name, reason.to_string());
-            Ok((false, false))
-        }
-    }
-}
-
-/// Create-then-swap: the new container exists before the old one is touched,
-/// so a missing image or a spec the engine refuses leaves the old one running.
-async fn deploy<R: Runtime>(
-    runtime: &R,
-    create: &CreateRequest,
-    replace: &[ContainerRef],
-    start: bool,
-    reason: &str,
-    steps: &mut Vec<Step>,
-) -> Result<(), RuntimeError> {
-    let canonical = create.name.clone();
-    if replace.is_empty() {
-        let id = runtime.create(create).await?;
-        step(steps, "created", &canonical, reason);
-        if start {
-            runtime.start(&id).await?;
-            step(steps, "started", &canonical, reason);
-        }
-        return Ok(());
-    }
-    let generation = create
-        .labels
-        .get(berth_core::runtime::LABEL_GENERATION)
-        .cloned()
-        .unwrap_or_default();
-    let next_name = format!("{canonical}.next-g{generation}");
-    // A leftover of an interrupted deploy of this same generation holds the
-    // name the new container needs: it goes before the create.
-    let (in_the_way, replace): (Vec<&ContainerRef>, Vec<&ContainerRef>) =
-        replace.iter().partition(|old| old.name == next_name);
-    for old in in_the_way {
-        runtime.remove(&old.id).await?;
-        step(steps, "removed", &old.name, "superseded");
-    }
-    let mut next = create.clone();
-    next.name = next_name.clone();
-    let new_id = runtime.create(&next).await?;
-    step(steps, "created", &next_name, reason);
-
-    // Other leftovers of an interrupted swap go next; the live one is kept
-    // until the new one has started.
-    let mut live = None;
-    for old in replace {
-        if old.name == canonical && live.is_none() {
-            live = Some(old);
-        } else {
-            runtime.remove(&old.id).await?;
-            step(steps, "removed", &old.name, "superseded");
-        }
-    }
-    let old_name = format!("{canonical}.old-g{generation}");
-    if let Some(old) = live {
-        runtime.stop(&old.id).await?;
-        step(steps, "stopped", &old.name, "replaced by the new container");
-        runtime.rename(&old.id, &old_name).await?;
-    }
-    runtime.rename(&new_id, &canonical).await?;
-    if start {
-        if let Err(e) = runtime.start(&new_id).await {
-            // Put the old container back the way it was.
-            let _ = runtime.remove(&new_id).await;
-            if let Some(old) = live {
-                let _ = runtime.rename(&old.id, &canonical).await;
-                let _ = runtime.start(&old.id).await;
-                step(
-                    steps,
-                    "restored",
-                    &canonical,
-                    "the new container did not start",
-                );
-            }
-            return Err(e);
-        }
-        step(steps, "started", &canonical, reason);
-    }
-    if let Some(old) = live {
-        runtime.remove(&old.id).await?;
-        step(steps, "removed", &old_name, "replaced");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod images;
 mod jobs;
 mod outputs;
 mod state;
+mod swap;
 
 use std::path::PathBuf;
 use std::sync::Arc;

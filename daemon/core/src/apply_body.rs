@@ -133,7 +133,11 @@ pub const SERVICE: Shape = Shape::Object(&[
     ("outputs", STRINGS),
     (
         "update",
-        Shape::Object(&[("settle", DURATION), ("health_timeout", DURATION)]),
+        Shape::Object(&[
+            ("settle", DURATION),
+            ("health_timeout", DURATION),
+            ("rollback", TEXT),
+        ]),
     ),
     (
         "config",

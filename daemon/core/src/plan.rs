@@ -33,6 +33,33 @@ pub struct DesiredService {
     /// Host units (`after_units` / `requires_units`) that are not active:
     /// while set, the container is neither created nor started.
     pub blocked: Option<Blocked>,
+    /// The generation of the deployment being judged, when it keeps the
+    /// container it replaces aside (see [`aside_name`]): that container is
+    /// stopped, its restart policy set to `no`, and kept until the
+    /// deployment ends, instead of being removed. `None` (nothing judged,
+    /// or a rollback): set-aside containers go. The loop asks
+    /// [`crate::rollback::aside_generation`].
+    pub aside_generation: Option<u64>,
+}
+
+/// The name an update of generation `generation` gives the container it
+/// sets aside: `<container_name>.prev-g<generation>`. The generation is the
+/// new deployment's, not the old container's (its labels keep that), so
+/// the name says whose judging it waits for: `plan()` keeps it exactly
+/// while that deployment is judged, and an interrupted swap is repaired
+/// from names and labels alone.
+pub fn aside_name(container_name: &str, generation: u64) -> String {
+    format!("{container_name}.prev-g{generation}")
+}
+
+/// The generation in `name` when it is one of [`aside_name`]'s for this
+/// service's `container_name`.
+pub fn aside_generation_of(container_name: &str, name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(container_name)?.strip_prefix(".prev-g")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Why a service may not start now: host units that are not active.
@@ -117,6 +144,22 @@ pub enum Reason {
     TaskFinished,
     /// A `requires_units` host unit is not active.
     UnitsInactive { units: Vec<String> },
+    /// The container an update replaces, kept (stopped, restart policy
+    /// `no`) until the deployment of `generation` is judged.
+    SetAside { generation: u64 },
+    /// Set aside for the deployment of `generation`, which is no longer
+    /// being judged (it completed, failed without a rollback, or another
+    /// deployment came).
+    AsideDone { generation: u64 },
+    /// The container an update set aside is the one wanted again (the
+    /// update failed and was rolled back): its restart policy restored,
+    /// started, given its name back.
+    SwapBack,
+    /// The container's restart policy is not the spec's.
+    RestartPolicyChanged {
+        from: RestartPolicy,
+        to: RestartPolicy,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -141,6 +184,24 @@ impl fmt::Display for Reason {
                 f,
                 "required host unit {} not active (requires_units); started again once active",
                 units.join(", ")
+            ),
+            Reason::SetAside { generation } => write!(
+                f,
+                "set aside (stopped, restart policy no) while generation {generation} is judged"
+            ),
+            Reason::AsideDone { generation } => write!(
+                f,
+                "set aside for generation {generation}, which is no longer being judged"
+            ),
+            Reason::SwapBack => write!(
+                f,
+                "set aside by an update that did not complete; swapped back"
+            ),
+            Reason::RestartPolicyChanged { from, to } => write!(
+                f,
+                "restart policy is {}, the spec says {}",
+                from.engine_name(),
+                to.engine_name()
             ),
         }
     }
@@ -168,14 +229,26 @@ impl From<&ObservedContainer> for ContainerRef {
     }
 }
 
+/// The live container a deploy sets aside rather than removes, and the
+/// name it gets ([`aside_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Aside {
+    pub container: ContainerRef,
+    pub to: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Create a container from the current record, and swap it in for
-    /// `replace` (create first; the old ones go only once the new one exists).
+    /// `replace` (create first; the old ones go only once the new one
+    /// exists). `set_aside` is kept instead: restart policy `no`, stopped,
+    /// renamed, until the deployment is judged.
     Deploy {
         service: String,
         replace: Vec<ContainerRef>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        set_aside: Option<Aside>,
         start: bool,
         reason: Reason,
     },
@@ -200,6 +273,13 @@ pub enum Action {
         container: ContainerRef,
         reason: Reason,
     },
+    /// Change the engine's restart policy of a container.
+    SetRestart {
+        service: String,
+        container: ContainerRef,
+        policy: RestartPolicy,
+        reason: Reason,
+    },
 }
 
 impl Action {
@@ -209,7 +289,8 @@ impl Action {
             | Action::Start { service, .. }
             | Action::Stop { service, .. }
             | Action::Rename { service, .. }
-            | Action::Remove { service, .. } => service,
+            | Action::Remove { service, .. }
+            | Action::SetRestart { service, .. } => service,
         }
     }
     pub fn reason(&self) -> &Reason {
@@ -218,17 +299,21 @@ impl Action {
             | Action::Start { reason, .. }
             | Action::Stop { reason, .. }
             | Action::Rename { reason, .. }
-            | Action::Remove { reason, .. } => reason,
+            | Action::Remove { reason, .. }
+            | Action::SetRestart { reason, .. } => reason,
         }
     }
     pub fn verb(&self) -> &'static str {
         match self {
-            Action::Deploy { replace, .. } if replace.is_empty() => "create",
+            Action::Deploy {
+                replace, set_aside, ..
+            } if replace.is_empty() && set_aside.is_none() => "create",
             Action::Deploy { .. } => "replace",
             Action::Start { .. } => "start",
             Action::Stop { .. } => "stop",
             Action::Rename { .. } => "rename",
             Action::Remove { .. } => "remove",
+            Action::SetRestart { .. } => "set restart policy",
         }
     }
 }
@@ -352,6 +437,23 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
             });
         }
     };
+    // The container to keep aside while a deployment is judged: one that
+    // already carries the aside name, else the live (canonically named)
+    // one; never one made from the desired spec.
+    let aside = svc
+        .aside_generation
+        .map(|g| (g, aside_name(&svc.container_name, g)));
+    let aside_pick = aside.as_ref().and_then(|(_, to)| {
+        if keeper.is_some_and(|k| k.name == *to) {
+            // The wanted container holds the name (it is being swapped
+            // back): nothing else can go aside under it.
+            return None;
+        }
+        let mismatched = || containers.iter().copied().filter(|c| !svc.matches(c));
+        mismatched()
+            .find(|c| c.name == *to)
+            .or_else(|| mismatched().find(|c| c.name == svc.container_name))
+    });
     let Some(keeper) = keeper else {
         if svc.kind == Kind::Task && svc.task_done {
             // The task ran; its containers are history. Nothing to create.
@@ -366,7 +468,15 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
             }
             return;
         }
-        let replace: Vec<ContainerRef> = containers.iter().map(|c| (*c).into()).collect();
+        let replace: Vec<ContainerRef> = containers
+            .iter()
+            .filter(|c| aside_pick.is_none_or(|a| a.id != c.id))
+            .map(|c| (*c).into())
+            .collect();
+        let set_aside = aside_pick.zip(aside.as_ref()).map(|(c, (_, to))| Aside {
+            container: c.into(),
+            to: to.clone(),
+        });
         let reason = match containers.first() {
             None => Reason::Missing,
             Some(old) => svc.mismatch(old),
@@ -374,38 +484,87 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
         out.push(Action::Deploy {
             service: service(),
             replace,
+            set_aside,
             start: svc.state == DesiredState::Running,
             reason,
         });
         return;
     };
 
+    // Removals first: one of them may hold the aside name.
+    let mut aside_actions = Vec::new();
     for c in containers {
-        if c.id != keeper.id {
-            let reason = if svc.matches(c) {
-                Reason::Duplicate
-            } else {
-                svc.mismatch(c)
-            };
-            out.push(Action::Remove {
-                service: service(),
-                container: (*c).into(),
-                reason,
-            });
+        if c.id == keeper.id {
+            continue;
         }
-    }
-    if keeper.name != svc.container_name {
-        out.push(Action::Rename {
+        if let (Some(picked), Some((generation, to))) = (aside_pick, aside.as_ref())
+            && picked.id == c.id
+        {
+            set_aside(svc, c, *generation, to, &mut aside_actions);
+            continue;
+        }
+        let reason = if svc.matches(c) {
+            Reason::Duplicate
+        } else if let Some(generation) = aside_generation_of(&svc.container_name, &c.name) {
+            Reason::AsideDone { generation }
+        } else {
+            svc.mismatch(c)
+        };
+        out.push(Action::Remove {
             service: service(),
-            container: keeper.into(),
-            to: svc.container_name.clone(),
-            reason: Reason::Misnamed,
+            container: (*c).into(),
+            reason,
         });
     }
+    out.extend(aside_actions);
+    // A keeper that was set aside (by its name, or by the restart policy
+    // `no` berth gives only to a container it sets aside) is swapped back:
+    // policy restored and started while it still carries the aside name,
+    // renamed last, so every state a crash leaves in between still says
+    // where it came from.
+    let was_aside = aside_generation_of(&svc.container_name, &keeper.name).is_some();
+    let policy_no_by_berth =
+        keeper.restart_policy == Some(RestartPolicy::Never) && svc.restart != RestartPolicy::Never;
+    let restore = keeper
+        .restart_policy
+        .filter(|p| *p != svc.restart)
+        .map(|from| Action::SetRestart {
+            service: service(),
+            container: keeper.into(),
+            policy: svc.restart,
+            reason: if was_aside || policy_no_by_berth {
+                Reason::SwapBack
+            } else {
+                Reason::RestartPolicyChanged {
+                    from,
+                    to: svc.restart,
+                }
+            },
+        });
+    let rename = (keeper.name != svc.container_name).then(|| Action::Rename {
+        service: service(),
+        container: keeper.into(),
+        to: svc.container_name.clone(),
+        reason: if was_aside {
+            Reason::SwapBack
+        } else {
+            Reason::Misnamed
+        },
+    });
+    // The name the keeper has when a start or stop reaches it.
+    let (first, keeper_name) = if was_aside {
+        out.extend(restore);
+        (rename, keeper.name.clone())
+    } else {
+        out.extend(rename);
+        out.extend(restore);
+        (None, svc.container_name.clone())
+    };
     let keeper_ref = || ContainerRef {
         id: keeper.id.clone(),
-        name: svc.container_name.clone(),
+        name: keeper_name.clone(),
     };
+    let set_aside_before = was_aside || policy_no_by_berth;
     match svc.state {
         DesiredState::Running if blocked.is_some() => {
             stop_for_units(keeper_ref(), keeper.state, out);
@@ -416,8 +575,10 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
                 ContainerState::Created => !(svc.kind == Kind::Task && svc.task_done),
                 // Stopped behind berth's back: only `always` brings it back; for
                 // `never`/`on-failure` an exit is the engine's policy at work.
+                // One berth stopped to set it aside comes back in any case.
                 ContainerState::Exited | ContainerState::Dead => {
-                    svc.kind == Kind::Service && svc.restart == RestartPolicy::Always
+                    svc.kind == Kind::Service
+                        && (svc.restart == RestartPolicy::Always || set_aside_before)
                 }
                 _ => false,
             };
@@ -425,8 +586,12 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
                 out.push(Action::Start {
                     service: service(),
                     container: keeper_ref(),
-                    reason: Reason::NotRunning {
-                        state: keeper.state,
+                    reason: if set_aside_before {
+                        Reason::SwapBack
+                    } else {
+                        Reason::NotRunning {
+                            state: keeper.state,
+                        }
                     },
                 });
             }
@@ -440,6 +605,44 @@ fn plan_service(svc: &DesiredService, containers: &[&ObservedContainer], out: &m
                 });
             }
         }
+    }
+    out.extend(first);
+}
+
+/// The actions that set `c` aside for the deployment of `generation`:
+/// restart policy `no` first (a container the engine could restart is not
+/// aside), then stopped, then renamed to `to`. Each only when still needed,
+/// so a swap interrupted anywhere is finished from what the engine shows.
+fn set_aside(
+    svc: &DesiredService,
+    c: &ObservedContainer,
+    generation: u64,
+    to: &str,
+    out: &mut Vec<Action>,
+) {
+    let reason = || Reason::SetAside { generation };
+    if c.restart_policy != Some(RestartPolicy::Never) {
+        out.push(Action::SetRestart {
+            service: svc.name.clone(),
+            container: c.into(),
+            policy: RestartPolicy::Never,
+            reason: reason(),
+        });
+    }
+    if c.state.is_up() || c.state == ContainerState::Paused {
+        out.push(Action::Stop {
+            service: svc.name.clone(),
+            container: c.into(),
+            reason: reason(),
+        });
+    }
+    if c.name != to {
+        out.push(Action::Rename {
+            service: svc.name.clone(),
+            container: c.into(),
+            to: to.to_string(),
+            reason: reason(),
+        });
     }
 }
 

@@ -164,6 +164,12 @@ pub struct ObservedContainer {
     pub restart_count: u64,
     /// RFC 3339 as the engine gives it.
     pub started_at: Option<String>,
+    /// The engine's restart policy for it now (`None`: not reported, or
+    /// one berth never sets). berth sets `no` on a container it puts
+    /// aside during an update, so a restarted engine cannot run it beside
+    /// its successor; `plan()` restores the spec's when it comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
 }
 
 /// A create call: the name, the spec, and the labels berth adds.
@@ -294,6 +300,14 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         id: &str,
         new_name: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Changes the restart policy of an existing container (Docker's
+    /// container update): `Never` while it is set aside, the spec's again
+    /// when it is swapped back.
+    fn set_restart_policy(
+        &self,
+        id: &str,
+        policy: RestartPolicy,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Builds `context` (a directory) into an image tagged `tag`; returns its id.
     fn build(

@@ -540,6 +540,28 @@ pub struct UpdatePolicy {
     /// With a healthcheck: how long it may take to become healthy.
     #[serde(with = "duration_serde")]
     pub health_timeout: Duration,
+    /// What a failed update does: swap the previous container back (`auto`)
+    /// or leave the deployment FAILED (`none`).
+    #[serde(skip_serializing_if = "RollbackPolicy::is_auto")]
+    pub rollback: RollbackPolicy,
+}
+
+/// `update.rollback`: what happens when an update fails its health gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackPolicy {
+    /// The container set aside by the update is swapped back and started
+    /// (a ROLLBACK record); the failed record becomes ROLLED_BACK.
+    #[default]
+    Auto,
+    /// The failed record stays FAILED and its container stays in place.
+    None,
+}
+
+impl RollbackPolicy {
+    pub fn is_auto(&self) -> bool {
+        *self == RollbackPolicy::Auto
+    }
 }
 
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
@@ -550,6 +572,7 @@ impl Default for UpdatePolicy {
         UpdatePolicy {
             settle: DEFAULT_SETTLE,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            rollback: RollbackPolicy::Auto,
         }
     }
 }

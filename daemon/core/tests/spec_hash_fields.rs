@@ -39,8 +39,8 @@ use std::time::Duration;
 use berth_core::hash::{create_spec, sha256_hex, spec_hash};
 use berth_core::spec::{
     BuildSpec, ConfigMount, DesiredState, EnvValue, Healthcheck, ImageSource, Kind, Logging,
-    Network, OnChange, PortMapping, Resources, RestartPolicy, ServiceSpec, Ulimit, UpdatePolicy,
-    Volume,
+    Network, OnChange, PortMapping, Resources, RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit,
+    UpdatePolicy, Volume,
 };
 
 /// A change to a spec.
@@ -155,6 +155,7 @@ fn other() -> ServiceSpec {
         update: UpdatePolicy {
             settle: Duration::from_secs(9),
             health_timeout: Duration::from_secs(90),
+            rollback: RollbackPolicy::None,
         },
         config: vec![ConfigMount {
             source: "/etc/api".into(),

@@ -183,6 +183,7 @@ mod tests {
             health: None,
             restart_count: 0,
             started_at: None,
+            restart_policy: None,
         }
     }
 

@@ -142,7 +142,18 @@ fn ports(ports: &[PortMapping]) -> (Option<Vec<String>>, Option<PortMap>) {
     (Some(exposed), Some(map))
 }
 
-fn restart_policy(r: RestartPolicy) -> EngineRestartPolicy {
+/// berth's name for an engine restart policy; `None` for one berth never
+/// sets (`unless-stopped`).
+pub fn restart_policy_of(name: RestartPolicyNameEnum) -> Option<RestartPolicy> {
+    match name {
+        RestartPolicyNameEnum::ALWAYS => Some(RestartPolicy::Always),
+        RestartPolicyNameEnum::ON_FAILURE => Some(RestartPolicy::OnFailure),
+        RestartPolicyNameEnum::NO | RestartPolicyNameEnum::EMPTY => Some(RestartPolicy::Never),
+        RestartPolicyNameEnum::UNLESS_STOPPED => None,
+    }
+}
+
+pub fn restart_policy(r: RestartPolicy) -> EngineRestartPolicy {
     let name = match r {
         RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
         RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
@@ -435,7 +446,18 @@ mod tests {
             let json = serde_json::to_value(&body).expect("serialize");
             assert_eq!(json["HostConfig"]["RestartPolicy"]["Name"], name);
             assert_eq!(policy.engine_name(), name);
+            // And read back from an inspect as the same policy.
+            let engine = restart_policy(policy).name.expect("named");
+            assert_eq!(restart_policy_of(engine), Some(policy));
         }
+        assert_eq!(
+            restart_policy_of(RestartPolicyNameEnum::EMPTY),
+            Some(RestartPolicy::Never)
+        );
+        assert_eq!(
+            restart_policy_of(RestartPolicyNameEnum::UNLESS_STOPPED),
+            None
+        );
     }
 
     #[test]

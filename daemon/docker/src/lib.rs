@@ -27,9 +27,12 @@ use berth_core::runtime::{
     LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
     ObservedContainer, RuntimeError, RuntimeEvent, VolumeInfo,
 };
+use berth_core::spec::RestartPolicy;
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::{ContainerInspectResponse, EventMessage, ExecConfig, HealthStatusEnum};
+use bollard::models::{
+    ContainerInspectResponse, ContainerUpdateBody, EventMessage, ExecConfig, HealthStatusEnum,
+};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
     ImportImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -426,6 +429,11 @@ fn observe(c: ContainerInspectResponse) -> Option<ObservedContainer> {
     let started_at = st
         .started_at
         .filter(|s| !s.is_empty() && !s.starts_with("0001-01-01"));
+    let restart_policy = c
+        .host_config
+        .and_then(|h| h.restart_policy)
+        .and_then(|p| p.name)
+        .and_then(config::restart_policy_of);
     Some(ObservedContainer {
         id,
         name,
@@ -441,6 +449,7 @@ fn observe(c: ContainerInspectResponse) -> Option<ObservedContainer> {
             .and_then(|n| u64::try_from(n).ok())
             .unwrap_or(0),
         started_at,
+        restart_policy,
     })
 }
 
@@ -820,6 +829,34 @@ impl Runtime for DockerRuntime {
                 },
                 f => inner.fail("rename", id, f),
             })
+    }
+
+    async fn set_restart_policy(
+        &self,
+        id: &str,
+        policy: RestartPolicy,
+    ) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let docker = inner.client().await?;
+        let c = inner.ensure_ours(&docker, "update", id).await?;
+        let body = ContainerUpdateBody {
+            restart_policy: Some(config::restart_policy(policy)),
+            ..Default::default()
+        };
+        let updated = docker
+            .with_timeout(QUERY_TIMEOUT)
+            .update_container(&c.id, body)
+            .await
+            .map_err(|e| match Failure::from(e) {
+                f if f.is_no_such_container() => {
+                    RuntimeError::NoSuchContainer { id: id.to_string() }
+                }
+                f => inner.fail("update", id, f),
+            });
+        // The engine's `update` event will say so too; a list that runs
+        // before it arrives must not see the old policy.
+        inner.cache_lock().invalidate(&c.id);
+        updated
     }
 
     async fn build(

@@ -10,6 +10,7 @@ use berth_core::runtime::{
     LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
     ObservedContainer, Runtime, RuntimeError, RuntimeEvent, VolumeInfo,
 };
+use berth_core::spec::RestartPolicy;
 use tokio::sync::broadcast;
 
 /// One recorded call.
@@ -27,6 +28,8 @@ pub enum Call {
     Exec(String, Vec<String>),
     Remove(String),
     Rename(String, String),
+    /// Container id, restart policy.
+    SetRestartPolicy(String, RestartPolicy),
     Build(String),
     Load(String),
     ListImages,
@@ -60,6 +63,7 @@ impl Call {
             Call::Exec(..) => "exec",
             Call::Remove(_) => "remove",
             Call::Rename(..) => "rename",
+            Call::SetRestartPolicy(..) => "set_restart_policy",
             Call::Build(_) => "build",
             Call::Load(_) => "load",
             Call::ListImages => "list_images",
@@ -81,6 +85,8 @@ pub struct FakeContainer {
     pub exit_code: Option<i64>,
     pub health: Option<Health>,
     pub restart_count: u64,
+    /// The engine's restart policy now: the create's, until changed.
+    pub restart_policy: RestartPolicy,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
@@ -251,9 +257,37 @@ impl FakeRuntime {
             exit_code: None,
             health: None,
             restart_count: 0,
+            restart_policy: RestartPolicy::Always,
             stdout: Vec::new(),
             stderr: Vec::new(),
         });
+    }
+
+    /// Simulates the engine restarting (dockerd's own restart): every
+    /// stopped container whose restart policy says so is started again
+    /// (`always` even when it was stopped on purpose; `on-failure` after a
+    /// non-zero exit), as dockerd does at its start.
+    pub fn restart_engine(&self) {
+        let events: Vec<RuntimeEvent> = {
+            let mut g = self.lock();
+            g.containers
+                .iter_mut()
+                .filter(|c| !c.state.is_up())
+                .filter(|c| match c.restart_policy {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => c.exit_code.is_some_and(|x| x != 0),
+                    RestartPolicy::Never => false,
+                })
+                .map(|c| {
+                    c.state = ContainerState::Running;
+                    c.exit_code = None;
+                    event(c, "start", None)
+                })
+                .collect()
+        };
+        for e in events {
+            let _ = self.events.send(e);
+        }
     }
 
     fn begin(&self, call: Call) -> Result<MutexGuard<'_, Inner>, RuntimeError> {
@@ -322,6 +356,7 @@ fn observe(c: &FakeContainer) -> ObservedContainer {
         health: c.health,
         restart_count: c.restart_count,
         started_at: None,
+        restart_policy: Some(c.restart_policy),
     }
 }
 
@@ -374,6 +409,7 @@ impl Runtime for FakeRuntime {
                 exit_code: None,
                 health: None,
                 restart_count: 0,
+                restart_policy: req.spec.restart,
                 stdout: Vec::new(),
                 stderr: Vec::new(),
             };
@@ -478,6 +514,21 @@ impl Runtime for FakeRuntime {
         }
         let c = self.mine(&mut g, id)?;
         c.name = new_name.to_string();
+        Ok(())
+    }
+
+    async fn set_restart_policy(
+        &self,
+        id: &str,
+        policy: RestartPolicy,
+    ) -> Result<(), RuntimeError> {
+        let e = {
+            let mut g = self.begin(Call::SetRestartPolicy(id.to_string(), policy))?;
+            let c = self.mine(&mut g, id)?;
+            c.restart_policy = policy;
+            event(c, "update", None)
+        };
+        self.publish(e);
         Ok(())
     }
 

@@ -262,6 +262,13 @@ impl<E: Env> Agent<E> {
                 }
             }
         };
+        // A spec rolled back is not tried again until another one comes.
+        let failure = match failure {
+            None if change == Change::Updated && !dry_run => self
+                .rolled_back_refusal(spec, &hash)
+                .map(|why| (false, why)),
+            other => other,
+        };
         let mut result = ApplyResult {
             service: spec.name.clone(),
             change,

@@ -78,6 +78,19 @@ impl<E: Env> Agent<E> {
                     let Some(reason) = self.volumes_before_complete(&name, status, reason) else {
                         continue;
                     };
+                    if status == Status::Failed {
+                        self.fail_or_roll_back(&name, reason);
+                        continue;
+                    }
+                    // A rollback's reason says what it undid; it stays.
+                    let reason = match self.services.get(&name) {
+                        Some(s)
+                            if reason.is_empty() && s.current.action == DeployAction::Rollback =>
+                        {
+                            s.current.status_reason.clone()
+                        }
+                        _ => reason,
+                    };
                     self.set_status(&name, status, reason, None);
                     if status == Status::Complete
                         && self

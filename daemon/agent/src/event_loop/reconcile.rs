@@ -77,6 +77,7 @@ impl<E: Env> Agent<E> {
                         && svc.target.applied,
                     config_identity: svc.target.config_identity.clone(),
                     blocked: self.units_blocked(svc),
+                    aside_generation: berth_core::rollback::aside_generation(&svc.target),
                 },
             );
         }
@@ -178,15 +179,18 @@ impl<E: Env> Agent<E> {
             for a in &actions {
                 tracing::info!(service, action = a.verb(), reason = %a.reason(), "planned");
                 match a {
-                    Action::Deploy { replace, .. } => {
-                        for c in replace {
+                    Action::Deploy {
+                        replace, set_aside, ..
+                    } => {
+                        for c in replace.iter().chain(set_aside.iter().map(|a| &a.container)) {
                             self.own_containers.insert(c.id.clone(), now);
                         }
                     }
                     Action::Start { container, .. }
                     | Action::Stop { container, .. }
                     | Action::Rename { container, .. }
-                    | Action::Remove { container, .. } => {
+                    | Action::Remove { container, .. }
+                    | Action::SetRestart { container, .. } => {
                         self.own_containers.insert(container.id.clone(), now);
                     }
                 }

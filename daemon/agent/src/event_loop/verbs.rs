@@ -218,7 +218,7 @@ impl<E: Env> Agent<E> {
 }
 
 /// Copies what `from`'s container was given: its config reading and identity.
-fn inherit_config(record: &mut Deployment, from: &Deployment) {
+pub(super) fn inherit_config(record: &mut Deployment, from: &Deployment) {
     record.config = from.config.clone();
     record.config_hash = from.config_hash.clone();
     record.config_identity = from.config_identity.clone();

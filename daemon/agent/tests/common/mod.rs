@@ -1,7 +1,14 @@
 //! The harness the loop tests share: an agent on the fake engine and the
 //! in-memory store, and helpers to apply and wait.
+//!
+//! Every loop test runs on tokio's paused clock (`cargo xtask tidy` checks
+//! `start_paused = true`): time moves only when every task waits, straight
+//! to the next timer, so a test takes as long as the loop needs, whatever
+//! the machine's load, and a wait that is too short fails every time, not
+//! now and then. The seams' Unix clock follows it ([`Clocked`]).
 #![allow(dead_code)]
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +18,61 @@ use berth_core::record::Source;
 use berth_core::spec::{ImageSource, ServiceSpec, UpdatePolicy};
 use berth_fakes::{FakeRuntime, MemStore};
 
-pub type Env = Seams<FakeRuntime, MemStore>;
+pub type Env = Clocked<Seams<FakeRuntime, MemStore>>;
+
+/// Seams whose Unix clock (`Env::now_ms`: records' and events' times, which
+/// task GC compares) is tokio's clock, paused in these tests, from a fixed
+/// start: the system clock would not move while a test's virtual seconds
+/// pass. Its fields are the inner seams' (`env.runtime`, `env.files`).
+pub struct Clocked<E> {
+    inner: E,
+    start: tokio::time::Instant,
+}
+
+/// 2023-11-14T22:13:20Z: every run's records carry the same times.
+const START_MS: u64 = 1_700_000_000_000;
+
+impl<E> Clocked<E> {
+    pub fn new(inner: E) -> Arc<Clocked<E>> {
+        Arc::new(Clocked {
+            inner,
+            start: tokio::time::Instant::now(),
+        })
+    }
+}
+
+impl<E> Deref for Clocked<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.inner
+    }
+}
+
+impl<E: berth_agent::Env> berth_agent::Env for Clocked<E> {
+    type Runtime = E::Runtime;
+    type Store = E::Store;
+    type Host = E::Host;
+    type Watcher = E::Watcher;
+    type Files = E::Files;
+    fn runtime(&self) -> &E::Runtime {
+        self.inner.runtime()
+    }
+    fn store(&self) -> &E::Store {
+        self.inner.store()
+    }
+    fn host(&self) -> &E::Host {
+        self.inner.host()
+    }
+    fn watcher(&self) -> &E::Watcher {
+        self.inner.watcher()
+    }
+    fn files(&self) -> &E::Files {
+        self.inner.files()
+    }
+    fn now_ms(&self) -> u64 {
+        START_MS + self.start.elapsed().as_millis() as u64
+    }
+}
 
 /// A running loop on its seams.
 pub struct Running<E> {
@@ -56,7 +117,7 @@ pub fn start() -> Node {
     let runtime = FakeRuntime::new("n1");
     runtime.add_image("demo:1", "sha256:one");
     runtime.add_image("demo:2", "sha256:two");
-    start_with(Arc::new(Seams {
+    start_with(Clocked::new(Seams {
         runtime,
         store: MemStore::new(),
     }))
@@ -83,6 +144,7 @@ pub fn spec(name: &str, image: &str) -> ServiceSpec {
         update: UpdatePolicy {
             settle: Duration::from_millis(100),
             health_timeout: Duration::from_secs(5),
+            ..Default::default()
         },
         ..Default::default()
     }

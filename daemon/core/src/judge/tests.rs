@@ -17,6 +17,7 @@ fn record(kind: Kind, healthcheck: bool) -> Deployment {
             update: UpdatePolicy {
                 settle: SETTLE,
                 health_timeout: HEALTH,
+                ..Default::default()
             },
             healthcheck: healthcheck.then(|| Healthcheck {
                 exec: vec!["/demo".into(), "health".into()],
@@ -44,6 +45,7 @@ fn ctr(hash: &str, state: ContainerState) -> ObservedContainer {
         health: None,
         restart_count: 0,
         started_at: None,
+        restart_policy: None,
     }
 }
 

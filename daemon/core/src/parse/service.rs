@@ -9,7 +9,7 @@ use super::tree::{Node, Scalar, Value};
 use crate::spec::{
     BuildSpec, ConfigMount, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, DesiredState, EnvValue,
     Healthcheck, ImageSource, Kind, Logging, Network, OnChange, PortMapping, Resources,
-    RestartPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume, normalize_unit_name,
+    RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume, normalize_unit_name,
     valid_service_name,
 };
 
@@ -57,6 +57,11 @@ const RESTART: &[(&str, RestartPolicy)] = &[
     ("always", RestartPolicy::Always),
     ("on-failure", RestartPolicy::OnFailure),
     ("never", RestartPolicy::Never),
+];
+/// `update.rollback`.
+const ROLLBACK: &[(&str, RollbackPolicy)] = &[
+    ("auto", RollbackPolicy::Auto),
+    ("none", RollbackPolicy::None),
 ];
 const STATE: &[(&str, DesiredState)] = &[
     ("running", DesiredState::Running),
@@ -633,12 +638,14 @@ fn outputs(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<String>> {
 }
 
 fn update(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<UpdatePolicy> {
-    let m = cx.map(f, &["settle", "health_timeout"], &[])?;
+    let m = cx.map(f, &["settle", "health_timeout", "rollback"], &[])?;
     let settle = m.get("settle").map(|v| cx.duration(v));
     let health_timeout = m.get("health_timeout").map(|v| cx.duration(v));
+    let rollback = m.get("rollback").map(|v| cx.choice(v, ROLLBACK));
     Some(UpdatePolicy {
         settle: settle.unwrap_or(Some(DEFAULT_SETTLE))?,
         health_timeout: health_timeout.unwrap_or(Some(DEFAULT_HEALTH_TIMEOUT))?,
+        rollback: rollback.unwrap_or(Some(RollbackPolicy::Auto))?,
     })
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 use super::*;
 use crate::spec::{
     BuildSpec, DesiredState, EnvValue, Healthcheck, ImageSource, Kind, Logging, Network,
-    PortMapping, Protocol, Resources, RestartPolicy, Ulimit, UpdatePolicy, Volume,
+    PortMapping, Protocol, Resources, RestartPolicy, RollbackPolicy, Ulimit, UpdatePolicy, Volume,
 };
 
 const EXAMPLE: &str = r#"name: web
@@ -849,6 +849,7 @@ fn update_policy() {
         UpdatePolicy {
             settle: Duration::from_millis(500),
             health_timeout: Duration::from_secs(60),
+            rollback: RollbackPolicy::Auto,
         }
     );
     assert_eq!(
@@ -860,6 +861,32 @@ fn update_policy() {
     assert_eq!(
         error(&with("update: {settle: soon}\n")).field,
         "update.settle"
+    );
+}
+
+#[test]
+fn update_rollback_is_auto_unless_none() {
+    assert_eq!(one(&with("")).update.rollback, RollbackPolicy::Auto);
+    assert_eq!(
+        one(&with("update: {rollback: auto}\n")).update.rollback,
+        RollbackPolicy::Auto
+    );
+    assert_eq!(
+        one(&with("update: {rollback: none, settle: 1s}\n"))
+            .update
+            .rollback,
+        RollbackPolicy::None
+    );
+    let e = error(&with("update: {rollback: manual}\n"));
+    assert_eq!(e.field, "update.rollback");
+    assert!(e.message.contains("auto, none"), "{}", e.message);
+    // What berthctl sends (the spec serialised) parses back to the same.
+    let spec = one(&with("update: {rollback: none}\n"));
+    let value = serde_json::to_value(&spec).expect("serialises");
+    assert_eq!(value["update"]["rollback"], "none");
+    assert_eq!(
+        parse_service_json_value("<api>", &value).expect("valid"),
+        spec
     );
 }
 

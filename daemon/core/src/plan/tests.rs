@@ -13,6 +13,7 @@ fn svc(name: &str, hash: &str) -> DesiredService {
         task_done: false,
         config_identity: None,
         blocked: None,
+        aside_generation: None,
     }
 }
 
@@ -35,6 +36,7 @@ fn ctr(
         health: None,
         restart_count: 0,
         started_at: None,
+        restart_policy: None,
     }
 }
 
@@ -302,6 +304,7 @@ fn apply(
         Action::Deploy {
             service,
             replace,
+            set_aside,
             start,
             ..
         } => {
@@ -312,6 +315,20 @@ fn apply(
                     containers.remove(i);
                 }
             }
+            if let Some(a) = set_aside
+                && let Some(i) = find(containers, &a.container.id)
+            {
+                let c = &mut containers[i];
+                c.restart_policy = Some(RestartPolicy::Never);
+                if c.state.is_up() || c.state == Paused {
+                    c.state = Exited;
+                }
+                c.name = a.to.clone();
+            }
+            assert!(
+                containers.iter().all(|c| c.name != svc.container_name),
+                "the new container's name is taken"
+            );
             containers.push(ObservedContainer {
                 id: format!("n{next_id}"),
                 name: svc.container_name.clone(),
@@ -324,7 +341,15 @@ fn apply(
                 health: None,
                 restart_count: 0,
                 started_at: None,
+                restart_policy: Some(svc.restart),
             });
+        }
+        Action::SetRestart {
+            container, policy, ..
+        } => {
+            if let Some(i) = find(containers, &container.id) {
+                containers[i].restart_policy = Some(*policy);
+            }
         }
         Action::Start { container, .. } => {
             if let Some(i) = find(containers, &container.id) {
@@ -337,6 +362,15 @@ fn apply(
             }
         }
         Action::Rename { container, to, .. } => {
+            // The engine refuses a name another container holds: the plan's
+            // order must free it first.
+            assert!(
+                containers
+                    .iter()
+                    .all(|c| c.id == container.id || c.name != *to),
+                "rename {} -> {to}: the name is taken",
+                container.name
+            );
             if let Some(i) = find(containers, &container.id) {
                 containers[i].name = to.clone();
             }
@@ -362,11 +396,11 @@ fn arb_state() -> impl Strategy<Value = ContainerState> {
 
 prop_compose! {
     fn arb_world()(
-        specs in proptest::collection::btree_map(0u8..6, ((0u8..3, any::<bool>(), any::<bool>(), 0u8..3, any::<bool>(), 0u8..3), 0u8..3), 0..6),
-        containers in proptest::collection::vec((0u8..8, 0u8..3, arb_state(), any::<bool>(), 0u8..3), 0..10),
+        specs in proptest::collection::btree_map(0u8..6, (((0u8..3, any::<bool>(), any::<bool>(), 0u8..3, any::<bool>(), 0u8..3), 0u8..3), 0u8..3), 0..6),
+        containers in proptest::collection::vec((0u8..8, 0u8..3, arb_state(), 0u8..4, 0u8..3, 0u8..4), 0..10),
     ) -> (Desired, Vec<ObservedContainer>) {
         let mut services = BTreeMap::new();
-        for (n, ((h, stopped, is_task, restart, held, identity), blocked)) in specs {
+        for (n, (((h, stopped, is_task, restart, held, identity), blocked), aside)) in specs {
             let name = format!("s{n}");
             let restart = [RestartPolicy::Always, RestartPolicy::OnFailure, RestartPolicy::Never][restart as usize];
             services.insert(name.clone(), DesiredService {
@@ -383,15 +417,26 @@ prop_compose! {
                     units: vec!["u.service".into()],
                     stop: blocked > 1,
                 }),
+                // Generation 1 or 2 being judged; containers below may be
+                // aside for either.
+                aside_generation: (aside > 0).then_some(u64::from(aside)),
             });
         }
+        let mut names = BTreeSet::new();
         let observed = containers
             .into_iter()
             .enumerate()
-            .map(|(i, (s, h, state, canonical, label))| {
-                let name = if canonical { format!("b-s{s}") } else { format!("b-s{s}-tmp{i}") };
+            .map(|(i, (s, h, state, naming, label, policy))| {
+                let name = match naming {
+                    0 => format!("b-s{s}"),
+                    1 => format!("b-s{s}-tmp{i}"),
+                    g => aside_name(&format!("b-s{s}"), u64::from(g) - 1),
+                };
+                // Names are unique in an engine.
+                let name = if names.insert(name.clone()) { name } else { format!("b-s{s}-tmp{i}") };
                 let mut c = ctr(&format!("c{i}"), &name, &format!("s{s}"), &format!("h{h}"), state);
                 c.config_hash = (label > 0).then(|| format!("c{label}"));
+                c.restart_policy = [None, Some(RestartPolicy::Always), Some(RestartPolicy::OnFailure), Some(RestartPolicy::Never)][policy as usize];
                 c
             })
             .collect();
@@ -405,24 +450,47 @@ proptest! {
     fn one_round_converges((desired, observed) in arb_world()) {
         let mut containers = observed;
         let mut next_id = 0;
+        let before = containers.clone();
         for a in plan(&desired, &Observed { containers: containers.clone() }) {
             apply(&a, &desired, &mut containers, &mut next_id);
         }
         let again = plan(&desired, &Observed { containers: containers.clone() });
         prop_assert!(again.is_empty(), "not converged: {:?}", again);
         // Every non-held service that should exist has exactly one container,
-        // canonically named (one waiting for host units may have none yet).
+        // canonically named (one waiting for host units may have none yet),
+        // and at most one more: the one set aside for the deployment being
+        // judged, stopped, with restart policy `no`.
         for svc in desired.services.values().filter(|s| !s.held) {
-            let mine: Vec<_> = containers.iter().filter(|c| c.service == svc.name).collect();
+            let aside = svc.aside_generation.map(|g| aside_name(&svc.container_name, g));
+            let (set_aside, mine): (Vec<_>, Vec<_>) = containers
+                .iter()
+                .filter(|c| c.service == svc.name)
+                .partition(|c| aside.as_ref() == Some(&c.name));
+            prop_assert!(set_aside.len() <= 1);
             if svc.blocked.is_some() && svc.state == DesiredState::Running {
+                // Nothing is created, started or swapped while waiting for units.
                 prop_assert!(mine.iter().all(|c| !svc.matches(c) || c.name == svc.container_name));
                 if svc.blocked.as_ref().is_some_and(|b| b.stop) {
                     prop_assert!(mine.iter().all(|c| !c.state.is_up()), "a required unit is down: nothing runs");
                 }
                 continue;
             }
+            prop_assert!(
+                containers.iter().filter(|c| c.service == svc.name && c.state.is_up()).count() <= 1,
+                "two containers run"
+            );
+            for c in &set_aside {
+                prop_assert!(!c.state.is_up() && c.state != Paused, "an aside container runs: {c:?}");
+                prop_assert_eq!(c.restart_policy, Some(RestartPolicy::Never));
+                prop_assert!(!svc.matches(c));
+            }
+            // A container already aside for this deployment is kept as it is.
+            for old in before.iter().filter(|c| c.service == svc.name && aside.as_ref() == Some(&c.name) && !svc.matches(c)) {
+                prop_assert!(set_aside.iter().any(|c| c.id == old.id), "the aside container {} was lost", old.id);
+            }
             prop_assert_eq!(mine.len(), 1);
             prop_assert_eq!(&mine[0].name, &svc.container_name);
+            prop_assert!(mine[0].restart_policy.is_none_or(|p| p == svc.restart));
         }
     }
 
@@ -562,4 +630,261 @@ fn task_gc_table() {
     );
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].service(), "v");
+}
+
+/// What an action does, by container name: `verb name[ -> to]: reason`.
+fn describe(a: &Action) -> String {
+    match a {
+        Action::Deploy {
+            replace, set_aside, ..
+        } => {
+            let mut s = format!("{} {}", a.verb(), a.service());
+            for r in replace {
+                s.push_str(&format!(" -{}", r.name));
+            }
+            if let Some(aside) = set_aside {
+                s.push_str(&format!(" aside {} -> {}", aside.container.name, aside.to));
+            }
+            format!("{s}: {}", a.reason())
+        }
+        Action::Rename { container, to, .. } => {
+            format!("rename {} -> {to}: {}", container.name, a.reason())
+        }
+        Action::SetRestart {
+            container, policy, ..
+        } => format!(
+            "restart policy {} {}: {}",
+            policy.engine_name(),
+            container.name,
+            a.reason()
+        ),
+        Action::Start { container, .. }
+        | Action::Stop { container, .. }
+        | Action::Remove { container, .. } => {
+            format!("{} {}: {}", a.verb(), container.name, a.reason())
+        }
+    }
+}
+
+/// Every state a swap can be interrupted in (berthd killed between two
+/// engine calls), and what the next plan does from there: an update of
+/// generation 5 from h1 to h2 with the old container set aside, and the
+/// swap back to h1 after generation 5 failed. Each ends with exactly one
+/// running container (the property tests check that for every state).
+#[test]
+fn interrupted_swaps() {
+    let judged = |mut s: DesiredService| {
+        s.aside_generation = Some(5);
+        s
+    };
+    let policy = |mut c: ObservedContainer, p: RestartPolicy| {
+        c.restart_policy = Some(p);
+        c
+    };
+    use RestartPolicy::{Always, Never};
+    let old = |name: &str, state, p| policy(ctr("c1", name, "web", "h1", state), p);
+    let new = |name: &str, state| policy(ctr("c2", name, "web", "h2", state), Always);
+    struct Case {
+        name: &'static str,
+        desired: DesiredService,
+        observed: Vec<ObservedContainer>,
+        want: Vec<&'static str>,
+    }
+    let update = || judged(svc("web", "h2"));
+    let back = || svc("web", "h1");
+    let cases = vec![
+        Case {
+            name: "an update sets the live container aside instead of removing it",
+            desired: update(),
+            observed: vec![old("b-web", Running, Always)],
+            want: vec!["replace web aside b-web -> b-web.prev-g5: spec changed (h1 -> h2)"],
+        },
+        Case {
+            name: "with nothing judged (a rollback record), the old one is replaced",
+            desired: svc("web", "h2"),
+            observed: vec![old("b-web", Running, Always)],
+            want: vec!["replace web -b-web: spec changed (h1 -> h2)"],
+        },
+        Case {
+            name: "killed after the create: the old one goes aside, the new one in",
+            desired: update(),
+            observed: vec![old("b-web", Running, Always), new("b-web.next-g5", Created)],
+            want: vec![
+                "restart policy no b-web: set aside (stopped, restart policy no) while generation 5 is judged",
+                "stop b-web: set aside (stopped, restart policy no) while generation 5 is judged",
+                "rename b-web -> b-web.prev-g5: set aside (stopped, restart policy no) while generation 5 is judged",
+                "rename b-web.next-g5 -> b-web: left by an interrupted swap",
+                "start b-web: container is Created, should run",
+            ],
+        },
+        Case {
+            name: "killed after the restart policy was set",
+            desired: update(),
+            observed: vec![old("b-web", Running, Never), new("b-web.next-g5", Created)],
+            want: vec![
+                "stop b-web: set aside (stopped, restart policy no) while generation 5 is judged",
+                "rename b-web -> b-web.prev-g5: set aside (stopped, restart policy no) while generation 5 is judged",
+                "rename b-web.next-g5 -> b-web: left by an interrupted swap",
+                "start b-web: container is Created, should run",
+            ],
+        },
+        Case {
+            name: "killed after the stop",
+            desired: update(),
+            observed: vec![old("b-web", Exited, Never), new("b-web.next-g5", Created)],
+            want: vec![
+                "rename b-web -> b-web.prev-g5: set aside (stopped, restart policy no) while generation 5 is judged",
+                "rename b-web.next-g5 -> b-web: left by an interrupted swap",
+                "start b-web: container is Created, should run",
+            ],
+        },
+        Case {
+            name: "both named oddly: the old one aside, the new one still .next",
+            desired: update(),
+            observed: vec![
+                old("b-web.prev-g5", Exited, Never),
+                new("b-web.next-g5", Created),
+            ],
+            want: vec![
+                "rename b-web.next-g5 -> b-web: left by an interrupted swap",
+                "start b-web: container is Created, should run",
+            ],
+        },
+        Case {
+            name: "new renamed but not started",
+            desired: update(),
+            observed: vec![old("b-web.prev-g5", Exited, Never), new("b-web", Created)],
+            want: vec!["start b-web: container is Created, should run"],
+        },
+        Case {
+            name: "new running + aside stopped: kept while judged",
+            desired: update(),
+            observed: vec![old("b-web.prev-g5", Exited, Never), new("b-web", Running)],
+            want: vec![],
+        },
+        Case {
+            name: "an aside container someone started is stopped again, its policy no",
+            desired: update(),
+            observed: vec![old("b-web.prev-g5", Running, Always), new("b-web", Running)],
+            want: vec![
+                "restart policy no b-web.prev-g5: set aside (stopped, restart policy no) while generation 5 is judged",
+                "stop b-web.prev-g5: set aside (stopped, restart policy no) while generation 5 is judged",
+            ],
+        },
+        Case {
+            name: "judged: the aside container goes",
+            desired: svc("web", "h2"),
+            observed: vec![old("b-web.prev-g5", Exited, Never), new("b-web", Running)],
+            want: vec![
+                "remove b-web.prev-g5: set aside for generation 5, which is no longer being judged",
+            ],
+        },
+        Case {
+            name: "an aside container of an earlier deployment goes",
+            desired: update(),
+            observed: vec![
+                old("b-web.prev-g3", Exited, Never),
+                policy(ctr("c3", "b-web", "web", "h0", Running), Always),
+            ],
+            want: vec![
+                "replace web -b-web.prev-g3 aside b-web -> b-web.prev-g5: spec changed (h0 -> h2)",
+            ],
+        },
+        Case {
+            name: "rollback: the failed one goes, the aside one is swapped back",
+            desired: back(),
+            observed: vec![old("b-web.prev-g5", Exited, Never), new("b-web", Running)],
+            want: vec![
+                "remove b-web: spec changed (h2 -> h1)",
+                "restart policy always b-web.prev-g5: set aside by an update that did not complete; swapped back",
+                "start b-web.prev-g5: set aside by an update that did not complete; swapped back",
+                "rename b-web.prev-g5 -> b-web: set aside by an update that did not complete; swapped back",
+            ],
+        },
+        Case {
+            name: "rollback killed after the remove",
+            desired: back(),
+            observed: vec![old("b-web.prev-g5", Exited, Never)],
+            want: vec![
+                "restart policy always b-web.prev-g5: set aside by an update that did not complete; swapped back",
+                "start b-web.prev-g5: set aside by an update that did not complete; swapped back",
+                "rename b-web.prev-g5 -> b-web: set aside by an update that did not complete; swapped back",
+            ],
+        },
+        Case {
+            name: "rollback killed after the policy was restored",
+            desired: back(),
+            observed: vec![old("b-web.prev-g5", Exited, Always)],
+            want: vec![
+                "start b-web.prev-g5: set aside by an update that did not complete; swapped back",
+                "rename b-web.prev-g5 -> b-web: set aside by an update that did not complete; swapped back",
+            ],
+        },
+        Case {
+            name: "rollback killed after the start",
+            desired: back(),
+            observed: vec![old("b-web.prev-g5", Running, Always)],
+            want: vec![
+                "rename b-web.prev-g5 -> b-web: set aside by an update that did not complete; swapped back",
+            ],
+        },
+        Case {
+            name: "aside renamed back but not started (policy still no)",
+            desired: back(),
+            observed: vec![old("b-web", Exited, Never)],
+            want: vec![
+                "restart policy always b-web: set aside by an update that did not complete; swapped back",
+                "start b-web: set aside by an update that did not complete; swapped back",
+            ],
+        },
+        Case {
+            name: "a restart: never service comes back started too",
+            desired: {
+                let mut s = back();
+                s.restart = Never;
+                s
+            },
+            observed: vec![old("b-web.prev-g5", Exited, Never)],
+            want: vec![
+                "start b-web.prev-g5: set aside by an update that did not complete; swapped back",
+                "rename b-web.prev-g5 -> b-web: set aside by an update that did not complete; swapped back",
+            ],
+        },
+        Case {
+            name: "a policy changed behind berth's back is put back",
+            desired: back(),
+            observed: vec![old("b-web", Running, RestartPolicy::OnFailure)],
+            want: vec![
+                "restart policy always b-web: restart policy is on-failure, the spec says always",
+            ],
+        },
+    ];
+    for case in cases {
+        let got: Vec<String> = plan(
+            &desired(vec![case.desired]),
+            &Observed {
+                containers: case.observed,
+            },
+        )
+        .iter()
+        .map(describe)
+        .collect();
+        assert_eq!(got, case.want, "case: {}", case.name);
+    }
+}
+
+#[test]
+fn aside_names() {
+    assert_eq!(aside_name("b-web", 7), "b-web.prev-g7");
+    assert_eq!(aside_generation_of("b-web", "b-web.prev-g7"), Some(7));
+    for other in [
+        "b-web",
+        "b-web.prev-g",
+        "b-web.prev-g7x",
+        "b-web.next-g7",
+        "b-webx.prev-g7",
+        "b-web.prev-g+7",
+    ] {
+        assert_eq!(aside_generation_of("b-web", other), None, "{other}");
+    }
 }
