@@ -21,7 +21,7 @@ use common::*;
 
 /// The fake engine, the in-memory store, a fake config watcher and
 /// in-memory files.
-type Env = HostSeams<FakeRuntime, MemStore, NoHost, FakeWatcher, FakeFiles>;
+type Env = Clocked<HostSeams<FakeRuntime, MemStore, NoHost, FakeWatcher, FakeFiles>>;
 type Node = Running<Env>;
 
 impl Node {
@@ -36,7 +36,7 @@ impl Node {
 fn env() -> Arc<Env> {
     let runtime = FakeRuntime::new("n1");
     runtime.add_image("demo:1", "sha256:one");
-    Arc::new(HostSeams {
+    Clocked::new(HostSeams {
         runtime,
         store: MemStore::new(),
         host: NoHost,
@@ -102,7 +102,7 @@ async fn quiet(node: &Node, service: &str, generation: u64) {
     assert_eq!(node.rt().mutating_calls(), vec![]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_content_change_signals_and_records_what_changed() {
     let env = env();
     let src = config_dir(&env.files, "greeting=hello\n");
@@ -149,7 +149,7 @@ async fn a_content_change_signals_and_records_what_changed() {
 
 /// (That a touch, a new mtime, changes nothing is the real reader's:
 /// berth-sources' `a_touch_changes_nothing`.)
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_identical_rewrite_changes_nothing() {
     let env = env();
     let src = config_dir(&env.files, "a=1\n");
@@ -167,7 +167,7 @@ async fn an_identical_rewrite_changes_nothing() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn each_service_sharing_a_source_reacts_by_its_own_policy() {
     let env = env();
     let src = config_dir(&env.files, "v=1\n");
@@ -235,7 +235,7 @@ async fn each_service_sharing_a_source_reacts_by_its_own_policy() {
 /// The engine went away just as a config change needed a restart and a
 /// signal: the records wait (IN_PROGRESS, saying why) and the reactions run
 /// once the engine is back, instead of failing and leaving the old config.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_reaction_the_engine_missed_runs_again_when_it_is_back() {
     let env = env();
     let src = config_dir(&env.files, "v=1\n");
@@ -282,7 +282,7 @@ async fn a_reaction_the_engine_missed_runs_again_when_it_is_back() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failing_exec_fails_the_record_with_its_stderr() {
     let env = env();
     let src = config_dir(&env.files, "v=1\n");
@@ -317,7 +317,7 @@ async fn a_failing_exec_fails_the_record_with_its_stderr() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_missing_source_fails_once_leaves_the_container_and_recovers() {
     let env = env();
     let src = config_dir(&env.files, "v=1\n");
@@ -362,7 +362,7 @@ async fn a_missing_source_fails_once_leaves_the_container_and_recovers() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_change_made_while_berthd_was_down_is_found_at_start() {
     let env = env();
     let src = config_dir(&env.files, "v=1\n");
@@ -386,7 +386,7 @@ async fn a_change_made_while_berthd_was_down_is_found_at_start() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_last_config_change_is_found_at_start_without_reading_the_history() {
     use berth_core::store::{LoadedService, Store};
     let env = env();
@@ -445,7 +445,7 @@ async fn the_last_config_change_is_found_at_start_without_reading_the_history() 
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reconfigure_verb_forces_the_policy_and_answers_with_the_record() {
     let env = env();
     let src = config_dir(&env.files, "v=1\n");
@@ -484,7 +484,7 @@ async fn reconfigure_verb_forces_the_policy_and_answers_with_the_record() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn apply_with_a_missing_source_fails_and_in_place_reload_of_a_file_is_refused() {
     let env = env();
     let src = config_dir(&env.files, "v=1\n");
@@ -534,7 +534,7 @@ async fn apply_with_a_missing_source_fails_and_in_place_reload_of_a_file_is_refu
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_policy_only_change_keeps_the_container_and_its_config_identity() {
     let env = env();
     let src = config_dir(&env.files, "v=1\n");
@@ -557,7 +557,7 @@ async fn a_policy_only_change_keeps_the_container_and_its_config_identity() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn watches_follow_the_sources_and_stop_at_a_delete() {
     let env = env();
     let src = config_dir(&env.files, "v=1\n");

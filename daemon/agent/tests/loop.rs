@@ -1,6 +1,5 @@
 //! The loop against the fake engine and the in-memory store.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use berth_agent::{Agent, HostSeams, NoHost, Seams, Verb};
@@ -15,7 +14,7 @@ use berth_fakes::{FakeFiles, FakeRuntime, MemStore};
 mod common;
 use common::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn apply_creates_settles_and_reapply_is_a_noop() {
     let node = start();
     let r = apply(
@@ -54,7 +53,7 @@ async fn apply_creates_settles_and_reapply_is_a_noop() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_changed_service_is_replaced_alone() {
     let node = start();
     deploy(
@@ -94,7 +93,7 @@ async fn a_changed_service_is_replaced_alone() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_missing_image_fails_and_leaves_the_old_container_running() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -125,7 +124,7 @@ async fn update_web(node: &Node) -> berth_core::record::Deployment {
     .await
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_create_refused_by_the_engine_fails_and_keeps_the_old_one() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -150,7 +149,7 @@ async fn a_create_refused_by_the_engine_fails_and_keeps_the_old_one() {
 /// A leftover of this node's (a berthd killed mid-create; the engine
 /// finished the create after the new berthd listed) holds the name the
 /// update needs, and the loop has not seen it yet.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_late_leftover_in_the_way_is_looked_at_again_and_replaced() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -177,7 +176,7 @@ async fn a_late_leftover_in_the_way_is_looked_at_again_and_replaced() {
 
 /// The old container vanished between the list and the swap (its removal
 /// by a killed berthd finished late): another look, not a failed update.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_container_gone_since_the_list_is_looked_at_again() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -197,7 +196,7 @@ async fn a_container_gone_since_the_list_is_looked_at_again() {
 
 /// A name still taken after a second look is not this node's: the
 /// deployment fails, saying so, and the old container keeps running.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_name_held_by_a_foreign_container_fails_the_update_after_a_second_look() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -228,7 +227,7 @@ async fn a_name_held_by_a_foreign_container_fails_the_update_after_a_second_look
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn restart_of_berthd_adopts_without_touching() {
     let node = start();
     deploy(
@@ -246,7 +245,7 @@ async fn restart_of_berthd_adopts_without_touching() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_container_removed_behind_our_back_comes_back() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -263,7 +262,7 @@ async fn a_container_removed_behind_our_back_comes_back() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_task_records_its_exit_and_output_and_never_reruns() {
     let node = start();
     let mut t = spec("migrate", "demo:1");
@@ -313,12 +312,12 @@ async fn a_task_records_its_exit_and_output_and_never_reruns() {
 /// A task's outputs dir goes through the files seam: emptied before its
 /// create (a failure to do so fails the deployment and creates nothing),
 /// and what the task wrote there is read into its record once it exited.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_task_gets_a_fresh_outputs_dir_and_its_declared_outputs_are_recorded() {
     let runtime = FakeRuntime::new("n1");
     runtime.add_image("demo:1", "sha256:one");
     let files = FakeFiles::new();
-    let env = Arc::new(HostSeams {
+    let env = Clocked::new(HostSeams {
         runtime,
         store: MemStore::new(),
         host: NoHost,
@@ -373,7 +372,7 @@ async fn a_task_gets_a_fresh_outputs_dir_and_its_declared_outputs_are_recorded()
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_crash_during_settle_fails_the_deployment() {
     let node = start();
     let mut s = spec("web", "demo:1");
@@ -394,7 +393,7 @@ async fn a_crash_during_settle_fails_the_deployment() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stop_start_hold_release_delete() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -475,7 +474,7 @@ async fn stop_start_hold_release_delete() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn rollback_goes_to_the_previous_complete_spec() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -514,7 +513,7 @@ async fn rollback_goes_to_the_previous_complete_spec() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ownership_conflicts_are_refused_unless_forced() {
     let node = start();
     let file = Source::SpecDir {
@@ -540,7 +539,7 @@ async fn ownership_conflicts_are_refused_unless_forced() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_store_failing_part_way_through_an_apply_says_what_was_applied() {
     let node = start();
     let specs = || {
@@ -602,7 +601,7 @@ async fn a_store_failing_part_way_through_an_apply_says_what_was_applied() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unreadable_record_is_reported_and_its_container_left_alone() {
     let runtime = FakeRuntime::new("n1");
     runtime.add_image("demo:1", "sha256:one");
@@ -618,7 +617,7 @@ async fn an_unreadable_record_is_reported_and_its_container_left_alone() {
         "web".to_string(),
     );
     runtime.add_foreign("t-web", labels);
-    let node = start_with(Arc::new(Seams { runtime, store }));
+    let node = start_with(Clocked::new(Seams { runtime, store }));
     deploy(&node.handle, vec![spec("api", "demo:1")]).await;
     let snap = node.handle.snapshot();
     let web = &snap.services["web"];
@@ -640,7 +639,7 @@ async fn an_unreadable_record_is_reported_and_its_container_left_alone() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unreachable_engine_is_shown_and_retried() {
     let node = start();
     node.rt().set_unreachable(true);
@@ -676,7 +675,7 @@ fn spec_file(path: &str, content: &str, services: Vec<ServiceSpec>) -> berth_age
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn spec_dir_files_apply_only_when_their_content_changes() {
     let node = start();
     let f = spec_file("/specs/web.yaml", "v1", vec![spec("web", "demo:1")]);
@@ -750,7 +749,7 @@ async fn spec_dir_files_apply_only_when_their_content_changes() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_policy_only_change_makes_a_record_and_touches_no_container() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -771,11 +770,11 @@ async fn a_policy_only_change_makes_a_record_and_touches_no_container() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn finished_task_containers_are_garbage_collected() {
     let runtime = FakeRuntime::new("n1");
     runtime.add_image("demo:1", "sha256:one");
-    let env = Arc::new(Seams {
+    let env = Clocked::new(Seams {
         runtime,
         store: MemStore::new(),
     });
@@ -809,10 +808,10 @@ async fn finished_task_containers_are_garbage_collected() {
     let _ = task.await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn built_images_no_record_uses_are_removed() {
     let runtime = FakeRuntime::new("n1");
-    let env = Arc::new(HostSeams {
+    let env = Clocked::new(HostSeams {
         runtime,
         store: MemStore::new(),
         host: NoHost,
@@ -882,7 +881,7 @@ async fn built_images_no_record_uses_are_removed() {
     let _ = task.await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn restart_is_an_event_not_a_record() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
@@ -927,11 +926,11 @@ async fn restart_is_an_event_not_a_record() {
 /// Issue 29 item 9: `berthctl stop web` on a service whose record berthd
 /// could not read said "no service named web". Every verb (and logs) now
 /// names the record file and the problem, and says what to do.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_verb_on_a_service_with_an_unreadable_record_names_the_file() {
     let store = MemStore::new();
     store.insert_unreadable("web", "it is a symlink (to /etc/shadow)");
-    let node = start_with(Arc::new(Seams {
+    let node = start_with(Clocked::new(Seams {
         runtime: FakeRuntime::new("n1"),
         store,
     }));

@@ -18,9 +18,9 @@ use berth_fakes::runtime::Call;
 use berth_fakes::{FakeFiles, FakeRuntime, MemStore};
 
 mod common;
-use common::{Running, apply, cfg, deploy, run_agent, spec, wait_status};
+use common::{Clocked, Running, apply, cfg, deploy, run_agent, spec, wait_status};
 
-type Node = Running<HostSeams<FakeRuntime, MemStore, NoHost, NoWatcher, FakeFiles>>;
+type Node = Running<Clocked<HostSeams<FakeRuntime, MemStore, NoHost, NoWatcher, FakeFiles>>>;
 
 fn start(allowed: &Path, files: &FakeFiles) -> Node {
     let runtime = FakeRuntime::new("n1");
@@ -33,7 +33,7 @@ fn start(allowed: &Path, files: &FakeFiles) -> Node {
     }))
     .1;
     run_agent(
-        Arc::new(HostSeams {
+        Clocked::new(HostSeams {
             runtime,
             store: MemStore::new(),
             host: NoHost,
@@ -55,7 +55,7 @@ fn plant(files: &FakeFiles, d: &Path) {
     files.symlink(d, "/");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_symlink_planted_after_the_check_fails_the_create() {
     let files = FakeFiles::new();
     let allowed = Path::new("/srv/berth");
@@ -116,7 +116,7 @@ async fn a_symlink_planted_after_the_check_fails_the_create() {
 
 /// The engine resolves a bind source again at each start: starting a
 /// stopped container whose source now leads out is refused as well.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_symlink_planted_while_stopped_fails_the_start() {
     let files = FakeFiles::new();
     let allowed = Path::new("/srv/berth");

@@ -1,7 +1,6 @@
 //! Host units (`after_units`, `requires_units`) in the loop, against
 //! `berth_fakes::FakeHost`, the fake engine and the in-memory store.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use berth_agent::{Handle, HostSeams};
@@ -17,9 +16,9 @@ use berth_fakes::FakeHost;
 use berth_fakes::{FakeRuntime, MemStore};
 
 mod common;
-use common::{apply, cfg, eventually, spec, wait_status};
+use common::{Clocked, apply, cfg, eventually, spec, wait_status};
 
-type Env = HostSeams<FakeRuntime, MemStore, FakeHost>;
+type Env = Clocked<HostSeams<FakeRuntime, MemStore, FakeHost>>;
 
 type Node = common::Running<Env>;
 
@@ -27,7 +26,7 @@ impl Node {
     fn start(units_timeout: Duration) -> Node {
         let runtime = FakeRuntime::new("n1");
         runtime.add_image("demo:1", "sha256:one");
-        let env = Arc::new(HostSeams {
+        let env = Clocked::new(HostSeams {
             runtime,
             store: MemStore::new(),
             host: FakeHost::new(),
@@ -70,7 +69,7 @@ async fn apply_one(h: &Handle, s: ServiceSpec) -> (Change, String) {
     (res.change, id)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn after_units_wait_until_active_then_the_container_starts() {
     let node = Node::start(Duration::from_secs(30));
     node.host().set("db.service", "inactive", "dead");
@@ -103,7 +102,7 @@ async fn after_units_wait_until_active_then_the_container_starts() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_unit_that_does_not_exist_fails_the_deployment_after_the_timeout() {
     let node = Node::start(Duration::from_millis(600));
     let (_, id) = apply_one(
@@ -123,7 +122,7 @@ async fn a_unit_that_does_not_exist_fails_the_deployment_after_the_timeout() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unreachable_bus_fails_the_deployment_with_the_bus_error() {
     let node = Node::start(Duration::from_millis(600));
     node.host().set_unreachable(Some(HostError::BusUnavailable {
@@ -147,7 +146,7 @@ async fn an_unreachable_bus_fails_the_deployment_with_the_bus_error() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn requires_units_stop_and_start_the_container_with_the_unit() {
     let node = Node::start(Duration::from_secs(30));
     node.host().set("db.service", "active", "running");
@@ -201,7 +200,7 @@ async fn requires_units_stop_and_start_the_container_with_the_unit() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_policy_only_change_of_units_touches_no_container() {
     let node = Node::start(Duration::from_millis(600));
     let (_, id) = apply_one(&node.handle, spec("web", "demo:1")).await;
@@ -226,7 +225,7 @@ async fn a_policy_only_change_of_units_touches_no_container() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_watch_that_fails_is_watched_again() {
     let node = Node::start(Duration::from_secs(30));
     node.host().set("db.service", "active", "running");

@@ -43,7 +43,7 @@ fn volume_events(node: &Node) -> Vec<(String, String, String)> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delete_with_volumes_removes_only_this_nodes_unused_volumes() {
     let node = start();
     // Made by hand (no label) and by another node: berth never removes these.
@@ -152,7 +152,7 @@ async fn delete_with_volumes_removes_only_this_nodes_unused_volumes() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_plain_delete_keeps_every_volume() {
     let node = start();
     deploy(&node.handle, vec![with_volumes("web", &["data:/data"])]).await;
@@ -177,7 +177,7 @@ async fn a_plain_delete_keeps_every_volume() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_volume_a_container_still_uses_is_kept_with_the_engines_reason() {
     let node = start();
     deploy(&node.handle, vec![with_volumes("web", &["data:/data"])]).await;
@@ -207,7 +207,7 @@ async fn a_volume_a_container_still_uses_is_kept_with_the_engines_reason() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_service_with_no_named_volume_says_so() {
     let node = start();
     deploy(&node.handle, vec![with_volumes("web", &["/srv/web:/srv"])]).await;
@@ -222,7 +222,7 @@ async fn a_service_with_no_named_volume_says_so() {
     node.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_service_applied_during_the_delete_that_mounts_the_volume_keeps_it() {
     let node = start();
     deploy(&node.handle, vec![with_volumes("web", &["data:/data"])]).await;
