@@ -143,6 +143,12 @@ impl FakeRuntime {
         self.lock().failures.push_back((kind, err));
     }
 
+    /// Forgets the failures [`FakeRuntime::fail_next`] queued and no call
+    /// took yet.
+    pub fn clear_failures(&self) {
+        self.lock().failures.clear();
+    }
+
     /// The next `exec` returns `out`.
     pub fn push_exec_result(&self, out: ExecOutput) {
         self.lock().exec_results.push_back(out);

@@ -25,7 +25,16 @@ impl<E: Env> Agent<E> {
         let now = Instant::now();
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in names {
-            let container = self.container_of(&name).cloned();
+            // A container still carrying an aside name is not in place:
+            // set aside, or on its way back (`plan()` starts it before it
+            // is renamed). Nothing to judge until it is.
+            let container = self.container_of(&name).cloned().filter(|c| {
+                berth_core::plan::aside_generation_of(
+                    &format!("{}{name}", self.cfg.prefix),
+                    &c.name,
+                )
+                .is_none()
+            });
             let Some(svc) = self.services.get_mut(&name) else {
                 continue;
             };
