@@ -1,20 +1,36 @@
-//! `cargo xtask tidy`: architecture invariants checked against `cargo metadata`.
+//! `cargo xtask tidy`: the architecture rules a machine can check. It runs
+//! as a test too (`cargo test -p xtask`), and `cargo xtask test` runs it
+//! first.
 //!
-//! berth-core is the pure core (specs, records, hash, plan): it must not pull
-//! in an async runtime, the Docker client, HTTP stacks, D-Bus or file watchers,
-//! not even transitively. Only normal dependencies count (dev and build
-//! dependencies are fine).
+//! **Crate edges**, over the dependency graph `cargo metadata` resolves
+//! ([`RULES`]; a forbidden crate reached through any path fails, named with
+//! the shortest path to it):
 //!
-//! berth-agent is the loop: it reaches the engine, the store, systemd, the
-//! config watcher, the host's files and upstream only through core's seam
-//! traits (its `Env`),
-//! so it must not depend on an adapter crate or the libraries behind them,
-//! not even transitively, and its tests neither: its dev-dependencies (the
-//! fakes) count too.
+//! - berth-core, the pure core (specs, records, hash, plan), reaches no
+//!   async runtime, Docker client, HTTP stack, D-Bus, file watcher or
+//!   syscall crate. Only its normal dependencies count: its tests may
+//!   use what they like, it never ships in berthd.
+//! - berth-agent, the loop, reaches the engine, the store, systemd, the
+//!   config watcher, the host's files and upstream only through core's seam
+//!   traits (its `Env`): no adapter crate nor the libraries behind them.
+//!   Its dev-dependencies count too: the loop tests run on berth-fakes, and
+//!   an adapter in them would let a test lean on the real thing.
+//! - berth-api reaches no berth-docker, berth-store, berth-upstream or
+//!   bollard: handlers translate for the loop's `Handle` (and for
+//!   `UpstreamApi`, a seam berthd adapts). Dev-dependencies count: its
+//!   tests run on berth-fakes.
+//! - berthctl reaches no berth-agent, berth-docker or berth-store: it is a
+//!   client of the API. Dev-dependencies count: its tests answer it with a
+//!   stub server, never a loop.
+//! - berth-docker reaches no berth-store: the engine adapter knows
+//!   containers, not how records are kept. Dev-dependencies count: its
+//!   engine tests' harness (berth-tests) runs berthd as a process and links
+//!   no store either.
 //!
-//! Caveat: `cargo metadata` resolves features for the whole workspace at once,
-//! so an optional dependency of one of core's dependencies that another member
-//! switches on shows up here too. That errs on the strict side.
+//! Caveat: `cargo metadata` resolves features for the whole workspace at
+//! once, so an optional dependency of one of core's dependencies that
+//! another member switches on shows up here too. That errs on the strict
+//! side.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
@@ -52,10 +68,15 @@ pub const RULES: &[Rule] = &[
             "async-std",
             "smol",
             "tower",
+            "hyper-util",
+            "rustix",
+            "nix",
+            "socket2",
+            "inotify",
         ],
         with_dev: false,
         why: "berth-core must stay free of async runtimes, the Docker client, HTTP stacks, \
-              D-Bus and file watchers",
+              D-Bus, file watchers and syscall crates",
     },
     Rule {
         package: "berth-agent",
@@ -73,6 +94,27 @@ pub const RULES: &[Rule] = &[
         with_dev: true,
         why: "berth-agent reaches every adapter through core's seam traits in its Env; \
               its tests use berth-fakes",
+    },
+    Rule {
+        package: "berth-api",
+        forbidden: &["berth-docker", "berth-store", "berth-upstream", "bollard"],
+        with_dev: true,
+        why: "the API translates requests for the loop's Handle (and UpstreamApi, a seam \
+              berthd adapts); it drives no engine or store itself, and its tests use berth-fakes",
+    },
+    Rule {
+        package: "berthctl",
+        forbidden: &["berth-agent", "berth-docker", "berth-store"],
+        with_dev: true,
+        why: "berthctl is a client of the API: it neither runs the loop nor reads the engine \
+              or the state dir itself, and its tests answer it with a stub server",
+    },
+    Rule {
+        package: "berth-docker",
+        forbidden: &["berth-store"],
+        with_dev: true,
+        why: "the engine adapter knows containers, not how records are kept; its engine tests' \
+              harness runs berthd as a process",
     },
 ];
 
@@ -193,23 +235,24 @@ pub fn violations(metadata: &Value) -> Result<Vec<(String, &'static Rule)>> {
     Ok(out)
 }
 
-/// `cargo xtask tidy`.
-pub fn run(root: &Path) -> Result<()> {
+/// Everything tidy found wrong, one line each (empty: all rules hold).
+pub struct Report {
+    pub problems: Vec<String>,
+    /// What was checked, for the "ok" lines.
+    pub checked: Vec<String>,
+}
+
+/// Checks every rule on the workspace at `root`.
+pub fn check(root: &Path) -> Result<Report> {
     let metadata = cargo_metadata(root)?;
-    let v = violations(&metadata)?;
-    if !v.is_empty() {
-        for (path, rule) in &v {
-            eprintln!("tidy: forbidden dependency: {path} ({})", rule.why);
-        }
-        bail!(
-            "{} forbidden dependenc{}: remove them from the Cargo.toml the path starts at",
-            v.len(),
-            if v.len() == 1 { "y" } else { "ies" }
-        );
+    let mut problems = Vec::new();
+    let mut checked = Vec::new();
+    for (path, rule) in violations(&metadata)? {
+        problems.push(format!("forbidden dependency: {path} ({})", rule.why));
     }
     for rule in RULES {
-        println!(
-            "tidy: ok: {} {} none of {}",
+        checked.push(format!(
+            "{} {} none of {}",
             rule.package,
             if rule.with_dev {
                 "(with its dev-dependencies) depends on"
@@ -217,7 +260,26 @@ pub fn run(root: &Path) -> Result<()> {
                 "depends on"
             },
             rule.forbidden.join(", ")
+        ));
+    }
+    Ok(Report { problems, checked })
+}
+
+/// `cargo xtask tidy`.
+pub fn run(root: &Path) -> Result<()> {
+    let report = check(root)?;
+    if !report.problems.is_empty() {
+        for p in &report.problems {
+            eprintln!("tidy: {p}");
+        }
+        bail!(
+            "{} architecture rule{} broken (each line above names the place, the rule and why)",
+            report.problems.len(),
+            if report.problems.len() == 1 { "" } else { "s" }
         );
+    }
+    for c in &report.checked {
+        println!("tidy: ok: {c}");
     }
     Ok(())
 }
@@ -346,8 +408,92 @@ mod tests {
         }
     }
 
+    /// A workspace of every policed package, with no dependencies but
+    /// `package -> middle -> banned` (`dev`: the first edge is a
+    /// dev-dependency).
+    fn one_edge(package: &str, banned: &str, dev: bool) -> Value {
+        let mut names: Vec<&str> = RULES.iter().map(|r| r.package).collect();
+        names.extend(["middle", banned]);
+        names.sort_unstable();
+        names.dedup();
+        let kind = if dev { Some("dev") } else { None };
+        json!({
+            "packages": names.iter().map(|n| json!({"id": n, "name": n})).collect::<Vec<_>>(),
+            "workspace_members": RULES.iter().map(|r| r.package).collect::<Vec<_>>(),
+            "resolve": {
+                "nodes": names.iter().map(|n| {
+                    let deps = match *n {
+                        n if n == package => vec![dep("middle", &[kind])],
+                        "middle" => vec![dep(banned, &[None])],
+                        _ => vec![],
+                    };
+                    json!({"id": n, "deps": deps})
+                }).collect::<Vec<_>>(),
+            },
+        })
+    }
+
+    /// One fixture per banned crate edge: the package reaching the crate,
+    /// transitively, fails tidy with that path and that rule; through a
+    /// dev-dependency only where the rule counts them.
+    #[test]
+    fn every_banned_edge_fails() {
+        for rule in RULES {
+            for &banned in rule.forbidden {
+                let want = vec![(
+                    format!("{} -> middle -> {banned}", rule.package),
+                    rule.package,
+                )];
+                let got = |m: &Value| {
+                    violations(m)
+                        .expect("well-formed metadata")
+                        .into_iter()
+                        .map(|(path, r)| (path, r.package))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(got(&one_edge(rule.package, banned, false)), want);
+                let dev = got(&one_edge(rule.package, banned, true));
+                if rule.with_dev {
+                    assert_eq!(dev, want, "{}'s dev-dependencies count", rule.package);
+                } else {
+                    assert_eq!(dev, [], "{}'s dev-dependencies do not count", rule.package);
+                }
+            }
+        }
+        // And a graph with none of them passes.
+        assert!(
+            violations(&one_edge("berth-core", "serde", false))
+                .expect("well-formed metadata")
+                .is_empty()
+        );
+    }
+
+    /// Issue 14's crate edges, each a rule.
+    #[test]
+    fn the_architecture_edges_are_rules() {
+        for (package, banned) in [
+            (
+                "berth-api",
+                &["berth-docker", "berth-store", "berth-upstream", "bollard"][..],
+            ),
+            ("berthctl", &["berth-agent", "berth-docker", "berth-store"]),
+            ("berth-docker", &["berth-store"]),
+            (
+                "berth-core",
+                &["tokio", "bollard", "hyper", "axum", "zbus", "notify"],
+            ),
+        ] {
+            let Some(rule) = RULES.iter().find(|r| r.package == package) else {
+                panic!("no rule for {package}");
+            };
+            for b in banned {
+                assert!(rule.forbidden.contains(b), "{package} may reach {b}");
+            }
+        }
+    }
+
     /// The real invariants, on the real workspace: `cargo test -p xtask`
-    /// runs them (berth-core's and berth-agent's).
+    /// runs them (every rule's).
     #[test]
     fn no_policed_package_has_forbidden_dependencies() {
         let root = crate::workspace_root();
