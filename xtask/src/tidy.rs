@@ -31,6 +31,14 @@
 //! once, so an optional dependency of one of core's dependencies that
 //! another member switches on shows up here too. That errs on the strict
 //! side.
+//!
+//! **Core's source** ([`core_src`]): parsed with `syn`, `use` aliases,
+//! groups and globs resolved; `std::fs`, `std::net` (but its address
+//! types), `std::process`, `SystemTime::now` and `Instant::now` fail it
+//! outside `#[cfg(test)]` code.
+
+mod core_src;
+mod resolve;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
@@ -262,6 +270,13 @@ pub fn check(root: &Path) -> Result<Report> {
             rule.forbidden.join(", ")
         ));
     }
+    let (found, files) = core_src::check(root)?;
+    problems.extend(found.iter().map(ToString::to_string));
+    checked.push(format!(
+        "{} ({files} files) names none of std::fs, std::net (but its address types), \
+         std::process, SystemTime::now, Instant::now outside #[cfg(test)]",
+        core_src::CORE_SRC
+    ));
     Ok(Report { problems, checked })
 }
 
