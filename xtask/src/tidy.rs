@@ -36,7 +36,12 @@
 //! groups and globs resolved; `std::fs`, `std::net` (but its address
 //! types), `std::process`, `SystemTime::now` and `Instant::now` fail it
 //! outside `#[cfg(test)]` code.
+//!
+//! **The loop tests** ([`agent_tests`]): every `#[tokio::test]` under
+//! `daemon/agent/tests` has `start_paused = true`, and none of them calls
+//! `std::thread::sleep`.
 
+mod agent_tests;
 mod core_src;
 mod resolve;
 
@@ -276,6 +281,12 @@ pub fn check(root: &Path) -> Result<Report> {
         "{} ({files} files) names none of std::fs, std::net (but its address types), \
          std::process, SystemTime::now, Instant::now outside #[cfg(test)]",
         core_src::CORE_SRC
+    ));
+    let (found, tests) = agent_tests::check(root)?;
+    problems.extend(found.iter().map(ToString::to_string));
+    checked.push(format!(
+        "{}: all {tests} #[tokio::test]s start paused, and no file calls std::thread::sleep",
+        agent_tests::AGENT_TESTS
     ));
     Ok(Report { problems, checked })
 }
