@@ -40,8 +40,12 @@
 //! **The loop tests** ([`agent_tests`]): every `#[tokio::test]` under
 //! `daemon/agent/tests` has `start_paused = true`, and none of them calls
 //! `std::thread::sleep`.
+//!
+//! **clippy.toml** ([`clippy_conf`]) still bans `std::env::set_var` and
+//! `remove_var` (clippy enforces it; tidy keeps the ban from being dropped).
 
 mod agent_tests;
+mod clippy_conf;
 mod core_src;
 mod resolve;
 
@@ -281,6 +285,15 @@ pub fn check(root: &Path) -> Result<Report> {
         "{} ({files} files) names none of std::fs, std::net (but its address types), \
          std::process, SystemTime::now, Instant::now outside #[cfg(test)]",
         core_src::CORE_SRC
+    ));
+    problems.extend(clippy_conf::check(root)?);
+    checked.push(format!(
+        "clippy.toml bans {}",
+        clippy_conf::BANNED_METHODS
+            .iter()
+            .map(|(path, _)| *path)
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     let (found, tests) = agent_tests::check(root)?;
     problems.extend(found.iter().map(ToString::to_string));
