@@ -417,10 +417,10 @@ fn path_attr(attrs: &[Attribute]) -> Option<String> {
     })
 }
 
-/// Whether a file plays `mod.rs` (its `mod x;` are beside it): crate
-/// roots and `mod.rs` files.
-fn is_mod_rs(file: &Path, root: bool) -> bool {
-    root || file.file_name().is_some_and(|n| n == "mod.rs")
+/// Whether a file is a `mod.rs` (its `mod x;` are beside it, as a crate
+/// root's are).
+fn is_mod_rs(file: &Path) -> bool {
+    file.file_name().is_some_and(|n| n == "mod.rs")
 }
 
 impl Crate {
@@ -434,7 +434,7 @@ impl Crate {
     ) -> Result<()> {
         let parsed = parse(files, root)?;
         self.reached.insert(root.to_path_buf());
-        let dir = if orphan && !is_mod_rs(root, false) {
+        let dir = if orphan && !is_mod_rs(root) {
             root.with_extension("")
         } else {
             root.parent().map(Path::to_path_buf).unwrap_or_default()
@@ -514,7 +514,7 @@ impl Crate {
                     };
                     let parsed = parse(files, file)?;
                     self.reached.insert(file.clone());
-                    let child_dir = if is_mod_rs(file, false) {
+                    let child_dir = if is_mod_rs(file) {
                         file.parent().map(Path::to_path_buf).unwrap_or_default()
                     } else {
                         file.with_extension("")
