@@ -6,11 +6,9 @@
 //!
 //! - `std::fs`, `std::process` and everything under them (also
 //!   `std::os::*::fs` and `std::os::*::process`);
-//! - `std::net`, except its address types, which are plain values
-//!   ([`NET_VALUES`]: the signal-host policy compares addresses);
-//!   sockets and `ToSocketAddrs` (a DNS lookup) are refused, and so are
-//!   `use std::net;` and `use std::net::*` (they bring the sockets in);
-//!   also `std::os::*::net`;
+//! - `std::net` and everything under it, also `std::os::*::net`: the
+//!   address types core compares (the signal-host policy) are
+//!   `core::net`'s, which has no sockets and no name lookup;
 //! - `SystemTime::now` and `Instant::now` (of `std::time`): core is given
 //!   the time (`judge::judge` takes `now`), so its decisions replay.
 //!
@@ -40,7 +38,7 @@ pub const FS: Ban = Ban {
 pub const NET: Ban = Ban {
     rule: "std::net",
     why: "berth-core does no I/O; sockets and name lookups belong to an adapter crate \
-          (only std::net's address types are allowed: name them, not the module or a glob)",
+          (address types are plain values: take them from `core::net`)",
 };
 pub const PROCESS: Ban = Ban {
     rule: "std::process",
@@ -57,18 +55,6 @@ pub const INSTANT_NOW: Ban = Ban {
           takes it)",
 };
 
-/// std::net's items that are values, not I/O.
-pub const NET_VALUES: &[&str] = &[
-    "IpAddr",
-    "Ipv4Addr",
-    "Ipv6Addr",
-    "Ipv6MulticastScope",
-    "SocketAddr",
-    "SocketAddrV4",
-    "SocketAddrV6",
-    "AddrParseError",
-];
-
 pub struct CorePolicy;
 
 impl Policy for CorePolicy {
@@ -82,8 +68,7 @@ impl Policy for CorePolicy {
             ["std", "fs", ..] | ["std", "os", _, "fs", ..] => Some(FS),
             ["std", "process", ..] | ["std", "os", _, "process", ..] => Some(PROCESS),
             ["std", "os", _, "net", ..] => Some(NET),
-            ["std", "net"] => Some(NET),
-            ["std", "net", item, ..] if !NET_VALUES.contains(item) => Some(NET),
+            ["std", "net", ..] => Some(NET),
             ["std", "time", "SystemTime", "now"] => Some(SYSTEM_TIME_NOW),
             ["std", "time", "Instant", "now"] => Some(INSTANT_NOW),
             _ => None,
@@ -220,6 +205,11 @@ mod tests {
         (
             "a glob of std::net (it brings the sockets in)",
             &[("lib.rs", "use std::net::*;\n")],
+            &[("src/lib.rs", 1, NET)],
+        ),
+        (
+            "an address type from std::net (core::net has it without sockets)",
+            &[("lib.rs", "use std::net::IpAddr;\n")],
             &[("src/lib.rs", 1, NET)],
         ),
         (
@@ -413,13 +403,13 @@ mod tests {
         );
     }
 
-    /// What core may write: address types, Instant and Duration as
+    /// What core may write: `core::net`'s address types, Instant and Duration as
     /// values, its own `now`s, a local item shadowing a glob, std::io's
     /// error type, and anything in test-only code.
     #[test]
     fn the_clean_fixture_passes() {
         let lib = r#"
-use std::net::{IpAddr, Ipv4Addr};
+use core::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime};
 pub struct Gate { pub since: Instant, pub at: SystemTime, pub ttl: Duration }
 pub fn loopback(a: IpAddr) -> bool { a == IpAddr::V4(Ipv4Addr::LOCALHOST) }

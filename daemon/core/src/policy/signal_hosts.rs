@@ -33,7 +33,7 @@
 //! With `allowed_signal_hosts` non-empty, every unlisted host is refused
 //! as well, internal or not.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::PolicyViolation;
 
