@@ -183,20 +183,33 @@ fn hostname() -> String {
 /// Reads `path` (or only defaults when `None`). `docker_host_env` is
 /// `DOCKER_HOST`, passed in so that this stays testable.
 pub fn load(path: Option<&Path>, docker_host_env: Option<String>) -> Result<Config, ConfigError> {
-    let (file, shown) = match path {
-        None => (File::default(), "<defaults>".to_string()),
-        Some(p) => {
-            let shown = p.display().to_string();
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: shown.clone(),
+    let text = match path {
+        None => None,
+        Some(p) => Some(
+            std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
                 source,
-            })?;
-            let file: File = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-                path: shown.clone(),
-                message: one_line(&e.to_string()),
-            })?;
-            (file, shown)
-        }
+            })?,
+        ),
+    };
+    from_text(path, text.as_deref(), docker_host_env)
+}
+
+/// [`load`] on text already read from `path` (`None`: defaults only). Reads
+/// no file itself except `upstream.ca_file`, which it checks; the fuzz
+/// target (fuzz/fuzz_targets/berthd_toml.rs) calls it.
+pub fn from_text(
+    path: Option<&Path>,
+    text: Option<&str>,
+    docker_host_env: Option<String>,
+) -> Result<Config, ConfigError> {
+    let shown = path.map_or_else(|| "<defaults>".to_string(), |p| p.display().to_string());
+    let file: File = match text {
+        None => File::default(),
+        Some(text) => toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: shown.clone(),
+            message: one_line(&e.to_string()),
+        })?,
     };
     let invalid = |message: String| ConfigError::Invalid {
         path: shown.clone(),
