@@ -155,7 +155,24 @@ pub const SERVICE: Shape = Shape::Object(&[
     ),
     ("after_units", STRINGS),
     ("requires_units", STRINGS),
+    (
+        "hooks",
+        // `post_update` and `pre_delete` are left to the value check, which
+        // refuses them as not supported yet.
+        Shape::Object(&[("pre_update", HOOKS)]),
+    ),
 ]);
+
+/// A phase's hooks (`hooks.pre_update`): `{breakpoint: {}}` or `{exec:
+/// [...], where: container}`, each with `timeout` and `on_timeout`
+/// (`http` is left to the value check, which refuses it as not yet).
+const HOOKS: Shape = Shape::List(&Shape::Object(&[
+    ("breakpoint", Shape::Object(&[])),
+    ("exec", STRINGS),
+    ("where", TEXT),
+    ("timeout", DURATION),
+    ("on_timeout", TEXT),
+]));
 
 /// The file form of a `PUT` body: `services:` with one spec.
 const DOCUMENT: Shape = Shape::Object(&[("services", Shape::List(&SERVICE))]);

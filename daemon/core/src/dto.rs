@@ -162,6 +162,9 @@ pub struct DeploymentSummary {
     pub actor: String,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// While WAITING_HOOK: the hook that runs or waits, and since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<crate::hooks::HookWait>,
 }
 
 impl From<&Deployment> for DeploymentSummary {
@@ -176,6 +179,7 @@ impl From<&Deployment> for DeploymentSummary {
             actor: d.actor.clone(),
             created_at_ms: d.created_at_ms,
             updated_at_ms: d.updated_at_ms,
+            hook: d.hook.clone(),
         }
     }
 }

@@ -191,6 +191,9 @@ pub struct Deployment {
     /// For ROLLBACK: the generation whose spec this record restores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
+    /// While WAITING_HOOK: the hook that runs or waits, and since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<crate::hooks::HookWait>,
 }
 
 impl Deployment {

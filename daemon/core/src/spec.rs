@@ -93,6 +93,10 @@ pub struct ServiceSpec {
     /// are. A policy field: not in the spec hash.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub requires_units: Vec<String>,
+    /// Hooks around updates and deletes (`kind: service` only; see
+    /// [`crate::hooks`]). A policy field: not in the spec hash.
+    #[serde(skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -688,4 +692,131 @@ pub fn config_source_problem(mount: &ConfigMount, kind: SourceKind) -> Option<St
         mount.source,
         mount.on_change.describe()
     ))
+}
+
+/// `hooks:` of a service: what runs, or waits, around its updates and
+/// deletes. Each phase runs its hooks in order; the first that aborts stops
+/// the deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Hooks {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pre_update: Vec<Hook>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub post_update: Vec<Hook>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pre_delete: Vec<Hook>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.pre_update.is_empty() && self.post_update.is_empty() && self.pre_delete.is_empty()
+    }
+
+    pub fn phase(&self, phase: HookPhase) -> &[Hook] {
+        match phase {
+            HookPhase::PreUpdate => &self.pre_update,
+            HookPhase::PostUpdate => &self.post_update,
+            HookPhase::PreDelete => &self.pre_delete,
+        }
+    }
+}
+
+/// When a hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookPhase {
+    PreUpdate,
+    PostUpdate,
+    PreDelete,
+}
+
+impl HookPhase {
+    pub const ALL: [HookPhase; 3] = [
+        HookPhase::PreUpdate,
+        HookPhase::PostUpdate,
+        HookPhase::PreDelete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPhase::PreUpdate => "pre_update",
+            HookPhase::PostUpdate => "post_update",
+            HookPhase::PreDelete => "pre_delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HookPhase> {
+        HookPhase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for HookPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One hook: what it does, how long it may take, and what its timeout means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    #[serde(flatten)]
+    pub kind: HookKind,
+    /// `None`: the kind's default ([`Hook::effective_timeout`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_serde"
+    )]
+    pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "OnTimeout::is_abort")]
+    pub on_timeout: OnTimeout,
+}
+
+/// What a hook does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookKind {
+    /// Waits until cleared (`berthctl hook clear SERVICE PHASE`).
+    Breakpoint {},
+    /// Runs a command in the service's container (`where: container`):
+    /// exit 0 proceeds, anything else aborts.
+    Exec(Vec<String>),
+}
+
+/// The default timeout of an exec hook.
+pub const DEFAULT_EXEC_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Hook {
+    /// The timeout in force: the hook's own, else its kind's default (a
+    /// breakpoint waits for ever).
+    pub fn effective_timeout(&self) -> Option<Duration> {
+        self.timeout.or(match self.kind {
+            HookKind::Breakpoint {} => None,
+            HookKind::Exec(_) => Some(DEFAULT_EXEC_HOOK_TIMEOUT),
+        })
+    }
+
+    /// One line naming the hook, e.g. `breakpoint` or `exec /demo drain`.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            HookKind::Breakpoint {} => "breakpoint".into(),
+            HookKind::Exec(argv) => format!("exec {}", argv.join(" ")),
+        }
+    }
+}
+
+/// `on_timeout`: what a hook that ran out of time does to the deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    #[default]
+    Abort,
+    Proceed,
+}
+
+impl OnTimeout {
+    pub fn is_abort(&self) -> bool {
+        *self == OnTimeout::Abort
+    }
 }

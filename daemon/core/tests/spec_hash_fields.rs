@@ -38,9 +38,9 @@ use std::time::Duration;
 
 use berth_core::hash::{create_spec, sha256_hex, spec_hash};
 use berth_core::spec::{
-    BuildSpec, ConfigMount, DesiredState, EnvValue, Healthcheck, ImageSource, Kind, Logging,
-    Network, OnChange, PortMapping, Resources, RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit,
-    UpdatePolicy, Volume,
+    BuildSpec, ConfigMount, DesiredState, EnvValue, Healthcheck, Hook, HookKind, Hooks,
+    ImageSource, Kind, Logging, Network, OnChange, OnTimeout, PortMapping, Resources,
+    RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume,
 };
 
 /// A change to a spec.
@@ -164,6 +164,14 @@ fn other() -> ServiceSpec {
         }],
         after_units: vec!["network-online.target".into()],
         requires_units: vec!["postgresql.service".into()],
+        hooks: Hooks {
+            pre_update: vec![Hook {
+                kind: HookKind::Exec(vec!["/demo".into(), "drain".into()]),
+                timeout: Some(Duration::from_secs(30)),
+                on_timeout: OnTimeout::Proceed,
+            }],
+            ..Default::default()
+        },
     }
 }
 
@@ -202,6 +210,7 @@ fn service_spec_fields() -> Vec<Field> {
         config,
         after_units,
         requires_units,
+        hooks,
     } = other();
     vec![
         field("name", ServiceKey, move |s| s.name = name.clone()),
@@ -282,6 +291,8 @@ fn service_spec_fields() -> Vec<Field> {
         field("requires_units", Policy, move |s| {
             s.requires_units = requires_units.clone()
         }),
+        // What runs around an update, not what the container is.
+        field("hooks", Policy, move |s| s.hooks = hooks.clone()),
     ]
 }
 

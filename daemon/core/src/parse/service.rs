@@ -8,9 +8,9 @@ use super::read::{Ctx, Field, optional, suggest};
 use super::tree::{Node, Scalar, Value};
 use crate::spec::{
     BuildSpec, ConfigMount, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, DesiredState, EnvValue,
-    Healthcheck, ImageSource, Kind, Logging, Network, OnChange, PortMapping, Resources,
-    RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume, normalize_unit_name,
-    valid_service_name,
+    Healthcheck, Hook, HookKind, Hooks, ImageSource, Kind, Logging, Network, OnChange, OnTimeout,
+    PortMapping, Resources, RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy,
+    Volume, normalize_unit_name, valid_service_name,
 };
 
 /// Every field a service may have, in the order messages list them.
@@ -44,10 +44,11 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "config",
     "after_units",
     "requires_units",
+    "hooks",
 ];
 
 /// Fields of later berth versions, refused with a message saying so.
-pub const NOT_YET_FIELDS: &[&str] = &["depends_on", "hooks", "inputs"];
+pub const NOT_YET_FIELDS: &[&str] = &["depends_on", "inputs"];
 
 const LIST_HINT: &str = r#"; use a list, e.g. ["/demo", "serve"]"#;
 const NAME_RULE: &str = "a service name: lowercase letters, digits, `_` and `-`, \
@@ -187,6 +188,13 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
     ] {
         if let Some(l) = f.get(key) {
             *list = units(cx, l).unwrap_or_default();
+        }
+    }
+
+    if let Some(h) = f.get("hooks") {
+        spec.hooks = hooks(cx, h).unwrap_or_default();
+        if kind == Some(Kind::Task) {
+            cx.invalid(h, "\"hooks\" is only allowed with kind: service");
         }
     }
 
@@ -756,4 +764,122 @@ fn on_change(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<OnChange> {
         return None;
     }
     Some(OnChange::Exec(argv))
+}
+
+/// Hook phases this version runs; the others are refused as not yet.
+const HOOK_PHASES: &[&str] = &["pre_update"];
+const HOOK_PHASES_NOT_YET: &[&str] = &["post_update", "pre_delete"];
+const HOOK_EXAMPLE: &str = r#"e.g. {breakpoint: {}} or {exec: ["/demo", "drain"], timeout: 30s}"#;
+const ON_TIMEOUT: &[(&str, OnTimeout)] =
+    &[("abort", OnTimeout::Abort), ("proceed", OnTimeout::Proceed)];
+
+/// `hooks`: a map of phases, each a list of hooks.
+fn hooks(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Hooks> {
+    let m = cx.map(f, HOOK_PHASES, HOOK_PHASES_NOT_YET)?;
+    let mut out = Hooks::default();
+    let mut ok = true;
+    if let Some(list) = m.get("pre_update") {
+        match hook_list(cx, list) {
+            Some(h) => out.pre_update = h,
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn hook_list(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<Hook>> {
+    let items = cx.list(f, &format!(", {HOOK_EXAMPLE}"))?;
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (node, path) in &items {
+        match hook(cx, Field { node, path }) {
+            Some(h) => out.push(h),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// One hook: exactly one of `breakpoint` or `exec`, and `where`,
+/// `timeout`, `on_timeout`. `http` and `where: host` are refused as not yet.
+fn hook(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Hook> {
+    let m = cx.map(
+        f,
+        &["breakpoint", "exec", "where", "timeout", "on_timeout"],
+        &["http"],
+    )?;
+    let bp = m.get("breakpoint");
+    let ex = m.get("exec");
+    let kind = match (bp, ex) {
+        (Some(_), Some(_)) => {
+            cx.invalid(
+                f,
+                format!("a hook is one of breakpoint or exec, not both; {HOOK_EXAMPLE}"),
+            );
+            None
+        }
+        (None, None) => {
+            // `http` alone was reported as not yet above.
+            if m.get("http").is_none() {
+                cx.invalid(
+                    f,
+                    format!("a hook needs one of breakpoint or exec; {HOOK_EXAMPLE}"),
+                );
+            }
+            None
+        }
+        (Some(b), None) => {
+            // `breakpoint: {}`: a map with no fields (each one is named).
+            let empty = match &b.node.value {
+                Value::Map(e) => {
+                    cx.map(b, &[], &[]);
+                    e.is_empty()
+                }
+                _ => {
+                    cx.expected(b, "an empty map: breakpoint: {}");
+                    false
+                }
+            };
+            if let Some(w) = m.get("where") {
+                cx.invalid(w, "a breakpoint runs nowhere: \"where\" is for exec hooks");
+            }
+            empty.then_some(HookKind::Breakpoint {})
+        }
+        (None, Some(e)) => {
+            let argv = cx.strings(e, "a string", LIST_HINT).and_then(|argv| {
+                if argv.is_empty() {
+                    cx.expected(e, r#"a non-empty command list, e.g. ["/demo", "drain"]"#);
+                    None
+                } else {
+                    Some(argv)
+                }
+            });
+            let place = match m.get("where") {
+                None => Some(()),
+                Some(w) => match cx.string(w, "container or host").as_deref() {
+                    Some("container") => Some(()),
+                    Some("host") => {
+                        cx.invalid(
+                            w,
+                            "\"where: host\" is not supported by this berth version yet; use where: container",
+                        );
+                        None
+                    }
+                    Some(_) => {
+                        cx.expected(w, "container or host");
+                        None
+                    }
+                    None => None,
+                },
+            };
+            place.and(argv).map(HookKind::Exec)
+        }
+    };
+    let timeout = m.get("timeout").map(|v| cx.duration(v));
+    let on_timeout = m.get("on_timeout").map(|v| cx.choice(v, ON_TIMEOUT));
+    Some(Hook {
+        kind: kind?,
+        timeout: optional(timeout)?,
+        on_timeout: on_timeout.unwrap_or(Some(OnTimeout::Abort))?,
+    })
 }

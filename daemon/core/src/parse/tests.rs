@@ -1155,3 +1155,137 @@ fn host_units_are_policy_not_in_the_spec_hash() {
         spec_hash(&create_spec(&b, "sha256:x", None))
     );
 }
+
+#[test]
+fn hooks_parse_with_defaults() {
+    use crate::spec::{Hook, HookKind, OnTimeout};
+    let s = one(&with(
+        "hooks:\n  pre_update:\n    - breakpoint: {}\n    - exec: [/demo, drain]\n      where: container\n      timeout: 30s\n      on_timeout: proceed\n    - {exec: [/demo, check]}\n",
+    ));
+    assert_eq!(
+        s.hooks.pre_update,
+        vec![
+            Hook {
+                kind: HookKind::Breakpoint {},
+                timeout: None,
+                on_timeout: OnTimeout::Abort,
+            },
+            Hook {
+                kind: HookKind::Exec(vec!["/demo".into(), "drain".into()]),
+                timeout: Some(Duration::from_secs(30)),
+                on_timeout: OnTimeout::Proceed,
+            },
+            Hook {
+                kind: HookKind::Exec(vec!["/demo".into(), "check".into()]),
+                timeout: None,
+                on_timeout: OnTimeout::Abort,
+            },
+        ]
+    );
+    assert!(s.hooks.post_update.is_empty() && s.hooks.pre_delete.is_empty());
+}
+
+#[test]
+fn hooks_not_yet_supported_are_named() {
+    // (spec text, field, message start)
+    let table = [
+        (
+            "hooks:\n  post_update: [{breakpoint: {}}]\n",
+            "hooks.post_update",
+            "\"post_update\" is not supported by this berth version yet",
+        ),
+        (
+            "hooks:\n  pre_delete: [{breakpoint: {}}]\n",
+            "hooks.pre_delete",
+            "\"pre_delete\" is not supported by this berth version yet",
+        ),
+        (
+            "hooks:\n  pre_update: [{http: \"https://ci.example/hook\"}]\n",
+            "hooks.pre_update[0].http",
+            "\"http\" is not supported by this berth version yet",
+        ),
+        (
+            "hooks:\n  pre_update: [{exec: [drain], where: host}]\n",
+            "hooks.pre_update[0].where",
+            "\"where: host\" is not supported by this berth version yet",
+        ),
+    ];
+    for (text, field, message) in table {
+        let e = error(&with(text));
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.message.starts_with(message), "{text}: {}", e.message);
+    }
+}
+
+#[test]
+fn hook_errors_name_the_field() {
+    // (spec text, field, part of the message)
+    let table = [
+        ("hooks: []\n", "hooks", "a map"),
+        (
+            "hooks:\n  pre_update: {exec: [x]}\n",
+            "hooks.pre_update",
+            "a list",
+        ),
+        (
+            "hooks:\n  pre_update: [{}]\n",
+            "hooks.pre_update[0]",
+            "one of breakpoint or exec",
+        ),
+        (
+            "hooks:\n  pre_update: [{breakpoint: {}, exec: [x]}]\n",
+            "hooks.pre_update[0]",
+            "not both",
+        ),
+        (
+            "hooks:\n  pre_update: [{breakpoint: yes}]\n",
+            "hooks.pre_update[0].breakpoint",
+            "an empty map",
+        ),
+        (
+            "hooks:\n  pre_update: [{breakpoint: {x: 1}}]\n",
+            "hooks.pre_update[0].breakpoint.x",
+            "unknown field",
+        ),
+        (
+            "hooks:\n  pre_update: [{exec: []}]\n",
+            "hooks.pre_update[0].exec",
+            "non-empty",
+        ),
+        (
+            "hooks:\n  pre_update: [{exec: [x], where: moon}]\n",
+            "hooks.pre_update[0].where",
+            "container or host",
+        ),
+        (
+            "hooks:\n  pre_update: [{breakpoint: {}, where: container}]\n",
+            "hooks.pre_update[0].where",
+            "for exec hooks",
+        ),
+        (
+            "hooks:\n  pre_update: [{exec: [x], timeout: 5}]\n",
+            "hooks.pre_update[0].timeout",
+            "",
+        ),
+        (
+            "hooks:\n  pre_update: [{exec: [x], on_timeout: retry}]\n",
+            "hooks.pre_update[0].on_timeout",
+            "abort",
+        ),
+        (
+            "hooks:\n  pre_update: [{exec: [x], tiemout: 5s}]\n",
+            "hooks.pre_update[0].tiemout",
+            "did you mean \"timeout\"",
+        ),
+        (
+            "kind: task\nhooks:\n  pre_update: [{breakpoint: {}}]\n",
+            "hooks",
+            "only allowed with kind: service",
+        ),
+    ];
+    for (text, field, part) in table {
+        let e = error(&with(text));
+        assert_eq!(e.field, field, "{text}: {}", e.message);
+        assert!(e.message.contains(part), "{text}: {}", e.message);
+    }
+}
