@@ -19,6 +19,7 @@
 //! | `config_watch.rs` | config sources: watching them, reacting to content changes |
 //! | `units.rs` | host systemd units the services wait for |
 //! | `volumes.rs` | `delete --volumes`: the named volumes berth created, removed after the container |
+//! | `hooks.rs` | `pre_update` hooks: WAITING_HOOK, breakpoints and their clear, exec hooks in the old container |
 //!
 //! The loop never waits on the engine or D-Bus: those calls run as jobs
 //! (`crate::jobs`) or tasks that report back. Durable record writes are the
@@ -44,6 +45,7 @@ use crate::state::{EventRing, Snapshot, Svc};
 mod apply;
 mod commands;
 mod config_watch;
+pub(crate) mod hooks;
 mod judge;
 mod load;
 mod observe;

@@ -80,6 +80,8 @@ pub(crate) enum Job {
     },
     /// Remove a deleted service's named volumes (`delete --volumes`).
     RemoveVolumes(crate::event_loop::volumes::Request),
+    /// Run an exec hook in a container (`crate::hook_job`).
+    Hook(crate::hook_job::Request),
     /// Resolve the images (and read the config sources) of a pending apply.
     Resolve {
         apply_id: u64,
@@ -115,6 +117,7 @@ pub(crate) type ConfigRead = (ConfigState, Option<SourceKind>);
 pub(crate) enum Done {
     Listed(Result<Vec<berth_core::runtime::ObservedContainer>, RuntimeError>),
     VolumesRemoved(crate::event_loop::volumes::Outcome),
+    Hook(crate::hook_job::Outcome),
     ImagesCollected {
         service: String,
         removed: Vec<String>,
@@ -211,6 +214,7 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
     match job {
         Job::List => Done::Listed(runtime.list().await),
         Job::RemoveVolumes(req) => Done::VolumesRemoved(req.run(runtime).await),
+        Job::Hook(req) => Done::Hook(req.run(runtime).await),
         Job::ImageGc { service, keep } => {
             let prefix = format!("{}:", crate::images::build_repository(&service));
             let mut removed = Vec::new();

@@ -9,6 +9,7 @@
 //! that woke it up.
 
 mod event_loop;
+mod hook_job;
 mod images;
 mod jobs;
 mod outputs;
@@ -207,6 +208,11 @@ pub enum Verb {
     /// Re-read the config sources and apply every source's `on_change`,
     /// changed or not.
     Reconfigure,
+    /// Release the breakpoints of `phase` the current deployment waits at
+    /// (`event_loop/hooks.rs`).
+    ClearHook {
+        phase: berth_core::spec::HookPhase,
+    },
 }
 
 /// A spec_dir file as berthd read it.

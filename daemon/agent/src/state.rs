@@ -43,6 +43,8 @@ pub(crate) struct Svc {
     pub last_restarts: u64,
     pub crash_loop: bool,
     pub config: ConfigTrack,
+    /// The hooks of the current deployment (`event_loop/hooks.rs`).
+    pub hooks: crate::event_loop::hooks::HookRun,
 }
 
 /// The config-watch side of a service.

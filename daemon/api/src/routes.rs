@@ -119,6 +119,7 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/v1/apply", post(apply)),
         ("/v1/services/{name}/{verb}", post(verb)),
+        ("/v1/services/{name}/hooks/{phase}/clear", post(clear_hook)),
         ("/v1/services/{name}/deployments", get(history)),
         ("/v1/services/{name}/logs", get(logs)),
         ("/v1/deployments", post(post_deployment)),
@@ -614,6 +615,22 @@ async fn verb(
             )));
         }
     };
+    Ok(Json(s.handle.verb(&name, verb, &actor(who)).await?))
+}
+
+/// `berthctl hook clear SERVICE PHASE`: releases the breakpoints of that
+/// phase the service's current deployment waits at.
+async fn clear_hook(
+    State(s): State<AppState>,
+    Path((name, phase)): Path<(String, String)>,
+    who: Option<axum::Extension<Actor>>,
+) -> Result<Json<VerbResponse>, ApiError> {
+    let phase = berth_core::spec::HookPhase::parse(&phase).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no hook phase {phase:?}; phases: pre_update, post_update, pre_delete"
+        ))
+    })?;
+    let verb = Verb::ClearHook { phase };
     Ok(Json(s.handle.verb(&name, verb, &actor(who)).await?))
 }
 

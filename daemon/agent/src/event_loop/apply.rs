@@ -368,6 +368,7 @@ impl<E: Env> Agent<E> {
             updated_at_ms: now,
             applied: false,
             rollback_of: None,
+            hook: None,
         }
     }
 
@@ -378,6 +379,7 @@ impl<E: Env> Agent<E> {
         record: Deployment,
         source: Option<Source>,
     ) -> Result<Deployment, AgentError> {
+        self.supersede_waiting(&record.service, record.generation);
         let store = self.env.store();
         store.save_record(&record)?;
         let name = record.service.clone();
@@ -440,6 +442,7 @@ impl<E: Env> Agent<E> {
             last_restarts: prev.as_ref().map(|p| p.last_restarts).unwrap_or(0),
             crash_loop: false,
             config: prev.map(|p| p.config).unwrap_or_default(),
+            hooks: Default::default(),
         };
         if record.config_change.is_some() {
             svc.config.last_change = last_change_of(&record);

@@ -34,6 +34,14 @@ impl<E: Env> Agent<E> {
             }
             Command::Verb {
                 service,
+                verb: Verb::ClearHook { phase },
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.clear_hook(&service, phase, &actor));
+            }
+            Command::Verb {
+                service,
                 verb: Verb::Reconfigure,
                 actor,
                 reply,

@@ -78,6 +78,7 @@ impl<E: Env> Agent<E> {
                         last_restarts: 0,
                         crash_loop: false,
                         config: ConfigTrack::default(),
+                        hooks: Default::default(),
                     };
                     self.load_config_track(&mut svc);
                     svc.create = self.create_request(&svc.target);

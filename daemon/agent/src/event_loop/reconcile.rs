@@ -129,6 +129,10 @@ impl<E: Env> Agent<E> {
             }
         }
         for (service, actions) in by_service {
+            // `pre_update` hooks run (or wait) before a deploy replaces a container.
+            if self.hold_for_hooks(&service, &actions, now) {
+                continue;
+            }
             let (create, outputs_dir) = match self.services.get(&service) {
                 Some(svc) => {
                     if svc.busy || svc.retry_at.is_some_and(|t| now < t) {

@@ -33,6 +33,7 @@ impl<E: Env> Agent<E> {
         match done {
             Done::Listed(result) => self.observed(result),
             Done::VolumesRemoved(outcome) => self.volumes_removed(outcome),
+            Done::Hook(outcome) => self.hook_done(outcome),
             Done::ImagesCollected {
                 service,
                 removed,

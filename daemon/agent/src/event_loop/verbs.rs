@@ -174,6 +174,7 @@ impl<E: Env> Agent<E> {
                 }
                 Ok(response(Some(record), message))
             }
+            Verb::ClearHook { phase } => self.clear_hook(service, phase, actor),
             Verb::Reconfigure => Err(AgentError::Refused {
                 service: service.to_string(),
                 reason: "cannot be reconfigured this way (internal: reconfigure is answered by the config reader)".into(),
