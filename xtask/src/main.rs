@@ -4,6 +4,7 @@ mod bench;
 mod bench_config;
 mod chaos;
 mod elf;
+mod fuzz;
 mod images;
 mod run;
 mod schemathesis;
@@ -73,6 +74,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzz the parsers and the API router (cargo-fuzz targets in fuzz/):
+    /// builds them once, seeds the corpora (target/fuzz/), runs each for
+    /// its share of the time and prints a table; exits 1 on a crash,
+    /// naming the saved input and how to replay it. Without --time, the
+    /// whole step, build included, fits in 5 minutes (what CI runs).
+    Fuzz(fuzz::Options),
     /// Write berthctl's man pages to target/man/.
     Man,
     /// Faults at random points of an apply (berthd SIGKILLed once or twice,
@@ -120,6 +127,7 @@ fn main() -> ExitCode {
         Cmd::Test { tier, args } => run::test(&root, tier, &args),
         Cmd::Schemathesis { args } => schemathesis::run(&root, &args),
         Cmd::Demo { once } => run::demo(&root, once),
+        Cmd::Fuzz(opts) => fuzz::run(&root, &opts),
         Cmd::Man => run::man(&root),
         Cmd::Chaos { rounds, seed } => chaos::run(&root, rounds, seed),
         Cmd::Bench {
