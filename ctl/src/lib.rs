@@ -203,6 +203,21 @@ pub enum Verb {
         cmd: OutboxCmd,
     },
 
+    /// Hooks a deployment waits on: list them, clear breakpoints.
+    ///
+    /// A spec's `hooks: {pre_update: [...]}` run before an update stops or
+    /// sets aside the running container; meanwhile the deployment is
+    /// WAITING_HOOK. A `breakpoint` hook waits until cleared.
+    ///
+    /// Examples:
+    ///   berthctl hook list
+    ///   berthctl hook clear web pre_update
+    #[command(verbatim_doc_comment)]
+    Hook {
+        #[command(subcommand)]
+        cmd: commands::hooks::HookCmd,
+    },
+
     /// Deploy a Heat software-deployment document (JSON, group: berth), as an
     /// orchestrator pushes it to POST /v1/deployments.
     ///
@@ -395,6 +410,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Verb::Logs(a) => logs::cmd_logs(&ctx, &a).await,
         Verb::Outbox { cmd } => commands::upstream::cmd_outbox(&ctx, &cmd).await,
         Verb::Push(a) => commands::upstream::cmd_push(&ctx, &a).await,
+        Verb::Hook { cmd } => commands::hooks::cmd_hook(&ctx, &cmd).await,
         Verb::Events(a) => events::cmd_events(&ctx, &a).await,
         Verb::Completions(a) => {
             let mut buf = Vec::new();

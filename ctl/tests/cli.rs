@@ -319,6 +319,16 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<B
                 },
             },
         ),
+        (&Method::POST, ["v1", "services", "web", "hooks", "pre_update", "clear"]) => {
+            json_response(
+                StatusCode::OK,
+                &VerbResponse {
+                    service: "web".into(),
+                    deployment: None,
+                    message: "web: pre_update breakpoints of deployment web-4 cleared".into(),
+                },
+            )
+        }
         (&Method::POST, ["v1", "services", "web", "hold"]) => json_response(
             StatusCode::OK,
             &VerbResponse {
@@ -734,6 +744,32 @@ fn verbs_without_waiting() -> TestResult {
     let run = berthd.run(&["hold", "web"])?;
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.stdout, "web: held\n");
+    Ok(())
+}
+
+#[test]
+fn hook_clear_posts_the_phase_and_prints_berthds_answer() -> TestResult {
+    let berthd = FakeBerthd::start(Status::Complete)?;
+    let run = berthd.run(&["hook", "clear", "web", "pre_update"])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "web: pre_update breakpoints of deployment web-4 cleared\n"
+    );
+    assert!(
+        berthd
+            .requests()
+            .contains(&"POST /v1/services/web/hooks/pre_update/clear?".to_string()),
+        "{:?}",
+        berthd.requests()
+    );
+    let run = berthd.run(&["hook", "clear", "web", "pre_upgrade"])?;
+    assert_eq!(
+        run.code,
+        Some(2),
+        "an unknown phase is a usage error: {run:?}"
+    );
+    assert!(run.stderr.contains("pre_update"), "{}", run.stderr);
     Ok(())
 }
 

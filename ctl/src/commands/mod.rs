@@ -9,6 +9,7 @@ use crate::wait::WaitOptions;
 
 pub mod apply;
 pub mod events;
+pub mod hooks;
 pub mod logs;
 pub mod status;
 pub mod upstream;
