@@ -160,7 +160,10 @@ pub fn test(root: &Path, tier: Option<Tier>, extra: &[String]) -> Result<()> {
             }
             let meta = crate::tidy::cargo_metadata(root)?;
             let (packages, filter) = tiers::selection(&tiers::binaries(&meta)?, t);
-            println!("== cargo nextest run (tier {t}: {} packages)", packages.len());
+            println!(
+                "== cargo nextest run (tier {t}: {} packages)",
+                packages.len()
+            );
             cmd.args(["nextest", "run", "--no-fail-fast"]);
             for p in &packages {
                 cmd.args(["-p", p]);

@@ -186,7 +186,10 @@ mod tests {
         assert_eq!(tier_of(find(&all, "berth-docker::engine")), Tier::Engine);
         assert_eq!(tier_of(find(&all, "berth-tests::engine")), Tier::Engine);
         assert_eq!(tier_of(find(&all, "berth-tests::systemd")), Tier::System);
-        assert_eq!(tier_of(find(&all, "berth-tests::systemd_dbus")), Tier::System);
+        assert_eq!(
+            tier_of(find(&all, "berth-tests::systemd_dbus")),
+            Tier::System
+        );
     }
 
     /// A tier that promises no engine and no systemd holds no test file
@@ -203,8 +206,12 @@ mod tests {
             let text = std::fs::read_to_string(&b.src)
                 .unwrap_or_else(|e| panic!("cannot read {}: {e}", b.src));
             let asks = |need: &str| {
-                text.match_indices("require!(")
-                    .any(|(at, _)| text[at..].split(')').next().is_some_and(|a| a.contains(need)))
+                text.match_indices("require!(").any(|(at, _)| {
+                    text[at..]
+                        .split(')')
+                        .next()
+                        .is_some_and(|a| a.contains(need))
+                })
             };
             let engine = asks("Engine") || asks("DemoImage") || asks("Busybox");
             let systemd = asks("Systemd");
