@@ -106,15 +106,23 @@ pub(crate) async fn submit(
     if delete {
         // Like an apply, a DELETE document may only remove what its own
         // source owns (checked for every service before any is deleted).
-        let snap = inner.handle.snapshot();
+        // The owner is read from the newest committed record through the
+        // loop, not from the published snapshot: the snapshot may not show
+        // an apply answered a moment ago yet, and a stale one let a pulled
+        // delete remove a service a push had just taken.
         for name in &services {
-            if let Some(status) = snap.services.get(name)
-                && status.owner != source.describe()
-                && snap.currents.get(name).is_some_and(|d| !is_deleted(d))
+            let newest = match inner.handle.history(name, 1).await {
+                Ok(h) => h.into_iter().next(),
+                Err(AgentError::NoSuchService { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(d) = newest
+                && d.source.describe() != source.describe()
+                && !is_deleted(&d)
             {
                 return Err(AgentError::Conflict {
                     service: name.clone(),
-                    owner: status.owner.clone(),
+                    owner: d.source.describe(),
                 }
                 .into());
             }
