@@ -6,7 +6,7 @@
 //! then a check of what must hold once berthd has recovered:
 //!
 //! - every deployment ends COMPLETE on the newest spec, converged;
-//! - exactly one container per service (no duplicate, no leftover
+//! - exactly one container per service once converged (no duplicate, no leftover
 //!   replacement), running, labelled with its record's spec hash;
 //! - applying the same file again makes no mutating engine call;
 //! - event sequence numbers only grow, across restarts too.
@@ -316,19 +316,25 @@ fn round(d: &mut Daemon, proxy: &EngineProxy, files: &Files, trial: Trial) -> Re
     let mut problems = Vec::new();
     let mut recovered = None;
     let mut lagging = Vec::new();
+    // Converged means the records and the containers both: an update keeps
+    // the old container aside until its deployment is COMPLETE and removes
+    // it in the step after, so the containers may trail the records by a
+    // moment.
     while t.elapsed() < CONVERGE_TIMEOUT {
         lagging = laggards(d, &before)?;
-        if lagging.is_empty() {
+        if lagging.is_empty() && container_problems(d)?.is_empty() {
             recovered = Some(t.elapsed());
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     if recovered.is_none() {
-        problems.push(format!(
-            "not converged within {CONVERGE_TIMEOUT:?}: {}",
+        let what = if lagging.is_empty() {
+            "the records did, the containers did not (below)".to_string()
+        } else {
             lagging.join("; ")
-        ));
+        };
+        problems.push(format!("not converged within {CONVERGE_TIMEOUT:?}: {what}"));
     }
     problems.extend(container_problems(d)?);
     proxy.clear();
