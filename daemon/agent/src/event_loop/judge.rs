@@ -28,13 +28,17 @@ impl<E: Env> Agent<E> {
             // A container still carrying an aside name is not in place:
             // set aside, or on its way back (`plan()` starts it before it
             // is renamed). Nothing to judge until it is.
-            let container = self.container_of(&name).cloned().filter(|c| {
-                berth_core::plan::aside_generation_of(
-                    &format!("{}{name}", self.cfg.prefix),
-                    &c.name,
-                )
-                .is_none()
-            });
+            let Some(canonical) = self
+                .services
+                .get(&name)
+                .map(|s| s.container_name(&self.cfg.prefix))
+            else {
+                continue;
+            };
+            let container = self
+                .container_of(&name)
+                .cloned()
+                .filter(|c| berth_core::plan::aside_generation_of(&canonical, &c.name).is_none());
             let Some(svc) = self.services.get_mut(&name) else {
                 continue;
             };
