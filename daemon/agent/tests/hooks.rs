@@ -10,7 +10,7 @@ use std::time::Duration;
 use berth_agent::{AgentError, Verb};
 use berth_core::record::Status;
 use berth_core::runtime::{ContainerState, ExecOutput};
-use berth_core::spec::{Hook, HookKind, HookPhase, OnTimeout, ServiceSpec};
+use berth_core::spec::{Hook, HookKind, HookPhase, HookPlace, OnTimeout, ServiceSpec};
 use berth_fakes::runtime::Call;
 
 mod common;
@@ -22,6 +22,7 @@ fn with_hooks(image: &str, hooks: Vec<HookKind>) -> ServiceSpec {
         .into_iter()
         .map(|kind| Hook {
             kind,
+            place: HookPlace::Container,
             timeout: None,
             on_timeout: OnTimeout::Abort,
         })

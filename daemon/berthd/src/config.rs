@@ -54,6 +54,11 @@ pub struct Policy {
     pub allowed_capabilities: Option<Vec<String>>,
     /// Named volumes pushed specs may mount (none by default).
     pub allowed_volumes: Option<Vec<String>>,
+    /// Pushed specs may have exec hooks with `where: host` (off by default).
+    pub allow_host_hooks: Option<bool>,
+    /// URL prefixes a pushed spec's http hooks must start with (none by
+    /// default: no http hooks).
+    pub allowed_hook_urls: Option<Vec<String>>,
 }
 
 /// Every Linux capability (capabilities(7)), without `CAP_`.
@@ -315,6 +320,17 @@ pub fn from_text(
             )));
         }
     }
+    for u in policy.allowed_hook_urls.iter().flatten() {
+        let host = u
+            .strip_prefix("https://")
+            .or_else(|| u.strip_prefix("http://"))
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+        if host.is_none_or(|h| h.is_empty()) || u.contains(char::is_whitespace) {
+            return Err(invalid(format!(
+                "policy.allowed_hook_urls: {u:?} is not a URL prefix; give scheme and host at least, e.g. \"https://ci.example/hooks/\""
+            )));
+        }
+    }
     if policy
         .allowed_signal_hosts
         .iter()
@@ -371,6 +387,8 @@ impl Config {
             allowed_signal_hosts: p.allowed_signal_hosts.clone().unwrap_or_default(),
             allowed_capabilities: p.allowed_capabilities.clone().unwrap_or_default(),
             allowed_volumes: p.allowed_volumes.clone().unwrap_or_default(),
+            allow_host_hooks: p.allow_host_hooks.unwrap_or(false),
+            allowed_hook_urls: p.allowed_hook_urls.clone().unwrap_or_default(),
             container_prefix: self.prefix.clone(),
         }
     }
@@ -536,6 +554,30 @@ mod tests {
             "{:?}",
             c.warnings
         );
+    }
+
+    #[test]
+    fn hook_policy_is_off_by_default_and_checked() {
+        let f = write("[policy]\n");
+        let p = load(Some(f.path()), None).expect("loads").node_policy();
+        assert!(!p.allow_host_hooks && p.allowed_hook_urls.is_empty());
+        let f = write(
+            "[policy]\nallow_host_hooks = true\nallowed_hook_urls = [\"https://ci.example/hooks/\"]\n",
+        );
+        let p = load(Some(f.path()), None).expect("loads").node_policy();
+        assert!(p.allow_host_hooks);
+        assert_eq!(p.allowed_hook_urls, ["https://ci.example/hooks/"]);
+        for bad in [
+            "ci.example",
+            "https://",
+            "https:///x",
+            "ftp://ci/",
+            "https://a b/",
+        ] {
+            let f = write(&format!("[policy]\nallowed_hook_urls = [{bad:?}]\n"));
+            let e = load(Some(f.path()), None).expect_err(bad).to_string();
+            assert!(e.contains("policy.allowed_hook_urls"), "{bad}: {e}");
+        }
     }
 
     #[test]

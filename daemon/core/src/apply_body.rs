@@ -157,18 +157,21 @@ pub const SERVICE: Shape = Shape::Object(&[
     ("requires_units", STRINGS),
     (
         "hooks",
-        // `post_update` and `pre_delete` are left to the value check, which
-        // refuses them as not supported yet.
-        Shape::Object(&[("pre_update", HOOKS)]),
+        Shape::Object(&[
+            ("pre_update", HOOKS),
+            ("post_update", HOOKS),
+            ("pre_delete", HOOKS),
+        ]),
     ),
 ]);
 
-/// A phase's hooks (`hooks.pre_update`): `{breakpoint: {}}` or `{exec:
-/// [...], where: container}`, each with `timeout` and `on_timeout`
-/// (`http` is left to the value check, which refuses it as not yet).
+/// A phase's hooks (`hooks.pre_update`): `{breakpoint: {}}`, `{exec:
+/// [...], where: container | host}` or `{http: URL}`, each with `timeout`
+/// and `on_timeout`.
 const HOOKS: Shape = Shape::List(&Shape::Object(&[
     ("breakpoint", Shape::Object(&[])),
     ("exec", STRINGS),
+    ("http", TEXT),
     ("where", TEXT),
     ("timeout", DURATION),
     ("on_timeout", TEXT),

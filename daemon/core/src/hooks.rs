@@ -132,11 +132,12 @@ pub fn waiting_reason(service: &str, wait: &HookWait) -> String {
 mod tests {
     use super::*;
     use crate::record::Status;
-    use crate::spec::{Hooks, ServiceSpec};
+    use crate::spec::{HookPlace, Hooks, ServiceSpec};
 
     fn bp() -> Hook {
         Hook {
             kind: HookKind::Breakpoint {},
+            place: HookPlace::Container,
             timeout: None,
             on_timeout: OnTimeout::Abort,
         }
@@ -144,6 +145,7 @@ mod tests {
     fn exec(cmd: &str) -> Hook {
         Hook {
             kind: HookKind::Exec(vec![cmd.into()]),
+            place: HookPlace::Container,
             timeout: None,
             on_timeout: OnTimeout::Abort,
         }

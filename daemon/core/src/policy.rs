@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use crate::runtime::CreateSpec;
-use crate::spec::{ImageSource, Network, ServiceSpec};
+use crate::spec::{HookKind, HookPhase, HookPlace, ImageSource, Network, ServiceSpec};
 
 pub mod signal_hosts;
 
@@ -38,6 +38,12 @@ pub struct NodePolicy {
     /// volume of the engine could otherwise be mounted, another service's
     /// data included).
     pub allowed_volumes: Vec<String>,
+    /// Exec hooks with `where: host` (commands run as root on the host, as
+    /// transient systemd units).
+    pub allow_host_hooks: bool,
+    /// URL prefixes an http hook's URL must start with (compared as text,
+    /// after the scheme and host are lowercased). Empty: no http hooks.
+    pub allowed_hook_urls: Vec<String>,
     /// Not a `[policy]` key: berthd's `prefix`, so that `container:NAME`
     /// in `pid`/`ipc`/`network` can be matched to this node's services
     /// (their containers are named `<prefix><service>`).
@@ -186,7 +192,52 @@ impl NodePolicy {
                 &mut out,
             );
         }
+        self.check_hooks(spec, &at, &mut out);
         out
+    }
+
+    /// Host hooks need `allow_host_hooks`; an http hook's URL must start
+    /// with one of `allowed_hook_urls`.
+    fn check_hooks(
+        &self,
+        spec: &ServiceSpec,
+        at: &dyn Fn(&str) -> String,
+        out: &mut Vec<PolicyViolation>,
+    ) {
+        for phase in HookPhase::ALL {
+            for (i, hook) in spec.hooks.phase(phase).iter().enumerate() {
+                let field = |f: &str| at(&format!("hooks.{phase}[{i}].{f}"));
+                match &hook.kind {
+                    HookKind::Exec(_) if hook.place == HookPlace::Host && !self.allow_host_hooks => {
+                        out.push(PolicyViolation {
+                            rule: "allow_host_hooks",
+                            field: field("where"),
+                            message: "hooks that run on the host are not allowed on this node"
+                                .into(),
+                        })
+                    }
+                    HookKind::Http(url) if !hook_url_allowed(&self.allowed_hook_urls, url) => {
+                        out.push(PolicyViolation {
+                            rule: "allowed_hook_urls",
+                            field: field("http"),
+                            message: if self.allowed_hook_urls.is_empty() {
+                                format!(
+                                    "http hook {} is not allowed: this node allows no http hooks in pushed specs",
+                                    crate::heat::redact_url(url)
+                                )
+                            } else {
+                                format!(
+                                    "http hook {} does not start with an allowed prefix ({})",
+                                    crate::heat::redact_url(url),
+                                    self.allowed_hook_urls.join(", ")
+                                )
+                            },
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Right before a container is created: every host path of `spec`
@@ -483,6 +534,46 @@ impl NodePolicy {
     }
 }
 
+/// Whether `url` starts with one of `allowed` (scheme and host compared
+/// without case). A prefix that ends in the host (`https://ci.example`)
+/// matches only that host, not `https://ci.example.evil/`: the URL must go
+/// on with `/`, `?`, `#` or `:` there, or end.
+pub fn hook_url_allowed(allowed: &[String], url: &str) -> bool {
+    let url = lower_origin(url);
+    allowed.iter().any(|prefix| {
+        let prefix = lower_origin(prefix);
+        match url.strip_prefix(prefix.as_str()) {
+            None => false,
+            Some(rest) => {
+                prefix.ends_with('/')
+                    || rest.is_empty()
+                    || rest.starts_with(['/', '?', '#'])
+                    || (rest.starts_with(':') && !origin_has_port(&prefix))
+            }
+        }
+    })
+}
+
+/// `url` with its scheme and host (everything before the path) lowercased.
+fn lower_origin(url: &str) -> String {
+    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map(|i| start + i)
+        .unwrap_or(url.len());
+    format!("{}{}", url[..end].to_ascii_lowercase(), &url[end..])
+}
+
+/// A prefix with no path whose authority names a port already.
+fn origin_has_port(prefix: &str) -> bool {
+    let start = prefix.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority = &prefix[start..];
+    authority
+        .rsplit('@')
+        .next()
+        .is_some_and(|h| h.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')))
+}
+
 /// An absolute path with `.` removed and `..` resolved lexically (never above
 /// `/`); `None` for a relative or empty path.
 fn normalize(path: &str) -> Option<PathBuf> {
@@ -579,6 +670,89 @@ mod tests {
                 services,
             },
         )
+    }
+
+    #[test]
+    fn hooks_need_the_policy_that_allows_them() {
+        use crate::spec::{Hook, HookKind, HookPlace, OnTimeout};
+        let hook = |kind, place| Hook {
+            kind,
+            place,
+            timeout: None,
+            on_timeout: OnTimeout::Abort,
+        };
+        let mut s = spec();
+        s.hooks.pre_update = vec![
+            hook(HookKind::Breakpoint {}, HookPlace::Container),
+            hook(HookKind::Exec(vec!["/drain".into()]), HookPlace::Container),
+            hook(HookKind::Exec(vec!["/drain".into()]), HookPlace::Host),
+        ];
+        s.hooks.post_update = vec![hook(
+            HookKind::Http("https://ci.example/hook?sig=s3cret".into()),
+            HookPlace::Container,
+        )];
+        let v = check(&NodePolicy::default(), &s, "services[0]");
+        assert_eq!(
+            rules(&v),
+            [
+                (
+                    "allow_host_hooks",
+                    "services[0].hooks.pre_update[2].where".to_string()
+                ),
+                (
+                    "allowed_hook_urls",
+                    "services[0].hooks.post_update[0].http".to_string()
+                ),
+            ]
+        );
+        assert!(
+            v.iter().all(|v| !v.message.contains("s3cret")),
+            "a hook URL's query never shows: {v:?}"
+        );
+        let open = NodePolicy {
+            allow_host_hooks: true,
+            allowed_hook_urls: vec!["https://CI.example/".into()],
+            ..NodePolicy::default()
+        };
+        assert!(check(&open, &s, "").is_empty());
+    }
+
+    #[test]
+    fn hook_url_prefixes_match_whole_hosts() {
+        let allowed = |prefixes: &[&str], url: &str| {
+            let p: Vec<String> = prefixes.iter().map(|s| s.to_string()).collect();
+            hook_url_allowed(&p, url)
+        };
+        // (allowed prefixes, url, allowed)
+        let table: &[(&[&str], &str, bool)] = &[
+            (&[], "https://ci.example/hook", false),
+            (&["https://ci.example"], "https://ci.example/hook", true),
+            (&["https://ci.example"], "https://ci.example", true),
+            (&["https://ci.example"], "https://ci.example:8443/x", true),
+            (&["https://ci.example"], "https://ci.example.evil/x", false),
+            (&["https://ci.example"], "https://ci.example@evil/x", false),
+            (
+                &["https://ci.example:8443"],
+                "https://ci.example:84431/",
+                false,
+            ),
+            (
+                &["https://ci.example/hooks/"],
+                "https://ci.example/hooks/a",
+                true,
+            ),
+            (
+                &["https://ci.example/hooks/"],
+                "https://ci.example/other",
+                false,
+            ),
+            (&["https://ci.example/"], "HTTPS://CI.EXAMPLE/x", true),
+            (&["https://ci.example/"], "http://ci.example/x", false),
+            (&["https://a/", "https://b/"], "https://b/x", true),
+        ];
+        for (prefixes, url, want) in table {
+            assert_eq!(allowed(prefixes, url), *want, "{prefixes:?} {url}");
+        }
     }
 
     #[test]

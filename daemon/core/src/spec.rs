@@ -757,11 +757,20 @@ impl std::fmt::Display for HookPhase {
     }
 }
 
-/// One hook: what it does, how long it may take, and what its timeout means.
+/// One hook: what it does, where, how long it may take, and what its
+/// timeout means.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hook {
     #[serde(flatten)]
     pub kind: HookKind,
+    /// Where an exec hook runs (`where:`); breakpoints and http hooks run
+    /// nowhere and keep the default.
+    #[serde(
+        default,
+        rename = "where",
+        skip_serializing_if = "HookPlace::is_container"
+    )]
+    pub place: HookPlace,
     /// `None`: the kind's default ([`Hook::effective_timeout`]).
     #[serde(
         default,
@@ -779,13 +788,37 @@ pub struct Hook {
 pub enum HookKind {
     /// Waits until cleared (`berthctl hook clear SERVICE PHASE`).
     Breakpoint {},
-    /// Runs a command in the service's container (`where: container`):
-    /// exit 0 proceeds, anything else aborts.
+    /// Runs a command ([`HookPlace`] says where): exit 0 proceeds,
+    /// anything else aborts.
     Exec(Vec<String>),
+    /// POSTs the deployment (secrets redacted) to this URL: 2xx proceeds,
+    /// 409 or 423 means "not yet" (asked again, with backoff), anything
+    /// else aborts.
+    Http(String),
+}
+
+/// `where:` of an exec hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookPlace {
+    /// In the service's container: the old one for `pre_update` and
+    /// `pre_delete`, the new one for `post_update`.
+    #[default]
+    Container,
+    /// On the host, as a transient systemd unit (`berth-hook-*.service`).
+    Host,
+}
+
+impl HookPlace {
+    pub fn is_container(&self) -> bool {
+        *self == HookPlace::Container
+    }
 }
 
 /// The default timeout of an exec hook.
 pub const DEFAULT_EXEC_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// The default timeout of an http hook (its retries included).
+pub const DEFAULT_HTTP_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Hook {
     /// The timeout in force: the hook's own, else its kind's default (a
@@ -794,14 +827,23 @@ impl Hook {
         self.timeout.or(match self.kind {
             HookKind::Breakpoint {} => None,
             HookKind::Exec(_) => Some(DEFAULT_EXEC_HOOK_TIMEOUT),
+            HookKind::Http(_) => Some(DEFAULT_HTTP_HOOK_TIMEOUT),
         })
     }
 
-    /// One line naming the hook, e.g. `breakpoint` or `exec /demo drain`.
+    /// One line naming the hook, e.g. `breakpoint`, `exec /demo drain`,
+    /// `exec on the host /usr/bin/drain`, `http https://ci/hook?<redacted>`
+    /// (an http hook's query and user info never show).
     pub fn describe(&self) -> String {
-        match &self.kind {
-            HookKind::Breakpoint {} => "breakpoint".into(),
-            HookKind::Exec(argv) => format!("exec {}", argv.join(" ")),
+        match (&self.kind, self.place) {
+            (HookKind::Breakpoint {}, _) => "breakpoint".into(),
+            (HookKind::Exec(argv), HookPlace::Container) => format!("exec {}", argv.join(" ")),
+            (HookKind::Exec(argv), HookPlace::Host) => {
+                format!("exec on the host {}", argv.join(" "))
+            }
+            (HookKind::Http(url), _) => {
+                format!("http {}", crate::heat::redact_url(url))
+            }
         }
     }
 }

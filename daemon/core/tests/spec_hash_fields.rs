@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use berth_core::hash::{create_spec, sha256_hex, spec_hash};
 use berth_core::spec::{
-    BuildSpec, ConfigMount, DesiredState, EnvValue, Healthcheck, Hook, HookKind, Hooks,
+    BuildSpec, ConfigMount, DesiredState, EnvValue, Healthcheck, Hook, HookKind, HookPlace, Hooks,
     ImageSource, Kind, Logging, Network, OnChange, OnTimeout, PortMapping, Resources,
     RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume,
 };
@@ -167,6 +167,7 @@ fn other() -> ServiceSpec {
         hooks: Hooks {
             pre_update: vec![Hook {
                 kind: HookKind::Exec(vec!["/demo".into(), "drain".into()]),
+                place: HookPlace::Container,
                 timeout: Some(Duration::from_secs(30)),
                 on_timeout: OnTimeout::Proceed,
             }],

@@ -486,8 +486,9 @@ fn every_object_names_the_fields_the_file_parser_knows() {
         );
     }
     // The spec, image, build, env value, ulimit, resources, logging,
-    // healthcheck, update, config, on_change, hooks, a hook, breakpoint.
-    assert_eq!(objects, 14);
+    // healthcheck, update, config, on_change, hooks, then a hook and its
+    // breakpoint in each of the three phases.
+    assert_eq!(objects, 18);
 }
 
 #[test]

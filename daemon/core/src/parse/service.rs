@@ -8,9 +8,9 @@ use super::read::{Ctx, Field, optional, suggest};
 use super::tree::{Node, Scalar, Value};
 use crate::spec::{
     BuildSpec, ConfigMount, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, DesiredState, EnvValue,
-    Healthcheck, Hook, HookKind, Hooks, ImageSource, Kind, Logging, Network, OnChange, OnTimeout,
-    PortMapping, Resources, RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy,
-    Volume, normalize_unit_name, valid_service_name,
+    Healthcheck, Hook, HookKind, HookPlace, Hooks, ImageSource, Kind, Logging, Network, OnChange,
+    OnTimeout, PortMapping, Resources, RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit,
+    UpdatePolicy, Volume, normalize_unit_name, valid_service_name,
 };
 
 /// Every field a service may have, in the order messages list them.
@@ -767,21 +767,30 @@ fn on_change(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<OnChange> {
 }
 
 /// Hook phases this version runs; the others are refused as not yet.
-const HOOK_PHASES: &[&str] = &["pre_update"];
-const HOOK_PHASES_NOT_YET: &[&str] = &["post_update", "pre_delete"];
-const HOOK_EXAMPLE: &str = r#"e.g. {breakpoint: {}} or {exec: ["/demo", "drain"], timeout: 30s}"#;
+const HOOK_PHASES: &[&str] = &["pre_update", "post_update", "pre_delete"];
+const HOOK_EXAMPLE: &str = r#"e.g. {breakpoint: {}}, {exec: ["/demo", "drain"], timeout: 30s} or {http: "https://ci.example/hook"}"#;
 const ON_TIMEOUT: &[(&str, OnTimeout)] =
     &[("abort", OnTimeout::Abort), ("proceed", OnTimeout::Proceed)];
+const HOOK_PLACES: &[(&str, HookPlace)] = &[
+    ("container", HookPlace::Container),
+    ("host", HookPlace::Host),
+];
 
 /// `hooks`: a map of phases, each a list of hooks.
 fn hooks(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Hooks> {
-    let m = cx.map(f, HOOK_PHASES, HOOK_PHASES_NOT_YET)?;
+    let m = cx.map(f, HOOK_PHASES, &[])?;
     let mut out = Hooks::default();
     let mut ok = true;
-    if let Some(list) = m.get("pre_update") {
-        match hook_list(cx, list) {
-            Some(h) => out.pre_update = h,
-            None => ok = false,
+    for (phase, slot) in [
+        ("pre_update", &mut out.pre_update),
+        ("post_update", &mut out.post_update),
+        ("pre_delete", &mut out.pre_delete),
+    ] {
+        if let Some(list) = m.get(phase) {
+            match hook_list(cx, list) {
+                Some(h) => *slot = h,
+                None => ok = false,
+            }
         }
     }
     ok.then_some(out)
@@ -800,86 +809,111 @@ fn hook_list(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<Hook>> {
     ok.then_some(out)
 }
 
-/// One hook: exactly one of `breakpoint` or `exec`, and `where`,
-/// `timeout`, `on_timeout`. `http` and `where: host` are refused as not yet.
+/// One hook: exactly one of `breakpoint`, `exec` or `http`, and `where`
+/// (exec only), `timeout`, `on_timeout`.
 fn hook(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Hook> {
     let m = cx.map(
         f,
-        &["breakpoint", "exec", "where", "timeout", "on_timeout"],
-        &["http"],
+        &[
+            "breakpoint",
+            "exec",
+            "http",
+            "where",
+            "timeout",
+            "on_timeout",
+        ],
+        &[],
     )?;
-    let bp = m.get("breakpoint");
-    let ex = m.get("exec");
-    let kind = match (bp, ex) {
-        (Some(_), Some(_)) => {
+    let given: Vec<(&str, Field<'_>)> = ["breakpoint", "exec", "http"]
+        .into_iter()
+        .filter_map(|k| m.get(k).map(|f| (k, f)))
+        .collect();
+    let kind = match given.as_slice() {
+        [] => {
             cx.invalid(
                 f,
-                format!("a hook is one of breakpoint or exec, not both; {HOOK_EXAMPLE}"),
+                format!("a hook needs one of breakpoint, exec or http; {HOOK_EXAMPLE}"),
             );
             None
         }
-        (None, None) => {
-            // `http` alone was reported as not yet above.
-            if m.get("http").is_none() {
-                cx.invalid(
-                    f,
-                    format!("a hook needs one of breakpoint or exec; {HOOK_EXAMPLE}"),
-                );
-            }
+        [_, _, ..] => {
+            cx.invalid(
+                f,
+                format!("a hook is one of breakpoint, exec or http, not several; {HOOK_EXAMPLE}"),
+            );
             None
         }
-        (Some(b), None) => {
-            // `breakpoint: {}`: a map with no fields (each one is named).
-            let empty = match &b.node.value {
-                Value::Map(e) => {
-                    cx.map(b, &[], &[]);
-                    e.is_empty()
+        [(key, one)] => {
+            let one = *one;
+            match *key {
+                "breakpoint" => {
+                    // `breakpoint: {}`: a map with no fields (each one is named).
+                    let empty = match &one.node.value {
+                        Value::Map(e) => {
+                            cx.map(one, &[], &[]);
+                            e.is_empty()
+                        }
+                        _ => {
+                            cx.expected(one, "an empty map: breakpoint: {}");
+                            false
+                        }
+                    };
+                    empty.then_some(HookKind::Breakpoint {})
                 }
-                _ => {
-                    cx.expected(b, "an empty map: breakpoint: {}");
-                    false
-                }
-            };
-            if let Some(w) = m.get("where") {
-                cx.invalid(w, "a breakpoint runs nowhere: \"where\" is for exec hooks");
-            }
-            empty.then_some(HookKind::Breakpoint {})
-        }
-        (None, Some(e)) => {
-            let argv = cx.strings(e, "a string", LIST_HINT).and_then(|argv| {
-                if argv.is_empty() {
-                    cx.expected(e, r#"a non-empty command list, e.g. ["/demo", "drain"]"#);
-                    None
-                } else {
-                    Some(argv)
-                }
-            });
-            let place = match m.get("where") {
-                None => Some(()),
-                Some(w) => match cx.string(w, "container or host").as_deref() {
-                    Some("container") => Some(()),
-                    Some("host") => {
+                "exec" => cx.strings(one, "a string", LIST_HINT).and_then(|argv| {
+                    if argv.is_empty() {
+                        cx.expected(one, r#"a non-empty command list, e.g. ["/demo", "drain"]"#);
+                        None
+                    } else {
+                        Some(HookKind::Exec(argv))
+                    }
+                }),
+                _ => cx.string(one, "an http(s) URL").and_then(|url| {
+                    if hook_url_ok(&url) {
+                        Some(HookKind::Http(url))
+                    } else {
                         cx.invalid(
-                            w,
-                            "\"where: host\" is not supported by this berth version yet; use where: container",
+                            one,
+                            "expected an http:// or https:// URL with a host, e.g. https://ci.example/hook",
                         );
                         None
                     }
-                    Some(_) => {
-                        cx.expected(w, "container or host");
-                        None
-                    }
-                    None => None,
-                },
-            };
-            place.and(argv).map(HookKind::Exec)
+                }),
+            }
         }
+    };
+    let place = match m.get("where") {
+        None => Some(HookPlace::Container),
+        Some(w) if !matches!(kind, Some(HookKind::Exec(_))) && kind.is_some() => {
+            cx.invalid(
+                w,
+                "\"where\" is for exec hooks: a breakpoint or an http hook runs nowhere",
+            );
+            None
+        }
+        Some(w) => cx.choice(w, HOOK_PLACES),
     };
     let timeout = m.get("timeout").map(|v| cx.duration(v));
     let on_timeout = m.get("on_timeout").map(|v| cx.choice(v, ON_TIMEOUT));
     Some(Hook {
         kind: kind?,
+        place: place?,
         timeout: optional(timeout)?,
         on_timeout: on_timeout.unwrap_or(Some(OnTimeout::Abort))?,
     })
+}
+
+/// An http hook's URL: `http://` or `https://`, a host, no whitespace.
+fn hook_url_ok(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = host.rsplit('@').next().unwrap_or("");
+            !host.is_empty() && !url.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
 }

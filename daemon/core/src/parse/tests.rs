@@ -1158,7 +1158,7 @@ fn host_units_are_policy_not_in_the_spec_hash() {
 
 #[test]
 fn hooks_parse_with_defaults() {
-    use crate::spec::{Hook, HookKind, OnTimeout};
+    use crate::spec::{Hook, HookKind, HookPlace, OnTimeout};
     let s = one(&with(
         "hooks:\n  pre_update:\n    - breakpoint: {}\n    - exec: [/demo, drain]\n      where: container\n      timeout: 30s\n      on_timeout: proceed\n    - {exec: [/demo, check]}\n",
     ));
@@ -1167,16 +1167,19 @@ fn hooks_parse_with_defaults() {
         vec![
             Hook {
                 kind: HookKind::Breakpoint {},
+                place: HookPlace::Container,
                 timeout: None,
                 on_timeout: OnTimeout::Abort,
             },
             Hook {
                 kind: HookKind::Exec(vec!["/demo".into(), "drain".into()]),
+                place: HookPlace::Container,
                 timeout: Some(Duration::from_secs(30)),
                 on_timeout: OnTimeout::Proceed,
             },
             Hook {
                 kind: HookKind::Exec(vec!["/demo".into(), "check".into()]),
+                place: HookPlace::Container,
                 timeout: None,
                 on_timeout: OnTimeout::Abort,
             },
@@ -1186,35 +1189,33 @@ fn hooks_parse_with_defaults() {
 }
 
 #[test]
-fn hooks_not_yet_supported_are_named() {
-    // (spec text, field, message start)
-    let table = [
-        (
-            "hooks:\n  post_update: [{breakpoint: {}}]\n",
-            "hooks.post_update",
-            "\"post_update\" is not supported by this berth version yet",
-        ),
-        (
-            "hooks:\n  pre_delete: [{breakpoint: {}}]\n",
-            "hooks.pre_delete",
-            "\"pre_delete\" is not supported by this berth version yet",
-        ),
-        (
-            "hooks:\n  pre_update: [{http: \"https://ci.example/hook\"}]\n",
-            "hooks.pre_update[0].http",
-            "\"http\" is not supported by this berth version yet",
-        ),
-        (
-            "hooks:\n  pre_update: [{exec: [drain], where: host}]\n",
-            "hooks.pre_update[0].where",
-            "\"where: host\" is not supported by this berth version yet",
-        ),
-    ];
-    for (text, field, message) in table {
-        let e = error(&with(text));
-        assert_eq!(e.field, field, "{text}");
-        assert!(e.message.starts_with(message), "{text}: {}", e.message);
-    }
+fn every_phase_and_kind_parses() {
+    use crate::spec::{HookKind, HookPlace};
+    let s = one(&with(
+        "hooks:\n  pre_update: [{http: \"https://ci.example/hook?sig=s3cret\", timeout: 1m}]\n  post_update: [{exec: [/usr/bin/enable], where: host}]\n  pre_delete: [{breakpoint: {}}]\n",
+    ));
+    let pre = &s.hooks.pre_update[0];
+    assert_eq!(
+        pre.kind,
+        HookKind::Http("https://ci.example/hook?sig=s3cret".into())
+    );
+    assert_eq!(pre.effective_timeout(), Some(Duration::from_secs(60)));
+    assert!(
+        !pre.describe().contains("s3cret"),
+        "a hook URL's query never shows: {}",
+        pre.describe()
+    );
+    let post = &s.hooks.post_update[0];
+    assert_eq!(post.kind, HookKind::Exec(vec!["/usr/bin/enable".into()]));
+    assert_eq!(post.place, HookPlace::Host);
+    assert_eq!(post.describe(), "exec on the host /usr/bin/enable");
+    assert_eq!(s.hooks.pre_delete[0].kind, HookKind::Breakpoint {});
+    // The record keeps `where: host` (and only when it is not the default).
+    let json = serde_json::to_value(&s.hooks).unwrap();
+    assert_eq!(json["post_update"][0]["where"], "host");
+    assert!(json["pre_delete"][0].get("where").is_none(), "{json}");
+    let back: crate::spec::Hooks = serde_json::from_value(json).unwrap();
+    assert_eq!(back, s.hooks);
 }
 
 #[test]
@@ -1230,12 +1231,12 @@ fn hook_errors_name_the_field() {
         (
             "hooks:\n  pre_update: [{}]\n",
             "hooks.pre_update[0]",
-            "one of breakpoint or exec",
+            "one of breakpoint, exec or http",
         ),
         (
             "hooks:\n  pre_update: [{breakpoint: {}, exec: [x]}]\n",
             "hooks.pre_update[0]",
-            "not both",
+            "not several",
         ),
         (
             "hooks:\n  pre_update: [{breakpoint: yes}]\n",
@@ -1255,7 +1256,7 @@ fn hook_errors_name_the_field() {
         (
             "hooks:\n  pre_update: [{exec: [x], where: moon}]\n",
             "hooks.pre_update[0].where",
-            "container or host",
+            "container, host",
         ),
         (
             "hooks:\n  pre_update: [{breakpoint: {}, where: container}]\n",
@@ -1281,6 +1282,31 @@ fn hook_errors_name_the_field() {
             "kind: task\nhooks:\n  pre_update: [{breakpoint: {}}]\n",
             "hooks",
             "only allowed with kind: service",
+        ),
+        (
+            "hooks:\n  pre_update: [{http: \"ftp://x/\"}]\n",
+            "hooks.pre_update[0].http",
+            "http:// or https://",
+        ),
+        (
+            "hooks:\n  pre_update: [{http: \"https:///path\"}]\n",
+            "hooks.pre_update[0].http",
+            "with a host",
+        ),
+        (
+            "hooks:\n  pre_update: [{http: \"https://x/\", where: host}]\n",
+            "hooks.pre_update[0].where",
+            "for exec hooks",
+        ),
+        (
+            "hooks:\n  pre_update: [{http: \"https://x/\", exec: [y]}]\n",
+            "hooks.pre_update[0]",
+            "not several",
+        ),
+        (
+            "hooks:\n  post_delete: [{breakpoint: {}}]\n",
+            "hooks.post_delete",
+            "unknown field",
         ),
     ];
     for (text, field, part) in table {
