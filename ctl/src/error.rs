@@ -11,6 +11,9 @@ pub enum ErrorKind {
     Failed,
     /// Exit 2: the input was wrong (invalid spec files, a 400/409/422 answer).
     Usage,
+    /// Exit 3: a deployment waited for stops at a breakpoint hook (WAITING_HOOK
+    /// until `berthctl hook clear`), and nothing failed.
+    Breakpoint,
     /// stdout was closed under us (`berthctl events | head`): exit quietly.
     BrokenPipe,
 }
@@ -47,6 +50,13 @@ impl CliError {
         }
     }
 
+    pub fn breakpoint(message: impl Into<String>) -> Self {
+        CliError {
+            kind: ErrorKind::Breakpoint,
+            ..CliError::failed(message)
+        }
+    }
+
     pub fn with_details(mut self, details: Vec<String>) -> Self {
         self.details = details;
         self
@@ -73,6 +83,7 @@ impl CliError {
         match self.kind {
             ErrorKind::Failed => 1,
             ErrorKind::Usage => 2,
+            ErrorKind::Breakpoint => 3,
             ErrorKind::BrokenPipe => 0,
         }
     }

@@ -34,11 +34,17 @@ Exit codes:
      out, berthd answered with an error, or berthd could not be reached
   2  usage or validation error: bad arguments, invalid spec files, or berthd
      refused the request as invalid or conflicting (HTTP 400, 409, 422)
+  3  a deployment waited for stopped at a breakpoint hook (WAITING_HOOK) and
+     none failed or timed out: stderr names each `berthctl hook clear SERVICE
+     PHASE` that lets one go on; berthd keeps it waiting meanwhile
 
 Waiting:
-  Verbs that create a deployment record (apply, rollback, restart, stop, start,
-  delete) wait until it is COMPLETE, FAILED or ROLLED_BACK, up to --timeout
-  (default 5m). --no-wait returns as soon as berthd has recorded the change.
+  Verbs that create a deployment record (apply, rollback, restart, reconfigure,
+  stop, start, delete) wait until it is COMPLETE, FAILED or ROLLED_BACK, up to
+  --timeout (default 5m), or until it waits at a breakpoint hook (exit 3).
+  --wait-hooks waits through breakpoints until someone clears them; a running
+  exec or http hook is waited for either way. --no-wait returns as soon as
+  berthd has recorded the change.
 
 Environment:
   BERTH_SOCKET  the berthd socket, like --socket (default /run/berth/berth.sock)
@@ -144,11 +150,28 @@ pub enum Verb {
     /// and prints its final status. It exits 1 if any deployment failed or
     /// is still running when --timeout passes.
     ///
+    /// Hooks: an update whose spec has `hooks: {pre_update: [...]}` is
+    /// WAITING_HOOK while they run. A running exec or http hook is waited
+    /// for. A `breakpoint` waits until someone clears it: apply stops waiting
+    /// there (once every other deployment has ended) and exits 3, printing
+    /// the service, the phase and the `berthctl hook clear SERVICE PHASE`
+    /// that lets it go on; with --json, the output's `breakpoints` lists them
+    /// (service, deployment, phase, index, hook, since_ms, clear). berthd
+    /// keeps the deployment waiting; --wait-hooks keeps apply waiting too.
+    /// A failure or a timeout outranks a breakpoint (exit 1).
+    ///
     /// Examples:
     ///   berthctl apply web.yaml
     ///   berthctl apply /etc/berth/services.d --timeout 10m
     ///   berthctl apply web.yaml --no-wait
     ///   berthctl apply web.yaml --force    # take over a service another source owns
+    ///
+    ///   berthctl apply web.yaml            # exit 3: web waits at its pre_update breakpoint
+    ///   berthctl hook clear web pre_update # (workloads moved away) let the update go on
+    ///   berthctl history web --limit 1     # COMPLETE, or IN_PROGRESS for a while
+    ///
+    ///   berthctl apply web.yaml --wait-hooks --timeout 1h   # wait until someone clears it
+    ///   berthctl apply --json web.yaml | jq -r '.breakpoints[].clear'
     #[command(verbatim_doc_comment)]
     Apply(ApplyArgs),
 
@@ -207,7 +230,9 @@ pub enum Verb {
     ///
     /// A spec's `hooks: {pre_update: [...]}` run before an update stops or
     /// sets aside the running container; meanwhile the deployment is
-    /// WAITING_HOOK. A `breakpoint` hook waits until cleared.
+    /// WAITING_HOOK. A `breakpoint` hook waits until cleared. A verb that
+    /// waits for its deployment (apply, rollback, ...) stops at a breakpoint
+    /// with exit 3, naming the `hook clear` to run; --wait-hooks waits on.
     ///
     /// Examples:
     ///   berthctl hook list

@@ -12,8 +12,10 @@ use berth_core::dto::{
     Summary, VerbResponse,
 };
 use berth_core::event::{Event, EventKind};
+use berth_core::hooks::HookWait;
 use berth_core::record::{DeployAction, Deployment, Status};
 use berth_core::runtime::{ContainerState, Health};
+use berth_core::spec::HookPhase;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -31,6 +33,9 @@ struct State {
     requests: Vec<String>,
     /// The last apply request body.
     applied: Option<ApplyRequest>,
+    /// Polls 2 and 3 of a deployment answer WAITING_HOOK at this hook
+    /// (`true`: a breakpoint, `false`: a running exec), then `final_status`.
+    hook: Option<bool>,
 }
 
 struct FakeBerthd {
@@ -41,14 +46,28 @@ struct FakeBerthd {
 
 impl FakeBerthd {
     fn start(final_status: Status) -> Result<FakeBerthd, Box<dyn std::error::Error>> {
+        Self::start_with(State {
+            final_status: Some(final_status),
+            ..State::default()
+        })
+    }
+
+    /// Deployments wait at a pre_update hook (a breakpoint or a running
+    /// exec) on their second and third poll, then complete.
+    fn start_hooked(breakpoint: bool) -> Result<FakeBerthd, Box<dyn std::error::Error>> {
+        Self::start_with(State {
+            final_status: Some(Status::Complete),
+            hook: Some(breakpoint),
+            ..State::default()
+        })
+    }
+
+    fn start_with(state: State) -> Result<FakeBerthd, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("berth.sock");
         let listener = std::os::unix::net::UnixListener::bind(&socket)?;
         listener.set_nonblocking(true)?;
-        let state = Arc::new(Mutex::new(State {
-            final_status: Some(final_status),
-            ..State::default()
-        }));
+        let state = Arc::new(Mutex::new(state));
         let shared = state.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -262,22 +281,41 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<B
             json_response(StatusCode::OK, &ApplyResponse { dry_run, results })
         }
         (&Method::GET, ["v1", "deployments", id]) => {
-            let (n, final_status) = match state.lock() {
+            let (n, final_status, hook) = match state.lock() {
                 Ok(mut s) => {
                     let n = s.polls.entry((*id).to_string()).or_insert(0);
                     *n += 1;
-                    (*n, s.final_status.unwrap_or(Status::Complete))
+                    (*n, s.final_status.unwrap_or(Status::Complete), s.hook)
                 }
-                Err(_) => (1, Status::Complete),
+                Err(_) => (1, Status::Complete, None),
             };
             let (service, generation) = id.rsplit_once('-').unwrap_or((id, "1"));
             let generation = generation.parse().unwrap_or(1);
+            let hook = hook.filter(|_| (2..=3).contains(&n));
             let status = if n == 1 {
                 Status::InProgress
+            } else if hook.is_some() {
+                Status::WaitingHook
             } else {
                 final_status
             };
             let mut d = deployment(service, generation, DeployAction::Update, status);
+            if let Some(breakpoint) = hook {
+                let wait = HookWait {
+                    phase: Some(HookPhase::PreUpdate),
+                    index: 0,
+                    hook: if breakpoint {
+                        "breakpoint".into()
+                    } else {
+                        "exec /demo drain".into()
+                    },
+                    since_ms: 1_709_210_096_000,
+                    breakpoint,
+                    ..Default::default()
+                };
+                d.status_reason = berth_core::hooks::waiting_reason(service, &wait);
+                d.hook = Some(wait);
+            }
             if status == Status::Failed {
                 d.status_reason = "container exited with code 3".into();
             }
@@ -436,9 +474,19 @@ fn help_lists_exit_codes_and_verbs() -> TestResult {
     ] {
         assert!(run.stdout.contains(want), "no {want:?} in {run:?}");
     }
+    assert!(
+        run.stdout
+            .contains("3  a deployment waited for stopped at a breakpoint")
+    );
     let run = berthctl(Path::new("/nonexistent"), &["apply", "--help"])?;
     assert!(run.stdout.contains("Examples:"), "{run:?}");
     assert!(run.stdout.contains("--no-wait"), "{run:?}");
+    assert!(run.stdout.contains("--wait-hooks"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("berthctl hook clear web pre_update # (workloads moved away)"),
+        "{run:?}"
+    );
     Ok(())
 }
 
@@ -922,6 +970,110 @@ fn apply_json_wraps_the_response_and_final_records() -> TestResult {
         apply.results[0].deployment.as_ref().map(|d| d.id.as_str()),
         Some("web-4")
     );
+    Ok(())
+}
+
+#[test]
+fn apply_at_a_breakpoint_exits_3_naming_the_clear_command() -> TestResult {
+    let berthd = FakeBerthd::start_hooked(true)?;
+    let dir = files(&[("web.yaml", WEB_YAML)])?;
+    let file = path_str(&dir.path().join("web.yaml"));
+    let run = berthd.run(&["apply", &file])?;
+    assert_eq!(run.code, Some(3), "{run:?}");
+    assert!(
+        run.stdout.ends_with(
+            "web: WAITING_HOOK: waiting at pre_update hook 1 (breakpoint): \
+             clear it with `berthctl hook clear web pre_update`\n"
+        ),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .starts_with("error: waiting at a breakpoint: web (pre_update)\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains(
+            "web: deployment web-4 waits at pre_update hook 1 (breakpoint); \
+             to go on: berthctl hook clear web pre_update"
+        ),
+        "{run:?}"
+    );
+    // It stopped at the breakpoint: the second poll, not a later one.
+    let polls = |b: &FakeBerthd| {
+        b.requests()
+            .iter()
+            .filter(|r| r.starts_with("GET /v1/deployments/web-4?wait="))
+            .count()
+    };
+    assert_eq!(polls(&berthd), 2);
+
+    let berthd = FakeBerthd::start_hooked(true)?;
+    let run = berthd.run(&["apply", "--json", &file])?;
+    assert_eq!(run.code, Some(3), "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    assert_eq!(v["deployments"][0]["status"], "WAITING_HOOK", "{run:?}");
+    let b = &v["breakpoints"];
+    assert_eq!(b.as_array().map(Vec::len), Some(1), "{run:?}");
+    assert_eq!(b[0]["service"], "web");
+    assert_eq!(b[0]["deployment"], "web-4");
+    assert_eq!(b[0]["phase"], "pre_update");
+    assert_eq!(b[0]["index"], 0);
+    assert_eq!(b[0]["clear"], "berthctl hook clear web pre_update");
+    Ok(())
+}
+
+#[test]
+fn apply_with_wait_hooks_waits_through_a_breakpoint() -> TestResult {
+    let berthd = FakeBerthd::start_hooked(true)?;
+    let dir = files(&[("web.yaml", WEB_YAML)])?;
+    let file = path_str(&dir.path().join("web.yaml"));
+    let run = berthd.run(&["apply", "--wait-hooks", &file])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    // The breakpoint is shown once (someone has to clear it), then the end.
+    assert!(
+        run.stdout.ends_with(
+            "web: WAITING_HOOK: waiting at pre_update hook 1 (breakpoint): \
+             clear it with `berthctl hook clear web pre_update`\nweb: COMPLETE\n"
+        ),
+        "{run:?}"
+    );
+
+    let berthd = FakeBerthd::start_hooked(true)?;
+    let run = berthd.run(&["apply", "--json", "--wait-hooks", &file])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    assert_eq!(v["deployments"][0]["status"], "COMPLETE", "{run:?}");
+    assert_eq!(v["breakpoints"], serde_json::json!([]), "{run:?}");
+    Ok(())
+}
+
+#[test]
+fn apply_waits_for_a_running_exec_hook() -> TestResult {
+    let berthd = FakeBerthd::start_hooked(false)?;
+    let dir = files(&[("web.yaml", WEB_YAML)])?;
+    let run = berthd.run(&["apply", &path_str(&dir.path().join("web.yaml"))])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.ends_with("web: COMPLETE\n"), "{run:?}");
+    assert!(!run.stdout.contains("WAITING_HOOK"), "not live: {run:?}");
+    Ok(())
+}
+
+#[test]
+fn a_rollback_at_a_breakpoint_exits_3_too() -> TestResult {
+    let berthd = FakeBerthd::start_hooked(true)?;
+    let run = berthd.run(&["rollback", "web"])?;
+    assert_eq!(run.code, Some(3), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("to go on: berthctl hook clear web pre_update"),
+        "{run:?}"
+    );
+    let run = berthd.run(&["--json", "rollback", "web"])?;
+    assert_eq!(run.code, Some(3), "{run:?}");
+    let resp: VerbResponse = serde_json::from_str(&run.stdout)?;
+    let hook = resp.deployment.and_then(|d| d.hook);
+    assert_eq!(hook.map(|h| h.breakpoint), Some(true), "{run:?}");
     Ok(())
 }
 

@@ -56,6 +56,10 @@ pub struct CheckArgs {
 struct ApplyJson<'a> {
     apply: &'a ApplyResponse,
     deployments: &'a [Deployment],
+    /// The deployments the wait stopped at because they wait at a
+    /// breakpoint (the exit is 3 when nothing else went wrong); empty with
+    /// `--wait-hooks`.
+    breakpoints: Vec<wait::Breakpoint>,
 }
 
 /// Loads the files, or prints every problem to stderr and returns exit 2.
@@ -183,9 +187,14 @@ pub async fn cmd_apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
         output::json(&ApplyJson {
             apply: &response,
             deployments: &finished,
+            breakpoints: if opts.wait_hooks {
+                Vec::new()
+            } else {
+                wait::breakpoints(&finished)
+            },
         })?;
     }
-    wait::outcome(&finished, opts.timeout)
+    wait::outcome(&finished, &opts)
 }
 
 pub async fn cmd_diff(ctx: &Ctx, args: &DiffArgs) -> CliResult {

@@ -177,6 +177,7 @@ mod tests {
             },
             since_ms: 1_000,
             breakpoint,
+            ..Default::default()
         }
     }
 

@@ -37,7 +37,8 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// `--no-wait` / `--timeout` for every verb that creates a deployment record.
+/// `--no-wait` / `--timeout` / `--wait-hooks` for every verb that creates a
+/// deployment record.
 #[derive(Debug, Clone, Args)]
 pub struct WaitArgs {
     /// Return once berthd has recorded the change; do not wait for the
@@ -53,6 +54,14 @@ pub struct WaitArgs {
     /// 5m, 1h.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub timeout: Duration,
+
+    /// Keep waiting while a deployment waits at a breakpoint hook, until
+    /// someone clears it (`berthctl hook clear`) or --timeout passes.
+    /// Without it, a breakpoint ends the wait with exit 3, naming the
+    /// `berthctl hook clear SERVICE PHASE` that lets it go on. A running
+    /// exec or http hook is waited for either way.
+    #[arg(long)]
+    pub wait_hooks: bool,
 }
 
 impl WaitArgs {
@@ -61,6 +70,7 @@ impl WaitArgs {
             timeout: self.timeout,
             live: !json && std::io::stdout().is_terminal(),
             quiet: json,
+            wait_hooks: self.wait_hooks,
         }
     }
 }

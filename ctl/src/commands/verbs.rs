@@ -135,5 +135,5 @@ pub async fn cmd_verb(ctx: &Ctx, name: &str, verb: Verb, wait: Option<&WaitArgs>
         // Which volumes were removed and which kept, and why.
         output::line(format!("{name}: {}", d.status_reason))?;
     }
-    wait::outcome(&finished, opts.timeout)
+    wait::outcome(&finished, &opts)
 }
