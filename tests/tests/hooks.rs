@@ -1,0 +1,358 @@
+//! Hooks around updates against the real engine: a pre_update breakpoint
+//! holds the update while the old container runs on (same id), `berthctl
+//! apply` stops there with exit 3 naming the clear command (or waits through
+//! it with `--wait-hooks`), and a clear lets the new container replace the
+//! old one; an exec hook that exits non-zero fails the deployment with its
+//! output and leaves the old container untouched; berthd SIGKILLed while a
+//! breakpoint waits comes back with one running container, still waiting.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::bins::{bins, demo_image};
+use berth_tests::node::{Ctr, TestNode, docker};
+use serde_json::Value;
+
+/// `web` on the demo image, saying `greeting`, with `hooks` (YAML lines
+/// under `pre_update:`, indented by 4).
+fn web(greeting: &str, pre_update: &str) -> String {
+    format!(
+        "name: web
+image: berth-demo:latest
+command: [\"serve\", \"--port\", \"8080\"]
+env: {{GREETING: {greeting}}}
+stop_timeout: 2s
+update: {{settle: 1s}}
+hooks:
+  pre_update:
+{pre_update}"
+    )
+}
+
+const BREAKPOINT: &str = "    - breakpoint: {}\n";
+
+fn inspect(id: &str, format: &str) -> String {
+    let out = docker(&["inspect", "--format", format, id]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn greeting_of(id: &str) -> String {
+    let env = inspect(id, "{{json .Config.Env}}");
+    let env: Vec<String> = serde_json::from_str(&env).unwrap_or_default();
+    env.iter()
+        .find_map(|kv| kv.strip_prefix("GREETING=").map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn record(node: &TestNode, generation: u64) -> Option<Value> {
+    node.ctl_json(&["history", "web"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["generation"].as_u64() == Some(generation))
+        .cloned()
+}
+
+fn status_of(node: &TestNode, generation: u64) -> String {
+    record(node, generation)
+        .and_then(|d| d["status"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Record `generation` is WAITING_HOOK at a pre_update breakpoint.
+fn at_breakpoint(node: &TestNode, generation: u64) -> bool {
+    record(node, generation).is_some_and(|d| {
+        d["status"] == "WAITING_HOOK"
+            && d["hook"]["phase"] == "pre_update"
+            && d["hook"]["breakpoint"] == true
+    })
+}
+
+fn running(node: &TestNode) -> Vec<Ctr> {
+    node.containers()
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .collect()
+}
+
+/// The node's one container is `id`, canonically named and running.
+fn only_this_one_runs(node: &TestNode, id: &str) -> bool {
+    let cs = node.containers();
+    cs.len() == 1
+        && cs[0].id == id
+        && cs[0].name == format!("{}web", node.prefix)
+        && cs[0].state == "running"
+}
+
+fn apply_ok(node: &TestNode, name: &str, text: &str) {
+    let f = node.spec_file(name, text);
+    node.ctl_ok(&["apply", &f.display().to_string()]);
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `berthctl ARGS` against `node`, started in the background.
+fn spawn_ctl(node: &TestNode, args: &[&str]) -> std::process::Child {
+    Command::new(&bins().berthctl)
+        .arg("--socket")
+        .arg(node.socket())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berthctl starts")
+}
+
+/// Waits up to `timeout` for `child` to exit; kills it (and panics) if it
+/// does not.
+fn finish(mut child: std::process::Child, timeout: Duration, node: &TestNode) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("berthctl output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("berthctl output");
+            panic!(
+                "berthctl still ran after {timeout:?}:\n{}\nberthd log:\n{}",
+                text(&out),
+                node.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_breakpoint_holds_the_update_until_cleared() {
+    berth_prereq::require!(DemoImage);
+    demo_image();
+    let mut node = TestNode::new("hk-bp");
+    node.start();
+    apply_ok(&node, "v1.yaml", &web("one", BREAKPOINT));
+    let old = node.container("web").expect("web runs");
+    assert_eq!(greeting_of(&old.id), "one");
+
+    // apply stops at the breakpoint: exit 3, naming the command.
+    let f = node.spec_file("v2.yaml", &web("two", BREAKPOINT));
+    let started = Instant::now();
+    let out = node.ctl(&["apply", &f.display().to_string(), "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "apply took {:?} to see the breakpoint",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("waiting at a breakpoint: web (pre_update)")
+            && stderr.contains("to go on: berthctl hook clear web pre_update"),
+        "{}",
+        text(&out)
+    );
+    assert!(at_breakpoint(&node, 2), "{:?}", record(&node, 2));
+
+    // While it waits the old container runs on, the same one, alone.
+    assert!(
+        only_this_one_runs(&node, &old.id),
+        "{:?}",
+        node.containers()
+    );
+    let list = node.ctl_json(&["hook", "list"]);
+    assert_eq!(list[0]["service"], "web", "{list}");
+    assert_eq!(list[0]["deployment"], "web-2", "{list}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(at_breakpoint(&node, 2), "{:?}", record(&node, 2));
+    assert!(
+        only_this_one_runs(&node, &old.id),
+        "held for 3s: {:?}",
+        node.containers()
+    );
+
+    // Clearing it lets the update go on: a new container replaces the old.
+    node.ctl_ok(&["hook", "clear", "web", "pre_update"]);
+    node.wait_until("generation 2 completes", Duration::from_secs(60), |n| {
+        status_of(n, 2) == "COMPLETE"
+    });
+    node.wait_until("the new container alone", Duration::from_secs(30), |n| {
+        n.container("web")
+            .is_some_and(|c| c.id != old.id && only_this_one_runs(n, &c.id))
+    });
+    let new = node.container("web").expect("web runs");
+    assert_eq!(greeting_of(&new.id), "two");
+    assert!(record(&node, 2).is_some_and(|d| d["hook"].is_null()));
+
+    // --wait-hooks: apply waits through the breakpoint until the clear.
+    let f = node.spec_file("v3.yaml", &web("three", BREAKPOINT));
+    let mut child = spawn_ctl(
+        &node,
+        &[
+            "apply",
+            &f.display().to_string(),
+            "--wait-hooks",
+            "--timeout",
+            "120s",
+        ],
+    );
+    node.wait_until(
+        "generation 3 at its breakpoint",
+        Duration::from_secs(60),
+        |n| at_breakpoint(n, 3),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        matches!(child.try_wait(), Ok(None)),
+        "apply --wait-hooks returned at the breakpoint"
+    );
+    assert!(
+        only_this_one_runs(&node, &new.id),
+        "{:?}",
+        node.containers()
+    );
+    node.ctl_ok(&["hook", "clear", "web", "pre_update"]);
+    let out = finish(child, Duration::from_secs(90), &node);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("web: COMPLETE\n"),
+        "{}",
+        text(&out)
+    );
+    let third = node.container("web").expect("web runs");
+    assert_eq!(greeting_of(&third.id), "three");
+}
+
+#[test]
+fn an_exec_hook_that_fails_leaves_the_old_container_untouched() {
+    berth_prereq::require!(DemoImage);
+    demo_image();
+    let mut node = TestNode::new("hk-exec");
+    node.start();
+    // The first hook leaves a mark in the container it runs in; the
+    // second refuses the update.
+    let hooks = "    - exec: [\"/demo\", \"write-outputs\", \"drained=yes\"]
+    - exec: [\"/demo\", \"exit\", \"7\", \"--stdout\", \"drained 0 of 3\", \"--stderr\", \"refusing: 3 workloads still here\"]
+      timeout: 30s
+";
+    apply_ok(&node, "v1.yaml", &web("one", hooks));
+    let old = node.container("web").expect("web runs");
+    let started_at = inspect(&old.id, "{{.State.StartedAt}}");
+
+    let f = node.spec_file("v2.yaml", &web("two", hooks));
+    let out = node.ctl(&["apply", &f.display().to_string(), "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not complete: web"),
+        "{}",
+        text(&out)
+    );
+
+    let d = record(&node, 2).expect("record 2");
+    assert_eq!(d["status"], "FAILED", "{d}");
+    let reason = d["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("exited with code 7")
+            && reason.contains("refusing: 3 workloads still here")
+            && reason.contains("left as it is"),
+        "{reason}"
+    );
+    assert_eq!(d["outputs"]["deploy_status_code"], 7, "{d}");
+    assert!(
+        d["outputs"]["deploy_stdout"]
+            .as_str()
+            .is_some_and(|s| s.contains("drained 0 of 3")),
+        "{d}"
+    );
+    assert!(d["hook"].is_null(), "{d}");
+
+    // The old container: the same one, never restarted, still saying one,
+    // and the hooks ran in it (the first one's mark is there).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        only_this_one_runs(&node, &old.id),
+        "{:?}",
+        node.containers()
+    );
+    assert_eq!(inspect(&old.id, "{{.State.StartedAt}}"), started_at);
+    assert_eq!(greeting_of(&old.id), "one");
+    let outputs = docker(&["exec", &old.id, "/demo", "request", "/outputs"]);
+    assert!(
+        String::from_utf8_lossy(&outputs.stdout).contains("\"drained\":\"yes\""),
+        "{}",
+        text(&outputs)
+    );
+    let st = node.ctl_json(&["status"]);
+    let web = st["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == "web")
+        .cloned()
+        .unwrap_or_default();
+    assert!(web["current"]["hook"].is_null(), "{web}");
+}
+
+#[test]
+fn berthd_killed_while_a_breakpoint_waits_comes_back_waiting() {
+    berth_prereq::require!(DemoImage);
+    demo_image();
+    let mut node = TestNode::new("hk-kill");
+    node.start();
+    apply_ok(&node, "v1.yaml", &web("one", BREAKPOINT));
+    let old = node.container("web").expect("web runs");
+    let f = node.spec_file("v2.yaml", &web("two", BREAKPOINT));
+    node.ctl_ok(&["apply", &f.display().to_string(), "--no-wait"]);
+    node.wait_until(
+        "generation 2 at its breakpoint",
+        Duration::from_secs(60),
+        |n| at_breakpoint(n, 2),
+    );
+
+    node.kill();
+    assert!(
+        only_this_one_runs(&node, &old.id),
+        "{:?}",
+        node.containers()
+    );
+
+    node.start();
+    // Back: still waiting at the breakpoint, the old container alone.
+    node.wait_until(
+        "generation 2 at its breakpoint again",
+        Duration::from_secs(60),
+        |n| at_breakpoint(n, 2),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(at_breakpoint(&node, 2), "{:?}", record(&node, 2));
+    assert!(
+        only_this_one_runs(&node, &old.id),
+        "after the restart: {:?}",
+        node.containers()
+    );
+    let list = node.ctl_json(&["hook", "list"]);
+    assert_eq!(list[0]["deployment"], "web-2", "{list}");
+
+    node.ctl_ok(&["hook", "clear", "web", "pre_update"]);
+    node.wait_until("generation 2 completes", Duration::from_secs(60), |n| {
+        status_of(n, 2) == "COMPLETE"
+    });
+    node.wait_until(
+        "one running container, the new one",
+        Duration::from_secs(30),
+        |n| {
+            n.container("web")
+                .is_some_and(|c| c.id != old.id && only_this_one_runs(n, &c.id))
+        },
+    );
+    assert_eq!(running(&node).len(), 1);
+    let new = node.container("web").expect("web runs");
+    assert_eq!(greeting_of(&new.id), "two");
+}
