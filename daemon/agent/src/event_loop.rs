@@ -19,7 +19,8 @@
 //! | `config_watch.rs` | config sources: watching them, reacting to content changes |
 //! | `units.rs` | host systemd units the services wait for |
 //! | `volumes.rs` | `delete --volumes`: the named volumes berth created, removed after the container |
-//! | `hooks.rs` | `pre_update` hooks: WAITING_HOOK, breakpoints and their clear, exec hooks in the old container |
+//! | `hooks.rs` | running a deployment's hooks: WAITING_HOOK, breakpoints and their clear, hook jobs, a phase passed or aborted |
+//! | `hook_points.rs` | where `pre_update`, `post_update` and `pre_delete` come in, and what drives a waiting phase |
 //!
 //! The loop never waits on the engine or D-Bus: those calls run as jobs
 //! (`crate::jobs`) or tasks that report back. Durable record writes are the
@@ -45,6 +46,7 @@ use crate::state::{EventRing, Snapshot, Svc};
 mod apply;
 mod commands;
 mod config_watch;
+mod hook_points;
 pub(crate) mod hooks;
 mod judge;
 mod load;

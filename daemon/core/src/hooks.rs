@@ -2,12 +2,19 @@
 //! applies to a deployment, which hook runs next, and what a finished or
 //! timed out hook means for the deployment. The loop (`event_loop/hooks.rs`
 //! in berth-agent) runs them; nothing here waits or runs anything.
+//!
+//! A deployment's progress through a phase is on its record (the `hook`
+//! field while it is WAITING_HOOK, and `pre_update_passed`), never only in
+//! memory: a berthd restarted meanwhile resumes at the hook the record
+//! names (a cleared breakpoint is not waited at again, one still waiting
+//! still waits, a hook that was running runs again).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{DeployAction, Deployment};
+use crate::reconfig::ReactionPlan;
+use crate::record::{DeployAction, Deployment, Status};
 use crate::spec::{Hook, HookKind, HookPhase, Kind, OnTimeout};
 
 /// What a record shows while one of its hooks runs or waits
@@ -25,25 +32,105 @@ pub struct HookWait {
     /// A breakpoint: only `berthctl hook clear` releases it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub breakpoint: bool,
+    /// The phase's breakpoints were cleared: those left are passed over
+    /// (also by a berthd restarted before the next hook started).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cleared: bool,
 }
 
-/// Whether `pre_update` runs before `record`'s deploy, which
-/// `replaces_existing` (stops or sets aside a container the service has).
-/// It runs for a spec change, a manual rollback and a recreate by config
-/// change; never for a first create (nothing to replace), a policy-only
-/// change or a no-op (both replace nothing), an automatic rollback (its
-/// record is made applied: the container set aside is swapped back), or a
-/// deployment that already reached the engine or ended.
-pub fn pre_update_applies(record: &Deployment, replaces_existing: bool) -> bool {
+impl HookWait {
+    /// Waiting at (or running) hook `index` of `phase`, since `since_ms`.
+    pub fn at(phase: HookPhase, index: usize, hook: &Hook, since_ms: u64, cleared: bool) -> Self {
+        HookWait {
+            phase: Some(phase),
+            index,
+            hook: hook.describe(),
+            since_ms,
+            breakpoint: matches!(hook.kind, HookKind::Breakpoint {}),
+            cleared,
+        }
+    }
+}
+
+/// The first hook a deployment entering `phase` waits at: `None` when the
+/// phase has no hook.
+pub fn first_wait(record: &Deployment, phase: HookPhase, since_ms: u64) -> Option<HookWait> {
+    let (index, hook) = next_hook(record.spec.hooks.phase(phase), 0, false)?;
+    Some(HookWait::at(phase, index, hook, since_ms, false))
+}
+
+/// The hook `record` waits at in `phase`, when it is WAITING_HOOK there.
+pub fn waiting_in(record: &Deployment, phase: HookPhase) -> Option<&HookWait> {
+    record
+        .hook
+        .as_ref()
+        .filter(|h| record.status == Status::WaitingHook && h.phase == Some(phase))
+}
+
+/// The phase `record` is WAITING_HOOK in.
+pub fn waiting_phase(record: &Deployment) -> Option<HookPhase> {
+    HookPhase::ALL
+        .into_iter()
+        .find(|p| waiting_in(record, *p).is_some())
+}
+
+/// Whether `record`'s deploy is an update that hooks run around, at its
+/// `pre_update` point: `pre_update` runs before it (when it has any) and
+/// `post_update` after it (once COMPLETE). It is such an update when it
+/// `replaces_existing` (stops, sets aside or replaces a container the
+/// service has): a spec change, a manual rollback, a recreate by config
+/// change, or a restart by one (`config_change.plan` is restart: the
+/// caller passes whether the service has a container). Never a first create
+/// (nothing to replace), a policy-only change or a no-op (both replace
+/// nothing), an automatic rollback (its record is made applied: the
+/// container set aside is swapped back), a deployment that already reached
+/// the engine or ended, or one past that point already.
+pub fn update_hooks_apply(record: &Deployment, replaces_existing: bool) -> bool {
+    let hooks = &record.spec.hooks;
+    let has_hooks = !hooks.pre_update.is_empty() || !hooks.post_update.is_empty();
     record.spec.kind == Kind::Service
-        && !record.spec.hooks.pre_update.is_empty()
+        && has_hooks
         && replaces_existing
         && !record.applied
+        && !record.pre_update_passed
         && !record.status.is_terminal()
         && matches!(
             record.action,
             DeployAction::Update | DeployAction::Rollback | DeployAction::Reconfigure
         )
+}
+
+/// Whether `pre_update` hooks run before `record`'s deploy (see
+/// [`update_hooks_apply`]).
+pub fn pre_update_applies(record: &Deployment, replaces_existing: bool) -> bool {
+    !record.spec.hooks.pre_update.is_empty() && update_hooks_apply(record, replaces_existing)
+}
+
+/// Whether `record`, judged COMPLETE, runs `post_update` hooks before it
+/// is: an update past its `pre_update` point ([`update_hooks_apply`]) that
+/// reached the engine.
+pub fn post_update_applies(record: &Deployment) -> bool {
+    record.spec.kind == Kind::Service
+        && !record.spec.hooks.post_update.is_empty()
+        && record.pre_update_passed
+        && record.applied
+        && !record.status.is_terminal()
+}
+
+/// Whether a delete of a service whose current deployment is `record`
+/// runs `pre_delete` hooks first: a service with such hooks and a
+/// container (`has_container`; with none, nothing runs to be drained).
+pub fn pre_delete_applies(record: &Deployment, has_container: bool) -> bool {
+    record.spec.kind == Kind::Service && !record.spec.hooks.pre_delete.is_empty() && has_container
+}
+
+/// A RECONFIGURE whose reaction is to restart the container.
+pub fn restarts_by_config(record: &Deployment) -> bool {
+    record.action == DeployAction::Reconfigure
+        && record
+            .config_change
+            .as_ref()
+            .is_some_and(|c| c.plan == Some(ReactionPlan::Restart))
 }
 
 /// The next hook of a phase to run, from `from` on: `(index, hook)`.
@@ -203,6 +290,117 @@ mod tests {
         let mut none = record(Update, false, Pending, Kind::Service);
         none.spec.hooks.pre_update.clear();
         assert!(!pre_update_applies(&none, true), "no hooks");
+    }
+
+    #[test]
+    fn the_pre_update_point_is_passed_once_and_post_update_follows_it() {
+        use DeployAction::*;
+        let mut post_only = record(Update, false, Status::Pending, Kind::Service);
+        post_only.spec.hooks = Hooks {
+            post_update: vec![exec("/ready")],
+            ..Default::default()
+        };
+        assert!(update_hooks_apply(&post_only, true), "post_update alone");
+        assert!(!pre_update_applies(&post_only, true), "no pre_update hook");
+        assert!(!update_hooks_apply(&post_only, false), "replaces nothing");
+        let mut none = post_only.clone();
+        none.spec.hooks = Hooks::default();
+        assert!(!update_hooks_apply(&none, true), "no hooks at all");
+        // Past the point: never again, and post_update once it ran.
+        let mut passed = post_only.clone();
+        passed.pre_update_passed = true;
+        assert!(!update_hooks_apply(&passed, true));
+        assert!(!post_update_applies(&passed), "not on the engine yet");
+        passed.applied = true;
+        passed.status = Status::InProgress;
+        assert!(post_update_applies(&passed));
+        passed.status = Status::Complete;
+        assert!(!post_update_applies(&passed), "ended");
+        // Applied at its commit (policy-only, automatic rollback): never
+        // past the point, so no post_update.
+        let mut policy = post_only.clone();
+        policy.applied = true;
+        policy.status = Status::InProgress;
+        assert!(!update_hooks_apply(&policy, true));
+        assert!(!post_update_applies(&policy));
+        let mut both = record(Update, false, Status::Pending, Kind::Service);
+        both.pre_update_passed = true;
+        assert!(!pre_update_applies(&both, true), "its pre_update proceeded");
+    }
+
+    #[test]
+    fn pre_delete_needs_hooks_and_a_container() {
+        let mut r = record(DeployAction::Update, true, Status::Complete, Kind::Service);
+        assert!(!pre_delete_applies(&r, true), "no pre_delete hook");
+        r.spec.hooks.pre_delete = vec![bp()];
+        assert!(pre_delete_applies(&r, true));
+        assert!(!pre_delete_applies(&r, false), "nothing runs to drain");
+        r.spec.kind = Kind::Task;
+        assert!(!pre_delete_applies(&r, true));
+    }
+
+    #[test]
+    fn a_restart_by_config_is_known_by_its_plan() {
+        use crate::reconfig::ConfigChange;
+        let mut r = record(
+            DeployAction::Reconfigure,
+            false,
+            Status::InProgress,
+            Kind::Service,
+        );
+        assert!(!restarts_by_config(&r));
+        for (plan, want) in [
+            (ReactionPlan::Restart, true),
+            (ReactionPlan::Recreate, false),
+            (ReactionPlan::None, false),
+        ] {
+            r.config_change = Some(ConfigChange {
+                plan: Some(plan),
+                ..Default::default()
+            });
+            assert_eq!(restarts_by_config(&r), want);
+        }
+        r.action = DeployAction::Update;
+        assert!(!restarts_by_config(&r));
+    }
+
+    #[test]
+    fn waiting_is_by_status_and_phase() {
+        let mut r = record(
+            DeployAction::Update,
+            false,
+            Status::InProgress,
+            Kind::Service,
+        );
+        r.spec.hooks.pre_update = vec![exec("a"), bp()];
+        let w = first_wait(&r, HookPhase::PreUpdate, 7).expect("a first hook");
+        assert_eq!(
+            (
+                w.index,
+                w.hook.as_str(),
+                w.since_ms,
+                w.breakpoint,
+                w.cleared
+            ),
+            (0, "exec a", 7, false, false)
+        );
+        assert_eq!(first_wait(&r, HookPhase::PostUpdate, 7), None);
+        r.hook = Some(w);
+        assert_eq!(waiting_phase(&r), None, "not WAITING_HOOK");
+        r.status = Status::WaitingHook;
+        assert_eq!(waiting_phase(&r), Some(HookPhase::PreUpdate));
+        assert!(waiting_in(&r, HookPhase::PostUpdate).is_none());
+    }
+
+    #[test]
+    fn a_hook_wait_from_before_progress_was_kept_still_loads() {
+        let old = r#"{"phase":"pre_update","index":1,"hook":"breakpoint","since_ms":5,"breakpoint":true}"#;
+        let w: HookWait = serde_json::from_str(old).expect("loads");
+        assert_eq!((w.index, w.breakpoint, w.cleared), (1, true, false));
+        let back = serde_json::to_string(&w).expect("json");
+        assert_eq!(back, old, "nothing new written while not cleared");
+        let d: Deployment = serde_json::from_str(r#"{"status":"WAITING_HOOK"}"#).expect("loads");
+        assert!(!d.pre_update_passed);
     }
 
     #[test]

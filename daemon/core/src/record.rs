@@ -191,9 +191,17 @@ pub struct Deployment {
     /// For ROLLBACK: the generation whose spec this record restores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
-    /// While WAITING_HOOK: the hook that runs or waits, and since when.
+    /// While WAITING_HOOK: the hook that runs or waits, and since when
+    /// (with the phase's progress, so a restarted berthd resumes there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hook: Option<crate::hooks::HookWait>,
+    /// An update with hooks went past its `pre_update` point: it stops or
+    /// replaces the running container, and its `pre_update` hooks (if it
+    /// has any) proceeded. Written before it acts on the engine, so they
+    /// never run twice; its `post_update` hooks run once it is judged
+    /// COMPLETE ([`crate::hooks::post_update_applies`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pre_update_passed: bool,
 }
 
 impl Deployment {

@@ -249,8 +249,13 @@ impl<E: Env> Agent<E> {
                     let same_source = svc.meta.source == *source;
                     config_moved = !spec.config.is_empty()
                         && berth_core::reconfig::combined_hash(&states) != svc.target.config_hash;
+                    // An apply while a delete waits for its `pre_delete`
+                    // hooks is a change: it supersedes the delete.
+                    let delete_waits =
+                        svc.current.action == DeployAction::Delete && !svc.current.applied;
                     if svc.current.spec == *spec
                         && svc.current.status != Status::Failed
+                        && !delete_waits
                         && same_source
                     {
                         Change::Unchanged
@@ -369,6 +374,7 @@ impl<E: Env> Agent<E> {
             applied: false,
             rollback_of: None,
             hook: None,
+            pre_update_passed: false,
         }
     }
 

@@ -67,8 +67,10 @@ impl<E: Env> Agent<E> {
             }
         };
         let mut track = ConfigTrack::new(true, last);
+        // Not while it waits for its `pre_update` hooks: they run first.
         track.resume = svc.current.action == DeployAction::Reconfigure
             && !svc.current.status.is_terminal()
+            && svc.current.status != Status::WaitingHook
             && !svc.current.applied;
         svc.config = track;
     }
@@ -81,8 +83,10 @@ impl<E: Env> Agent<E> {
         }
         let mut want = Vec::new();
         for (name, svc) in &self.services {
-            // Deleted, or being deleted: nothing to react to any more.
-            if svc.current.action == DeployAction::Delete {
+            // Deleted, or being deleted: nothing to react to any more (a
+            // delete waiting for, or refused by, its `pre_delete` hooks
+            // has not begun).
+            if svc.current.action == DeployAction::Delete && svc.current.applied {
                 continue;
             }
             for (i, m) in svc.target.spec.config.iter().enumerate() {
@@ -408,8 +412,12 @@ impl<E: Env> Agent<E> {
             return self.commit_record(record, None).map(Some);
         }
         record.status = Status::InProgress;
+        // A restart waits for the `pre_update` hooks (`hook_points.rs`).
+        let held = reaction == Reaction::Restart && self.restart_waits_for_hooks(&mut record);
         let record = self.commit_record(record, None)?;
-        self.dispatch_reaction(service, &record, &reaction);
+        if !held {
+            self.dispatch_reaction(service, &record, &reaction);
+        }
         Ok(Some(record))
     }
 

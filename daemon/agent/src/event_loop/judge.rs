@@ -1,6 +1,8 @@
 //! Judging deployments in flight: settle time, health, crash loops and
 //! tasks' exits decide COMPLETE or FAILED; WAITING records whose cause is
-//! gone resume. Writes statuses, never acts on the engine.
+//! gone resume. A deployment WAITING_HOOK is not judged, and an update
+//! with `post_update` hooks judged COMPLETE waits for them instead
+//! (`hook_points.rs`). Writes statuses, never acts on the engine.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,17 +60,25 @@ impl<E: Env> Agent<E> {
             }
             // A config change's reaction waiting to run (again) is judged
             // once it has: a restart or a signal leaves no trace on the
-            // container to see.
-            if svc.busy || svc.current.status.is_terminal() || svc.config.resume {
+            // container to see. A deployment WAITING_HOOK is not judged:
+            // before its update (the container is the old one), after it
+            // (judged already), or before its delete.
+            if svc.busy
+                || svc.current.status.is_terminal()
+                || svc.config.resume
+                || svc.current.status == Status::WaitingHook
+            {
                 continue;
             }
             // A deployment resumed after a crash whose container was in fact
-            // created: it reached the engine.
+            // created: it reached the engine. (Made from its spec and its
+            // config: a recreate by config change has the old spec hash.)
             if !svc.current.applied
                 && svc.current.generation == svc.target.generation
+                && svc.current.action != DeployAction::Delete
                 && container
                     .as_ref()
-                    .is_some_and(|c| c.spec_hash.as_deref() == Some(svc.current.spec_hash.as_str()))
+                    .is_some_and(|c| crate::state::made_from(&svc.current, c))
             {
                 svc.edit_current(|d| d.applied = true);
                 let record = Arc::clone(&svc.current);
@@ -93,6 +103,10 @@ impl<E: Env> Agent<E> {
                     };
                     if status == Status::Failed {
                         self.fail_or_roll_back(&name, reason);
+                        continue;
+                    }
+                    // An update with `post_update` hooks runs them first.
+                    if status == Status::Complete && self.enter_post_update(&name) {
                         continue;
                     }
                     // A rollback's reason says what it undid; it stays.

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use berth_core::event::EventKind;
 use berth_core::hash::create_spec;
+use berth_core::hooks::waiting_in;
 use berth_core::plan::{Action, Desired, DesiredService, GcCandidate, Observed, plan, task_gc};
 use berth_core::record::{DeployAction, Deployment, Status};
 use berth_core::runtime::CreateRequest;
-use berth_core::spec::Kind;
+use berth_core::spec::{HookPhase, Kind};
 use tokio::time::Instant;
 
 use super::Agent;
@@ -52,7 +53,9 @@ impl<E: Env> Agent<E> {
             untouchable: self.unreadable.keys().cloned().collect(),
         };
         for (name, svc) in &self.services {
-            if svc.current.action == DeployAction::Delete {
+            // A delete removes the container once it reached the engine
+            // (not while its `pre_delete` hooks wait, nor after they aborted).
+            if svc.current.action == DeployAction::Delete && svc.current.applied {
                 continue;
             }
             if svc.create.is_none() && svc.target.image_id.is_none() {
@@ -77,7 +80,10 @@ impl<E: Env> Agent<E> {
                         && svc.target.applied,
                     config_identity: svc.target.config_identity.clone(),
                     blocked: self.units_blocked(svc),
-                    aside_generation: berth_core::rollback::aside_generation(&svc.target),
+                    // Judged COMPLETE and in its `post_update` hooks: the
+                    // container set aside goes before they run.
+                    aside_generation: berth_core::rollback::aside_generation(&svc.target)
+                        .filter(|_| waiting_in(&svc.target, HookPhase::PostUpdate).is_none()),
                 },
             );
         }
@@ -128,6 +134,8 @@ impl<E: Env> Agent<E> {
                 svc.retry_at = None;
             }
         }
+        // Hooks of deployments WAITING_HOOK that no planned action holds.
+        self.drive_hooks(&by_service, now);
         for (service, actions) in by_service {
             // `pre_update` hooks run (or wait) before a deploy replaces a container.
             if self.hold_for_hooks(&service, &actions, now) {

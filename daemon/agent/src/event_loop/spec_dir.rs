@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_core::dto::ApplyRequest;
 use berth_core::event::EventKind;
-use berth_core::record::Source;
+use berth_core::record::{DeployAction, Source, Status};
 use berth_core::spec::ServiceSpec;
 
 use super::Agent;
@@ -70,6 +70,20 @@ impl<E: Env> Agent<E> {
             .map(|s| s.meta.service.clone())
             .collect();
         for service in orphaned {
+            // A delete that waits for its `pre_delete` hooks goes on; one
+            // they refused is not tried again at every scan.
+            if let Some(s) = self.services.get(&service)
+                && s.current.action == DeployAction::Delete
+                && !s.current.applied
+            {
+                if s.current.status == Status::Failed {
+                    problems.push(format!(
+                        "{service}: not deleted ({}); `berthctl delete {service}` tries again",
+                        s.current.status_reason
+                    ));
+                }
+                continue;
+            }
             if let Err(e) = self.verb(&service, Verb::Delete, "spec_dir") {
                 problems.push(format!("{service}: cannot delete ({e})"));
             }

@@ -165,8 +165,13 @@ impl<E: Env> Agent<E> {
                 record.spec_hash = target.spec_hash.clone();
                 record.applied = true;
                 record.status = Status::InProgress;
+                // With `pre_delete` hooks, nothing is removed before they pass.
+                let waits = self.delete_waits_for_hooks(&mut record);
                 let record = self.commit_record(record, None)?;
                 let mut message = format!("deleting {service}");
+                if waits {
+                    message.push_str(&format!(" once its pre_delete hooks pass ({})", record.status_reason));
+                }
                 if verb == Verb::DeleteWithVolumes {
                     message.push_str(&self.plan_volume_removal(service, record.generation));
                 } else {
