@@ -228,15 +228,19 @@ pub enum Verb {
 
     /// Hooks a deployment waits on: list them, clear breakpoints.
     ///
-    /// A spec's `hooks: {pre_update: [...]}` run before an update stops or
-    /// sets aside the running container; meanwhile the deployment is
+    /// A spec's `hooks:` run around its updates and deletes: `pre_update`
+    /// before an update stops or sets aside the running container,
+    /// `post_update` once the new one is judged COMPLETE, `pre_delete`
+    /// before a delete removes anything; meanwhile the deployment is
     /// WAITING_HOOK. A `breakpoint` hook waits until cleared. A verb that
-    /// waits for its deployment (apply, rollback, ...) stops at a breakpoint
-    /// with exit 3, naming the `hook clear` to run; --wait-hooks waits on.
+    /// waits for its deployment (apply, rollback, delete, ...) stops at a
+    /// breakpoint with exit 3, naming the `hook clear` to run; --wait-hooks
+    /// waits on.
     ///
     /// Examples:
     ///   berthctl hook list
     ///   berthctl hook clear web pre_update
+    ///   berthctl delete web; berthctl hook clear web pre_delete
     #[command(verbatim_doc_comment)]
     Hook {
         #[command(subcommand)]

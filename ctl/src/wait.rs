@@ -54,12 +54,12 @@ impl WaitOptions {
 
 /// The hook `d` waits at, when it is a breakpoint: WAITING_HOOK that only
 /// `berthctl hook clear` ends. An exec or http hook that runs is not one: it
-/// ends by itself.
+/// ends by itself; nor is a breakpoint already cleared (berthd goes on).
 pub fn at_breakpoint(d: &Deployment) -> Option<&HookWait> {
     if d.status != Status::WaitingHook {
         return None;
     }
-    d.hook.as_ref().filter(|h| h.breakpoint)
+    d.hook.as_ref().filter(|h| h.breakpoint && !h.cleared)
 }
 
 /// Whether waiting for `d` is over: it ended, or it waits at a breakpoint
@@ -400,6 +400,22 @@ mod tests {
         d.status = Status::InProgress;
         assert!(at_breakpoint(&d).is_none());
         assert!(!settled(&d, false));
+        // Cleared, not yet moved on: berthd goes on by itself.
+        let mut d = waiting("web", true);
+        if let Some(h) = d.hook.as_mut() {
+            h.cleared = true;
+        }
+        assert!(at_breakpoint(&d).is_none());
+        assert!(!settled(&d, false));
+        // The other phases' breakpoints hold as well.
+        let mut d = waiting("web", true);
+        if let Some(h) = d.hook.as_mut() {
+            h.phase = Some(HookPhase::PreDelete);
+        }
+        assert_eq!(
+            breakpoints(&[d]).first().map(|b| b.clear.as_str()),
+            Some("berthctl hook clear web pre_delete")
+        );
     }
 
     #[test]

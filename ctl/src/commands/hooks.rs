@@ -32,6 +32,8 @@ pub enum HookCmd {
     ///
     /// Examples:
     ///   berthctl hook clear web pre_update
+    ///   berthctl hook clear web post_update
+    ///   berthctl hook clear web pre_delete
     #[command(verbatim_doc_comment)]
     Clear(ClearArgs),
 }
@@ -41,7 +43,7 @@ pub struct ClearArgs {
     /// The service whose deployment waits.
     #[arg(value_name = "SERVICE", value_parser = super::service_name)]
     pub service: String,
-    /// The hook phase: pre_update (the one phase that runs today).
+    /// The hook phase: pre_update, post_update or pre_delete.
     #[arg(value_name = "PHASE", value_parser = parse_phase)]
     pub phase: HookPhase,
 }
@@ -88,7 +90,7 @@ fn render(list: &[Waiting], now_ms: u64) -> String {
         .iter()
         .map(|w| {
             let phase = w.hook.phase.map(HookPhase::as_str).unwrap_or("-");
-            let clear = if w.hook.breakpoint {
+            let clear = if w.hook.breakpoint && !w.hook.cleared {
                 format!("berthctl hook clear {} {phase}", w.service)
             } else {
                 "(running)".into()
