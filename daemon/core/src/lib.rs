@@ -16,6 +16,7 @@ pub mod event;
 pub mod files;
 pub mod hash;
 pub mod heat;
+pub mod hook_http;
 pub mod hooks;
 pub mod host;
 pub mod judge;
