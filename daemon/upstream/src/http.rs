@@ -356,6 +356,15 @@ pub fn host_of(url: &str) -> Option<(String, Option<u16>)> {
     Some((host, uri.port_u16()))
 }
 
+impl HttpClient {
+    /// This client (the same pool) with `timeout` for a whole request
+    /// instead of [`REQUEST_TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> HttpClient {
+        self.timeout = timeout;
+        self
+    }
+}
+
 /// Checks an `[upstream]` URL: http or https, with a host.
 pub fn check_url(url: &str) -> Result<(), String> {
     let uri: Uri = url

@@ -24,6 +24,7 @@
 
 mod deploy;
 mod follow;
+pub mod hook_http;
 pub mod http;
 mod index;
 mod outbox;
