@@ -80,7 +80,8 @@ pub(crate) enum Job {
     },
     /// Remove a deleted service's named volumes (`delete --volumes`).
     RemoveVolumes(crate::event_loop::volumes::Request),
-    /// Run an exec hook in a container (`crate::hook_job`).
+    /// Run a hook that is not a breakpoint: an exec in a container or on
+    /// the host, or an http hook (`crate::hook_job`).
     Hook(crate::hook_job::Request),
     /// Resolve the images (and read the config sources) of a pending apply.
     Resolve {
@@ -214,7 +215,7 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
     match job {
         Job::List => Done::Listed(runtime.list().await),
         Job::RemoveVolumes(req) => Done::VolumesRemoved(req.run(runtime).await),
-        Job::Hook(req) => Done::Hook(req.run(runtime).await),
+        Job::Hook(req) => Done::Hook(req.run(env.as_ref()).await),
         Job::ImageGc { service, keep } => {
             let prefix = format!("{}:", crate::images::build_repository(&service));
             let mut removed = Vec::new();

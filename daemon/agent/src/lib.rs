@@ -23,6 +23,7 @@ use std::time::Duration;
 use berth_core::dto::{ApplyRequest, ApplyResponse, EventsResponse, VerbResponse};
 use berth_core::event::{Event, EventKind};
 use berth_core::files::{Files, NoFiles};
+use berth_core::hook_http::{HookHttp, NoHookHttp};
 use berth_core::host::HostUnits;
 use berth_core::record::{Deployment, Source};
 use berth_core::runtime::{BoxStream, LogChunk, LogOptions, Runtime, RuntimeError};
@@ -47,11 +48,16 @@ pub trait Env: Send + Sync + 'static {
     /// The loop's file access: config sources, a task's outputs dir, build
     /// contexts. Its methods block: jobs call them off the async workers.
     type Files: Files;
+    /// The HTTP client http hooks are POSTed with (berthd:
+    /// `berth_upstream::hook_http::UpstreamHookHttp`; tests:
+    /// `berth_fakes::FakeHookHttp`, or [`NoHookHttp`]).
+    type Http: HookHttp;
     fn runtime(&self) -> &Self::Runtime;
     fn store(&self) -> &Self::Store;
     fn host(&self) -> &Self::Host;
     fn watcher(&self) -> &Self::Watcher;
     fn files(&self) -> &Self::Files;
+    fn http(&self) -> &Self::Http;
     /// Unix milliseconds, for timestamps in records and events.
     fn now_ms(&self) -> u64;
 }
@@ -69,7 +75,8 @@ fn system_now_ms() -> u64 {
 /// at each deployment, changes between them are not seen) and no files
 /// ([`NoFiles`]: a config source is unreadable, saying so; a task's outputs
 /// dir is left alone and yields no declared outputs; a build context cannot
-/// be hashed). For tests that need none of these.
+/// be hashed) and no http client ([`NoHookHttp`]: an http hook fails,
+/// saying so). For tests that need none of these.
 pub struct Seams<R, S> {
     pub runtime: R,
     pub store: S,
@@ -81,6 +88,7 @@ impl<R: Runtime, S: Store> Env for Seams<R, S> {
     type Host = NoHost;
     type Watcher = NoWatcher;
     type Files = NoFiles;
+    type Http = NoHookHttp;
     fn runtime(&self) -> &R {
         &self.runtime
     }
@@ -96,6 +104,9 @@ impl<R: Runtime, S: Store> Env for Seams<R, S> {
     fn files(&self) -> &NoFiles {
         &NoFiles
     }
+    fn http(&self) -> &NoHookHttp {
+        &NoHookHttp
+    }
     fn now_ms(&self) -> u64 {
         system_now_ms()
     }
@@ -106,7 +117,8 @@ impl<R: Runtime, S: Store> Env for Seams<R, S> {
 /// the config watcher (berthd: `berth_watch::NotifyWatcher`; tests:
 /// `berth_fakes::FakeWatcher`, or [`NoWatcher`]) and the files (berthd:
 /// `berth_sources::HostFiles`; tests: `berth_fakes::FakeFiles`, or
-/// [`NoFiles`]).
+/// [`NoFiles`]). No http client ([`NoHookHttp`]): wrap it in
+/// [`WithHookHttp`] for one.
 pub struct HostSeams<R, S, H, W = NoWatcher, F = NoFiles> {
     pub runtime: R,
     pub store: S,
@@ -121,6 +133,7 @@ impl<R: Runtime, S: Store, H: HostUnits, W: Watcher, F: Files> Env for HostSeams
     type Host = H;
     type Watcher = W;
     type Files = F;
+    type Http = NoHookHttp;
     fn runtime(&self) -> &R {
         &self.runtime
     }
@@ -136,8 +149,49 @@ impl<R: Runtime, S: Store, H: HostUnits, W: Watcher, F: Files> Env for HostSeams
     fn files(&self) -> &F {
         &self.files
     }
+    fn http(&self) -> &NoHookHttp {
+        &NoHookHttp
+    }
     fn now_ms(&self) -> u64 {
         system_now_ms()
+    }
+}
+
+/// `inner`'s seams with `http` as the client for http hooks (berthd:
+/// `berth_upstream::hook_http::UpstreamHookHttp`; tests:
+/// `berth_fakes::FakeHookHttp`).
+pub struct WithHookHttp<E, P> {
+    pub inner: E,
+    pub http: P,
+}
+
+impl<E: Env, P: HookHttp> Env for WithHookHttp<E, P> {
+    type Runtime = E::Runtime;
+    type Store = E::Store;
+    type Host = E::Host;
+    type Watcher = E::Watcher;
+    type Files = E::Files;
+    type Http = P;
+    fn runtime(&self) -> &E::Runtime {
+        self.inner.runtime()
+    }
+    fn store(&self) -> &E::Store {
+        self.inner.store()
+    }
+    fn host(&self) -> &E::Host {
+        self.inner.host()
+    }
+    fn watcher(&self) -> &E::Watcher {
+        self.inner.watcher()
+    }
+    fn files(&self) -> &E::Files {
+        self.inner.files()
+    }
+    fn http(&self) -> &P {
+        &self.http
+    }
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
     }
 }
 
@@ -187,6 +241,12 @@ impl AgentConfig {
             // No allowed host paths: nothing to check at create.
             node_policy: watch::channel(Arc::default()).1,
         }
+    }
+
+    /// `<state_dir>/hooks`: where host hooks' output files go. berthd
+    /// makes it (0700: the output may hold secrets) before the loop runs.
+    pub fn hooks_dir(&self) -> PathBuf {
+        self.state_dir.join("hooks")
     }
 }
 

@@ -54,6 +54,7 @@ impl<E: berth_agent::Env> berth_agent::Env for Clocked<E> {
     type Host = E::Host;
     type Watcher = E::Watcher;
     type Files = E::Files;
+    type Http = E::Http;
     fn runtime(&self) -> &E::Runtime {
         self.inner.runtime()
     }
@@ -68,6 +69,9 @@ impl<E: berth_agent::Env> berth_agent::Env for Clocked<E> {
     }
     fn files(&self) -> &E::Files {
         self.inner.files()
+    }
+    fn http(&self) -> &E::Http {
+        self.inner.http()
     }
     fn now_ms(&self) -> u64 {
         START_MS + self.start.elapsed().as_millis() as u64
