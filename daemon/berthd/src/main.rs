@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_agent::{Agent, AgentConfig, HostSeams};
+use berth_agent::{Agent, AgentConfig, HostSeams, WithHookHttp};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -264,6 +264,18 @@ fn group_gid(group: &str) -> Option<u32> {
     })
 }
 
+/// Makes `dir` (and its parents) if missing, and makes it 0700.
+fn make_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private (0700)", dir.display()))
+}
+
 fn own_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     // The owner of a file we just created is our effective uid; /proc/self is ours.
@@ -307,12 +319,21 @@ async fn run(
     let watcher =
         berth_watch::NotifyWatcher::new(cfg.debounce, berth_watch::DEFAULT_MAX_WAIT, cfg.rescan)
             .context("cannot start the config watcher (inotify)")?;
-    let env = Arc::new(HostSeams {
-        runtime,
-        store,
-        host,
-        watcher,
-        files: berth_sources::HostFiles,
+    // Host hooks' output files: berthd's own (they may hold secrets).
+    make_private_dir(&agent_cfg.hooks_dir())?;
+    // http hooks: the open client (a hook URL is the operator's, or passed
+    // `[policy] allowed_hook_urls` when pushed), with `[upstream] ca_file`.
+    let hook_http = berth_upstream::http::HttpClient::new(cfg.upstream.ca_file.as_deref())
+        .context("cannot set up the HTTP client for http hooks")?;
+    let env = Arc::new(WithHookHttp {
+        inner: HostSeams {
+            runtime,
+            store,
+            host,
+            watcher,
+            files: berth_sources::HostFiles,
+        },
+        http: berth_upstream::hook_http::UpstreamHookHttp::new(hook_http),
     });
     let (agent, handle) = Agent::new(env, agent_cfg).context("cannot load the state")?;
     // Heat documents, the signal outbox, pull and reports. Built before the
