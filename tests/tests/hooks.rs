@@ -356,3 +356,98 @@ fn berthd_killed_while_a_breakpoint_waits_comes_back_waiting() {
     let new = node.container("web").expect("web runs");
     assert_eq!(greeting_of(&new.id), "two");
 }
+
+/// `web` with `pre_delete:` hooks (YAML lines, indented by 4), or none.
+fn web_pre_delete(pre_delete: &str) -> String {
+    let hooks = if pre_delete.is_empty() {
+        String::new()
+    } else {
+        format!("hooks:\n  pre_delete:\n{pre_delete}")
+    };
+    format!(
+        "name: web
+image: berth-demo:latest
+command: [\"serve\", \"--port\", \"8080\"]
+stop_timeout: 2s
+{hooks}"
+    )
+}
+
+/// The newest DELETE record of `web`.
+fn delete_record(node: &TestNode) -> Option<Value> {
+    node.ctl_json(&["history", "web"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["action"] == "DELETE")
+        .cloned()
+}
+
+#[test]
+fn a_pre_delete_hook_holds_and_then_aborts_a_delete() {
+    berth_prereq::require!(DemoImage);
+    demo_image();
+    let mut node = TestNode::new("hk-del");
+    node.start();
+    let hooks = "    - breakpoint: {}
+    - exec: [\"/demo\", \"exit\", \"9\", \"--stderr\", \"3 workloads still here\"]
+      timeout: 30s
+";
+    apply_ok(&node, "v1.yaml", &web_pre_delete(hooks));
+    let old = node.container("web").expect("web runs");
+
+    // delete stops at the breakpoint: exit 3, naming the clear; nothing
+    // removed meanwhile.
+    let out = node.ctl(&["delete", "web", "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("to go on: berthctl hook clear web pre_delete"),
+        "{}",
+        text(&out)
+    );
+    let d = delete_record(&node).expect("a DELETE record");
+    assert_eq!(d["status"], "WAITING_HOOK", "{d}");
+    assert_eq!(d["hook"]["phase"], "pre_delete", "{d}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        only_this_one_runs(&node, &old.id),
+        "{:?}",
+        node.containers()
+    );
+
+    // Cleared, the exec hook refuses: the delete FAILED with its output,
+    // the service runs on, the same container.
+    node.ctl_ok(&["hook", "clear", "web", "pre_delete"]);
+    node.wait_until("the delete fails", Duration::from_secs(60), |n| {
+        delete_record(n).is_some_and(|d| d["status"] == "FAILED")
+    });
+    let d = delete_record(&node).expect("the DELETE record");
+    let reason = d["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("exited with code 9") && reason.contains("3 workloads still here"),
+        "{reason}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        only_this_one_runs(&node, &old.id),
+        "{:?}",
+        node.containers()
+    );
+    let st = node.ctl_json(&["status"]);
+    assert!(
+        st["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == "web"),
+        "{st}"
+    );
+
+    // Without the hooks the delete goes through.
+    apply_ok(&node, "v2.yaml", &web_pre_delete(""));
+    node.ctl_ok(&["delete", "web", "--timeout", "60s"]);
+    node.wait_until("the container removed", Duration::from_secs(30), |n| {
+        n.containers().is_empty()
+    });
+}
