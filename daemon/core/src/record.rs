@@ -212,10 +212,18 @@ impl Deployment {
     /// Whether [`Deployment::redacted`] would change anything: only then
     /// does output need a copy of its own.
     pub fn needs_redaction(&self) -> bool {
+        let hooks = &self.spec.hooks;
         self.spec.env.values().any(|v| v.secret)
+            || hooks
+                .pre_update
+                .iter()
+                .chain(&hooks.post_update)
+                .chain(&hooks.pre_delete)
+                .any(|h| matches!(h.kind, crate::spec::HookKind::Http(_)))
     }
 
-    /// A copy safe to show outside the daemon: secret env values replaced.
+    /// A copy safe to show outside the daemon: secret env values and http
+    /// hook URLs' query and user info replaced.
     pub fn redacted(&self) -> Deployment {
         let mut d = self.clone();
         d.spec = d.spec.redacted();
@@ -248,5 +256,29 @@ mod tests {
         assert_ne!(shown, d);
         assert_eq!(shown.spec.env["TOKEN"].value, crate::REDACTED);
         assert_eq!(shown.spec.env["PLAIN"].value, "visible");
+    }
+
+    #[test]
+    fn http_hook_urls_are_redacted() {
+        use crate::spec::{Hook, HookKind, HookPlace, OnTimeout};
+        let mut d = Deployment::default();
+        d.spec.hooks.post_update = vec![Hook {
+            kind: HookKind::Http("https://user:pw@ci.example/hook?token=s3cret".into()),
+            place: HookPlace::Container,
+            timeout: None,
+            on_timeout: OnTimeout::Abort,
+        }];
+        assert!(d.needs_redaction());
+        let shown = serde_json::to_string(&d.redacted()).unwrap();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://<redacted>@ci.example/hook?<redacted>"),
+            "{shown}"
+        );
+        // The record itself keeps the URL: the hook needs it.
+        assert!(serde_json::to_string(&d).unwrap().contains("s3cret"));
     }
 }

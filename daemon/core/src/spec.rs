@@ -160,12 +160,25 @@ impl ServiceSpec {
         out
     }
 
-    /// A copy with every secret env value replaced, for output that leaves the daemon.
+    /// A copy with every secret replaced, for output that leaves the
+    /// daemon: secret env values, and the query and user info of http
+    /// hook URLs (where a hook endpoint's token lives).
     pub fn redacted(&self) -> ServiceSpec {
         let mut spec = self.clone();
         for value in spec.env.values_mut() {
             if value.secret {
                 value.value = crate::REDACTED.to_string();
+            }
+        }
+        for hook in spec
+            .hooks
+            .pre_update
+            .iter_mut()
+            .chain(&mut spec.hooks.post_update)
+            .chain(&mut spec.hooks.pre_delete)
+        {
+            if let HookKind::Http(url) = &mut hook.kind {
+                *url = crate::heat::redact_url(url);
             }
         }
         spec
