@@ -41,37 +41,17 @@ struct ServiceReport {
     health: Option<String>,
     /// The current record's id.
     deployment: Option<String>,
+    /// While WAITING_HOOK: the hook that runs or waits (phase, index, the
+    /// hook in one line with any URL redacted, since when, breakpoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hook: Option<berth_core::hooks::HookWait>,
     converged: bool,
     container_state: Option<String>,
 }
 
 fn build(inner: &Inner, seq: u64) -> Report {
     let snap = inner.handle.snapshot();
-    let services = snap
-        .services
-        .values()
-        .map(|s| ServiceReport {
-            name: s.name.clone(),
-            status: s
-                .current
-                .as_ref()
-                .map(|c| c.status.as_str().to_string())
-                .unwrap_or_default(),
-            health: s
-                .container
-                .as_ref()
-                .and_then(|c| c.health)
-                .and_then(|h| serde_json::to_value(h).ok())
-                .and_then(|v| v.as_str().map(str::to_string)),
-            deployment: s.current.as_ref().map(|c| c.id.clone()),
-            converged: s.converged,
-            container_state: s
-                .container
-                .as_ref()
-                .and_then(|c| serde_json::to_value(c.state).ok())
-                .and_then(|v| v.as_str().map(str::to_string)),
-        })
-        .collect();
+    let services = snap.services.values().map(service_report).collect();
     let now = now_ms();
     Report {
         node_id: inner.node_id.clone(),
@@ -79,6 +59,32 @@ fn build(inner: &Inner, seq: u64) -> Report {
         sent_at_ms: now,
         services,
         outbox: inner.outbox.counts().summary(now),
+    }
+}
+
+/// One service as the report shows it.
+fn service_report(s: &berth_core::dto::ServiceStatus) -> ServiceReport {
+    ServiceReport {
+        name: s.name.clone(),
+        status: s
+            .current
+            .as_ref()
+            .map(|c| c.status.as_str().to_string())
+            .unwrap_or_default(),
+        health: s
+            .container
+            .as_ref()
+            .and_then(|c| c.health)
+            .and_then(|h| serde_json::to_value(h).ok())
+            .and_then(|v| v.as_str().map(str::to_string)),
+        deployment: s.current.as_ref().map(|c| c.id.clone()),
+        hook: s.current.as_ref().and_then(|c| c.hook.clone()),
+        converged: s.converged,
+        container_state: s
+            .container
+            .as_ref()
+            .and_then(|c| serde_json::to_value(c.state).ok())
+            .and_then(|v| v.as_str().map(str::to_string)),
     }
 }
 
@@ -164,5 +170,51 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::dto::{DeploymentSummary, ServiceStatus};
+    use berth_core::hooks::HookWait;
+    use berth_core::record::Status;
+    use berth_core::spec::HookPhase;
+
+    #[test]
+    fn a_waiting_hook_reaches_the_report() {
+        let wait = HookWait {
+            phase: Some(HookPhase::PreUpdate),
+            index: 1,
+            hook: "breakpoint".into(),
+            since_ms: 1_700_000_000_000,
+            breakpoint: true,
+            ..Default::default()
+        };
+        let s = ServiceStatus {
+            name: "nova-compute".into(),
+            current: Some(DeploymentSummary {
+                id: "nova-compute-3".into(),
+                status: Status::WaitingHook,
+                hook: Some(wait),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(service_report(&s)).unwrap();
+        assert_eq!(v["status"], "WAITING_HOOK");
+        assert_eq!(v["hook"]["phase"], "pre_update");
+        assert_eq!(v["hook"]["index"], 1);
+        assert_eq!(v["hook"]["since_ms"], 1_700_000_000_000u64);
+        assert_eq!(v["hook"]["breakpoint"], true);
+        let done = ServiceStatus {
+            current: Some(DeploymentSummary {
+                status: Status::Complete,
+                ..Default::default()
+            }),
+            ..s
+        };
+        let v = serde_json::to_value(service_report(&done)).unwrap();
+        assert!(v.get("hook").is_none(), "{v}");
     }
 }
