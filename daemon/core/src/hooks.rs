@@ -159,12 +159,22 @@ pub enum HookVerdict {
 pub enum HookEnd {
     /// An exec hook's command exited with this code; `stderr` is its tail.
     Exited { code: i64, stderr: String },
-    /// It could not run (the engine refused the exec, no container).
+    /// An http hook's endpoint answered with `status`, which decides
+    /// (`crate::hook_http::classify`: 2xx proceeds, anything else but
+    /// 409/423 aborts); `body` is an excerpt of its answer, the URL's
+    /// secrets scrubbed.
+    Answered { status: u16, body: String },
+    /// It could not run (the engine refused the exec, no container, the
+    /// endpoint unreachable).
     Error(String),
     /// It did not end within its timeout.
     TimedOut(Duration),
     /// A breakpoint was cleared.
     Cleared,
+    /// Stopped by berth before it ended, for this reason: the deployment
+    /// it ran for is over (superseded by a newer one, or a delete). Its
+    /// end changes nothing; should it be judged, it aborts.
+    Cancelled(String),
 }
 
 /// The verdict for `hook` (of `phase`) ending as `end`.
@@ -180,7 +190,21 @@ pub fn verdict(phase: HookPhase, hook: &Hook, end: &HookEnd) -> HookVerdict {
                 format!("{what} exited with code {code}: {tail}")
             })
         }
+        HookEnd::Answered { status, body } => match crate::hook_http::classify(*status) {
+            crate::hook_http::Answer::Proceed => HookVerdict::Proceed,
+            // A "not yet" is asked again until the timeout, never an end:
+            // one reported as such did not proceed.
+            crate::hook_http::Answer::NotYet | crate::hook_http::Answer::Abort => {
+                let body = tail(body, 2000);
+                HookVerdict::Abort(if body.is_empty() {
+                    format!("{what} answered HTTP {status}")
+                } else {
+                    format!("{what} answered HTTP {status}: {body}")
+                })
+            }
+        },
         HookEnd::Error(e) => HookVerdict::Abort(format!("{what} could not run: {e}")),
+        HookEnd::Cancelled(why) => HookVerdict::Abort(format!("{what} was stopped: {why}")),
         HookEnd::TimedOut(after) => match hook.on_timeout {
             OnTimeout::Proceed => HookVerdict::Proceed,
             OnTimeout::Abort => HookVerdict::Abort(format!(
@@ -457,6 +481,53 @@ mod tests {
             ..e.clone()
         };
         assert_eq!(verdict(p, &proceed, &t), HookVerdict::Proceed);
+    }
+
+    #[test]
+    fn http_verdicts_name_the_redacted_url_and_the_status() {
+        let p = HookPhase::PreUpdate;
+        let h = Hook {
+            kind: HookKind::Http("https://bob:pw@ci/x?token=s3cret".into()),
+            ..exec("unused")
+        };
+        let answered = |status: u16, body: &str| HookEnd::Answered {
+            status,
+            body: body.into(),
+        };
+        assert_eq!(verdict(p, &h, &answered(200, "ok")), HookVerdict::Proceed);
+        assert_eq!(verdict(p, &h, &answered(204, "")), HookVerdict::Proceed);
+        assert_eq!(
+            verdict(p, &h, &answered(500, "cannot drain\n")),
+            HookVerdict::Abort(
+                "pre_update hook `http https://<redacted>@ci/x?<redacted>` answered HTTP 500: \
+                 cannot drain"
+                    .into()
+            )
+        );
+        assert_eq!(
+            verdict(HookPhase::PreDelete, &h, &answered(403, "")),
+            HookVerdict::Abort(
+                "pre_delete hook `http https://<redacted>@ci/x?<redacted>` answered HTTP 403"
+                    .into()
+            )
+        );
+        // A "not yet" as an end did not proceed.
+        let HookVerdict::Abort(why) = verdict(p, &h, &answered(423, "")) else {
+            panic!("423 as an end aborts");
+        };
+        assert!(why.ends_with("answered HTTP 423"), "{why}");
+        let HookVerdict::Abort(why) = verdict(
+            p,
+            &h,
+            &HookEnd::Cancelled("superseded by generation 3".into()),
+        ) else {
+            panic!("a stopped hook does not proceed");
+        };
+        assert!(
+            why.ends_with("was stopped: superseded by generation 3"),
+            "{why}"
+        );
+        assert!(!why.contains("s3cret") && !why.contains("pw@"), "{why}");
     }
 
     #[test]
