@@ -19,8 +19,20 @@
 //!   [`Env::http`], "not yet" answers and unreachable endpoints asked again
 //!   with backoff until the timeout (the rules: `berth_core::hook_http`).
 //!   Nothing reported holds the URL's query or user info.
+//!
+//! The loop keeps a [`JobHandle`] to each job it starts. When the
+//! deployment the hook runs for is over (a newer one superseded it, or a
+//! delete), the loop cancels the job and stops waiting for it; the job
+//! then stops at once: an http hook asks no more (a request under way is
+//! dropped), a host hook's transient unit is stopped and forgotten
+//! ([`HostUnits::cleanup_transient`]), and a container exec is abandoned
+//! (the engine cannot stop an exec: it may run on in the container). Its
+//! outcome, [`HookEnd::Cancelled`], changes nothing. A handle dropped
+//! without a cancel (berthd stopping) cancels nothing: a host hook's unit
+//! runs on for the next berthd to re-attach to.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use berth_core::heat::redact_url;
@@ -35,9 +47,56 @@ use berth_core::host::{
 use berth_core::record::{Outputs, cap_output};
 use berth_core::runtime::Runtime;
 use berth_core::spec::{Hook, HookKind, HookPhase, HookPlace};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::Env;
+
+/// The loop's hold on a running hook job: which job it is, and how to
+/// stop it.
+#[derive(Debug)]
+pub(crate) struct JobHandle {
+    /// Unique in this process: the job's [`Outcome`] carries it.
+    pub id: u64,
+    cancel: watch::Sender<Option<String>>,
+}
+
+/// The job's side of [`JobHandle`]: a cancel signal.
+#[derive(Debug, Clone)]
+pub(crate) struct Cancel(watch::Receiver<Option<String>>);
+
+impl JobHandle {
+    /// A handle for a new job, and the job's cancel signal.
+    pub(crate) fn new() -> (JobHandle, Cancel) {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let (tx, rx) = watch::channel(None);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        (JobHandle { id, cancel: tx }, Cancel(rx))
+    }
+
+    /// Tells the job to stop, saying why (see the module docs).
+    pub(crate) fn cancel(&self, why: &str) {
+        // A job already ended has dropped its side: nothing to stop.
+        let _ = self.cancel.send(Some(why.to_string()));
+    }
+}
+
+impl Cancel {
+    /// Once cancelled, why. Never when the handle went away without a
+    /// cancel (berthd stopping: what runs is left to the next berthd).
+    async fn cancelled(&mut self) -> String {
+        let why = self
+            .0
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|why| why.clone());
+        match why {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
+    }
+}
 
 /// One hook to run.
 pub(crate) struct Request {
@@ -58,10 +117,16 @@ pub(crate) struct Request {
     /// Where a host hook's output file goes (`AgentConfig::hooks_dir`, an
     /// absolute path berthd made 0700).
     pub hooks_dir: PathBuf,
+    /// The loop's [`JobHandle::id`] for this job.
+    pub job: u64,
+    /// Set when the deployment is over: the job stops.
+    pub cancel: Cancel,
 }
 
 /// How it ended, and what it printed.
 pub(crate) struct Outcome {
+    /// The job's [`JobHandle::id`].
+    pub job: u64,
     pub service: String,
     pub generation: u64,
     pub phase: HookPhase,
@@ -108,20 +173,35 @@ impl Request {
     /// Runs the hook; see the module docs.
     pub(crate) async fn run<E: Env>(self, env: &E) -> Outcome {
         let timeout = self.hook.effective_timeout();
-        let (end, outputs) = match (&self.hook.kind, self.hook.place) {
-            (HookKind::Exec(argv), HookPlace::Container) => {
-                self.in_container(env.runtime(), argv, timeout).await
+        let work = async {
+            match (&self.hook.kind, self.hook.place) {
+                (HookKind::Exec(argv), HookPlace::Container) => {
+                    self.in_container(env.runtime(), argv, timeout).await
+                }
+                (HookKind::Exec(argv), HookPlace::Host) => {
+                    self.on_host(env.host(), argv, timeout).await
+                }
+                (HookKind::Http(url), _) => self.http(env.http(), url, timeout).await,
+                (HookKind::Breakpoint {}, _) => (
+                    HookEnd::Error("a breakpoint waits to be cleared, it is not run".into()),
+                    Outputs::default(),
+                ),
             }
-            (HookKind::Exec(argv), HookPlace::Host) => {
-                self.on_host(env.host(), argv, timeout).await
-            }
-            (HookKind::Http(url), _) => self.http(env.http(), url, timeout).await,
-            (HookKind::Breakpoint {}, _) => (
-                HookEnd::Error("a breakpoint waits to be cleared, it is not run".into()),
-                Outputs::default(),
-            ),
+        };
+        let mut cancel = self.cancel.clone();
+        // The work is dropped as soon as the cancel comes (an http request
+        // under way with it), before the host unit is stopped.
+        let ended = tokio::select! {
+            biased;
+            why = cancel.cancelled() => Err(why),
+            ended = work => Ok(ended),
+        };
+        let (end, outputs) = match ended {
+            Ok(ended) => ended,
+            Err(why) => (self.stop(env, &why).await, Outputs::default()),
         };
         Outcome {
+            job: self.job,
             service: self.service,
             generation: self.generation,
             phase: self.phase,
@@ -129,6 +209,63 @@ impl Request {
             end,
             outputs,
         }
+    }
+
+    /// The job was cancelled (`why`) while its hook ran: a host hook's
+    /// unit is stopped and forgotten; the rest is only let go.
+    async fn stop<E: Env>(&self, env: &E, why: &str) -> HookEnd {
+        let hook = self.hook.describe();
+        match (&self.hook.kind, self.hook.place) {
+            (HookKind::Exec(_), HookPlace::Host) => {
+                let (unit, output) = self.host_unit();
+                // Idempotent: a unit not started yet, or already gone, is fine.
+                match env.host().cleanup_transient(&unit, &output).await {
+                    Ok(()) => tracing::info!(
+                        service = self.service,
+                        unit,
+                        why,
+                        "host hook stopped: its deployment is over"
+                    ),
+                    Err(e) => tracing::warn!(
+                        service = self.service,
+                        unit,
+                        why,
+                        error = %e,
+                        "cannot stop the host hook's unit: systemd stops it at its timeout"
+                    ),
+                }
+            }
+            (HookKind::Exec(_), HookPlace::Container) => tracing::warn!(
+                service = self.service,
+                container = self.container.as_deref().unwrap_or(""),
+                hook,
+                why,
+                "no longer waiting for a container exec hook: its deployment is over; \
+                 the engine cannot stop an exec, so it may run on in the container"
+            ),
+            _ => tracing::info!(
+                service = self.service,
+                hook,
+                why,
+                "hook stopped: its deployment is over"
+            ),
+        }
+        HookEnd::Cancelled(why.to_string())
+    }
+
+    /// A host hook's transient unit and its output file.
+    fn host_unit(&self) -> (String, String) {
+        let unit = hook_unit_name(
+            &self.service,
+            &format!("{}-{}", self.phase, self.index),
+            &self.deployment_id,
+        );
+        let output = self
+            .hooks_dir
+            .join(output_file(self.phase, self.index, &unit))
+            .to_string_lossy()
+            .into_owned();
+        (unit, output)
     }
 
     async fn in_container<R: Runtime>(
@@ -173,16 +310,7 @@ impl Request {
         argv: &[String],
         timeout: Option<Duration>,
     ) -> (HookEnd, Outputs) {
-        let unit = hook_unit_name(
-            &self.service,
-            &format!("{}-{}", self.phase, self.index),
-            &self.deployment_id,
-        );
-        let output = self
-            .hooks_dir
-            .join(output_file(self.phase, self.index, &unit))
-            .to_string_lossy()
-            .into_owned();
+        let (unit, output) = self.host_unit();
         let spec = TransientSpec {
             unit_name: unit.clone(),
             argv: argv.to_vec(),
@@ -394,9 +522,9 @@ impl Request {
                         Answer::Proceed => {
                             tracing::info!(service = self.service, url = %shown, status = r.status, "http hook proceeds");
                             return (
-                                HookEnd::Exited {
-                                    code: 0,
-                                    stderr: String::new(),
+                                HookEnd::Answered {
+                                    status: r.status,
+                                    body: String::new(),
                                 },
                                 outputs,
                             );
@@ -405,17 +533,11 @@ impl Request {
                             tracing::debug!(service = self.service, url = %shown, status = r.status, attempts, "http hook: not yet");
                         }
                         Answer::Abort => {
-                            let excerpt = body_excerpt(&r.body, 500, url);
                             return (
-                                HookEnd::Error(format!(
-                                    "refused with HTTP {}{}",
-                                    r.status,
-                                    if excerpt.is_empty() {
-                                        String::new()
-                                    } else {
-                                        format!(": {excerpt}")
-                                    }
-                                )),
+                                HookEnd::Answered {
+                                    status: r.status,
+                                    body: body_excerpt(&r.body, 500, url),
+                                },
                                 outputs,
                             );
                         }
@@ -484,6 +606,87 @@ mod tests {
                 "{f}"
             );
         }
+    }
+
+    fn host_request(job: u64, cancel: Cancel) -> Request {
+        Request {
+            service: "web".into(),
+            generation: 2,
+            deployment_id: "web-g2".into(),
+            phase: HookPhase::PreUpdate,
+            index: 0,
+            hook: Hook {
+                kind: HookKind::Exec(vec!["/usr/local/bin/drain".into()]),
+                place: HookPlace::Host,
+                timeout: None,
+                on_timeout: berth_core::spec::OnTimeout::Abort,
+            },
+            container: None,
+            body: serde_json::Value::Null,
+            hooks_dir: PathBuf::from("/var/lib/berth/hooks"),
+            job,
+            cancel,
+        }
+    }
+
+    fn host_env(
+        host: &berth_fakes::FakeHost,
+    ) -> crate::HostSeams<berth_fakes::FakeRuntime, berth_fakes::MemStore, berth_fakes::FakeHost>
+    {
+        crate::HostSeams {
+            runtime: berth_fakes::FakeRuntime::new("n1"),
+            store: berth_fakes::MemStore::new(),
+            host: host.clone(),
+            watcher: berth_core::watch::NoWatcher,
+            files: berth_core::files::NoFiles,
+        }
+    }
+
+    /// A cancel stops a host hook's unit and ends the job at once; a
+    /// handle dropped without one (berthd stopping) stops nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_stops_a_host_hook_and_a_dropped_handle_does_not() {
+        let host = berth_fakes::FakeHost::new();
+        let (handle, cancel) = JobHandle::new();
+        let (req, env) = (host_request(handle.id, cancel), host_env(&host));
+        let job = tokio::spawn(async move { req.run(&env).await });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(host.running().len(), 1, "started");
+        handle.cancel("superseded by generation 3");
+        let o = tokio::time::timeout(Duration::from_secs(1), job)
+            .await
+            .expect("ends at once")
+            .expect("no panic");
+        assert_eq!(o.job, handle.id);
+        assert_eq!(
+            o.end,
+            HookEnd::Cancelled("superseded by generation 3".into())
+        );
+        assert!(host.running().is_empty(), "{:?}", host.running());
+        assert_eq!(host.cleaned().len(), 1, "stopped and forgotten");
+
+        let host = berth_fakes::FakeHost::new();
+        let (handle, cancel) = JobHandle::new();
+        let (req, env) = (host_request(handle.id, cancel), host_env(&host));
+        let job = tokio::spawn(async move { req.run(&env).await });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(handle);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(host.running().len(), 1, "runs on for the next berthd");
+        assert!(host.cleaned().is_empty());
+        let unit = host.running().remove(0);
+        assert!(host.exit(&unit, 0, "done\n"));
+        let o = tokio::time::timeout(Duration::from_secs(10), job)
+            .await
+            .expect("waited for")
+            .expect("no panic");
+        assert_eq!(
+            o.end,
+            HookEnd::Exited {
+                code: 0,
+                stderr: String::new()
+            }
+        );
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //! any other hook runs as a job (`crate::hook_job`): an exec `where:
 //! container` runs in the old container for `pre_update` and `pre_delete`,
 //! in the new one for `post_update`. A newer deployment supersedes a
-//! waiting one (FAILED, "superseded by generation N"), whatever the phase.
+//! waiting one (FAILED, "superseded by generation N"), whatever the phase,
+//! and its running hook job is stopped (`hook_job::JobHandle::cancel`: an
+//! http hook asks no more, a host hook's unit is stopped, a container exec
+//! is let go): the service is no longer busy with it, so the newer
+//! deployment goes on at once, and the stopped job's late answer is
+//! ignored.
 //!
 //! | phase | all proceed | one aborts |
 //! |---|---|---|
@@ -52,6 +57,9 @@ struct Running {
     index: usize,
     /// A breakpoint's timeout (an exec's is the job's).
     deadline: Option<Instant>,
+    /// The job running it (none for a breakpoint): the service is busy
+    /// with it until its outcome comes, or it is stopped.
+    job: Option<crate::hook_job::JobHandle>,
 }
 
 /// The job request for hook `index` of `phase` of `record`, run in
@@ -63,6 +71,7 @@ fn hook_request(
     hook: &Hook,
     container: Option<String>,
     hooks_dir: std::path::PathBuf,
+    job: (u64, crate::hook_job::Cancel),
 ) -> crate::hook_job::Request {
     crate::hook_job::Request {
         service: record.service.clone(),
@@ -74,6 +83,8 @@ fn hook_request(
         container,
         body: serde_json::to_value(record.redacted()).unwrap_or_default(),
         hooks_dir,
+        job: job.0,
+        cancel: job.1,
     }
 }
 
@@ -135,11 +146,23 @@ impl<E: Env> Agent<E> {
             .map(|t| {
                 now + t.saturating_sub(Duration::from_millis(now_ms.saturating_sub(since_ms)))
             });
-        svc.hooks.running = Some(Running { index, deadline });
-        if !breakpoint {
+        if breakpoint {
+            svc.hooks.running = Some(Running {
+                index,
+                deadline,
+                job: None,
+            });
+        } else {
+            let (handle, cancel) = crate::hook_job::JobHandle::new();
+            let job = (handle.id, cancel);
+            svc.hooks.running = Some(Running {
+                index,
+                deadline,
+                job: Some(handle),
+            });
             svc.busy = true;
             let dir = self.cfg.hooks_dir();
-            let request = hook_request(&current, phase, index, hook, container, dir);
+            let request = hook_request(&current, phase, index, hook, container, dir, job);
             self.spawn(crate::jobs::Job::Hook(request));
         }
         let wait = HookWait::at(phase, index, hook, since_ms, wait.cleared);
@@ -186,6 +209,23 @@ impl<E: Env> Agent<E> {
         let Some(svc) = self.services.get_mut(&o.service) else {
             return;
         };
+        let ours = svc
+            .hooks
+            .running
+            .as_ref()
+            .and_then(|r| r.job.as_ref())
+            .is_some_and(|j| j.id == o.job);
+        if !ours {
+            // A job stopped when its deployment was superseded: the
+            // service stopped waiting for it then (and may be busy with
+            // the newer deployment's job now).
+            tracing::debug!(
+                service = o.service,
+                generation = o.generation,
+                "a stopped hook job ended"
+            );
+            return;
+        }
         svc.busy = false;
         let current = svc.hooks.generation == o.generation
             && svc.current.generation == o.generation
@@ -346,13 +386,22 @@ impl<E: Env> Agent<E> {
         })
     }
 
-    /// A deployment replaced while it waited on a hook is FAILED, naming the
-    /// newer one (its hooks never ran to the end).
+    /// A new record, `generation`, is about to replace `service`'s current
+    /// one: a hook job that runs is stopped, and a deployment that waited
+    /// on a hook is FAILED, naming the newer one (its hooks never ran to
+    /// the end).
     pub(super) fn supersede_waiting(&mut self, service: &str, generation: u64) {
         let Some(prev) = self.services.get(service) else {
             return;
         };
-        if prev.current.status != Status::WaitingHook || prev.current.generation >= generation {
+        if prev.current.generation >= generation {
+            return;
+        }
+        self.stop_hook_job(service, &format!("superseded by generation {generation}"));
+        let Some(prev) = self.services.get(service) else {
+            return;
+        };
+        if prev.current.status != Status::WaitingHook {
             return;
         }
         let mut old = (*prev.current).clone();
@@ -364,6 +413,28 @@ impl<E: Env> Agent<E> {
             tracing::error!(service = old.service, error = %e, "cannot save the superseded record");
         }
         self.emit_status(&old);
+    }
+
+    /// Stops `service`'s running hook job, if any (`why`: its deployment
+    /// is over). The service is no longer busy with it at once: the job
+    /// stops on its own (see `crate::hook_job`) and its outcome is ignored.
+    fn stop_hook_job(&mut self, service: &str, why: &str) {
+        let Some(svc) = self.services.get_mut(service) else {
+            return;
+        };
+        let Some(job) = svc.hooks.running.as_mut().and_then(|r| r.job.take()) else {
+            return;
+        };
+        svc.hooks.running = None;
+        tracing::info!(
+            service,
+            why,
+            deployment = svc.current.id,
+            "stopping the running hook"
+        );
+        job.cancel(why);
+        svc.busy = false;
+        self.dirty = true;
     }
 }
 
