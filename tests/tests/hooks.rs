@@ -451,3 +451,226 @@ fn a_pre_delete_hook_holds_and_then_aborts_a_delete() {
         n.containers().is_empty()
     });
 }
+
+/// One POST the test endpoint got.
+#[derive(Debug, Clone)]
+struct Posted {
+    /// `POST /drain?token=... HTTP/1.1`
+    line: String,
+    head: String,
+    body: String,
+}
+
+/// A tiny HTTP endpoint for http hooks: answers each request with the next
+/// of its scripted (status, body), the last one again once they run out,
+/// and keeps what it got. Stops when dropped.
+struct Endpoint {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Posted>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Endpoint {
+    fn start(script: &[(u16, &str)]) -> Endpoint {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let script: Vec<(u16, String)> = script.iter().map(|(s, b)| (*s, b.to_string())).collect();
+        let (got2, stop2) = (got.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break None,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())
+                            .flatten()
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+                let line = head.lines().next().unwrap_or_default().to_string();
+                if let Ok(mut g) = got2.lock() {
+                    g.push(Posted { line, head, body });
+                }
+                let (status, text) = script
+                    .get(n)
+                    .or(script.last())
+                    .cloned()
+                    .unwrap_or((200, String::new()));
+                n += 1;
+                let reason = match status {
+                    200 => "OK",
+                    423 => "Locked",
+                    _ => "Internal Server Error",
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        Endpoint { port, got, stop }
+    }
+
+    fn got(&self) -> Vec<Posted> {
+        self.got.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `web` saying `greeting`, with a secret env and a pre_update http hook to
+/// `port`, whose URL carries a secret of its own.
+fn web_http(greeting: &str, port: u16) -> String {
+    format!(
+        "name: web
+image: berth-demo:latest
+command: [\"serve\", \"--port\", \"8080\"]
+env: {{GREETING: {greeting}, API_KEY: {{value: hunter2, secret: true}}}}
+stop_timeout: 2s
+update: {{settle: 1s}}
+hooks:
+  pre_update:
+    - http: \"http://127.0.0.1:{port}/drain?token=s3cret\"
+      timeout: 60s
+"
+    )
+}
+
+#[test]
+fn an_http_hook_answering_not_yet_then_ok_holds_then_lets_the_update_go() {
+    berth_prereq::require!(DemoImage);
+    demo_image();
+    let endpoint = Endpoint::start(&[
+        (423, "not yet: 2 workloads left"),
+        (423, "not yet: 1 workload left"),
+        (423, "not yet: 1 workload left"),
+        (200, "drained"),
+        (500, "the drain service broke"),
+    ]);
+    let mut node = TestNode::new("hk-http");
+    node.start();
+    apply_ok(&node, "v1.yaml", &web_http("one", endpoint.port));
+    assert!(
+        endpoint.got().is_empty(),
+        "a first create runs no pre_update"
+    );
+    let old = node.container("web").expect("web runs");
+
+    // While the endpoint says "not yet" the deployment waits (an http hook
+    // is no breakpoint: apply waits with it) and the old container runs on.
+    let f = node.spec_file("v2.yaml", &web_http("two", endpoint.port));
+    let mut child = spawn_ctl(
+        &node,
+        &["apply", &f.display().to_string(), "--timeout", "90s"],
+    );
+    node.wait_until("the first POST", Duration::from_secs(60), |_| {
+        !endpoint.got().is_empty()
+    });
+    // Three "not yet" answers, 1 s then 2 s apart at least (the backoff):
+    // this look comes well before the 200.
+    let d = record(&node, 2).expect("record 2");
+    assert_eq!(d["status"], "WAITING_HOOK", "{d}");
+    let hook = d["hook"]["hook"].as_str().unwrap_or_default();
+    assert!(hook.starts_with("http "), "{d}");
+    assert!(!hook.contains("s3cret"), "{d}");
+    assert!(d["hook"]["breakpoint"].is_null(), "{d}");
+    assert!(matches!(child.try_wait(), Ok(None)), "apply returned early");
+    assert!(
+        only_this_one_runs(&node, &old.id),
+        "{:?}",
+        node.containers()
+    );
+    let out = finish(child, Duration::from_secs(90), &node);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("web: COMPLETE\n"),
+        "{}",
+        text(&out)
+    );
+
+    let got = endpoint.got();
+    assert_eq!(got.len(), 4, "423 three times, then 200: {got:?}");
+    for p in &got {
+        assert_eq!(p.line, "POST /drain?token=s3cret HTTP/1.1", "{p:?}");
+        assert!(
+            p.head
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{p:?}"
+        );
+        let body: Value = serde_json::from_str(&p.body).expect("a JSON body");
+        assert_eq!(body["service"], "web", "{body}");
+        assert_eq!(body["generation"], 2, "{body}");
+        assert!(
+            !p.body.contains("hunter2") && !p.body.contains("s3cret"),
+            "secrets posted: {}",
+            p.body
+        );
+    }
+    let new = node.container("web").expect("web runs");
+    assert_ne!(new.id, old.id);
+    assert_eq!(greeting_of(&new.id), "two");
+
+    // Any other answer aborts at once: FAILED naming it, the running
+    // container left as it is.
+    node.wait_until("the replaced one removed", Duration::from_secs(30), |n| {
+        only_this_one_runs(n, &new.id)
+    });
+    let f = node.spec_file("v3.yaml", &web_http("three", endpoint.port));
+    let out = node.ctl(&["apply", &f.display().to_string(), "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let d = record(&node, 3).expect("record 3");
+    assert_eq!(d["status"], "FAILED", "{d}");
+    let reason = d["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("500") && reason.contains("the drain service broke"),
+        "{reason}"
+    );
+    assert!(!reason.contains("s3cret"), "{reason}");
+    assert_eq!(endpoint.got().len(), 5);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        only_this_one_runs(&node, &new.id),
+        "{:?}",
+        node.containers()
+    );
+    assert_eq!(greeting_of(&new.id), "two");
+}
