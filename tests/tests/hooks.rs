@@ -1,10 +1,14 @@
-//! Hooks around updates against the real engine: a pre_update breakpoint
-//! holds the update while the old container runs on (same id), `berthctl
-//! apply` stops there with exit 3 naming the clear command (or waits through
-//! it with `--wait-hooks`), and a clear lets the new container replace the
-//! old one; an exec hook that exits non-zero fails the deployment with its
-//! output and leaves the old container untouched; berthd SIGKILLed while a
-//! breakpoint waits comes back with one running container, still waiting.
+//! Hooks around updates and deletes against the real engine: a pre_update
+//! breakpoint holds the update while the old container runs on (same id),
+//! `berthctl apply` stops there with exit 3 naming the clear command (or
+//! waits through it with `--wait-hooks`), and a clear lets the new container
+//! replace the old one; an exec hook that exits non-zero fails the
+//! deployment with its output and leaves the old container untouched;
+//! berthd SIGKILLed while a breakpoint waits comes back with one running
+//! container, still waiting; a pre_delete breakpoint and a failing
+//! pre_delete exec hold and then abort a delete; an http hook answering 423
+//! holds an update until its 200 (and a 500 aborts one), posted the
+//! redacted deployment.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
