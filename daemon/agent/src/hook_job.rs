@@ -40,7 +40,7 @@ use berth_core::hook_http::{
     Answer, HookHttp, HookHttpError, HookRequest, backoff, body_excerpt, classify,
     redact_hook_urls, scrub,
 };
-use berth_core::hooks::HookEnd;
+use berth_core::hooks::{HookEnd, tail};
 use berth_core::host::{
     ExitStatus, HostError, HostUnits, TransientResult, TransientSpec, hook_unit_name,
 };
@@ -156,17 +156,6 @@ const TAIL: usize = 2000;
 fn output_file(phase: HookPhase, index: usize, unit: &str) -> String {
     let hash = berth_core::hash::sha256_hex(unit.as_bytes());
     format!("{phase}-{index}-{}.out", &hash[..16])
-}
-
-/// The last `max` bytes of `text`, trailing whitespace dropped, on a char
-/// boundary.
-fn tail(text: &str, max: usize) -> &str {
-    let text = text.trim_end();
-    let mut cut = text.len().saturating_sub(max);
-    while !text.is_char_boundary(cut) {
-        cut += 1;
-    }
-    &text[cut..]
 }
 
 impl Request {

@@ -4,25 +4,22 @@
 //! berth-sources' tests.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent::{AgentError, HostSeams, NoHost, Verb};
+use berth_agent::{AgentError, Verb};
 use berth_core::dto::Change;
 use berth_core::record::{DeployAction, Deployment, Status};
 use berth_core::runtime::{ExecOutput, LABEL_CONFIG_HASH};
 use berth_core::spec::{ConfigMount, OnChange, ServiceSpec};
 use berth_core::watch::WatchEvent;
 use berth_fakes::runtime::Call;
-use berth_fakes::{FakeFiles, FakeRuntime, FakeWatcher, FakeWatcherHandle, MemStore};
+use berth_fakes::{FakeFiles, FakeRuntime};
 
 mod common;
+use common::watched::*;
 use common::*;
 
-/// The fake engine, the in-memory store, a fake config watcher and
-/// in-memory files.
-type Env = Clocked<HostSeams<FakeRuntime, MemStore, NoHost, FakeWatcher, FakeFiles>>;
-type Node = Running<Env>;
+type Node = WatchedNode;
 
 impl Node {
     fn rt(&self) -> &FakeRuntime {
@@ -31,24 +28,6 @@ impl Node {
     fn files(&self) -> &FakeFiles {
         &self.env.files
     }
-}
-
-fn env() -> Arc<Env> {
-    let runtime = FakeRuntime::new("n1");
-    runtime.add_image("demo:1", "sha256:one");
-    Clocked::new(HostSeams {
-        runtime,
-        store: MemStore::new(),
-        host: NoHost,
-        watcher: FakeWatcher::new().0,
-        files: FakeFiles::new(),
-    })
-}
-
-/// A loop on `env`, and the handle its tests push watcher events with.
-fn watched(env: Arc<Env>) -> (Node, FakeWatcherHandle) {
-    let h = env.watcher.handle();
-    (run_agent(env, cfg()), h)
 }
 
 fn with_config(name: &str, source: &Path, on_change: OnChange) -> ServiceSpec {
@@ -104,7 +83,7 @@ async fn quiet(node: &Node, service: &str, generation: u64) {
 
 #[tokio::test(start_paused = true)]
 async fn a_content_change_signals_and_records_what_changed() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "greeting=hello\n");
     let (node, w) = watched(env);
     let d = deploy(
@@ -151,7 +130,7 @@ async fn a_content_change_signals_and_records_what_changed() {
 /// berth-sources' `a_touch_changes_nothing`.)
 #[tokio::test(start_paused = true)]
 async fn an_identical_rewrite_changes_nothing() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "a=1\n");
     let (node, w) = watched(env);
     let d = deploy(
@@ -169,7 +148,7 @@ async fn an_identical_rewrite_changes_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn each_service_sharing_a_source_reacts_by_its_own_policy() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, w) = watched(env);
     let d = deploy(
@@ -237,7 +216,7 @@ async fn each_service_sharing_a_source_reacts_by_its_own_policy() {
 /// once the engine is back, instead of failing and leaving the old config.
 #[tokio::test(start_paused = true)]
 async fn a_reaction_the_engine_missed_runs_again_when_it_is_back() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, w) = watched(env);
     let d = deploy(
@@ -284,7 +263,7 @@ async fn a_reaction_the_engine_missed_runs_again_when_it_is_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_exec_fails_the_record_with_its_stderr() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, w) = watched(env);
     let reload = OnChange::Exec(vec!["/demo".into(), "reload".into()]);
@@ -319,7 +298,7 @@ async fn a_failing_exec_fails_the_record_with_its_stderr() {
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_source_fails_once_leaves_the_container_and_recovers() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, w) = watched(env);
     let d = deploy(
@@ -364,7 +343,7 @@ async fn a_missing_source_fails_once_leaves_the_container_and_recovers() {
 
 #[tokio::test(start_paused = true)]
 async fn a_change_made_while_berthd_was_down_is_found_at_start() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, _w) = watched(env.clone());
     let d = deploy(
@@ -389,7 +368,7 @@ async fn a_change_made_while_berthd_was_down_is_found_at_start() {
 #[tokio::test(start_paused = true)]
 async fn the_last_config_change_is_found_at_start_without_reading_the_history() {
     use berth_core::store::{LoadedService, Store};
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, w) = watched(env);
     let web = |greeting: &str| {
@@ -447,7 +426,7 @@ async fn the_last_config_change_is_found_at_start_without_reading_the_history() 
 
 #[tokio::test(start_paused = true)]
 async fn reconfigure_verb_forces_the_policy_and_answers_with_the_record() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, _w) = watched(env);
     let d = deploy(
@@ -486,7 +465,7 @@ async fn reconfigure_verb_forces_the_policy_and_answers_with_the_record() {
 
 #[tokio::test(start_paused = true)]
 async fn apply_with_a_missing_source_fails_and_in_place_reload_of_a_file_is_refused() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, _w) = watched(env);
     let missing = Path::new(ROOT).join("nope");
@@ -536,7 +515,7 @@ async fn apply_with_a_missing_source_fails_and_in_place_reload_of_a_file_is_refu
 
 #[tokio::test(start_paused = true)]
 async fn a_policy_only_change_keeps_the_container_and_its_config_identity() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, _w) = watched(env);
     deploy(
@@ -559,7 +538,7 @@ async fn a_policy_only_change_keeps_the_container_and_its_config_identity() {
 
 #[tokio::test(start_paused = true)]
 async fn watches_follow_the_sources_and_stop_at_a_delete() {
-    let env = env();
+    let env = watched_env();
     let src = config_dir(&env.files, "v=1\n");
     let (node, w) = watched(env);
     deploy(

@@ -10,92 +10,36 @@
 use std::time::Duration;
 
 use berth_agent::Verb;
-use berth_core::record::{DeployAction, Deployment, Status};
-use berth_core::runtime::{ContainerState, ExecOutput};
-use berth_core::spec::{Healthcheck, Hook, HookKind, HookPhase, HookPlace, OnTimeout, ServiceSpec};
+use berth_core::record::{DeployAction, Status};
+use berth_core::runtime::ContainerState;
+use berth_core::spec::Healthcheck;
+use berth_core::spec::HookPhase::{PostUpdate, PreDelete, PreUpdate};
 use berth_fakes::runtime::Call;
 
 mod common;
+use common::hooks::*;
 use common::*;
-
-fn hook(kind: HookKind) -> Hook {
-    Hook {
-        kind,
-        place: HookPlace::Container,
-        timeout: None,
-        on_timeout: OnTimeout::Abort,
-    }
-}
-
-fn exec(cmd: &str) -> HookKind {
-    HookKind::Exec(vec![cmd.to_string()])
-}
-
-const BP: HookKind = HookKind::Breakpoint {};
-
-/// `web` on `image` with hooks in `phase`.
-fn with(image: &str, phase: HookPhase, hooks: Vec<HookKind>) -> ServiceSpec {
-    let mut s = spec("web", image);
-    let hooks = hooks.into_iter().map(hook).collect();
-    match phase {
-        HookPhase::PreUpdate => s.hooks.pre_update = hooks,
-        HookPhase::PostUpdate => s.hooks.post_update = hooks,
-        HookPhase::PreDelete => s.hooks.pre_delete = hooks,
-    }
-    s
-}
-
-fn clear(phase: HookPhase) -> Verb {
-    Verb::ClearHook { phase }
-}
-
-/// Waits for deployment `id` to be WAITING_HOOK in `phase`.
-async fn waiting_in(node: &Node, id: &str, phase: HookPhase) -> Deployment {
-    for _ in 0..400 {
-        let d = node.handle.deployment(id).await.expect("record");
-        if d.status == Status::WaitingHook && d.hook.as_ref().and_then(|h| h.phase) == Some(phase) {
-            return d;
-        }
-        assert!(!d.status.is_terminal(), "{id} ended: {d:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{id} never WAITING_HOOK in {phase}");
-}
-
-fn execs(node: &Node) -> Vec<(String, Vec<String>)> {
-    execs_in(node.rt())
-}
-
-fn execs_in(rt: &berth_fakes::FakeRuntime) -> Vec<(String, Vec<String>)> {
-    rt.calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            Call::Exec(id, argv) => Some((id, argv)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn id_of(r: &berth_core::dto::ApplyResponse) -> String {
-    r.results[0].deployment.as_ref().expect("record").id.clone()
-}
 
 #[tokio::test(start_paused = true)]
 async fn post_update_runs_in_the_new_container_after_the_aside_one_is_gone() {
     let node = start();
     let first = deploy(
         &node.handle,
-        vec![with("demo:1", HookPhase::PostUpdate, vec![exec("/ready")])],
+        vec![web_with("demo:1", PostUpdate, [exec(&["/ready"])])],
     )
     .await;
     assert_eq!(first[0].status, Status::Complete);
-    assert_eq!(execs(&node), vec![], "no post_update on a first create");
+    assert_eq!(
+        exec_calls(node.rt()),
+        vec![],
+        "no post_update on a first create"
+    );
     let old = node.rt().container_by_name("t-web").expect("web");
     node.rt().clear_calls();
 
     let d = deploy(
         &node.handle,
-        vec![with("demo:2", HookPhase::PostUpdate, vec![exec("/ready")])],
+        vec![web_with("demo:2", PostUpdate, [exec(&["/ready"])])],
     )
     .await;
     assert_eq!(d[0].status, Status::Complete, "{:?}", d[0]);
@@ -112,15 +56,15 @@ async fn post_update_runs_in_the_new_container_after_the_aside_one_is_gone() {
         .position(|c| *c == Call::Exec(new.id.clone(), vec!["/ready".into()]))
         .unwrap_or_else(|| panic!("post_update in the new container: {calls:?}"));
     assert!(removed < ran, "the aside container goes first: {calls:?}");
-    assert_eq!(execs(&node).len(), 1);
+    assert_eq!(exec_calls(node.rt()).len(), 1);
 
     // A policy-only change replaces nothing: no hook.
     node.rt().clear_calls();
-    let mut policy = with("demo:2", HookPhase::PostUpdate, vec![exec("/ready")]);
+    let mut policy = web_with("demo:2", PostUpdate, [exec(&["/ready"])]);
     policy.update.settle = Duration::from_millis(300);
     let d = deploy(&node.handle, vec![policy]).await;
     assert_eq!(d[0].status, Status::Complete, "{:?}", d[0]);
-    assert_eq!(execs(&node), vec![]);
+    assert_eq!(exec_calls(node.rt()), vec![]);
     node.stop().await;
 }
 
@@ -129,13 +73,9 @@ async fn a_post_update_breakpoint_waits_after_judging_until_cleared() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
     let old = node.rt().container_by_name("t-web").expect("web");
-    let r = apply(
-        &node.handle,
-        vec![with("demo:2", HookPhase::PostUpdate, vec![BP])],
-    )
-    .await;
+    let r = apply(&node.handle, vec![web_with("demo:2", PostUpdate, [BP])]).await;
     let id = id_of(&r);
-    let d = waiting_in(&node, &id, HookPhase::PostUpdate).await;
+    let d = waiting_in(&node.handle, &id, PostUpdate).await;
     assert!(
         d.status_reason
             .contains("berthctl hook clear web post_update"),
@@ -153,7 +93,7 @@ async fn a_post_update_breakpoint_waits_after_judging_until_cleared() {
     assert_eq!(new.state, ContainerState::Running);
     let refused = node
         .handle
-        .verb("web", clear(HookPhase::PreUpdate), "test")
+        .verb("web", clear(PreUpdate), "test")
         .await
         .expect_err("another phase");
     assert!(
@@ -165,10 +105,7 @@ async fn a_post_update_breakpoint_waits_after_judging_until_cleared() {
         node.handle.deployment(&id).await.expect("record").status,
         Status::WaitingHook
     );
-    node.handle
-        .verb("web", clear(HookPhase::PostUpdate), "test")
-        .await
-        .expect("cleared");
+    clear_web(&node.handle, PostUpdate).await;
     let done = wait_status(&node.handle, &id).await;
     assert_eq!(done.status, Status::Complete, "{done:?}");
     assert_eq!(done.hook, None);
@@ -180,14 +117,10 @@ async fn a_failing_post_update_fails_the_update_and_rolls_nothing_back() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
     let old = node.rt().container_by_name("t-web").expect("web");
-    node.rt().push_exec_result(ExecOutput {
-        exit_code: 2,
-        stdout: "checking\n".into(),
-        stderr: "not ready\n".into(),
-    });
+    next_exec_exits(node.rt(), 2, "checking\n", "not ready\n");
     let d = deploy(
         &node.handle,
-        vec![with("demo:2", HookPhase::PostUpdate, vec![exec("/ready")])],
+        vec![web_with("demo:2", PostUpdate, [exec(&["/ready"])])],
     )
     .await;
     assert_eq!(d[0].status, Status::Failed, "{:?}", d[0]);
@@ -211,7 +144,7 @@ async fn a_failing_post_update_fails_the_update_and_rolls_nothing_back() {
 #[tokio::test(start_paused = true)]
 async fn an_automatic_rollback_runs_no_post_update() {
     let node = start();
-    let post = |image| with(image, HookPhase::PostUpdate, vec![exec("/ready")]);
+    let post = |image| web_with(image, PostUpdate, [exec(&["/ready"])]);
     deploy(&node.handle, vec![post("demo:1")]).await;
     node.rt().clear_calls();
     let mut bad = post("demo:2");
@@ -230,7 +163,7 @@ async fn an_automatic_rollback_runs_no_post_update() {
     assert_eq!(rollback.action, DeployAction::Rollback);
     let rollback = wait_status(&node.handle, &rollback.id).await;
     assert_eq!(rollback.status, Status::Complete, "{rollback:?}");
-    assert_eq!(execs(&node), vec![], "neither hook ran");
+    assert_eq!(exec_calls(node.rt()), vec![], "neither hook ran");
     node.stop().await;
 }
 
@@ -239,20 +172,12 @@ async fn a_pre_delete_breakpoint_holds_the_delete_until_cleared() {
     let node = start();
     deploy(
         &node.handle,
-        vec![with(
-            "demo:1",
-            HookPhase::PreDelete,
-            vec![BP, exec("/drain")],
-        )],
+        vec![web_with("demo:1", PreDelete, [BP, exec(&["/drain"])])],
     )
     .await;
     let c = node.rt().container_by_name("t-web").expect("web");
     node.rt().clear_calls();
-    let v = node
-        .handle
-        .verb("web", Verb::Delete, "test")
-        .await
-        .expect("delete");
+    let v = delete_web(&node.handle).await;
     let record = v.deployment.expect("delete record");
     assert_eq!(record.status, Status::WaitingHook, "{record:?}");
     assert!(
@@ -272,18 +197,15 @@ async fn a_pre_delete_breakpoint_holds_the_delete_until_cleared() {
     );
     let snap = node.handle.snapshot();
     let shown = snap.services["web"].current.as_ref().expect("current");
-    assert_eq!(
-        shown.hook.as_ref().and_then(|h| h.phase),
-        Some(HookPhase::PreDelete)
-    );
-    node.handle
-        .verb("web", clear(HookPhase::PreDelete), "test")
-        .await
-        .expect("cleared");
+    assert_eq!(shown.hook.as_ref().and_then(|h| h.phase), Some(PreDelete));
+    clear_web(&node.handle, PreDelete).await;
     let done = wait_status(&node.handle, &record.id).await;
     assert_eq!(done.status, Status::Complete, "{done:?}");
     assert!(node.rt().container_by_name("t-web").is_none());
-    assert_eq!(execs(&node), vec![(c.id.clone(), vec!["/drain".into()])]);
+    assert_eq!(
+        exec_calls(node.rt()),
+        vec![Call::Exec(c.id.clone(), argv(&["/drain"]))]
+    );
     let calls = node.rt().calls();
     let drained = calls.iter().position(|x| matches!(x, Call::Exec(..)));
     let removed = calls.iter().position(|x| *x == Call::Remove(c.id.clone()));
@@ -296,21 +218,13 @@ async fn a_failing_pre_delete_leaves_the_service_running() {
     let node = start();
     deploy(
         &node.handle,
-        vec![with("demo:1", HookPhase::PreDelete, vec![exec("/drain")])],
+        vec![web_with("demo:1", PreDelete, [exec(&["/drain"])])],
     )
     .await;
     let c = node.rt().container_by_name("t-web").expect("web");
     node.rt().clear_calls();
-    node.rt().push_exec_result(ExecOutput {
-        exit_code: 1,
-        stdout: String::new(),
-        stderr: "3 sessions left\n".into(),
-    });
-    let v = node
-        .handle
-        .verb("web", Verb::Delete, "test")
-        .await
-        .expect("delete");
+    next_exec_exits(node.rt(), 1, "", "3 sessions left\n");
+    let v = delete_web(&node.handle).await;
     let failed = wait_status(&node.handle, &v.deployment.expect("record").id).await;
     assert_eq!(failed.status, Status::Failed, "{failed:?}");
     assert!(
@@ -342,11 +256,7 @@ async fn a_failing_pre_delete_leaves_the_service_running() {
         .verb("web", Verb::Restart, "test")
         .await
         .expect("restart");
-    let v = node
-        .handle
-        .verb("web", Verb::Delete, "test")
-        .await
-        .expect("delete again");
+    let v = delete_web(&node.handle).await;
     let done = wait_status(&node.handle, &v.deployment.expect("record").id).await;
     assert_eq!(done.status, Status::Complete, "{done:?}");
     assert!(node.rt().container_by_name("t-web").is_none());
@@ -359,51 +269,21 @@ async fn a_newer_deployment_supersedes_one_waiting_in_any_phase() {
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
 
     // Waiting in post_update.
-    let r = apply(
-        &node.handle,
-        vec![with("demo:2", HookPhase::PostUpdate, vec![BP])],
-    )
-    .await;
+    let r = apply(&node.handle, vec![web_with("demo:2", PostUpdate, [BP])]).await;
     let post = id_of(&r);
-    waiting_in(&node, &post, HookPhase::PostUpdate).await;
-    let d = deploy(
-        &node.handle,
-        vec![with("demo:1", HookPhase::PreDelete, vec![BP])],
-    )
-    .await;
+    waiting_in(&node.handle, &post, PostUpdate).await;
+    let d = deploy(&node.handle, vec![web_with("demo:1", PreDelete, [BP])]).await;
     assert_eq!(d[0].status, Status::Complete, "{:?}", d[0]);
-    let old = node.handle.deployment(&post).await.expect("record");
-    assert_eq!(
-        (old.status, old.status_reason.as_str()),
-        (
-            Status::Failed,
-            format!("superseded by generation {}", d[0].generation).as_str()
-        )
-    );
-    assert_eq!(old.hook, None);
+    superseded(&node.handle, &post, d[0].generation).await;
 
     // Waiting in pre_delete: an apply of the same spec keeps the service.
     let c = node.rt().container_by_name("t-web").expect("web");
-    let v = node
-        .handle
-        .verb("web", Verb::Delete, "test")
-        .await
-        .expect("delete");
+    let v = delete_web(&node.handle).await;
     let delete = v.deployment.expect("record").id;
-    waiting_in(&node, &delete, HookPhase::PreDelete).await;
-    let d = deploy(
-        &node.handle,
-        vec![with("demo:1", HookPhase::PreDelete, vec![BP])],
-    )
-    .await;
+    waiting_in(&node.handle, &delete, PreDelete).await;
+    let d = deploy(&node.handle, vec![web_with("demo:1", PreDelete, [BP])]).await;
     assert_eq!(d[0].status, Status::Complete, "{:?}", d[0]);
-    let old = node.handle.deployment(&delete).await.expect("record");
-    assert_eq!(old.status, Status::Failed);
-    assert!(
-        old.status_reason.starts_with("superseded by generation"),
-        "{}",
-        old.status_reason
-    );
+    superseded(&node.handle, &delete, d[0].generation).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let still = node.rt().container_by_name("t-web").expect("web");
     assert_eq!(still.id, c.id, "the container was never removed");
@@ -414,12 +294,12 @@ async fn a_newer_deployment_supersedes_one_waiting_in_any_phase() {
 async fn a_restarted_agent_still_waits_at_a_breakpoint_in_every_phase() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
-    let mut both = with("demo:2", HookPhase::PreUpdate, vec![BP]);
+    let mut both = web_with("demo:2", PreUpdate, [BP]);
     both.hooks.post_update = vec![hook(BP)];
     both.hooks.pre_delete = vec![hook(BP)];
     let r = apply(&node.handle, vec![both]).await;
     let id = id_of(&r);
-    let before = waiting_in(&node, &id, HookPhase::PreUpdate).await;
+    let before = waiting_in(&node.handle, &id, PreUpdate).await;
     let old = node.rt().container_by_name("t-web").expect("web");
 
     // pre_update: still waiting, since the same time, nothing created.
@@ -427,49 +307,36 @@ async fn a_restarted_agent_still_waits_at_a_breakpoint_in_every_phase() {
     env.runtime.clear_calls();
     let node = start_with(env);
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let after = waiting_in(&node, &id, HookPhase::PreUpdate).await;
+    let after = waiting_in(&node.handle, &id, PreUpdate).await;
     assert_eq!(after.hook, before.hook);
     assert_eq!(node.rt().mutating_calls(), vec![]);
-    node.handle
-        .verb("web", clear(HookPhase::PreUpdate), "test")
-        .await
-        .expect("cleared");
+    clear_web(&node.handle, PreUpdate).await;
 
     // post_update: still waiting, not judged again.
-    let before = waiting_in(&node, &id, HookPhase::PostUpdate).await;
+    let before = waiting_in(&node.handle, &id, PostUpdate).await;
     let new = node.rt().container_by_name("t-web").expect("web");
     assert_ne!(new.id, old.id);
     let env = node.stop().await;
     let node = start_with(env);
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let after = waiting_in(&node, &id, HookPhase::PostUpdate).await;
+    let after = waiting_in(&node.handle, &id, PostUpdate).await;
     assert_eq!(after.hook, before.hook);
-    node.handle
-        .verb("web", clear(HookPhase::PostUpdate), "test")
-        .await
-        .expect("cleared");
+    clear_web(&node.handle, PostUpdate).await;
     assert_eq!(
         wait_status(&node.handle, &id).await.status,
         Status::Complete
     );
 
     // pre_delete: still waiting, nothing removed.
-    let v = node
-        .handle
-        .verb("web", Verb::Delete, "test")
-        .await
-        .expect("delete");
+    let v = delete_web(&node.handle).await;
     let delete = v.deployment.expect("record").id;
     let env = node.stop().await;
     env.runtime.clear_calls();
     let node = start_with(env);
     tokio::time::sleep(Duration::from_secs(30)).await;
-    waiting_in(&node, &delete, HookPhase::PreDelete).await;
+    waiting_in(&node.handle, &delete, PreDelete).await;
     assert_eq!(node.rt().mutating_calls(), vec![]);
-    node.handle
-        .verb("web", clear(HookPhase::PreDelete), "test")
-        .await
-        .expect("cleared");
+    clear_web(&node.handle, PreDelete).await;
     assert_eq!(
         wait_status(&node.handle, &delete).await.status,
         Status::Complete
@@ -485,15 +352,11 @@ async fn a_restarted_agent_passes_cleared_breakpoints_and_runs_the_hook_again() 
     let old = node.rt().container_by_name("t-web").expect("web");
     let r = apply(
         &node.handle,
-        vec![with(
-            "demo:2",
-            HookPhase::PreUpdate,
-            vec![BP, exec("/drain"), BP],
-        )],
+        vec![web_with("demo:2", PreUpdate, [BP, exec(&["/drain"]), BP])],
     )
     .await;
     let id = id_of(&r);
-    waiting_in(&node, &id, HookPhase::PreUpdate).await;
+    waiting_in(&node.handle, &id, PreUpdate).await;
     // With the engine away nothing is planned, so the exec after the
     // breakpoint cannot start before berthd stops: the record is exactly
     // what it is while that exec runs.
@@ -502,25 +365,22 @@ async fn a_restarted_agent_passes_cleared_breakpoints_and_runs_the_hook_again() 
         !node.handle.snapshot().node.engine.reachable
     })
     .await;
-    node.handle
-        .verb("web", clear(HookPhase::PreUpdate), "test")
-        .await
-        .expect("cleared");
-    let saved = waiting_in(&node, &id, HookPhase::PreUpdate).await;
+    clear_web(&node.handle, PreUpdate).await;
+    let saved = waiting_in(&node.handle, &id, PreUpdate).await;
     let wait = saved.hook.expect("hook");
     assert_eq!(
         (wait.index, wait.hook.as_str(), wait.cleared),
         (1, "exec /drain", true)
     );
     let env = node.stop().await;
-    assert_eq!(execs_in(&env.runtime), vec![], "not run before the stop");
+    assert_eq!(exec_calls(&env.runtime), vec![], "not run before the stop");
     env.runtime.set_unreachable(false);
     let node = start_with(env);
     let done = wait_status(&node.handle, &id).await;
     assert_eq!(done.status, Status::Complete, "no clear needed: {done:?}");
     assert_eq!(
-        execs(&node),
-        vec![(old.id.clone(), vec!["/drain".to_string()])],
+        exec_calls(node.rt()),
+        vec![Call::Exec(old.id.clone(), argv(&["/drain"]))],
         "the exec ran once, in the old container, and the cleared breakpoint after it did not wait"
     );
     node.stop().await;

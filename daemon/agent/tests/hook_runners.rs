@@ -8,68 +8,31 @@
 
 use std::time::Duration;
 
-use berth_agent::{HostSeams, NoHost, WithHookHttp};
+use berth_agent::NoHost;
 use berth_core::hook_http::HookHttpError;
 use berth_core::host::{ExitStatus, HostUnits, TransientSpec, hook_unit_name};
 use berth_core::record::{Deployment, Status};
 use berth_core::runtime::ContainerState;
-use berth_core::spec::{Hook, HookKind, HookPlace, OnTimeout, ServiceSpec};
-use berth_core::watch::NoWatcher;
-use berth_fakes::{FakeAnswer, FakeHookHttp, FakeHost, FakeRuntime, MemStore};
+use berth_core::spec::{Hook, HookKind, HookPhase, HookPlace};
+use berth_fakes::{FakeAnswer, FakeHookHttp, FakeHost};
 
 mod common;
+use common::hooks::*;
 use common::*;
 
-type HookEnv = Clocked<WithHookHttp<HostSeams<FakeRuntime, MemStore, FakeHost>, FakeHookHttp>>;
-type HookNode = Running<HookEnv>;
-
-/// A node whose host is `host` and whose http endpoint is `http`.
-fn hook_node(host: &FakeHost, http: &FakeHookHttp) -> HookNode {
-    let runtime = FakeRuntime::new("n1");
-    runtime.add_image("demo:1", "sha256:one");
-    runtime.add_image("demo:2", "sha256:two");
-    let env = Clocked::new(WithHookHttp {
-        inner: HostSeams {
-            runtime,
-            store: MemStore::new(),
-            host: host.clone(),
-            watcher: NoWatcher,
-            files: berth_core::files::NoFiles,
-        },
-        http: http.clone(),
-    });
-    run_agent(env, cfg())
-}
-
-fn rt(node: &HookNode) -> &FakeRuntime {
-    &node.env.inner.runtime
-}
-
-fn hook(kind: HookKind, place: HookPlace, timeout: Option<Duration>) -> Hook {
+fn on_host(cmd: &[&str], timeout: Option<Duration>) -> Hook {
     Hook {
-        kind,
-        place,
+        place: HookPlace::Host,
         timeout,
-        on_timeout: OnTimeout::Abort,
+        ..hook(exec(cmd))
     }
 }
 
-fn on_host(argv: &[&str], timeout: Option<Duration>) -> Hook {
-    hook(
-        HookKind::Exec(argv.iter().map(|s| s.to_string()).collect()),
-        HookPlace::Host,
-        timeout,
-    )
-}
-
 fn http_at(url: &str, timeout: Option<Duration>) -> Hook {
-    hook(HookKind::Http(url.into()), HookPlace::Container, timeout)
-}
-
-fn with_hook(image: &str, h: Hook) -> ServiceSpec {
-    let mut s = spec("web", image);
-    s.hooks.pre_update = vec![h];
-    s
+    Hook {
+        timeout,
+        ..hook(HookKind::Http(url.into()))
+    }
 }
 
 /// The unit of `web`'s generation-2 deployment's first `pre_update` hook.
@@ -77,34 +40,17 @@ fn unit() -> String {
     hook_unit_name("web", "pre_update-0", &Deployment::make_id("web", 2))
 }
 
-/// Deploys `web` v1 (no hooks), then applies v2 with `h`: the old
-/// container and the new deployment's id.
-async fn update_with(node: &HookNode, h: Hook) -> (String, String) {
-    let first = deploy(&node.handle, vec![spec("web", "demo:1")]).await;
-    assert_eq!(first[0].status, Status::Complete, "{first:?}");
-    let old = rt(node).container_by_name("t-web").expect("web").id;
-    let r = apply(&node.handle, vec![with_hook("demo:2", h)]).await;
-    let id = r.results[0].deployment.as_ref().expect("record").id.clone();
-    assert_eq!(id, Deployment::make_id("web", 2));
-    (old, id)
-}
-
-/// Waits (virtual time) until the deployment ends.
-async fn ended(node: &HookNode, id: &str, within: Duration) -> Deployment {
-    let until = tokio::time::Instant::now() + within;
-    loop {
-        let d = node.handle.deployment(id).await.expect("record");
-        if d.status.is_terminal() {
-            return d;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{id} still {:?} after {within:?}: {}",
-            d.status,
-            d.status_reason
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// systemd killed the unit at its timeout, after it printed `output`.
+fn killed_at_its_timeout(host: &FakeHost, output: &str) {
+    assert!(host.complete(
+        &unit(),
+        "timeout",
+        ExitStatus::Killed {
+            signal: 15,
+            core_dumped: false
+        },
+        output
+    ));
 }
 
 async fn started(host: &FakeHost, n: usize) -> Vec<TransientSpec> {
@@ -114,7 +60,7 @@ async fn started(host: &FakeHost, n: usize) -> Vec<TransientSpec> {
 
 /// The old container still runs, untouched.
 fn untouched(node: &HookNode, old: &str) {
-    let c = rt(node).container_by_name("t-web").expect("web");
+    let c = node.rt().container_by_name("t-web").expect("web");
     assert_eq!(
         (c.id.as_str(), c.state),
         (old, ContainerState::Running),
@@ -156,9 +102,8 @@ async fn a_host_hook_runs_as_a_transient_unit_and_exit_zero_proceeds() {
     untouched(&node, &old);
 
     assert!(host.exit(&unit(), 0, "drained\n"));
-    let d = ended(&node, &id, Duration::from_secs(30)).await;
-    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
-    assert_ne!(rt(&node).container_by_name("t-web").expect("web").id, old);
+    completes(&node.handle, &id, Duration::from_secs(30)).await;
+    assert_ne!(node.rt().container_by_name("t-web").expect("web").id, old);
     assert_eq!(host.cleaned(), [unit()], "the unit is cleaned up once read");
     assert_eq!(host.started().len(), 1);
     node.stop().await;
@@ -171,14 +116,13 @@ async fn a_host_hook_exiting_non_zero_fails_the_update_with_its_output() {
     let (old, id) = update_with(&node, on_host(&["/usr/local/bin/drain"], None)).await;
     started(&host, 1).await;
     assert!(host.exit(&unit(), 3, "2 VMs still on this node\n"));
-    let d = ended(&node, &id, Duration::from_secs(30)).await;
-    assert_eq!(d.status, Status::Failed);
-    assert!(
-        d.status_reason.contains("exited with code 3")
-            && d.status_reason.contains("2 VMs still on this node"),
-        "{}",
-        d.status_reason
-    );
+    let d = fails(
+        &node.handle,
+        &id,
+        Duration::from_secs(30),
+        &["exited with code 3", "2 VMs still on this node"],
+    )
+    .await;
     assert_eq!(d.outputs.deploy_status_code, Some(3));
     assert_eq!(
         d.outputs.deploy_stdout.as_deref(),
@@ -198,22 +142,14 @@ async fn a_host_hook_killed_at_its_timeout_aborts_or_proceeds_as_on_timeout_says
     let (old, id) = update_with(&node, on_host(&["/bin/sleep", "600"], timeout)).await;
     let spec = started(&host, 1).await.remove(0);
     assert_eq!(spec.timeout, timeout, "the unit carries the hook's timeout");
-    assert!(host.complete(
-        &unit(),
-        "timeout",
-        ExitStatus::Killed {
-            signal: 15,
-            core_dumped: false
-        },
-        "begun\n"
-    ));
-    let d = ended(&node, &id, Duration::from_secs(30)).await;
-    assert_eq!(d.status, Status::Failed);
-    assert!(
-        d.status_reason.contains("timed out after 10s"),
-        "{}",
-        d.status_reason
-    );
+    killed_at_its_timeout(&host, "begun\n");
+    let d = fails(
+        &node.handle,
+        &id,
+        Duration::from_secs(30),
+        &["timed out after 10s"],
+    )
+    .await;
     assert_eq!(d.outputs.deploy_stdout.as_deref(), Some("begun\n"));
     untouched(&node, &old);
     node.stop().await;
@@ -221,21 +157,11 @@ async fn a_host_hook_killed_at_its_timeout_aborts_or_proceeds_as_on_timeout_says
     // on_timeout: proceed goes on.
     let (host, http) = (FakeHost::new(), FakeHookHttp::new());
     let node = hook_node(&host, &http);
-    let mut h = on_host(&["/bin/sleep", "600"], timeout);
-    h.on_timeout = OnTimeout::Proceed;
+    let h = proceeding(on_host(&["/bin/sleep", "600"], timeout));
     let (_, id) = update_with(&node, h).await;
     started(&host, 1).await;
-    assert!(host.complete(
-        &unit(),
-        "timeout",
-        ExitStatus::Killed {
-            signal: 15,
-            core_dumped: false
-        },
-        ""
-    ));
-    let d = ended(&node, &id, Duration::from_secs(30)).await;
-    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
+    killed_at_its_timeout(&host, "");
+    completes(&node.handle, &id, Duration::from_secs(30)).await;
     node.stop().await;
 }
 
@@ -250,13 +176,13 @@ async fn a_unit_systemd_never_reports_on_is_given_up_and_stopped_after_its_timeo
     )
     .await;
     started(&host, 1).await;
-    let d = ended(&node, &id, Duration::from_secs(300)).await;
-    assert_eq!(d.status, Status::Failed);
-    assert!(
-        d.status_reason.contains("timed out after 10s"),
-        "{}",
-        d.status_reason
-    );
+    fails(
+        &node.handle,
+        &id,
+        Duration::from_secs(300),
+        &["timed out after 10s"],
+    )
+    .await;
     // The timeout and a margin for systemd to kill and report it.
     assert!(
         start.elapsed() >= Duration::from_secs(70),
@@ -290,8 +216,7 @@ async fn a_host_hook_that_already_finished_is_not_run_again() {
     assert!(host.exit(&unit(), 0, "drained before the restart\n"));
     let node = hook_node(&host, &http);
     let (_, id) = update_with(&node, on_host(&["/usr/local/bin/drain"], None)).await;
-    let d = ended(&node, &id, Duration::from_secs(30)).await;
-    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
+    completes(&node.handle, &id, Duration::from_secs(30)).await;
     assert_eq!(host.started().len(), 1, "only the earlier berthd's start");
     assert_eq!(host.cleaned(), [unit()]);
     node.stop().await;
@@ -302,9 +227,7 @@ async fn a_host_hook_that_already_finished_is_not_run_again() {
     assert!(host.exit(&unit(), 1, "refused\n"));
     let node = hook_node(&host, &http);
     let (old, id) = update_with(&node, on_host(&["/usr/local/bin/drain"], None)).await;
-    let d = ended(&node, &id, Duration::from_secs(30)).await;
-    assert_eq!(d.status, Status::Failed);
-    assert!(d.status_reason.contains("refused"), "{}", d.status_reason);
+    fails(&node.handle, &id, Duration::from_secs(30), &["refused"]).await;
     assert_eq!(host.started().len(), 1);
     untouched(&node, &old);
     node.stop().await;
@@ -322,8 +245,7 @@ async fn a_host_hook_still_running_is_waited_for_not_started_again() {
     assert_eq!(host.started().len(), 1, "re-attached, not started twice");
     untouched(&node, &old);
     assert!(host.exit(&unit(), 0, "done\n"));
-    let d = ended(&node, &id, Duration::from_secs(30)).await;
-    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
+    completes(&node.handle, &id, Duration::from_secs(30)).await;
     assert_eq!(host.started().len(), 1);
     assert_eq!(host.cleaned(), [unit()]);
     node.stop().await;
@@ -332,43 +254,11 @@ async fn a_host_hook_still_running_is_waited_for_not_started_again() {
 #[tokio::test(start_paused = true)]
 async fn a_host_hook_without_systemd_fails_soon_naming_the_bus() {
     // Seams without a host: the bus error, after a short patience.
-    let runtime = FakeRuntime::new("n1");
-    runtime.add_image("demo:1", "sha256:one");
-    runtime.add_image("demo:2", "sha256:two");
-    let env = Clocked::new(WithHookHttp {
-        inner: HostSeams {
-            runtime,
-            store: MemStore::new(),
-            host: NoHost,
-            watcher: NoWatcher,
-            files: berth_core::files::NoFiles,
-        },
-        http: FakeHookHttp::new(),
-    });
-    let node = run_agent(env, cfg());
-    deploy(&node.handle, vec![spec("web", "demo:1")]).await;
-    let r = apply(
-        &node.handle,
-        vec![with_hook("demo:2", on_host(&["/bin/true"], None))],
-    )
-    .await;
-    let id = r.results[0].deployment.as_ref().expect("record").id.clone();
+    let node = run_agent(hook_env(NoHost, FakeHookHttp::new()), cfg());
+    let (_, id) = update_with(&node, on_host(&["/bin/true"], None)).await;
     let start = tokio::time::Instant::now();
-    let until = start + Duration::from_secs(120);
-    let d = loop {
-        let d = node.handle.deployment(&id).await.expect("record");
-        if d.status.is_terminal() {
-            break d;
-        }
-        assert!(tokio::time::Instant::now() < until, "{}", d.status_reason);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(d.status, Status::Failed);
-    assert!(
-        d.status_reason.contains("without a connection to systemd"),
-        "{}",
-        d.status_reason
-    );
+    let says = ["without a connection to systemd"];
+    fails(&node.handle, &id, Duration::from_secs(120), &says).await;
     assert!(
         start.elapsed() < Duration::from_secs(60),
         "{:?}",
@@ -394,9 +284,8 @@ async fn an_http_hook_answering_423_is_asked_again_until_200() {
         .then(FakeAnswer::body(423, "1 VM left"))
         .then(FakeAnswer::body(200, "go"));
     let node = hook_node(&host, &http);
-    let (_, id) = update_with(&node, http_hook(URL)).await;
-    let d = ended(&node, &id, Duration::from_secs(60)).await;
-    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
+    let (_, id) = update_with(&node, http_at(URL, None)).await;
+    completes(&node.handle, &id, Duration::from_secs(60)).await;
     let reqs = http.requests();
     assert_eq!(reqs.len(), 3, "{reqs:?}");
     let first = &reqs[0];
@@ -416,10 +305,6 @@ async fn an_http_hook_answering_423_is_asked_again_until_200() {
     node.stop().await;
 }
 
-fn http_hook(url: &str) -> Hook {
-    http_at(url, None)
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_http_hook_answering_500_aborts_with_the_status_and_no_secret() {
     let (host, http) = (FakeHost::new(), FakeHookHttp::new());
@@ -430,20 +315,14 @@ async fn an_http_hook_answering_500_aborts_with_the_status_and_no_secret() {
     ));
     let node = hook_node(&host, &http);
     let mut events = node.handle.subscribe_events();
-    let (old, id) = update_with(&node, http_hook(URL)).await;
-    let d = ended(&node, &id, Duration::from_secs(60)).await;
-    assert_eq!(d.status, Status::Failed);
-    assert!(
-        d.status_reason.contains("HTTP 500") && d.status_reason.contains("cannot drain"),
-        "{}",
-        d.status_reason
-    );
-    assert!(
-        d.status_reason
-            .contains("https://<redacted>@hooks.example/drain?<redacted>"),
-        "the URL, redacted: {}",
-        d.status_reason
-    );
+    let (old, id) = update_with(&node, http_at(URL, None)).await;
+    let says = [
+        "HTTP 500",
+        "cannot drain",
+        // The URL, redacted.
+        "https://<redacted>@hooks.example/drain?<redacted>",
+    ];
+    let d = fails(&node.handle, &id, Duration::from_secs(60), &says).await;
     assert_eq!(http.requests().len(), 1, "no retry after a 500");
     untouched(&node, &old);
     no_secret("the reason", &d.status_reason);
@@ -464,13 +343,13 @@ async fn an_http_hook_not_ready_within_its_timeout_ends_as_on_timeout_says() {
     let node = hook_node(&host, &http);
     let start = tokio::time::Instant::now();
     let (old, id) = update_with(&node, http_at(URL, Some(Duration::from_secs(20)))).await;
-    let d = ended(&node, &id, Duration::from_secs(120)).await;
-    assert_eq!(d.status, Status::Failed);
-    assert!(
-        d.status_reason.contains("timed out after 20s"),
-        "{}",
-        d.status_reason
-    );
+    fails(
+        &node.handle,
+        &id,
+        Duration::from_secs(120),
+        &["timed out after 20s"],
+    )
+    .await;
     // 1 s, 2 s, 4 s, 8 s between attempts, then the rest of the 20 s.
     assert_eq!(http.requests().len(), 5, "{:?}", http.requests().len());
     assert!(start.elapsed() >= Duration::from_secs(20));
@@ -480,11 +359,9 @@ async fn an_http_hook_not_ready_within_its_timeout_ends_as_on_timeout_says() {
     let (host, http) = (FakeHost::new(), FakeHookHttp::new());
     http.always(FakeAnswer::status(409));
     let node = hook_node(&host, &http);
-    let mut h = http_at(URL, Some(Duration::from_secs(20)));
-    h.on_timeout = OnTimeout::Proceed;
+    let h = proceeding(http_at(URL, Some(Duration::from_secs(20))));
     let (_, id) = update_with(&node, h).await;
-    let d = ended(&node, &id, Duration::from_secs(120)).await;
-    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
+    completes(&node.handle, &id, Duration::from_secs(120)).await;
     node.stop().await;
 }
 
@@ -497,9 +374,8 @@ async fn an_unreachable_endpoint_is_retried_then_aborts_even_with_on_timeout_pro
     )))
     .then(FakeAnswer::status(204));
     let node = hook_node(&host, &http);
-    let (_, id) = update_with(&node, http_hook(URL)).await;
-    let d = ended(&node, &id, Duration::from_secs(60)).await;
-    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
+    let (_, id) = update_with(&node, http_at(URL, None)).await;
+    completes(&node.handle, &id, Duration::from_secs(60)).await;
     node.stop().await;
 
     // Never up: it never decided, so it aborts, saying why.
@@ -508,17 +384,15 @@ async fn an_unreachable_endpoint_is_retried_then_aborts_even_with_on_timeout_pro
         "connection failed: {URL} refused"
     ))));
     let node = hook_node(&host, &http);
-    let mut h = http_at(URL, Some(Duration::from_secs(20)));
-    h.on_timeout = OnTimeout::Proceed;
+    let h = proceeding(http_at(URL, Some(Duration::from_secs(20))));
     let (old, id) = update_with(&node, h).await;
-    let d = ended(&node, &id, Duration::from_secs(120)).await;
-    assert_eq!(d.status, Status::Failed, "{}", d.status_reason);
-    assert!(
-        d.status_reason.contains("could not be reached in 20s")
-            && d.status_reason.contains("connection failed"),
-        "{}",
-        d.status_reason
-    );
+    let d = fails(
+        &node.handle,
+        &id,
+        Duration::from_secs(120),
+        &["could not be reached in 20s", "connection failed"],
+    )
+    .await;
     no_secret("the reason", &d.status_reason);
     untouched(&node, &old);
     node.stop().await;
@@ -529,14 +403,8 @@ async fn an_unreachable_endpoint_is_retried_then_aborts_even_with_on_timeout_pro
         "not a valid http(s) URL".into(),
     )));
     let node = hook_node(&host, &http);
-    let (_, id) = update_with(&node, http_hook(URL)).await;
-    let d = ended(&node, &id, Duration::from_secs(10)).await;
-    assert_eq!(d.status, Status::Failed);
-    assert!(
-        d.status_reason.contains("not a valid"),
-        "{}",
-        d.status_reason
-    );
+    let (_, id) = update_with(&node, http_at(URL, None)).await;
+    fails(&node.handle, &id, Duration::from_secs(10), &["not a valid"]).await;
     assert_eq!(http.requests().len(), 1);
     node.stop().await;
 }
@@ -545,9 +413,9 @@ async fn an_unreachable_endpoint_is_retried_then_aborts_even_with_on_timeout_pro
 async fn an_agent_without_an_http_client_says_so() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
-    let r = apply(&node.handle, vec![with_hook("demo:2", http_hook(URL))]).await;
-    let id = r.results[0].deployment.as_ref().expect("record").id.clone();
-    let d = wait_status(&node.handle, &id).await;
+    let s = web_with("demo:2", HookPhase::PreUpdate, [http_at(URL, None)]);
+    let r = apply(&node.handle, vec![s]).await;
+    let d = wait_status(&node.handle, &id_of(&r)).await;
     assert_eq!(d.status, Status::Failed);
     assert!(
         d.status_reason.contains("no http client"),

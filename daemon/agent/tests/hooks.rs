@@ -7,46 +7,18 @@
 
 use std::time::Duration;
 
-use berth_agent::{AgentError, Verb};
+use berth_agent::AgentError;
 use berth_core::record::Status;
-use berth_core::runtime::{ContainerState, ExecOutput};
-use berth_core::spec::{Hook, HookKind, HookPhase, HookPlace, OnTimeout, ServiceSpec};
+use berth_core::runtime::ContainerState;
+use berth_core::spec::{HookKind, HookPhase, ServiceSpec};
 use berth_fakes::runtime::Call;
 
 mod common;
+use common::hooks::*;
 use common::*;
 
 fn with_hooks(image: &str, hooks: Vec<HookKind>) -> ServiceSpec {
-    let mut s = spec("web", image);
-    s.hooks.pre_update = hooks
-        .into_iter()
-        .map(|kind| Hook {
-            kind,
-            place: HookPlace::Container,
-            timeout: None,
-            on_timeout: OnTimeout::Abort,
-        })
-        .collect();
-    s
-}
-
-fn exec(argv: &[&str]) -> HookKind {
-    HookKind::Exec(argv.iter().map(|s| s.to_string()).collect())
-}
-
-const CLEAR: Verb = Verb::ClearHook {
-    phase: HookPhase::PreUpdate,
-};
-
-async fn waiting(node: &Node, id: &str) -> berth_core::record::Deployment {
-    for _ in 0..200 {
-        let d = node.handle.deployment(id).await.expect("record");
-        if d.status == Status::WaitingHook {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{id} never WAITING_HOOK");
+    web_with(image, HookPhase::PreUpdate, hooks)
 }
 
 fn creates(node: &Node) -> usize {
@@ -60,22 +32,14 @@ fn creates(node: &Node) -> usize {
 #[tokio::test(start_paused = true)]
 async fn a_breakpoint_holds_an_update_until_cleared() {
     let node = start();
-    deploy(
-        &node.handle,
-        vec![with_hooks("demo:1", vec![HookKind::Breakpoint {}])],
-    )
-    .await;
+    deploy(&node.handle, vec![with_hooks("demo:1", vec![BP])]).await;
     let old = node.rt().container_by_name("t-web").expect("web");
     node.rt().clear_calls();
     let mut events = node.handle.subscribe_events();
 
-    let r = apply(
-        &node.handle,
-        vec![with_hooks("demo:2", vec![HookKind::Breakpoint {}])],
-    )
-    .await;
-    let id = r.results[0].deployment.as_ref().expect("record").id.clone();
-    let d = waiting(&node, &id).await;
+    let r = apply(&node.handle, vec![with_hooks("demo:2", vec![BP])]).await;
+    let id = id_of(&r);
+    let d = waiting_in(&node.handle, &id, HookPhase::PreUpdate).await;
     let hook = d.hook.expect("the record names its hook");
     assert_eq!(hook.phase, Some(HookPhase::PreUpdate));
     assert_eq!(
@@ -121,11 +85,7 @@ async fn a_breakpoint_holds_an_update_until_cleared() {
     }
     assert!(saw, "a WAITING_HOOK event");
 
-    let cleared = node
-        .handle
-        .verb("web", CLEAR, "test")
-        .await
-        .expect("cleared");
+    let cleared = clear_web(&node.handle, HookPhase::PreUpdate).await;
     assert!(cleared.message.contains(&id), "{}", cleared.message);
     let done = wait_status(&node.handle, &id).await;
     assert_eq!(done.status, Status::Complete, "{done:?}");
@@ -143,17 +103,13 @@ async fn a_failing_exec_hook_fails_the_update_and_leaves_the_old_container() {
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
     let old = node.rt().container_by_name("t-web").expect("web");
     node.rt().clear_calls();
-    node.rt().push_exec_result(ExecOutput {
-        exit_code: 3,
-        stdout: "draining\n".into(),
-        stderr: "still 4 connections\n".into(),
-    });
+    next_exec_exits(node.rt(), 3, "draining\n", "still 4 connections\n");
     let r = apply(
         &node.handle,
         vec![with_hooks("demo:2", vec![exec(&["/demo", "drain"])])],
     )
     .await;
-    let id = r.results[0].deployment.as_ref().expect("record").id.clone();
+    let id = id_of(&r);
     let d = wait_status(&node.handle, &id).await;
     assert_eq!(d.status, Status::Failed, "{d:?}");
     assert!(
@@ -196,14 +152,8 @@ async fn exec_hooks_that_exit_0_let_the_update_go_on() {
     let hooks = vec![exec(&["/demo", "drain"]), exec(&["/demo", "flush"])];
     let d = deploy(&node.handle, vec![with_hooks("demo:2", hooks)]).await;
     assert_eq!(d[0].status, Status::Complete, "{:?}", d[0]);
-    let execs: Vec<Call> = node
-        .rt()
-        .calls()
-        .into_iter()
-        .filter(|c| matches!(c, Call::Exec(..)))
-        .collect();
     assert_eq!(
-        execs,
+        exec_calls(node.rt()),
         vec![
             Call::Exec(old.id.clone(), vec!["/demo".into(), "drain".into()]),
             Call::Exec(old.id.clone(), vec!["/demo".into(), "flush".into()]),
@@ -215,7 +165,7 @@ async fn exec_hooks_that_exit_0_let_the_update_go_on() {
 #[tokio::test(start_paused = true)]
 async fn no_hook_on_a_first_create_or_a_policy_only_change() {
     let node = start();
-    let s = with_hooks("demo:1", vec![HookKind::Breakpoint {}]);
+    let s = with_hooks("demo:1", vec![BP]);
     let d = deploy(&node.handle, vec![s.clone()]).await;
     assert_eq!(d[0].status, Status::Complete, "first create: {:?}", d[0]);
     let mut policy = s.clone();
@@ -224,7 +174,7 @@ async fn no_hook_on_a_first_create_or_a_policy_only_change() {
     assert_eq!(d[0].status, Status::Complete, "policy only: {:?}", d[0]);
     let err = node
         .handle
-        .verb("web", CLEAR, "test")
+        .verb("web", clear(HookPhase::PreUpdate), "test")
         .await
         .expect_err("nothing waits");
     assert!(
@@ -238,23 +188,13 @@ async fn no_hook_on_a_first_create_or_a_policy_only_change() {
 async fn a_newer_apply_supersedes_a_waiting_deployment() {
     let node = start();
     deploy(&node.handle, vec![spec("web", "demo:1")]).await;
-    let r = apply(
-        &node.handle,
-        vec![with_hooks("demo:2", vec![HookKind::Breakpoint {}])],
-    )
-    .await;
-    let id = r.results[0].deployment.as_ref().expect("record").id.clone();
-    waiting(&node, &id).await;
+    let r = apply(&node.handle, vec![with_hooks("demo:2", vec![BP])]).await;
+    let id = id_of(&r);
+    waiting_in(&node.handle, &id, HookPhase::PreUpdate).await;
     let mut newer = spec("web", "demo:1");
     newer.command = Some(vec!["/demo".into(), "serve".into()]);
     let d = deploy(&node.handle, vec![newer]).await;
     assert_eq!(d[0].status, Status::Complete, "{:?}", d[0]);
-    let old = node.handle.deployment(&id).await.expect("record");
-    assert_eq!(old.status, Status::Failed);
-    assert_eq!(
-        old.status_reason,
-        format!("superseded by generation {}", d[0].generation)
-    );
-    assert_eq!(old.hook, None);
+    superseded(&node.handle, &id, d[0].generation).await;
     node.stop().await;
 }

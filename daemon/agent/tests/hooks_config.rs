@@ -5,52 +5,19 @@
 //! and a restarted berthd resumes a restart that waits for its hooks.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent::{HostSeams, NoHost, Verb};
 use berth_core::record::{DeployAction, Deployment, Status};
-use berth_core::runtime::ExecOutput;
-use berth_core::spec::ServiceSpec;
-use berth_core::spec::{ConfigMount, Hook, HookKind, HookPhase, HookPlace, OnChange, OnTimeout};
+use berth_core::spec::{ConfigMount, HookPhase, OnChange, ServiceSpec};
+use berth_fakes::FakeFiles;
 use berth_fakes::runtime::Call;
-use berth_fakes::{FakeFiles, FakeRuntime, FakeWatcher, FakeWatcherHandle, MemStore};
 
 mod common;
+use common::hooks::*;
+use common::watched::*;
 use common::*;
 
-type Env = Clocked<HostSeams<FakeRuntime, MemStore, NoHost, FakeWatcher, FakeFiles>>;
-type Node = Running<Env>;
-
-fn env() -> Arc<Env> {
-    let runtime = FakeRuntime::new("n1");
-    runtime.add_image("demo:1", "sha256:one");
-    Clocked::new(HostSeams {
-        runtime,
-        store: MemStore::new(),
-        host: NoHost,
-        watcher: FakeWatcher::new().0,
-        files: FakeFiles::new(),
-    })
-}
-
-fn watched(env: Arc<Env>) -> (Node, FakeWatcherHandle) {
-    let h = env.watcher.handle();
-    (run_agent(env, cfg()), h)
-}
-
-fn hook(kind: HookKind) -> Hook {
-    Hook {
-        kind,
-        place: HookPlace::Container,
-        timeout: None,
-        on_timeout: OnTimeout::Abort,
-    }
-}
-
-fn exec(cmd: &str) -> Hook {
-    hook(HookKind::Exec(vec![cmd.to_string()]))
-}
+type Node = WatchedNode;
 
 /// `web` with `ROOT/web` mounted, reacting by `on_change`.
 fn web(files: &FakeFiles, on_change: OnChange) -> (ServiceSpec, PathBuf) {
@@ -91,10 +58,10 @@ fn calls_of(node: &Node) -> Vec<Call> {
 
 #[tokio::test(start_paused = true)]
 async fn a_restart_by_config_change_waits_for_pre_update_then_runs_post_update() {
-    let env = env();
+    let env = watched_env();
     let (mut s, src) = web(&env.files, OnChange::Restart);
-    s.hooks.pre_update = vec![hook(HookKind::Breakpoint {}), exec("/drain")];
-    s.hooks.post_update = vec![exec("/ready")];
+    s.hooks.pre_update = vec![hook(BP), hook(exec(&["/drain"]))];
+    s.hooks.post_update = vec![hook(exec(&["/ready"]))];
     let (node, w) = watched(env);
     let d = deploy(&node.handle, vec![s]).await;
     assert_eq!(d[0].status, Status::Complete);
@@ -121,16 +88,7 @@ async fn a_restart_by_config_change_waits_for_pre_update_then_runs_post_update()
     assert_eq!(waiting.status, Status::WaitingHook, "{waiting:?}");
     assert_eq!(calls_of(&node), vec![], "no restart before the hooks");
 
-    node.handle
-        .verb(
-            "web",
-            Verb::ClearHook {
-                phase: HookPhase::PreUpdate,
-            },
-            "test",
-        )
-        .await
-        .expect("cleared");
+    clear_web(&node.handle, HookPhase::PreUpdate).await;
     let done = wait_status(&node.handle, &r.id).await;
     assert_eq!(done.status, Status::Complete, "{done:?}");
     let calls = calls_of(&node);
@@ -152,19 +110,15 @@ async fn a_restart_by_config_change_waits_for_pre_update_then_runs_post_update()
 
 #[tokio::test(start_paused = true)]
 async fn a_recreate_by_config_change_runs_pre_update_in_the_old_container() {
-    let env = env();
+    let env = watched_env();
     let (mut s, src) = web(&env.files, OnChange::Recreate);
-    s.hooks.pre_update = vec![exec("/drain")];
+    s.hooks.pre_update = vec![hook(exec(&["/drain"]))];
     let (node, w) = watched(env);
     let d = deploy(&node.handle, vec![s]).await;
     assert_eq!(d[0].status, Status::Complete);
     let old = node.env.runtime.container_by_name("t-web").expect("web");
     node.env.runtime.clear_calls();
-    node.env.runtime.push_exec_result(ExecOutput {
-        exit_code: 4,
-        stdout: String::new(),
-        stderr: "busy\n".into(),
-    });
+    next_exec_exits(&node.env.runtime, 4, "", "busy\n");
 
     node.env.files.write(src.join("app.conf"), "v=2\n");
     w.changed(["web#0"]).await;

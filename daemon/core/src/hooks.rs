@@ -216,8 +216,8 @@ pub fn verdict(phase: HookPhase, hook: &Hook, end: &HookEnd) -> HookVerdict {
 }
 
 /// The last `max` bytes of `text` (trailing whitespace dropped), on a char
-/// boundary.
-fn tail(text: &str, max: usize) -> &str {
+/// boundary: what a failed hook's reason quotes of its output.
+pub fn tail(text: &str, max: usize) -> &str {
     let text = text.trim_end();
     let mut cut = text.len().saturating_sub(max);
     while !text.is_char_boundary(cut) {

@@ -18,6 +18,9 @@ use berth_core::record::Source;
 use berth_core::spec::{ImageSource, ServiceSpec, UpdatePolicy};
 use berth_fakes::{FakeRuntime, MemStore};
 
+pub mod hooks;
+pub mod watched;
+
 pub type Env = Clocked<Seams<FakeRuntime, MemStore>>;
 
 /// Seams whose Unix clock (`Env::now_ms`: records' and events' times, which
