@@ -37,8 +37,7 @@ use std::time::Duration;
 
 use berth_core::heat::redact_url;
 use berth_core::hook_http::{
-    Answer, HookHttp, HookHttpError, HookRequest, backoff, body_excerpt, classify,
-    redact_hook_urls, scrub,
+    Answer, HookHttp, HookHttpError, HookRequest, backoff, body_excerpt, classify, scrub,
 };
 use berth_core::hooks::{HookEnd, tail};
 use berth_core::host::{
@@ -472,10 +471,10 @@ impl Request {
         let shown = redact_url(url);
         let timeout = timeout.unwrap_or(berth_core::spec::DEFAULT_HTTP_HOOK_TIMEOUT);
         let deadline = Instant::now() + timeout;
-        let mut body = self.body.clone();
-        redact_hook_urls(&mut body);
+        // Built from the redacted record (`Deployment::redacted`: secret
+        // env values and every http hook's URL secrets replaced).
         // serde_json::Value always serializes.
-        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let body = serde_json::to_vec(&self.body).unwrap_or_default();
         let headers = vec![
             ("Berth-Hook-Phase".to_string(), self.phase.to_string()),
             ("Berth-Hook-Index".to_string(), self.index.to_string()),

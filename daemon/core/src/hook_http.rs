@@ -165,26 +165,6 @@ pub fn scrub(text: &str, url: &str) -> String {
     out
 }
 
-/// The deployment `body` (a record as JSON) with the URL of every http
-/// hook in its spec shown through [`crate::heat::redact_url`]: an
-/// endpoint must not learn another hook's token.
-pub fn redact_hook_urls(body: &mut serde_json::Value) {
-    let Some(hooks) = body
-        .get_mut("spec")
-        .and_then(|s| s.get_mut("hooks"))
-        .and_then(|h| h.as_object_mut())
-    else {
-        return;
-    };
-    for list in hooks.values_mut().filter_map(|l| l.as_array_mut()) {
-        for hook in list {
-            if let Some(serde_json::Value::String(url)) = hook.get_mut("http") {
-                *url = crate::heat::redact_url(url);
-            }
-        }
-    }
-}
-
 /// The start of an answer's body for a message: trimmed, at most `max`
 /// bytes on a char boundary, scrubbed of `url`'s secrets.
 pub fn body_excerpt(body: &str, max: usize, url: &str) -> String {
@@ -252,39 +232,6 @@ mod tests {
             ),
             "see /hook?<redacted>"
         );
-    }
-
-    #[test]
-    fn hook_urls_in_a_posted_record_are_redacted() {
-        use crate::record::Deployment;
-        use crate::spec::{Hook, HookKind, HookPlace, OnTimeout};
-        let hook = |kind| Hook {
-            kind,
-            place: HookPlace::Container,
-            timeout: None,
-            on_timeout: OnTimeout::Abort,
-        };
-        let mut d = Deployment::default();
-        d.spec.hooks.pre_update = vec![
-            hook(HookKind::Http(
-                "https://a.example/x?token=first-secret".into(),
-            )),
-            hook(HookKind::Exec(vec!["/bin/true".into()])),
-        ];
-        d.spec.hooks.post_update = vec![hook(HookKind::Http(
-            "https://u:second-secret@b.example/y".into(),
-        ))];
-        let mut body = serde_json::to_value(&d).expect("json");
-        redact_hook_urls(&mut body);
-        let text = body.to_string();
-        assert!(!text.contains("first-secret"), "{text}");
-        assert!(!text.contains("second-secret"), "{text}");
-        assert!(text.contains("https://a.example/x?<redacted>"), "{text}");
-        assert!(text.contains("/bin/true"), "{text}");
-        // Not a record: left alone.
-        let mut other = serde_json::json!({"spec": 3});
-        redact_hook_urls(&mut other);
-        assert_eq!(other, serde_json::json!({"spec": 3}));
     }
 
     #[test]

@@ -262,22 +262,36 @@ mod tests {
     fn http_hook_urls_are_redacted() {
         use crate::spec::{Hook, HookKind, HookPlace, OnTimeout};
         let mut d = Deployment::default();
-        d.spec.hooks.post_update = vec![Hook {
-            kind: HookKind::Http("https://user:pw@ci.example/hook?token=s3cret".into()),
+        let hook = |kind| Hook {
+            kind,
             place: HookPlace::Container,
             timeout: None,
             on_timeout: OnTimeout::Abort,
-        }];
+        };
+        d.spec.hooks.pre_update = vec![
+            hook(HookKind::Http(
+                "https://a.example/x?token=first-secret".into(),
+            )),
+            hook(HookKind::Exec(vec!["/bin/true".into()])),
+        ];
+        d.spec.hooks.post_update = vec![hook(HookKind::Http(
+            "https://user:pw@ci.example/hook?token=s3cret".into(),
+        ))];
         assert!(d.needs_redaction());
+        // Every view shows this, and an http hook POSTs it: an endpoint
+        // never learns another hook's token either.
         let shown = serde_json::to_string(&d.redacted()).unwrap();
         assert!(
             !shown.contains("s3cret") && !shown.contains("pw@"),
             "{shown}"
         );
+        assert!(!shown.contains("first-secret"), "{shown}");
         assert!(
             shown.contains("https://<redacted>@ci.example/hook?<redacted>"),
             "{shown}"
         );
+        assert!(shown.contains("https://a.example/x?<redacted>"), "{shown}");
+        assert!(shown.contains("/bin/true"), "{shown}");
         // The record itself keeps the URL: the hook needs it.
         assert!(serde_json::to_string(&d).unwrap().contains("s3cret"));
     }
