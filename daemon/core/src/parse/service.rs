@@ -7,10 +7,11 @@ use std::time::Duration;
 use super::read::{Ctx, Field, optional, suggest};
 use super::tree::{Node, Scalar, Value};
 use crate::spec::{
-    BuildSpec, ConfigMount, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, DesiredState, EnvValue,
-    Healthcheck, Hook, HookKind, HookPlace, Hooks, ImageSource, Kind, Logging, Network, OnChange,
-    OnTimeout, PortMapping, Resources, RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit,
-    UpdatePolicy, Volume, normalize_unit_name, valid_service_name,
+    BuildSpec, Condition, ConfigMount, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, Dependency,
+    DesiredState, EnvValue, Healthcheck, Hook, HookKind, HookPlace, Hooks, ImageSource,
+    InputSource, Kind, Logging, Network, OnChange, OnTimeout, OutputRef, PortMapping, Resources,
+    RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume, normalize_unit_name,
+    valid_output_name, valid_service_name,
 };
 
 /// Every field a service may have, in the order messages list them.
@@ -40,15 +41,18 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "kind",
     "healthcheck",
     "outputs",
+    "inputs",
     "update",
     "config",
+    "depends_on",
     "after_units",
     "requires_units",
     "hooks",
 ];
 
-/// Fields of later berth versions, refused with a message saying so.
-pub const NOT_YET_FIELDS: &[&str] = &["depends_on", "inputs"];
+/// Fields of later berth versions, refused with a message saying so (none
+/// at the moment: a field announced before it works goes here).
+pub const NOT_YET_FIELDS: &[&str] = &[];
 
 const LIST_HINT: &str = r#"; use a list, e.g. ["/demo", "serve"]"#;
 const NAME_RULE: &str = "a service name: lowercase letters, digits, `_` and `-`, \
@@ -196,6 +200,13 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
         if kind == Some(Kind::Task) {
             cx.invalid(h, "\"hooks\" is only allowed with kind: service");
         }
+    }
+
+    if let Some(d) = f.get("depends_on") {
+        spec.depends_on = depends_on(cx, d, &spec.name).unwrap_or_default();
+    }
+    if let Some(i) = f.get("inputs") {
+        spec.inputs = inputs(cx, i, &spec.name, &spec.env).unwrap_or_default();
     }
 
     (cx.errors.len() == before).then_some(spec)
@@ -629,10 +640,7 @@ fn outputs(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<String>> {
             ok = false;
             continue;
         };
-        let valid = name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !valid {
+        if !valid_output_name(&name) {
             cx.expected(item, WHAT);
             ok = false;
         } else if out.contains(&name) {
@@ -643,6 +651,195 @@ fn outputs(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<String>> {
         }
     }
     ok.then_some(out)
+}
+
+const DEPENDS_ON_EXAMPLE: &str = "e.g. [db] or [{service: db, condition: healthy}]";
+
+/// `depends_on`: the services this one waits for, each once, never itself.
+fn depends_on(cx: &mut Ctx<'_>, f: Field<'_>, own: &str) -> Option<Vec<Dependency>> {
+    let items = cx.list(f, &format!(", {DEPENDS_ON_EXAMPLE}"))?;
+    let mut out: Vec<Dependency> = Vec::with_capacity(items.len());
+    // The path each service was first listed at.
+    let mut listed: Vec<&str> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (node, path) in &items {
+        let item = Field { node, path };
+        let Some(d) = dependency(cx, item) else {
+            ok = false;
+            continue;
+        };
+        if d.service == own {
+            cx.invalid(
+                item,
+                format!(
+                    "{own:?} cannot depend on itself; remove this entry (depends_on names other services)"
+                ),
+            );
+            ok = false;
+        } else if let Some(i) = out.iter().position(|o| o.service == d.service) {
+            cx.invalid(
+                item,
+                format!(
+                    "{:?} is already listed at {}; list each service once, with the condition it needs",
+                    d.service, listed[i]
+                ),
+            );
+            ok = false;
+        } else {
+            out.push(d);
+            listed.push(path);
+        }
+    }
+    ok.then_some(out)
+}
+
+/// One `depends_on` entry: `db` (condition started), or `{service: db,
+/// condition: healthy}`.
+fn dependency(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Dependency> {
+    if !matches!(f.node.value, Value::Map(_)) {
+        let name = cx.string(
+            f,
+            "a service name like db, or {service: db, condition: healthy}",
+        )?;
+        return Some(Dependency {
+            service: service_name(cx, f, name)?,
+            condition: Condition::Started,
+        });
+    }
+    let m = cx.map(f, &["service", "condition"], &[])?;
+    let service = match m.get("service") {
+        Some(s) => cx.string(s, NAME_RULE).and_then(|n| service_name(cx, s, n)),
+        None => {
+            cx.missing(
+                &m,
+                "service",
+                "the service to wait for, e.g. {service: db, condition: healthy}",
+            );
+            None
+        }
+    };
+    let conditions = Condition::ALL.map(|c| (c.as_str(), c));
+    let condition = match m.get("condition") {
+        Some(c) => cx.choice(c, &conditions),
+        None => Some(Condition::Started),
+    };
+    Some(Dependency {
+        service: service?,
+        condition: condition?,
+    })
+}
+
+const INPUTS_EXAMPLE: &str = "e.g. {region: eu-west, schema: {from: db-migrate.outputs.version}}";
+const INPUT_VALUE: &str = "a string, number or boolean, or {from: SERVICE.outputs.NAME}";
+const FROM_EXAMPLE: &str = "e.g. {from: db-migrate.outputs.version}";
+
+/// `inputs`: `NAME: value` or `NAME: {from: SERVICE.outputs.NAME}`. Each
+/// reaches the container as env `BERTH_INPUT_<NAME>`, so two names for
+/// one variable, or `env` setting it too, are refused.
+fn inputs(
+    cx: &mut Ctx<'_>,
+    f: Field<'_>,
+    own: &str,
+    env: &BTreeMap<String, EnvValue>,
+) -> Option<BTreeMap<String, InputSource>> {
+    let entries = cx.entries(f, &format!("a map of NAME: value, {INPUTS_EXAMPLE}"))?;
+    let mut out = BTreeMap::new();
+    // Env variable → the input that names it.
+    let mut vars: BTreeMap<String, &str> = BTreeMap::new();
+    let mut ok = true;
+    for (entry, path) in entries {
+        let value = Field {
+            node: &entry.value,
+            path: &path,
+        };
+        let name = entry.key.as_str();
+        let problem = if !valid_output_name(name) {
+            Some(format!(
+                "{name:?} is not an input name: lowercase letters, digits, `_` and `-`, \
+                 e.g. schema_version"
+            ))
+        } else {
+            let var = crate::heat::input_env_name(name);
+            if let Some(other) = vars.get(&var) {
+                Some(format!(
+                    "{name:?} and {other:?} are both the env variable {var}; rename one"
+                ))
+            } else if env.contains_key(&var) {
+                Some(format!(
+                    "env sets {var} too, which this input sets; remove it from env"
+                ))
+            } else {
+                vars.insert(var, name);
+                None
+            }
+        };
+        if let Some(message) = problem {
+            cx.error(&path, entry.line, entry.column, message);
+            ok = false;
+        }
+        match input_value(cx, value, own) {
+            Some(v) => {
+                out.insert(entry.key.clone(), v);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// One input's value: any scalar as written (as in `env`), or `{from:
+/// SERVICE.outputs.NAME}` naming another service.
+fn input_value(cx: &mut Ctx<'_>, f: Field<'_>, own: &str) -> Option<InputSource> {
+    match &f.node.value {
+        Value::Map(_) => {
+            let m = cx.map(f, &["from"], &[])?;
+            let Some(from) = m.get("from") else {
+                cx.missing(&m, "from", &format!("a task's output, {FROM_EXAMPLE}"));
+                return None;
+            };
+            let text = cx.string(from, &format!("SERVICE.outputs.NAME, {FROM_EXAMPLE}"))?;
+            let Some(output) = OutputRef::parse(&text) else {
+                cx.invalid(from, output_ref_problem(&text));
+                return None;
+            };
+            if output.service == own {
+                cx.invalid(
+                    from,
+                    format!(
+                        "{own:?} cannot take an input from its own outputs; name another task's \
+                         output, {FROM_EXAMPLE}"
+                    ),
+                );
+                return None;
+            }
+            Some(InputSource::From { from: output })
+        }
+        Value::Scalar { text, .. } => Some(InputSource::Value(text.clone())),
+        Value::Seq(_) | Value::Null => {
+            let got = f.node.describe();
+            let hint = if f.node.value == Value::Null {
+                r#"; write "" for an empty value"#
+            } else {
+                ""
+            };
+            cx.invalid(f, format!("expected {INPUT_VALUE} (got {got}){hint}"));
+            None
+        }
+    }
+}
+
+/// Why `text` is not `SERVICE.outputs.NAME`, part by part.
+fn output_ref_problem(text: &str) -> String {
+    let what = match text.split_once(".outputs.") {
+        None => "it is not of the form SERVICE.outputs.NAME".to_string(),
+        Some((service, _)) if !valid_service_name(service) => {
+            format!("{service:?} is not {NAME_RULE}")
+        }
+        Some((_, output)) => {
+            format!("{output:?} is not an output name: lowercase letters, digits, `_` and `-`")
+        }
+    };
+    format!("{text:?}: {what}; {FROM_EXAMPLE}")
 }
 
 fn update(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<UpdatePolicy> {

@@ -236,6 +236,7 @@ fn unknown_nested_fields_are_errors_too() {
 #[test]
 fn later_fields_are_not_supported_yet() {
     for field in NOT_YET_FIELDS {
+        assert!(!SERVICE_FIELDS.contains(field), "{field} is both");
         let e = error(&with(&format!("{field}: []\n")));
         assert_eq!(e.field, *field);
         assert_eq!(
@@ -243,6 +244,30 @@ fn later_fields_are_not_supported_yet() {
             format!("{field:?} is not supported by this berth version yet")
         );
     }
+    // The mechanism itself, with a field of its own: a not-yet key is
+    // refused as such, an unknown one with the known fields.
+    let root =
+        tree::parse_tree("t.yaml", "a: 1\nlater: 2\nlatr: 3\n", &mut Vec::new()).expect("a tree");
+    let mut cx = read::Ctx::new("t.yaml");
+    let fields = cx.map(
+        read::Field {
+            node: &root,
+            path: "",
+        },
+        &["a"],
+        &["later"],
+    );
+    assert!(fields.is_some_and(|f| f.get("a").is_some()));
+    assert_eq!(where_(&cx.errors), [("later", 2, 1), ("latr", 3, 1)]);
+    assert_eq!(
+        cx.errors[0].message,
+        "\"later\" is not supported by this berth version yet"
+    );
+    assert!(
+        cx.errors[1].message.starts_with("unknown field \"latr\""),
+        "{}",
+        cx.errors[1].message
+    );
 }
 
 #[test]
@@ -1314,4 +1339,287 @@ fn hook_errors_name_the_field() {
         assert_eq!(e.field, field, "{text}: {}", e.message);
         assert!(e.message.contains(part), "{text}: {}", e.message);
     }
+}
+
+#[test]
+fn depends_on_takes_names_and_conditions() {
+    use crate::spec::{Condition, Dependency};
+    let dep = |service: &str, condition| Dependency {
+        service: service.into(),
+        condition,
+    };
+    let s = one(&with(
+        "depends_on:\n  - db\n  - {service: cache, condition: healthy}\n  - service: migrate\n    condition: completed\n  - {service: seed, condition: ended}\n  - {service: queue, condition: started}\n  - {service: mail}\n",
+    ));
+    assert_eq!(
+        s.depends_on,
+        [
+            dep("db", Condition::Started),
+            dep("cache", Condition::Healthy),
+            dep("migrate", Condition::Completed),
+            dep("seed", Condition::Ended),
+            dep("queue", Condition::Started),
+            dep("mail", Condition::Started),
+        ]
+    );
+    // A task may wait too; an empty list is no dependency.
+    let t = one(&with("kind: task\ndepends_on: [db]\n"));
+    assert_eq!(t.depends_on, [dep("db", Condition::Started)]);
+    assert!(one(&with("depends_on: []\n")).depends_on.is_empty());
+    // Every condition is accepted under its own name.
+    for c in Condition::ALL {
+        let s = one(&with(&format!(
+            "depends_on: [{{service: db, condition: {c}}}]\n"
+        )));
+        assert_eq!(s.depends_on, [dep("db", c)]);
+    }
+}
+
+#[test]
+fn depends_on_errors_name_the_field_and_the_fix() {
+    // (spec text, field, parts of the message)
+    let table: &[(&str, &str, &[&str])] = &[
+        ("depends_on: db\n", "depends_on", &["a list", "e.g. [db]"]),
+        (
+            "depends_on: [{service: db, condition: ready}]\n",
+            "depends_on[0].condition",
+            &["one of: started, healthy, completed, ended", "\"ready\""],
+        ),
+        (
+            "depends_on:\n  - db\n  - {service: cache, condition: Healthy}\n",
+            "depends_on[1].condition",
+            &["one of: started, healthy"],
+        ),
+        (
+            "depends_on: [{condition: healthy}]\n",
+            "depends_on[0].service",
+            &["missing required field \"service\"", "e.g. {service: db"],
+        ),
+        (
+            "depends_on: [{service: Db}]\n",
+            "depends_on[0].service",
+            &["a service name: lowercase letters"],
+        ),
+        (
+            "depends_on: [[db]]\n",
+            "depends_on[0]",
+            &[
+                "a service name like db, or {service: db, condition: healthy}",
+                "(got a list)",
+            ],
+        ),
+        (
+            "depends_on: [\"db x\"]\n",
+            "depends_on[0]",
+            &["a service name: lowercase letters"],
+        ),
+        (
+            "depends_on: [\"\"]\n",
+            "depends_on[0]",
+            &["got an empty string"],
+        ),
+        (
+            "depends_on: [db, web]\n",
+            "depends_on[1]",
+            &["\"web\" cannot depend on itself", "remove this entry"],
+        ),
+        (
+            "depends_on:\n  - db\n  - {service: db, condition: healthy}\n",
+            "depends_on[1]",
+            &[
+                "\"db\" is already listed at depends_on[0]",
+                "list each service once",
+            ],
+        ),
+        (
+            "depends_on: [{service: db, condtion: healthy}]\n",
+            "depends_on[0].condtion",
+            &[
+                "did you mean \"condition\"",
+                "known fields: service, condition",
+            ],
+        ),
+    ];
+    for (text, field, parts) in table {
+        let e = error(&with(text));
+        assert_eq!(e.field, *field, "{text}: {}", e.message);
+        for part in *parts {
+            assert!(e.message.contains(part), "{text}: {}", e.message);
+        }
+    }
+    // Every wrong entry is reported, the others kept out of the way.
+    let errors = errors(&with("depends_on: [web, {service: 1X}, db, db]\n"));
+    assert_eq!(
+        where_(&errors),
+        [
+            ("depends_on[0]", 3, 14),
+            ("depends_on[1].service", 3, 29),
+            ("depends_on[3]", 3, 38),
+        ]
+    );
+}
+
+#[test]
+fn inputs_take_values_and_outputs() {
+    use crate::spec::{InputSource, OutputRef};
+    let s = one(&with(
+        "inputs:\n  region: eu-west\n  port: 5432\n  debug: true\n  ratio: 0.5\n  empty: \"\"\n  schema-version: {from: db-migrate.outputs.version}\n  seed_1:\n    from: seed.outputs.row-count\n",
+    ));
+    let value = |v: &str| InputSource::Value(v.into());
+    let from = |service: &str, output: &str| InputSource::From {
+        from: OutputRef {
+            service: service.into(),
+            output: output.into(),
+        },
+    };
+    assert_eq!(
+        s.inputs,
+        BTreeMap::from([
+            ("region".to_string(), value("eu-west")),
+            ("port".to_string(), value("5432")),
+            ("debug".to_string(), value("true")),
+            ("ratio".to_string(), value("0.5")),
+            ("empty".to_string(), value("")),
+            ("schema-version".to_string(), from("db-migrate", "version")),
+            ("seed_1".to_string(), from("seed", "row-count")),
+        ])
+    );
+    // A task takes inputs too.
+    let t = one(&with(
+        "kind: task\noutputs: [done]\ninputs: {v: {from: db-migrate.outputs.version}}\n",
+    ));
+    assert_eq!(t.inputs["v"], from("db-migrate", "version"));
+}
+
+#[test]
+fn input_errors_name_the_field_and_show_an_example() {
+    // (spec text, field, parts of the message)
+    let table: &[(&str, &str, &[&str])] = &[
+        (
+            "inputs: [a]\n",
+            "inputs",
+            &["a map of NAME: value", "e.g. {region: eu-west"],
+        ),
+        (
+            "inputs:\n  Region: x\n",
+            "inputs.Region",
+            &["\"Region\" is not an input name", "e.g. schema_version"],
+        ),
+        (
+            "inputs:\n  a: [x]\n",
+            "inputs.a",
+            &["expected a string, number or boolean, or {from: SERVICE.outputs.NAME} (got a list)"],
+        ),
+        (
+            "inputs:\n  a:\n",
+            "inputs.a",
+            &["(got nothing); write \"\" for an empty value"],
+        ),
+        (
+            "inputs:\n  a: {from: db-migrate.version}\n",
+            "inputs.a.from",
+            &[
+                "not of the form SERVICE.outputs.NAME",
+                "e.g. {from: db-migrate.outputs.version}",
+            ],
+        ),
+        (
+            "inputs:\n  a: {from: Db.outputs.v}\n",
+            "inputs.a.from",
+            &["\"Db\" is not a service name", "e.g. {from:"],
+        ),
+        (
+            "inputs:\n  a: {from: db.outputs.V}\n",
+            "inputs.a.from",
+            &["\"V\" is not an output name", "e.g. {from:"],
+        ),
+        (
+            "inputs:\n  a: {from: db.outputs.}\n",
+            "inputs.a.from",
+            &["\"\" is not an output name"],
+        ),
+        (
+            "inputs:\n  a: {from: [db.outputs.v]}\n",
+            "inputs.a.from",
+            &["expected SERVICE.outputs.NAME, e.g. {from:", "(got a list)"],
+        ),
+        (
+            "inputs:\n  a: {from: web.outputs.v}\n",
+            "inputs.a.from",
+            &[
+                "\"web\" cannot take an input from its own outputs",
+                "e.g. {from:",
+            ],
+        ),
+        (
+            "inputs:\n  a: {}\n",
+            "inputs.a.from",
+            &[
+                "missing required field \"from\"",
+                "e.g. {from: db-migrate.outputs.version}",
+            ],
+        ),
+        (
+            "inputs:\n  a-b: x\n  a_b: y\n",
+            "inputs.a_b",
+            &[
+                "\"a_b\" and \"a-b\" are both the env variable BERTH_INPUT_A_B",
+                "rename one",
+            ],
+        ),
+        (
+            "env: {BERTH_INPUT_REGION: x}\ninputs:\n  region: y\n",
+            "inputs.region",
+            &["env sets BERTH_INPUT_REGION too", "remove it from env"],
+        ),
+    ];
+    for (text, field, parts) in table {
+        let e = error(&with(text));
+        assert_eq!(e.field, *field, "{text}: {}", e.message);
+        for part in *parts {
+            assert!(e.message.contains(part), "{text}: {}", e.message);
+        }
+    }
+    // A typo in `from`: named, and the field it lacks.
+    let errors = errors(&with("inputs:\n  a: {form: db.outputs.v}\n"));
+    assert_eq!(
+        where_(&errors),
+        [("inputs.a.from", 4, 6), ("inputs.a.form", 4, 7)]
+    );
+    assert!(
+        errors[0]
+            .message
+            .contains("missing required field \"from\"")
+    );
+    assert!(errors[1].message.contains("did you mean \"from\""));
+}
+
+#[test]
+fn depends_on_and_inputs_round_trip_through_json() {
+    let s = one(&with(
+        "kind: task\noutputs: [done]\ndepends_on: [db, {service: migrate, condition: completed}]\ninputs:\n  region: eu-west\n  port: 5432\n  schema: {from: migrate.outputs.version}\n",
+    ));
+    let json = serde_json::to_value(&s).expect("serialises");
+    assert_eq!(
+        json["depends_on"],
+        serde_json::json!([
+            {"service": "db", "condition": "started"},
+            {"service": "migrate", "condition": "completed"},
+        ])
+    );
+    assert_eq!(
+        json["inputs"],
+        serde_json::json!({
+            "port": "5432",
+            "region": "eu-west",
+            "schema": {"from": "migrate.outputs.version"},
+        })
+    );
+    // As a record reads it back, and as the API takes it again.
+    let back: ServiceSpec = serde_json::from_value(json.clone()).expect("a record's spec");
+    assert_eq!(back, s);
+    assert_eq!(parse_service_json_value("<api>", &json), Ok(s));
+    // Without them nothing is written.
+    let plain = serde_json::to_value(one(&with(""))).expect("serialises");
+    assert!(plain.get("depends_on").is_none() && plain.get("inputs").is_none());
 }
