@@ -11,11 +11,12 @@
 //! steps is reported, each naming its field path.
 //!
 //! Where a spec deliberately takes a number (`ports: [8080]`,
-//! `stop_signal: 15`, sizes in bytes, env values, ulimits, CPUs), the JSON
-//! form takes it too; elsewhere a JSON number where text is expected is a
-//! wrong type, and so is text where a list, a number or a boolean is. A
-//! field is left out rather than `null` (a file's `user:` with nothing is
-//! YAML's own way to say the same); only the request's `force` may be null.
+//! `stop_signal: 15`, sizes in bytes, env and input values, ulimits,
+//! CPUs), the JSON form takes it too; elsewhere a JSON number where text
+//! is expected is a wrong type, and so is text where a list, a number or
+//! a boolean is. A field is left out rather than `null` (a file's `user:`
+//! with nothing is YAML's own way to say the same); only the request's
+//! `force` may be null.
 
 use serde_json::Value;
 
@@ -131,6 +132,16 @@ pub const SERVICE: Shape = Shape::Object(&[
         ]),
     ),
     ("outputs", STRINGS),
+    // A value as written (as in env), or another task's output.
+    (
+        "inputs",
+        Shape::Map(&Shape::AnyOf(&[
+            Shape::String,
+            Shape::Number,
+            Shape::Boolean,
+            Shape::Object(&[("from", TEXT)]),
+        ])),
+    ),
     (
         "update",
         Shape::Object(&[
@@ -151,6 +162,14 @@ pub const SERVICE: Shape = Shape::Object(&[
                     Shape::Object(&[("signal", SIGNAL), ("exec", STRINGS)]),
                 ]),
             ),
+        ])),
+    ),
+    // `db`, or `{service: db, condition: healthy}`.
+    (
+        "depends_on",
+        Shape::List(&Shape::AnyOf(&[
+            Shape::String,
+            Shape::Object(&[("service", TEXT), ("condition", TEXT)]),
         ])),
     ),
     ("after_units", STRINGS),

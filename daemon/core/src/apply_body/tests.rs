@@ -313,12 +313,16 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
       - {source: /etc/berth/d, target: /etc/d, on_change: {exec: ["/demo", "reload"]}}
     after_units: [postgresql.service, srv-data.mount]
     requires_units: [postgresql]
+    depends_on: [job, {service: loaded, condition: healthy}]
+    inputs: {region: eu-west, port: 5432, debug: true, result: {from: job.outputs.result}}
   - name: job
     image: {build: {context: /srv/job, dockerfile: Dockerfile.job}}
     kind: task
     outputs: [result]
     restart: never
     network: none
+    depends_on: [{service: loaded, condition: ended}]
+    inputs: {empty: ""}
   - name: loaded
     image: {load: /srv/images/loaded.tar}
     network: host
@@ -486,9 +490,10 @@ fn every_object_names_the_fields_the_file_parser_knows() {
         );
     }
     // The spec, image, build, env value, ulimit, resources, logging,
-    // healthcheck, update, config, on_change, hooks, then a hook and its
-    // breakpoint in each of the three phases.
-    assert_eq!(objects, 18);
+    // healthcheck, an input's value, update, config, on_change, a
+    // depends_on entry, hooks, then a hook and its breakpoint in each of
+    // the three phases.
+    assert_eq!(objects, 20);
 }
 
 #[test]
@@ -502,4 +507,78 @@ fn long_strings_are_cut_in_messages() {
             "x".repeat(40)
         )
     );
+}
+
+#[test]
+fn depends_on_and_inputs_take_their_json_types_and_read_as_in_a_file() {
+    let body = json!({
+        "name": "web", "image": "demo:1",
+        "depends_on": ["db", {"service": "migrate", "condition": "completed"}],
+        "inputs": {"port": 5432, "debug": true, "ratio": 0.5, "region": "eu-west",
+                   "schema": {"from": "migrate.outputs.version"}},
+    });
+    let file = "name: web\nimage: demo:1\n\
+                depends_on: [db, {service: migrate, condition: completed}]\n\
+                inputs: {port: 5432, debug: true, ratio: 0.5, region: eu-west, \
+                schema: {from: migrate.outputs.version}}\n";
+    let from_file = parse_services("web.yaml", file).unwrap();
+    assert_eq!([service(&body).unwrap()], from_file.as_slice());
+
+    let null = "null is not a value: give one, or leave the field out";
+    assert_eq!(
+        problems(json!({"name": "web", "image": "demo:1",
+            "depends_on": "db",
+            "inputs": {"a": ["x"], "b": {"from": 5}, "c": null}})),
+        [
+            wrong_type(
+                "services[0].depends_on",
+                "expected a list, got the string \"db\"; put it in a list: [\"db\"]"
+            ),
+            wrong_type(
+                "services[0].inputs.a",
+                "expected a string, a number, a boolean or an object, got a list"
+            ),
+            wrong_type(
+                "services[0].inputs.b.from",
+                "expected a string, got the number 5; write it as a string: \"5\""
+            ),
+            wrong_type(
+                "services[0].inputs.c",
+                &format!("expected a string, a number, a boolean or an object, got null; {null}")
+            ),
+        ]
+    );
+    assert_eq!(
+        problems(json!({"name": "web", "image": "demo:1",
+            "depends_on": [5, {"service": true}]})),
+        [
+            wrong_type(
+                "services[0].depends_on[0]",
+                "expected a string or an object, got the number 5; write it as a string: \"5\""
+            ),
+            wrong_type(
+                "services[0].depends_on[1].service",
+                "expected a string, got the boolean true"
+            ),
+        ]
+    );
+    // Right types, wrong values: the file parser's word, by field.
+    let p = problems(json!({"name": "web", "image": "demo:1",
+        "depends_on": [{"service": "db", "condition": "ready"}, "web"],
+        "inputs": {"v": {"from": "migrate.version"}}}));
+    let fields: Vec<(&str, bool)> = p.iter().map(|p| (p.field.as_str(), p.wrong_type)).collect();
+    assert_eq!(
+        fields,
+        [
+            ("services[0].depends_on[0].condition", false),
+            ("services[0].depends_on[1]", false),
+            ("services[0].inputs.v.from", false),
+        ]
+    );
+    assert!(
+        p[0].message.contains("started, healthy, completed, ended"),
+        "{p:?}"
+    );
+    assert!(p[1].message.contains("cannot depend on itself"), "{p:?}");
+    assert!(p[2].message.contains("SERVICE.outputs.NAME"), "{p:?}");
 }
