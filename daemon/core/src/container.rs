@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::hash::create_spec;
+use crate::hash::{create_spec, with_inputs};
 use crate::record::Deployment;
 use crate::runtime::{
-    CreateRequest, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT, LABEL_GENERATION, LABEL_KIND,
+    CreateRequest, CreateSpec, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT, LABEL_GENERATION, LABEL_KIND,
     LABEL_SERVICE, LABEL_SPEC_HASH,
 };
 use crate::spec::Kind;
@@ -32,20 +32,43 @@ pub fn labels(record: &Deployment) -> BTreeMap<String, String> {
     labels
 }
 
-/// The create call for `record`, named `<prefix><service>`, with the task
-/// outputs directory `outputs_dir` mounted; `None` while its image was never
-/// resolved (nothing can be created then).
+/// The create call for `record`, named `<prefix><service>`, with its
+/// directories mounted; `None` while its image was never resolved (nothing
+/// can be created then).
 pub fn create_request(
     record: &Deployment,
     prefix: &str,
-    outputs_dir: &str,
+    dirs: &RecordDirs<'_>,
 ) -> Option<CreateRequest> {
     let image_id = record.image_id.as_deref()?;
     Some(CreateRequest {
         name: format!("{prefix}{}", record.service),
-        spec: create_spec(&record.spec, image_id, Some(outputs_dir)),
+        spec: record_create_spec(record, image_id, dirs),
         labels: labels(record),
     })
+}
+
+/// The host directories a record's container mounts: the service's task
+/// outputs dir, and this generation's inputs dir.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordDirs<'a> {
+    pub outputs: &'a str,
+    pub inputs: &'a str,
+}
+
+/// The create call a record makes with its image resolved to `image_id`:
+/// its spec's, with the inputs the record resolved. Its hash is the
+/// record's `spec_hash`.
+pub fn record_create_spec(
+    record: &Deployment,
+    image_id: &str,
+    dirs: &RecordDirs<'_>,
+) -> CreateSpec {
+    with_inputs(
+        create_spec(&record.spec, image_id, Some(dirs.outputs)),
+        &record.inputs,
+        dirs.inputs,
+    )
 }
 
 #[cfg(test)]
@@ -94,15 +117,66 @@ mod tests {
     #[test]
     fn the_create_request_is_named_by_prefix_and_needs_a_resolved_image() {
         let r = record(Kind::Service, None);
-        let req = create_request(&r, "berth-", "/var/lib/berth/outputs/web").expect("resolved");
+        let req = create_request(&r, "berth-", &DIRS).expect("resolved");
         assert_eq!(req.name, "berth-web");
         assert_eq!(req.labels, labels(&r));
         assert_eq!(
             req.spec,
             create_spec(&r.spec, "sha256:abc", Some("/var/lib/berth/outputs/web"))
         );
+        assert_eq!(req.spec.inputs, None, "no inputs: nothing mounted");
         let mut unresolved = r;
         unresolved.image_id = None;
-        assert_eq!(create_request(&unresolved, "berth-", "/o"), None);
+        assert_eq!(create_request(&unresolved, "berth-", &DIRS), None);
+    }
+
+    const DIRS: RecordDirs<'static> = RecordDirs {
+        outputs: "/var/lib/berth/outputs/web",
+        inputs: "/var/lib/berth/inputs/web/g3",
+    };
+
+    #[test]
+    fn resolved_inputs_reach_the_container_as_env_and_files_and_move_the_hash() {
+        use crate::hash::spec_hash;
+        use crate::spec::{InputSource, OutputRef};
+        let mut r = record(Kind::Service, None);
+        r.spec
+            .inputs
+            .insert("release".into(), InputSource::Value("2026.2".into()));
+        r.spec.inputs.insert(
+            "schema-version".into(),
+            InputSource::From {
+                from: OutputRef::parse("db-migrate.outputs.version").expect("a ref"),
+            },
+        );
+        r.inputs = BTreeMap::from([
+            ("release".to_string(), "2026.2".to_string()),
+            ("schema-version".to_string(), "42".to_string()),
+        ]);
+        let req = create_request(&r, "berth-", &DIRS).expect("resolved");
+        assert_eq!(req.spec.env["BERTH_INPUT_RELEASE"], "2026.2");
+        assert_eq!(req.spec.env["BERTH_INPUT_SCHEMA_VERSION"], "42");
+        let files = req.spec.inputs.clone().expect("files");
+        assert_eq!(files.dir, "/var/lib/berth/inputs/web/g3");
+        assert_eq!(files.values, r.inputs);
+        // Another output value is another container; another generation's
+        // dir is not.
+        let mut moved = r.clone();
+        moved.inputs.insert("schema-version".into(), "43".into());
+        let other =
+            |rec: &Deployment, dirs| spec_hash(&record_create_spec(rec, "sha256:abc", dirs));
+        assert_ne!(other(&moved, &DIRS), other(&r, &DIRS));
+        let later = RecordDirs {
+            inputs: "/var/lib/berth/inputs/web/g4",
+            ..DIRS
+        };
+        assert_eq!(other(&r, &later), other(&r, &DIRS));
+        // The plain value alone is in the spec's own create call.
+        let bare: CreateSpec = create_spec(&r.spec, "sha256:abc", None);
+        assert_eq!(
+            bare.env.get("BERTH_INPUT_RELEASE").map(String::as_str),
+            Some("2026.2")
+        );
+        assert!(!bare.env.contains_key("BERTH_INPUT_SCHEMA_VERSION"));
     }
 }

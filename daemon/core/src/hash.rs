@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::runtime::{CreateSpec, OUTPUTS_MOUNT};
-use crate::spec::ServiceSpec;
+use crate::heat::input_env_name;
+use crate::runtime::{CreateSpec, InputFiles, OUTPUTS_MOUNT};
+use crate::spec::{InputSource, ServiceSpec};
 
 pub const SPEC_HASH_VERSION: &str = "v1";
 
@@ -28,6 +29,10 @@ pub fn create_spec(spec: &ServiceSpec, image_id: &str, outputs_dir: Option<&str>
             .env
             .iter()
             .map(|(k, v)| (k.clone(), v.value.clone()))
+            .chain(spec.inputs.iter().filter_map(|(name, input)| match input {
+                InputSource::Value(v) => Some((input_env_name(name), v.clone())),
+                InputSource::From { .. } => None,
+            }))
             .collect::<BTreeMap<_, _>>(),
         user: spec.user.clone(),
         volumes: spec.volumes.clone(),
@@ -46,6 +51,7 @@ pub fn create_spec(spec: &ServiceSpec, image_id: &str, outputs_dir: Option<&str>
         logging: spec.logging.clone(),
         restart: spec.effective_restart(),
         healthcheck: spec.healthcheck.clone(),
+        inputs: None,
         outputs_dir: if spec.outputs.is_empty() {
             None
         } else {
@@ -60,6 +66,26 @@ pub fn create_spec(spec: &ServiceSpec, image_id: &str, outputs_dir: Option<&str>
             })
             .collect(),
     }
+}
+
+/// `create` with a deployment's resolved inputs (`Deployment::inputs`):
+/// each as env `BERTH_INPUT_<NAME>` (over an env entry of that name), and
+/// as a file in `inputs_dir` (the host directory to mount).
+pub fn with_inputs(
+    mut create: CreateSpec,
+    inputs: &BTreeMap<String, String>,
+    inputs_dir: &str,
+) -> CreateSpec {
+    for (name, value) in inputs {
+        create.env.insert(input_env_name(name), value.clone());
+    }
+    if !inputs.is_empty() {
+        create.inputs = Some(InputFiles {
+            dir: inputs_dir.to_string(),
+            values: inputs.clone(),
+        });
+    }
+    create
 }
 
 /// `v1:<sha256 hex>` of the canonical form of `create`.

@@ -202,6 +202,15 @@ pub struct Deployment {
     /// COMPLETE ([`crate::hooks::post_update_applies`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pre_update_passed: bool,
+    /// The spec's `inputs` as resolved for this deployment (plain values and
+    /// the outputs they were taken from), set when it left the wait below.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
+    /// PENDING until its `depends_on` hold and its inputs resolve
+    /// ([`crate::waves`]); meanwhile the record before it stays the target
+    /// and nothing of this one reaches the engine.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
 }
 
 impl Deployment {

@@ -28,6 +28,17 @@ pub const LABEL_CONFIG_HASH: &str = "io.berth.config-hash";
 
 /// Where a task's declared outputs are mounted inside its container.
 pub const OUTPUTS_MOUNT: &str = "/berth/outputs";
+/// A deployment's inputs as files: `dir` (one per generation, so a
+/// container set aside keeps its own) holds one file per input, written
+/// before the create.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InputFiles {
+    pub dir: String,
+    pub values: BTreeMap<String, String>,
+}
+
+/// Where a container finds its resolved inputs, one file per input.
+pub const INPUTS_MOUNT: &str = "/berth/inputs";
 
 /// Everything that reaches the engine's create call. The spec hash is computed
 /// over this (see [`crate::hash`]), so a field here that is not in the hash, or
@@ -85,6 +96,10 @@ pub struct CreateSpec {
     /// Host directory mounted at [`OUTPUTS_MOUNT`] (tasks with declared outputs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs_dir: Option<String>,
+    /// A deployment's resolved inputs as files, mounted read-only at
+    /// [`INPUTS_MOUNT`]. Not in the spec hash: their values are, as env.
+    #[serde(skip)]
+    pub inputs: Option<InputFiles>,
     /// Config sources, bind-mounted read-only with the Mounts API (a missing
     /// source is an error, never a directory created for it).
     #[serde(skip_serializing_if = "Vec::is_empty")]

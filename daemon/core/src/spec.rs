@@ -97,6 +97,16 @@ pub struct ServiceSpec {
     /// [`crate::hooks`]). A policy field: not in the spec hash.
     #[serde(skip_serializing_if = "Hooks::is_empty")]
     pub hooks: Hooks,
+    /// Services whose state this one's deployments wait for (see
+    /// [`crate::waves`]). A policy field: not in the spec hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    /// Values the container gets as env `BERTH_INPUT_<NAME>` and as files
+    /// under `/berth/inputs/`: plain, or another task's declared output.
+    /// What they resolve to is in the record (`Deployment::inputs`) and,
+    /// through the env, in the spec hash.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, InputSource>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -874,4 +884,108 @@ impl OnTimeout {
     pub fn is_abort(&self) -> bool {
         *self == OnTimeout::Abort
     }
+}
+
+/// One `depends_on` entry: wait until `service` is in `condition`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub service: String,
+    #[serde(default)]
+    pub condition: Condition,
+}
+
+/// What a dependency must have reached before a dependent's deployment runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Its container runs (for a task: it ran and its newest deployment is
+    /// COMPLETE, since a task's container does not stay up).
+    #[default]
+    Started,
+    /// Its healthcheck passes (a dependency without one is refused).
+    Healthy,
+    /// Its newest deployment is COMPLETE.
+    Completed,
+    /// Its newest deployment ended: COMPLETE, FAILED or ROLLED_BACK.
+    Ended,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 4] = [
+        Condition::Started,
+        Condition::Healthy,
+        Condition::Completed,
+        Condition::Ended,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+            Condition::Ended => "ended",
+        }
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `inputs` entry: a plain value, or `{from: SERVICE.outputs.NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InputSource {
+    Value(String),
+    From { from: OutputRef },
+}
+
+/// `SERVICE.outputs.NAME`: a task's declared output.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OutputRef {
+    pub service: String,
+    pub output: String,
+}
+
+impl OutputRef {
+    /// `db-migrate.outputs.version`; `None` for anything else (the parser
+    /// says what is wrong).
+    pub fn parse(s: &str) -> Option<OutputRef> {
+        let (service, output) = s.split_once(".outputs.")?;
+        (valid_service_name(service) && valid_output_name(output)).then(|| OutputRef {
+            service: service.to_string(),
+            output: output.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for OutputRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.outputs.{}", self.service, self.output)
+    }
+}
+
+impl Serialize for OutputRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        OutputRef::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not SERVICE.outputs.NAME")))
+    }
+}
+
+/// An output (and input) name: lowercase letters, digits, `_` and `-`.
+/// It names a file and, uppercased, an env variable.
+pub fn valid_output_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }

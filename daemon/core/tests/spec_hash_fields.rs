@@ -38,9 +38,10 @@ use std::time::Duration;
 
 use berth_core::hash::{create_spec, sha256_hex, spec_hash};
 use berth_core::spec::{
-    BuildSpec, ConfigMount, DesiredState, EnvValue, Healthcheck, Hook, HookKind, HookPlace, Hooks,
-    ImageSource, Kind, Logging, Network, OnChange, OnTimeout, PortMapping, Resources,
-    RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume,
+    BuildSpec, Condition, ConfigMount, Dependency, DesiredState, EnvValue, Healthcheck, Hook,
+    HookKind, HookPlace, Hooks, ImageSource, InputSource, Kind, Logging, Network, OnChange,
+    OnTimeout, OutputRef, PortMapping, Resources, RestartPolicy, RollbackPolicy, ServiceSpec,
+    Ulimit, UpdatePolicy, Volume,
 };
 
 /// A change to a spec.
@@ -173,6 +174,19 @@ fn other() -> ServiceSpec {
             }],
             ..Default::default()
         },
+        depends_on: vec![Dependency {
+            service: "db".into(),
+            condition: Condition::Healthy,
+        }],
+        inputs: BTreeMap::from([("release".into(), InputSource::Value("2026.2".into()))]),
+    }
+}
+
+/// A `from` input: resolved when the deployment runs (into the record), so
+/// the spec's own create call has none of it.
+fn from_input(r: &str) -> InputSource {
+    InputSource::From {
+        from: OutputRef::parse(r).expect("an output ref"),
     }
 }
 
@@ -212,6 +226,8 @@ fn service_spec_fields() -> Vec<Field> {
         after_units,
         requires_units,
         hooks,
+        depends_on,
+        inputs,
     } = other();
     vec![
         field("name", ServiceKey, move |s| s.name = name.clone()),
@@ -294,6 +310,26 @@ fn service_spec_fields() -> Vec<Field> {
         }),
         // What runs around an update, not what the container is.
         field("hooks", Policy, move |s| s.hooks = hooks.clone()),
+        // Which deployments wait for which, not what the container is.
+        field("depends_on", Policy, move |s| {
+            s.depends_on = depends_on.clone()
+        }),
+        field(
+            "inputs",
+            HashedAs {
+                through: "the values they resolve to, as env BERTH_INPUT_<NAME> (a `from` \
+                          input's at run time, through Deployment::inputs)",
+                alike: [
+                    change(|s| {
+                        s.inputs = BTreeMap::from([("v".into(), from_input("a.outputs.o"))])
+                    }),
+                    change(|s| {
+                        s.inputs = BTreeMap::from([("v".into(), from_input("b.outputs.p"))])
+                    }),
+                ],
+            },
+            move |s| s.inputs = inputs.clone(),
+        ),
     ]
 }
 

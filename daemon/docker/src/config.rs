@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use berth_core::runtime::{CreateRequest, LABEL_NODE, OUTPUTS_MOUNT};
+use berth_core::runtime::{CreateRequest, INPUTS_MOUNT, LABEL_NODE, OUTPUTS_MOUNT};
 use berth_core::spec::{Healthcheck, Logging, PortMapping, RestartPolicy, Volume};
 use bollard::models::{
     ContainerCreateBody, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountType,
@@ -31,16 +31,19 @@ pub fn container_config(req: &CreateRequest, node_id: &str) -> ContainerCreateBo
         binds.push(format!("{dir}:{OUTPUTS_MOUNT}:rw"));
     }
 
-    // Config sources go through the Mounts API, not `binds`: for a bind
-    // whose source is missing, `binds` silently creates a directory, Mounts
-    // refuses the create.
+    // Config sources (and the inputs dir) go through the Mounts API, not
+    // `binds`: for a bind whose source is missing, `binds` silently creates
+    // a directory, Mounts refuses the create.
+    let inputs = spec.inputs.as_ref().map(|i| (i.dir.as_str(), INPUTS_MOUNT));
     let mounts: Vec<Mount> = spec
         .config
         .iter()
-        .map(|c| Mount {
+        .map(|c| (c.source.as_str(), c.target.as_str()))
+        .chain(inputs)
+        .map(|(source, target)| Mount {
             typ: Some(MountType::BIND),
-            source: Some(c.source.clone()),
-            target: Some(c.target.clone()),
+            source: Some(source.to_string()),
+            target: Some(target.to_string()),
             read_only: Some(true),
             ..Default::default()
         })
@@ -270,6 +273,10 @@ mod tests {
                 source: "/etc/berth/web".to_string(),
                 target: "/etc/web".to_string(),
             }],
+            inputs: Some(berth_core::runtime::InputFiles {
+                dir: "/var/lib/berth/inputs/web/g3".to_string(),
+                values: BTreeMap::from([("release".to_string(), "2026.2".to_string())]),
+            }),
         }
     }
 
@@ -296,7 +303,7 @@ mod tests {
             .as_ref()
             .and_then(|h| h.mounts.as_ref())
             .expect("config mounts");
-        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts.len(), 2);
         assert_eq!(mounts[0].typ, Some(MountType::BIND));
         assert_eq!(mounts[0].source.as_deref(), Some("/etc/berth/web"));
         assert_eq!(mounts[0].target.as_deref(), Some("/etc/web"));
@@ -304,6 +311,19 @@ mod tests {
             mounts[0].read_only,
             Some(true),
             "config is mounted read-only"
+        );
+        assert_eq!(
+            (
+                mounts[1].source.as_deref(),
+                mounts[1].target.as_deref(),
+                mounts[1].read_only
+            ),
+            (
+                Some("/var/lib/berth/inputs/web/g3"),
+                Some(INPUTS_MOUNT),
+                Some(true)
+            ),
+            "the inputs dir is mounted read-only, refused by the engine if missing"
         );
         let labels = body.labels.as_ref().expect("labels");
         assert_eq!(labels.get(LABEL_NODE).map(String::as_str), Some("node-1"));

@@ -375,6 +375,8 @@ impl<E: Env> Agent<E> {
             rollback_of: None,
             hook: None,
             pre_update_passed: false,
+            inputs: Default::default(),
+            waiting: false,
         }
     }
 

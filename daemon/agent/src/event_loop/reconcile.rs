@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_core::container::RecordDirs;
 use berth_core::event::EventKind;
 use berth_core::hash::create_spec;
 use berth_core::hooks::waiting_in;
@@ -36,13 +37,26 @@ impl<E: Env> Agent<E> {
         self.cfg.state_dir.join("outputs").join(service)
     }
 
+    /// The host directory of one generation's input files.
+    pub(super) fn inputs_dir(&self, service: &str, generation: u64) -> PathBuf {
+        self.cfg
+            .state_dir
+            .join("inputs")
+            .join(service)
+            .join(format!("g{generation}"))
+    }
+
     /// The create call for a record, when its image was resolved.
     pub(super) fn create_request(&self, record: &Deployment) -> Option<Box<CreateRequest>> {
-        let outputs_dir = self.outputs_dir(&record.service);
+        let outputs = self.outputs_dir(&record.service);
+        let inputs = self.inputs_dir(&record.service, record.generation);
         berth_core::container::create_request(
             record,
             &self.cfg.prefix,
-            &outputs_dir.to_string_lossy(),
+            &RecordDirs {
+                outputs: &outputs.to_string_lossy(),
+                inputs: &inputs.to_string_lossy(),
+            },
         )
         .map(Box::new)
     }
