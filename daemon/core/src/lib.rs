@@ -32,6 +32,7 @@ pub mod store;
 pub mod units;
 pub mod upstream;
 pub mod watch;
+pub mod waves;
 
 /// What a secret looks like in any output that leaves the daemon.
 pub const REDACTED: &str = "<redacted>";
