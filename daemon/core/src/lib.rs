@@ -33,6 +33,7 @@ pub mod units;
 pub mod upstream;
 pub mod watch;
 pub mod waves;
+pub mod waves_check;
 
 /// What a secret looks like in any output that leaves the daemon.
 pub const REDACTED: &str = "<redacted>";
