@@ -16,6 +16,8 @@ pub const SPEC_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 pub struct Loaded {
     pub services: Vec<ServiceSpec>,
     pub files: Vec<PathBuf>,
+    /// Each service's file, as shown in messages.
+    pub declared_in: BTreeMap<String, String>,
 }
 
 /// Every problem found, one line each (`file:line:col: field: message`), and
@@ -128,7 +130,11 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, LoadErrors> {
         }
     }
     if errors.is_empty() {
-        Ok(Loaded { services, files })
+        Ok(Loaded {
+            services,
+            files,
+            declared_in,
+        })
     } else {
         Err(LoadErrors {
             lines: errors,

@@ -612,6 +612,94 @@ fn check_refuses_an_in_place_reload_of_a_file_source_and_warns_on_a_missing_one(
 }
 
 #[test]
+fn check_refuses_waves_the_checked_specs_cannot_satisfy() -> TestResult {
+    // web (in web.yaml) waits for db healthy and takes two outputs; db (in
+    // db.yaml) has no healthcheck, migrate declares no `schema`.
+    let dir = files(&[
+        (
+            "web.yaml",
+            "name: web\nimage: demo\ndepends_on:\n  - migrate\n  - {service: db, condition: healthy}\ninputs:\n  version: {from: migrate.outputs.version}\n  schema: {from: migrate.outputs.schema}\n",
+        ),
+        (
+            "db.yaml",
+            "services:\n  - {name: db, image: postgres:16}\n  - {name: migrate, image: demo, kind: task, outputs: [version]}\n",
+        ),
+    ])?;
+    let web = dir.path().join("web.yaml");
+    let run = berthctl(Path::new("/nonexistent"), &["check", &path_str(dir.path())])?;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "{}: service `web`: depends_on[1].condition: healthy, but db has no healthcheck; \
+             give db a healthcheck or use condition: started",
+            web.display()
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "{}: service `web`: inputs.schema.from: migrate declares no output \"schema\" \
+             (its outputs: version); add it to migrate's outputs or fix the name",
+            web.display()
+        )),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("inputs.version"), "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+
+    // A `from` a service (not a task) is refused the same way.
+    std::fs::write(
+        dir.path().join("db.yaml"),
+        "services:\n  - {name: db, image: postgres:16, healthcheck: {exec: [pg_isready]}}\n  - {name: migrate, image: demo}\n",
+    )?;
+    let run = berthctl(Path::new("/nonexistent"), &["check", &path_str(dir.path())])?;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "{}: service `web`: inputs.schema.from: migrate is a service; only a task (kind: task) has outputs to take",
+            web.display()
+        )),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("depends_on"), "{run:?}");
+
+    // Satisfied: a healthcheck, a task declaring both outputs.
+    std::fs::write(
+        dir.path().join("db.yaml"),
+        "services:\n  - {name: db, image: postgres:16, healthcheck: {exec: [pg_isready]}}\n  - {name: migrate, image: demo, kind: task, outputs: [version, schema]}\n",
+    )?;
+    let run = berthctl(Path::new("/nonexistent"), &["check", &path_str(dir.path())])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stdout, "ok: 3 services in 2 files\n", "{run:?}");
+
+    // Services not among the checked files are berthd's to judge.
+    let run = berthctl(Path::new("/nonexistent"), &["check", &path_str(&web)])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    Ok(())
+}
+
+#[test]
+fn check_names_the_field_of_a_bad_depends_on_or_input() -> TestResult {
+    let dir = files(&[(
+        "web.yaml",
+        "name: web\nimage: demo\ndepends_on: [{service: db, condition: ready}]\ninputs: {v: {from: db.version}}\n",
+    )])?;
+    let web = dir.path().join("web.yaml");
+    let run = berthctl(Path::new("/nonexistent"), &["check", &path_str(&web)])?;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    for (line, field) in [(3, "depends_on[0].condition"), (4, "inputs.v.from")] {
+        let prefix = format!("{}:{line}:", web.display());
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(&format!(": {field}: "))),
+            "want a `{prefix}COL: {field}: ...` line in {run:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn duplicate_services_across_files_name_both() -> TestResult {
     let dir = files(&[("a.yaml", WEB_YAML), ("b.yaml", WEB_YAML)])?;
     let run = berthctl(Path::new("/nonexistent"), &["check", &path_str(dir.path())])?;

@@ -85,7 +85,8 @@ fn load(paths: &[PathBuf], what: &str) -> CliResult<Loaded> {
 
 pub fn cmd_check(ctx: &Ctx, args: &CheckArgs) -> CliResult {
     let loaded = load(&args.files.paths, "")?;
-    let (problems, warnings) = check_config_sources(&loaded.services);
+    let (mut problems, warnings) = check_config_sources(&loaded.services);
+    problems.extend(check_wave_refs(&loaded));
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -132,6 +133,26 @@ fn check_config_sources(services: &[berth_core::spec::ServiceSpec]) -> (Vec<Stri
         }
     }
     (problems, warnings)
+}
+
+/// The `depends_on` and `inputs` references among the checked files that
+/// the referenced spec cannot satisfy (berth-core's
+/// [`berth_core::waves_check`]); references to other services are
+/// berthd's to judge, as they may be on the node.
+fn check_wave_refs(loaded: &Loaded) -> Vec<String> {
+    berth_core::waves_check::check_refs(&loaded.services)
+        .into_iter()
+        .map(|p| {
+            let file = loaded
+                .declared_in
+                .get(&p.service)
+                .map_or("<unknown file>", String::as_str);
+            format!(
+                "{file}: service `{}`: {}: {}",
+                p.service, p.field, p.message
+            )
+        })
+        .collect()
 }
 
 async fn post_apply(ctx: &Ctx, request: &ApplyRequest, dry_run: bool) -> CliResult<ApplyResponse> {
