@@ -282,8 +282,14 @@ pub fn from_text(
         ("upstream.report_url", &upstream.report_url),
     ] {
         if let Some(url) = url {
+            // Quoted: a bad URL may hold a newline or a control character
+            // (that is often why it is bad), which must not break the
+            // error's one line or reach a terminal raw.
             berth_upstream::check_url(url).map_err(|e| {
-                invalid(format!("{key} {}: {e}", berth_core::heat::redact_url(url)))
+                invalid(format!(
+                    "{key} {:?}: {e}; give an http:// or https:// URL with a host",
+                    berth_core::heat::redact_url(url)
+                ))
             })?;
         }
     }
@@ -515,6 +521,30 @@ mod tests {
             "{:?}",
             c.warnings
         );
+    }
+
+    #[test]
+    fn a_bad_upstream_url_is_quoted_on_one_line() {
+        let path = Path::new("/etc/berth/berthd.toml");
+        for (text, key) in [
+            // The fuzzer's crash, minimised: a newline in the URL.
+            (
+                "[upstream]\nmetadata_url = \"h\\n\"\n",
+                "upstream.metadata_url",
+            ),
+            (
+                "[upstream]\nreport_url = \"https://h/\\u001b[2J\\r?sig=s3cr3t\"\n",
+                "upstream.report_url",
+            ),
+        ] {
+            let e = from_text(Some(path), Some(text), None)
+                .expect_err(text)
+                .to_string();
+            assert!(e.starts_with("config /etc/berth/berthd.toml: "), "{e}");
+            assert!(e.contains(key) && e.contains("https://"), "{e}");
+            assert!(!e.contains(char::is_control), "{e:?}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
     }
 
     #[test]
