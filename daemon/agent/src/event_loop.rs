@@ -21,6 +21,7 @@
 //! | `volumes.rs` | `delete --volumes`: the named volumes berth created, removed after the container |
 //! | `hooks.rs` | running a deployment's hooks: WAITING_HOOK, breakpoints and their clear, hook jobs, a phase passed or aborted |
 //! | `hook_points.rs` | where `pre_update`, `post_update` and `pre_delete` come in, and what drives a waiting phase |
+//! | `waves.rs` | `depends_on` and `inputs`: an apply ordered, deployments waiting for their dependencies, released with their inputs, run again when an input moves |
 //!
 //! The loop never waits on the engine or D-Bus: those calls run as jobs
 //! (`crate::jobs`) or tasks that report back. Durable record writes are the
@@ -59,6 +60,7 @@ mod spec_dir;
 pub(crate) mod units;
 mod verbs;
 pub(crate) mod volumes;
+mod waves;
 use crate::{AgentConfig, AgentError, Command, Env, Handle, Reply};
 
 /// Lists are coalesced to at most one per this interval.
@@ -128,6 +130,9 @@ pub struct Agent<E: Env> {
     units: units::Units,
     /// Deletes that remove named volumes once the container is gone.
     volume_removals: BTreeMap<String, volumes::Removal>,
+    /// The services of the spec_dir's files at the last scan: a dependency
+    /// on one of them is known while its file's apply is under way.
+    spec_dir_known: BTreeMap<String, berth_core::spec::ServiceSpec>,
 }
 
 impl<E: Env> Agent<E> {
@@ -174,6 +179,7 @@ impl<E: Env> Agent<E> {
             watching: Vec::new(),
             units: units::Units::new(),
             volume_removals: BTreeMap::new(),
+            spec_dir_known: BTreeMap::new(),
         };
         agent.load()?;
         agent.watch_events = Some(agent.env.watcher().events());
@@ -313,6 +319,7 @@ impl<E: Env> Agent<E> {
             if !self.observing && self.observe_at.is_none() {
                 self.judge_units();
                 self.judge();
+                self.drive_waves();
                 self.reconcile();
             }
             // Reading files needs no fresh container list, and a reaction

@@ -2,8 +2,9 @@
 //! wrote, read through [`Files`] (`Env::files`: the real reader treats them
 //! as hostile input, see `berth_sources::outputs`) on a blocking thread
 //! under a timeout, so nothing in the dir can stall the runtime's workers.
-//! Runs inside jobs, never on the loop, as does [`prepare`]: the outputs dir
-//! emptied before a task's create (by the Deploy job, `jobs.rs`).
+//! Runs inside jobs, never on the loop, as do [`prepare`] (the outputs dir
+//! emptied before a task's create) and [`write_inputs`] (a deployment's
+//! input files written before its create), both by the Deploy job.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,25 @@ pub(crate) async fn prepare<E: Env>(env: &Arc<E>, dir: &Path) -> Result<(), Runt
     match tokio::task::spawn_blocking(move || env.files().prepare_outputs(&owned)).await {
         Ok(result) => result.map_err(|e| refused(e.to_string())),
         Err(e) => Err(refused(format!("preparing the outputs dir failed: {e}"))),
+    }
+}
+
+/// Writes a deployment's inputs into their dir through [`Files`], off the
+/// async workers, before its container is created.
+pub(crate) async fn write_inputs<E: Env>(
+    env: &Arc<E>,
+    inputs: &berth_core::runtime::InputFiles,
+) -> Result<(), RuntimeError> {
+    let refused = |message: String| RuntimeError::Refused {
+        op: "write inputs",
+        target: inputs.dir.clone(),
+        message,
+    };
+    let (env, owned) = (env.clone(), inputs.clone());
+    let dir = PathBuf::from(&owned.dir);
+    match tokio::task::spawn_blocking(move || env.files().write_inputs(&dir, &owned.values)).await {
+        Ok(result) => result.map_err(|e| refused(e.to_string())),
+        Err(e) => Err(refused(format!("writing the inputs failed: {e}"))),
     }
 }
 

@@ -52,6 +52,9 @@ pub(crate) async fn run_action<E: Env>(
             if let Some(dir) = outputs_dir {
                 crate::outputs::prepare(env, dir).await?;
             }
+            if let Some(inputs) = &create.spec.inputs {
+                crate::outputs::write_inputs(env, inputs).await?;
+            }
             let swap = Swap {
                 create,
                 replace,

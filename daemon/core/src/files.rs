@@ -34,6 +34,12 @@ pub trait Files: HostPathResolver + Send + Sync + 'static {
     /// created: emptied (or created) and writable by any user.
     fn prepare_outputs(&self, dir: &Path) -> std::io::Result<()>;
 
+    /// Writes a deployment's resolved inputs into `dir` before its
+    /// container is created, one file per input named as the input,
+    /// replacing what the dir held (a retried create writes it again).
+    /// Readable by any user: the container may run as any user.
+    fn write_inputs(&self, dir: &Path, values: &BTreeMap<String, String>) -> std::io::Result<()>;
+
     /// The declared outputs `names` a finished task wrote into `dir`, read
     /// as hostile input: an output that is not there is left out; one that
     /// is refused (a symlink, a FIFO, a device, ...) or cut holds a
@@ -76,6 +82,16 @@ impl Files for NoFiles {
 
     fn prepare_outputs(&self, _dir: &Path) -> std::io::Result<()> {
         Ok(())
+    }
+
+    fn write_inputs(&self, dir: &Path, _values: &BTreeMap<String, String>) -> std::io::Result<()> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!(
+                "{}: this environment has no file access (NoFiles)",
+                dir.display()
+            ),
+        ))
     }
 
     fn read_outputs(&self, _dir: &Path, _names: &[String]) -> BTreeMap<String, String> {

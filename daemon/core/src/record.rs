@@ -218,6 +218,15 @@ impl Deployment {
         format!("{service}-{generation}")
     }
 
+    /// Takes what makes `from`'s container: its image id, spec hash and
+    /// resolved inputs, for a record that keeps (or restores) it. The three
+    /// go together: a hash without its inputs is another container.
+    pub fn same_container_as(&mut self, from: &Deployment) {
+        self.image_id = from.image_id.clone();
+        self.spec_hash = from.spec_hash.clone();
+        self.inputs = from.inputs.clone();
+    }
+
     /// Whether [`Deployment::redacted`] would change anything: only then
     /// does output need a copy of its own.
     pub fn needs_redaction(&self) -> bool {

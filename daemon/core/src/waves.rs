@@ -11,7 +11,8 @@
 //!
 //! [`check`] refuses a set of specs before anything runs: a dependency or an
 //! output that exists nowhere, `healthy` on a service without a
-//! healthcheck, and cycles (named whole). It also gives the order the
+//! healthcheck (those two judged by [`crate::waves_check`], which
+//! `berthctl check` runs on files alone), and cycles (named whole). It also gives the order the
 //! apply's records are made in, dependencies first, so a dependent's check
 //! sees its dependency's new record.
 //!
@@ -255,43 +256,30 @@ pub fn check(
     };
     let mut problems = Vec::new();
     for spec in apply {
+        let missing = |field: String, name: &str| {
+            format!(
+                "{}: {field}: {name} is neither in this apply nor on this node; apply it first or with this one",
+                spec.name
+            )
+        };
         for (i, d) in spec.depends_on.iter().enumerate() {
-            let field = format!("{}: depends_on[{i}]", spec.name);
-            match spec_of(&d.service) {
-                None => problems.push(format!(
-                    "{field}: {} is neither in this apply nor on this node; apply it first or with this one",
-                    d.service
-                )),
-                Some(dep) if d.condition == Condition::Healthy && dep.healthcheck.is_none() => {
-                    problems.push(format!(
-                        "{field}: condition healthy, but {} has no healthcheck; give it one or use condition: started",
-                        d.service
-                    ))
-                }
-                Some(_) => {}
+            if spec_of(&d.service).is_none() {
+                problems.push(missing(format!("depends_on[{i}]"), &d.service));
             }
         }
         for (name, input) in &spec.inputs {
-            let InputSource::From { from } = input else {
-                continue;
-            };
-            let field = format!("{}: inputs.{name}.from", spec.name);
-            match spec_of(&from.service) {
-                None => problems.push(format!(
-                    "{field}: {} is neither in this apply nor on this node; apply it first or with this one",
-                    from.service
-                )),
-                Some(src) if src.kind != Kind::Task => problems.push(format!(
-                    "{field}: {} is a service; only a task (kind: task) has outputs to take",
-                    from.service
-                )),
-                Some(src) if !src.outputs.contains(&from.output) => problems.push(format!(
-                    "{field}: {} declares no output {:?} (it declares {:?}); add it to its outputs or fix the name",
-                    from.service, from.output, src.outputs
-                )),
-                Some(_) => {}
+            if let InputSource::From { from } = input
+                && spec_of(&from.service).is_none()
+            {
+                problems.push(missing(format!("inputs.{name}.from"), &from.service));
             }
         }
+        // What the services named must have (a healthcheck, the output).
+        problems.extend(
+            crate::waves_check::spec_refs(spec, spec_of)
+                .iter()
+                .map(ToString::to_string),
+        );
     }
     // Cycles over everything known: the apply's specs replace the node's.
     let mut graph: BTreeMap<&str, Vec<String>> = BTreeMap::new();

@@ -25,6 +25,8 @@ struct Inner {
     next_ino: u64,
     /// A task's outputs: dir → name → text as the reader returns it.
     outputs: BTreeMap<PathBuf, BTreeMap<String, String>>,
+    /// Inputs written: dir → name → value.
+    inputs: BTreeMap<PathBuf, BTreeMap<String, String>>,
     /// Every `prepare_outputs`, in order.
     prepared: Vec<PathBuf>,
     /// The next `prepare_outputs` fails with this.
@@ -135,6 +137,20 @@ impl FakeFiles {
     /// Every config source read, in order.
     pub fn config_reads(&self) -> Vec<String> {
         self.lock().config_reads.clone()
+    }
+
+    /// The inputs written into `dir` (empty when none were).
+    pub fn inputs_in(&self, dir: impl AsRef<Path>) -> BTreeMap<String, String> {
+        self.lock()
+            .inputs
+            .get(dir.as_ref())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every dir inputs were written into.
+    pub fn input_dirs(&self) -> Vec<PathBuf> {
+        self.lock().inputs.keys().cloned().collect()
     }
 }
 
@@ -258,6 +274,11 @@ impl Files for FakeFiles {
         }
         inner.prepared.push(dir.to_path_buf());
         inner.outputs.remove(dir);
+        Ok(())
+    }
+
+    fn write_inputs(&self, dir: &Path, values: &BTreeMap<String, String>) -> std::io::Result<()> {
+        self.lock().inputs.insert(dir.to_path_buf(), values.clone());
         Ok(())
     }
 

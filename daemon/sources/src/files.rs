@@ -32,6 +32,10 @@ impl Files for HostFiles {
         crate::outputs::prepare_outputs_dir(dir)
     }
 
+    fn write_inputs(&self, dir: &Path, values: &BTreeMap<String, String>) -> std::io::Result<()> {
+        crate::outputs::write_inputs_dir(dir, values)
+    }
+
     fn read_outputs(&self, dir: &Path, names: &[String]) -> BTreeMap<String, String> {
         crate::outputs::read_outputs(dir, names)
     }

@@ -34,6 +34,43 @@ pub fn prepare_outputs_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
 }
 
+/// Writes a deployment's inputs into `dir` (berth's own, under the state
+/// dir): made afresh, one file per input (each written to a temp name,
+/// synced and renamed, so a container never sees half a value), 0755/0644
+/// so that a container running as any user reads them.
+pub fn write_inputs_dir(
+    dir: &Path,
+    values: &std::collections::BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    // Files of inputs the deployment no longer has go.
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !values.contains_key(name.to_string_lossy().as_ref()) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for (name, value) in values {
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\0']) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("input {name:?} is not a plain file name"),
+            ));
+        }
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(value.as_bytes())?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))?;
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The most all of a task's declared outputs hold together (each one holds
 /// at most [`OUTPUT_CAP`]): a spec may declare thousands, and each one's
 /// text is kept in memory and in the record.

@@ -3,16 +3,17 @@
 //! status changes are written and announced here. Never acts on the engine:
 //! reconcile turns committed records into jobs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use berth_core::dto::{ApplyRequest, ApplyResponse, ApplyResult, Change, spec_diff};
 use berth_core::event::EventKind;
-use berth_core::hash::{create_spec, spec_hash};
+use berth_core::hash::{create_spec, spec_hash, with_inputs};
 use berth_core::record::{DeployAction, Deployment, RECORD_SCHEMA_VERSION, Source, Status};
 use berth_core::runtime::RuntimeError;
 use berth_core::spec::ServiceSpec;
 use berth_core::store::{META_SCHEMA_VERSION, ServiceMeta, Store};
+use berth_core::waves::Readiness;
 
 use super::{Agent, PendingApply};
 use crate::jobs::{ConfigRead, Job};
@@ -22,7 +23,7 @@ use crate::{AgentError, Env, Reply};
 impl<E: Env> Agent<E> {
     pub(super) fn begin_apply(
         &mut self,
-        req: ApplyRequest,
+        mut req: ApplyRequest,
         source: Source,
         actor: String,
         dry_run: bool,
@@ -79,6 +80,12 @@ impl<E: Env> Agent<E> {
                     return;
                 }
             }
+        }
+        // Dependencies and outputs that exist nowhere, and cycles, refuse
+        // the apply; else its services are recorded dependencies first.
+        if let Err(e) = self.order_wave(&mut req.services) {
+            let _ = reply.send(Err(e));
+            return;
         }
         let apply_id = self.next_apply_id;
         self.next_apply_id += 1;
@@ -215,13 +222,23 @@ impl<E: Env> Agent<E> {
         let existing = self.services.get(&spec.name).filter(|s| !s.is_deleted());
         let old_spec = existing.map(|s| s.current.spec.redacted());
         let diff = spec_diff(old_spec.as_ref(), &spec.redacted());
+        // A spec with dependencies or inputs runs once they hold, with its
+        // inputs resolved then (`waves.rs`); until then its record waits.
+        let (inputs, waits_for) = match super::waves::in_waves(spec).then(|| self.readiness(spec)) {
+            None => (BTreeMap::new(), None),
+            Some(Readiness::Ready(inputs)) => (inputs, None),
+            Some(Readiness::Waiting(why)) => (BTreeMap::new(), Some(why)),
+        };
         // (unreachable engine, message)
         let (hash, image_id, failure): (String, Option<String>, Option<(bool, String)>) =
             match &image {
                 Ok(id) => {
                     let outputs_dir = self.outputs_dir(&spec.name);
-                    let create =
-                        create_spec(spec, id, Some(outputs_dir.to_string_lossy().as_ref()));
+                    let create = with_inputs(
+                        create_spec(spec, id, Some(outputs_dir.to_string_lossy().as_ref())),
+                        &inputs,
+                        "",
+                    );
                     let failure = (!config_errors.is_empty()).then(|| {
                         (
                             false,
@@ -231,7 +248,12 @@ impl<E: Env> Agent<E> {
                             ),
                         )
                     });
-                    (spec_hash(&create), Some(id.clone()), failure)
+                    let hash = if waits_for.is_some() {
+                        String::new()
+                    } else {
+                        spec_hash(&create)
+                    };
+                    (hash, Some(id.clone()), failure)
                 }
                 Err(e) => (
                     String::new(),
@@ -245,19 +267,28 @@ impl<E: Env> Agent<E> {
         let change = match existing {
             None => Change::Created,
             Some(svc) => {
-                if failure.is_none() && svc.target.spec_hash == hash {
-                    let same_source = svc.meta.source == *source;
+                let same_source = svc.meta.source == *source;
+                // An apply while a delete waits for its `pre_delete`
+                // hooks is a change: it supersedes the delete.
+                let delete_waits =
+                    svc.current.action == DeployAction::Delete && !svc.current.applied;
+                let same_spec = svc.current.spec == *spec
+                    && svc.current.status != Status::Failed
+                    && !delete_waits
+                    && same_source;
+                if waits_for.is_some() || svc.current.waiting {
+                    // Still waiting, or waiting for a dependency's new run:
+                    // the same spec is the same deployment (one whose input
+                    // moves gets a new one from berthd then).
+                    if same_spec && failure.is_none() {
+                        Change::Unchanged
+                    } else {
+                        Change::Updated
+                    }
+                } else if failure.is_none() && svc.target.spec_hash == hash {
                     config_moved = !spec.config.is_empty()
                         && berth_core::reconfig::combined_hash(&states) != svc.target.config_hash;
-                    // An apply while a delete waits for its `pre_delete`
-                    // hooks is a change: it supersedes the delete.
-                    let delete_waits =
-                        svc.current.action == DeployAction::Delete && !svc.current.applied;
-                    if svc.current.spec == *spec
-                        && svc.current.status != Status::Failed
-                        && !delete_waits
-                        && same_source
-                    {
+                    if same_spec && svc.current.inputs == inputs {
                         Change::Unchanged
                     } else {
                         Change::PolicyOnly
@@ -269,7 +300,7 @@ impl<E: Env> Agent<E> {
         };
         // A spec rolled back is not tried again until another one comes.
         let failure = match failure {
-            None if change == Change::Updated && !dry_run => self
+            None if change == Change::Updated && !dry_run && waits_for.is_none() => self
                 .rolled_back_refusal(spec, &hash)
                 .map(|why| (false, why)),
             other => other,
@@ -297,6 +328,7 @@ impl<E: Env> Agent<E> {
         let mut record = self.new_record(spec.clone(), action, source.clone(), actor);
         record.image_id = image_id;
         record.spec_hash = hash;
+        record.inputs = inputs;
         match (change, self.services.get(&spec.name)) {
             // Same container: its config is what it was; the watcher
             // compares the content against that.
@@ -317,10 +349,16 @@ impl<E: Env> Agent<E> {
             Some((true, e)) => {
                 record.status = Status::Pending;
                 record.status_reason = format!("waiting for the container engine: {e}");
+                // Its dependencies are judged before its image is resolved.
+                record.waiting = waits_for.is_some();
             }
             Some((false, e)) => {
                 record.status = Status::Failed;
                 record.status_reason = e;
+            }
+            None if waits_for.is_some() => {
+                record.waiting = true;
+                record.status_reason = waits_for.unwrap_or_default();
             }
             None if change == Change::PolicyOnly => {
                 record.applied = true;
@@ -392,6 +430,9 @@ impl<E: Env> Agent<E> {
         store.save_record(&record)?;
         let name = record.service.clone();
         let failed_early = record.status == Status::Failed && !record.applied;
+        // A deployment waiting for its dependencies is not the target yet
+        // either: what runs stays as it is until it is released.
+        let keeps_target = failed_early || record.waiting;
         let prev = self.services.remove(&name);
         let mut meta = match &prev {
             Some(p) => p.meta.clone(),
@@ -413,7 +454,7 @@ impl<E: Env> Agent<E> {
             meta.source = source;
         }
         let record = Arc::new(record);
-        let target = match (&prev, failed_early) {
+        let target = match (&prev, keeps_target) {
             (Some(p), true) => Arc::clone(&p.target),
             _ => Arc::clone(&record),
         };

@@ -313,8 +313,7 @@ impl<E: Env> Agent<E> {
             source,
             actor,
         );
-        record.image_id = target.image_id.clone();
-        record.spec_hash = target.spec_hash.clone();
+        record.same_container_as(&target);
         record.config_identity = target.config_identity.clone();
         record.config_hash = None;
         let change = ConfigChange {
@@ -385,8 +384,7 @@ impl<E: Env> Agent<E> {
             },
         });
         let mut record = self.new_record(spec.clone(), DeployAction::Reconfigure, source, actor);
-        record.image_id = target.image_id.clone();
-        record.spec_hash = target.spec_hash.clone();
+        record.same_container_as(&target);
         record.config_hash = combined_hash(&states);
         record.config_identity = if reaction == Reaction::Recreate {
             identity(&spec, &states)

@@ -388,8 +388,8 @@ impl<E: Env> Agent<E> {
 
     /// A new record, `generation`, is about to replace `service`'s current
     /// one: a hook job that runs is stopped, and a deployment that waited
-    /// on a hook is FAILED, naming the newer one (its hooks never ran to
-    /// the end).
+    /// on a hook (or on its dependencies) is FAILED, naming the newer one
+    /// (it never ran to the end).
     pub(super) fn supersede_waiting(&mut self, service: &str, generation: u64) {
         let Some(prev) = self.services.get(service) else {
             return;
@@ -401,13 +401,16 @@ impl<E: Env> Agent<E> {
         let Some(prev) = self.services.get(service) else {
             return;
         };
-        if prev.current.status != Status::WaitingHook {
+        // One waiting for its hooks or for its dependencies never ran: it
+        // ends here rather than stay open in the history.
+        if prev.current.status != Status::WaitingHook && !prev.current.waiting {
             return;
         }
         let mut old = (*prev.current).clone();
         old.status = Status::Failed;
         old.status_reason = format!("superseded by generation {generation}");
         old.hook = None;
+        old.waiting = false;
         old.updated_at_ms = self.env.now_ms();
         if let Err(e) = self.env.store().save_record(&old) {
             tracing::error!(service = old.service, error = %e, "cannot save the superseded record");

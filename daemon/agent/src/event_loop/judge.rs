@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::event::EventKind;
-use berth_core::hash::{create_spec, spec_hash};
 use berth_core::record::{DeployAction, Status};
 use berth_core::runtime::{ContainerState, Health, RuntimeError};
 use berth_core::store::Store;
@@ -67,6 +66,7 @@ impl<E: Env> Agent<E> {
                 || svc.current.status.is_terminal()
                 || svc.config.resume
                 || svc.current.status == Status::WaitingHook
+                || svc.current.waiting
             {
                 continue;
             }
@@ -155,6 +155,7 @@ impl<E: Env> Agent<E> {
             .filter(|s| {
                 s.current.status == Status::Pending
                     && s.current.image_id.is_none()
+                    && !s.current.waiting
                     && !s.busy
                     && s.retry_at.is_none_or(|t| Instant::now() >= t)
             })
@@ -198,16 +199,14 @@ impl<E: Env> Agent<E> {
             }
             Err(e) => self.fail_early(service, e.to_string()),
             Ok(id) => {
-                let outputs_dir = self.outputs_dir(service);
+                let Some(current) = self.services.get(service).map(|s| Arc::clone(&s.current))
+                else {
+                    return;
+                };
+                let hash = self.record_hash(&current, &id);
                 let Some(svc) = self.services.get_mut(service) else {
                     return;
                 };
-                let create = create_spec(
-                    &svc.current.spec,
-                    &id,
-                    Some(outputs_dir.to_string_lossy().as_ref()),
-                );
-                let hash = spec_hash(&create);
                 let already_runs = self
                     .observed
                     .iter()

@@ -46,8 +46,12 @@ impl<E: Env> Agent<E> {
             .join(format!("g{generation}"))
     }
 
-    /// The create call for a record, when its image was resolved.
+    /// The create call for a record, when its image was resolved and it
+    /// does not wait for its dependencies (its inputs are not known yet).
     pub(super) fn create_request(&self, record: &Deployment) -> Option<Box<CreateRequest>> {
+        if record.waiting {
+            return None;
+        }
         let outputs = self.outputs_dir(&record.service);
         let inputs = self.inputs_dir(&record.service, record.generation);
         berth_core::container::create_request(
@@ -72,8 +76,9 @@ impl<E: Env> Agent<E> {
             if svc.current.action == DeployAction::Delete && svc.current.applied {
                 continue;
             }
-            if svc.create.is_none() && svc.target.image_id.is_none() {
-                // Never resolved (first deployment failed early): nothing to run,
+            if (svc.create.is_none() && svc.target.image_id.is_none()) || svc.target.waiting {
+                // Never resolved (first deployment failed early), or waiting
+                // for its dependencies before it ever ran: nothing to run,
                 // but its leftover containers are not ours to remove either.
                 d.untouchable.insert(name.clone());
                 continue;

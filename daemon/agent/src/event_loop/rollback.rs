@@ -77,8 +77,7 @@ impl<E: Env> Agent<E> {
             source,
             "berthd",
         );
-        record.image_id = previous.image_id.clone();
-        record.spec_hash = previous.spec_hash.clone();
+        record.same_container_as(&previous);
         super::verbs::inherit_config(&mut record, &previous);
         record.rollback_of = Some(previous.generation);
         // Its container exists: the one set aside.

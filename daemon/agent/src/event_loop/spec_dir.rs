@@ -17,6 +17,12 @@ impl<E: Env> Agent<E> {
         let mut problems = Vec::new();
         let present: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
         let mut to_apply: Vec<(ServiceSpec, Source)> = Vec::new();
+        self.spec_dir_known = files
+            .iter()
+            .filter_map(|f| f.services.as_ref().ok())
+            .flatten()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
         for file in files {
             let services = match file.services {
                 Ok(s) => s,

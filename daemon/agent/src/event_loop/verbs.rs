@@ -142,8 +142,7 @@ impl<E: Env> Agent<E> {
                 let target = svc.target.clone();
                 let source = svc.meta.source.clone();
                 let mut record = self.new_record(spec, action, source, actor);
-                record.image_id = target.image_id.clone();
-                record.spec_hash = target.spec_hash.clone();
+                record.same_container_as(&target);
                 inherit_config(&mut record, &target);
                 record.applied = target.applied || target.image_id.is_some();
                 record.status = Status::InProgress;
@@ -161,8 +160,7 @@ impl<E: Env> Agent<E> {
                 let target = svc.target.clone();
                 let mut record = self.new_record(spec, DeployAction::Delete, source, actor);
                 inherit_config(&mut record, &target);
-                record.image_id = target.image_id.clone();
-                record.spec_hash = target.spec_hash.clone();
+                record.same_container_as(&target);
                 record.applied = true;
                 record.status = Status::InProgress;
                 // With `pre_delete` hooks, nothing is removed before they pass.
@@ -201,8 +199,7 @@ impl<E: Env> Agent<E> {
                 let source = svc.meta.source.clone();
                 let mut record =
                     self.new_record(chosen.spec.clone(), DeployAction::Rollback, source, actor);
-                record.image_id = chosen.image_id.clone();
-                record.spec_hash = chosen.spec_hash.clone();
+                record.same_container_as(&chosen);
                 // Config files are not rolled back: the chosen record's
                 // reading is the baseline the watcher compares today's
                 // content with (a difference reconfigures by the policy).

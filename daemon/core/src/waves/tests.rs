@@ -308,7 +308,7 @@ fn check_names_missing_services_outputs_and_healthchecks() {
         problems[0]
     );
     assert!(
-        problems[1].contains("b: depends_on[0]: condition healthy, but db has no healthcheck"),
+        problems[1].contains("b: depends_on[0].condition: healthy, but db has no healthcheck"),
         "{}",
         problems[1]
     );
