@@ -44,6 +44,15 @@ pub fn write_inputs_dir(
 ) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
+    if let Some(name) = values
+        .keys()
+        .find(|n| n.is_empty() || n.starts_with('.') || n.contains(['/', '\0']))
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("input {name:?} is not a plain file name"),
+        ));
+    }
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     // Files of inputs the deployment no longer has go.
@@ -55,12 +64,6 @@ pub fn write_inputs_dir(
         }
     }
     for (name, value) in values {
-        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\0']) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("input {name:?} is not a plain file name"),
-            ));
-        }
         let tmp = dir.join(format!(".{name}.tmp"));
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(value.as_bytes())?;
@@ -250,6 +253,51 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
     use std::time::Duration;
+
+    #[test]
+    fn inputs_are_written_whole_readable_by_anyone_and_replace_what_was_there() {
+        use std::collections::BTreeMap;
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("inputs/api/g3");
+        let values = BTreeMap::from([
+            ("release".to_string(), "2026.2".to_string()),
+            ("schema_version".to_string(), "42\n".to_string()),
+        ]);
+        write_inputs_dir(&dir, &values).expect("written");
+        for (name, value) in &values {
+            assert_eq!(
+                &std::fs::read_to_string(dir.join(name)).expect("read"),
+                value
+            );
+            let mode = std::fs::metadata(dir.join(name))
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644, "{name}");
+        }
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        // Written again with one input fewer: that file goes, no temp stays.
+        let fewer = BTreeMap::from([("release".to_string(), "2026.3".to_string())]);
+        write_inputs_dir(&dir, &fewer).expect("written again");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["release"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("release")).expect("read"),
+            "2026.3"
+        );
+        // A name that is not a plain file name writes nothing outside.
+        let bad = BTreeMap::from([("../escape".to_string(), "x".to_string())]);
+        let e = write_inputs_dir(&dir, &bad).expect_err("refused");
+        assert!(e.to_string().contains("not a plain file name"), "{e}");
+        assert!(!tmp.path().join("inputs/api/escape").exists());
+        assert!(dir.join("release").exists(), "nothing was touched");
+    }
 
     /// An outputs dir holding `setup`'s files, and the host secret a task
     /// would like to read.
