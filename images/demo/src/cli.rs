@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::expand::Template;
+
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/demo";
@@ -22,11 +24,14 @@ USAGE:
     demo request [--port N] [--data BODY] [METHOD] PATH
     demo exit CODE [--stdout TEXT] [--stderr TEXT] [--sleep DURATION]
     demo write-outputs NAME=VALUE... [--dir DIR]
+    demo append FILE WORD...
     demo sleep DURATION
+    demo COMMAND ARGS... --then COMMAND ARGS...
     demo help | --help | -h
     demo version | --version | -V
 
-With no command, `demo` runs `serve`. Flags accept `--flag value` and `--flag=value`.
+With no command, `demo` runs `serve`. Flags accept `--flag value` and `--flag=value`;
+`--` ends a command's flags.
 
 SERVE
     HTTP/1.1 server (one thread per connection, every response `Connection: close`).
@@ -68,9 +73,28 @@ EXIT (a task)
     Print TEXT (plus a newline) to stdout/stderr, sleep DURATION if given, exit CODE (0-255).
 
 WRITE-OUTPUTS
-    Write each VALUE (exactly, no newline added) into file DIR/NAME, creating DIR
-    [--dir, env DEMO_OUTPUTS_DIR, default /berth/outputs]; print `output NAME=VALUE`
-    per output; exit 0. NAME must be a plain file name.
+    Write each VALUE (expanded, see below; no newline added) into file DIR/NAME,
+    creating DIR [--dir, env DEMO_OUTPUTS_DIR, default /berth/outputs]; print
+    `output NAME=VALUE` per output; exit 0. NAME must be a plain file name.
+
+APPEND
+    Append one line, the WORDs (expanded, see below) joined by single spaces plus a
+    newline, to FILE in a single O_APPEND write (concurrent appenders never
+    interleave), creating FILE (mode 0644) if missing; print `append FILE: LINE`.
+    A WORD starting with `--` needs a `--` before it.
+
+EXPANSION (in append's WORDs and write-outputs' VALUEs, not in POST /outputs)
+    ${VAR}   the env var's value, empty if unset
+    @{PATH}  the content of file PATH minus one trailing newline; exit 1 naming
+             PATH if it cannot be read (or is not UTF-8)
+    A `$` or `@` not followed by `{` is kept; an unclosed or empty reference is a
+    usage error (exit 2). There is no escape.
+
+--THEN
+    `demo A... --then B... [--then C...]` runs the commands in order and stops at
+    the first that does not exit 0, with its exit code (a scratch image has no shell
+    for `&&`). Every command is parsed before the first runs, so a usage error runs
+    nothing. `--then` always separates: it cannot be a flag value or a WORD.
 
 SLEEP
     Sleep DURATION, then exit 0.
@@ -90,7 +114,11 @@ pub enum Command {
     Exit(ExitArgs),
     WriteOutputs {
         dir: PathBuf,
-        outputs: Vec<(String, String)>,
+        outputs: Vec<(String, Template)>,
+    },
+    Append {
+        file: PathBuf,
+        words: Vec<Template>,
     },
     Sleep(Duration),
     Help,
@@ -231,13 +259,40 @@ pub fn parse_exit_code(s: &str) -> Result<i32, UsageError> {
     }
 }
 
-/// `NAME=VALUE` where NAME is a plain file name.
-pub fn parse_output(s: &str) -> Result<(String, String), UsageError> {
+/// `NAME=VALUE` where NAME is a plain file name and VALUE a [`Template`].
+pub fn parse_output(s: &str) -> Result<(String, Template), UsageError> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| usage(format!("expected NAME=VALUE, got {s:?}")))?;
     check_output_name(name).map_err(usage)?;
-    Ok((name.to_string(), value.to_string()))
+    Ok((name.to_string(), template(value)?))
+}
+
+fn template(s: &str) -> Result<Template, UsageError> {
+    Template::parse(s).map_err(usage)
+}
+
+/// The separator of [`parse_chain`].
+pub const THEN: &str = "--then";
+
+/// Parses `A... --then B... --then C...` into the commands to run in order;
+/// without `--then`, the one command [`parse`] reads.
+pub fn parse_chain(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Command>, UsageError> {
+    if !args.iter().any(|a| a == THEN) {
+        return Ok(vec![parse(args, env)?]);
+    }
+    args.split(|a| a == THEN)
+        .map(|part| {
+            if part.is_empty() {
+                Err(usage(format!("{THEN} needs a command on each side")))
+            } else {
+                parse(part, env)
+            }
+        })
+        .collect()
 }
 
 /// An output name must be usable as one file name inside the outputs dir.
@@ -368,6 +423,25 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 outputs,
             })
         }
+        "append" => {
+            let p = Parsed::new(rest, &[])?;
+            let Some((file, words)) = p.positionals.split_first() else {
+                return Err(usage("append: expected FILE WORD..."));
+            };
+            if words.is_empty() {
+                return Err(usage("append: expected at least one WORD after FILE"));
+            }
+            if file.is_empty() {
+                return Err(usage("append: FILE is empty"));
+            }
+            Ok(Command::Append {
+                file: PathBuf::from(file),
+                words: words
+                    .iter()
+                    .map(|w| template(w))
+                    .collect::<Result<_, _>>()?,
+            })
+        }
         "sleep" => match rest {
             [d] => Ok(Command::Sleep(parse_duration(d)?)),
             _ => Err(usage("sleep: expected DURATION")),
@@ -496,19 +570,34 @@ mod tests {
         assert!(p(&["exit", "1", "2"]).is_err());
     }
 
+    fn t(s: &str) -> Template {
+        Template::parse(s).expect("a valid template")
+    }
+
     #[test]
     fn write_outputs_command() {
         assert_eq!(
-            p(&["write-outputs", "a=1", "b=x=y", "empty=", "--dir", "/o"]),
+            p(&[
+                "write-outputs",
+                "a=1",
+                "b=x=y",
+                "empty=",
+                "v=schema-${RELEASE}",
+                "--dir",
+                "/o"
+            ]),
             Ok(Command::WriteOutputs {
                 dir: PathBuf::from("/o"),
                 outputs: vec![
-                    ("a".into(), "1".into()),
-                    ("b".into(), "x=y".into()),
-                    ("empty".into(), "".into())
+                    ("a".into(), t("1")),
+                    ("b".into(), t("x=y")),
+                    ("empty".into(), t("")),
+                    ("v".into(), t("schema-${RELEASE}")),
                 ],
             })
         );
+        // A malformed reference is a usage error, before anything is written.
+        assert!(p(&["write-outputs", "a=1", "v=${RELEASE"]).is_err());
         let Ok(Command::WriteOutputs { dir, .. }) = p(&["write-outputs", "a=1"]) else {
             panic!("expected write-outputs");
         };
@@ -518,6 +607,72 @@ mod tests {
         assert!(p(&["write-outputs", "../x=1"]).is_err());
         assert!(p(&["write-outputs", "=1"]).is_err());
         assert!(p(&["write-outputs", "..=1"]).is_err());
+    }
+
+    #[test]
+    fn append_command() {
+        assert_eq!(
+            p(&[
+                "append",
+                "/upgrade/log",
+                "db-migrate",
+                "${BERTH_INPUT_RELEASE}"
+            ]),
+            Ok(Command::Append {
+                file: PathBuf::from("/upgrade/log"),
+                words: vec![t("db-migrate"), t("${BERTH_INPUT_RELEASE}")],
+            })
+        );
+        // An empty WORD counts; `--` lets a WORD start with `--`.
+        assert_eq!(
+            p(&["append", "f", "", "--", "--x"]),
+            Ok(Command::Append {
+                file: PathBuf::from("f"),
+                words: vec![t(""), t("--x")],
+            })
+        );
+        assert!(p(&["append"]).is_err());
+        assert!(p(&["append", "f"]).is_err());
+        assert!(p(&["append", "", "w"]).is_err());
+        assert!(p(&["append", "f", "--x"]).is_err());
+        assert!(p(&["append", "f", "@{"]).is_err());
+    }
+
+    #[test]
+    fn then_chains_commands() {
+        let chain = |s: &[&str]| parse_chain(&args(s), &no_env);
+        assert_eq!(
+            chain(&["sleep", "1"]),
+            Ok(vec![p(&["sleep", "1"]).expect("sleep")])
+        );
+        assert_eq!(chain(&[]), Ok(vec![p(&[]).expect("serve")]));
+        assert_eq!(
+            chain(&[
+                "append",
+                "f",
+                "x",
+                "--then",
+                "write-outputs",
+                "v=1",
+                "--then",
+                "exit",
+                "3"
+            ]),
+            Ok(vec![
+                p(&["append", "f", "x"]).expect("append"),
+                p(&["write-outputs", "v=1"]).expect("write-outputs"),
+                p(&["exit", "3"]).expect("exit"),
+            ])
+        );
+        // A usage error anywhere refuses the whole chain.
+        assert!(chain(&["append", "f", "x", "--then", "exit", "300"]).is_err());
+        for bad in [
+            &["--then", "sleep", "1"][..],
+            &["sleep", "1", "--then"],
+            &["sleep", "1", "--then", "--then", "sleep", "1"],
+        ] {
+            assert!(chain(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
