@@ -315,6 +315,19 @@ pub fn check(
     Ok(order(apply, &index))
 }
 
+/// `specs`' indices with each after those of its dependencies among them,
+/// otherwise in the order given; a cycle (which [`check`] refuses) is cut
+/// somewhere rather than looped on.
+pub fn dependency_order(specs: &[ServiceSpec]) -> Vec<usize> {
+    let index: BTreeMap<&str, usize> = specs
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    order(specs, &index)
+}
+
 /// A cycle that `start` is on, listed from `start`; `None` if there is none.
 fn cycle_through(graph: &BTreeMap<&str, Vec<String>>, start: &str) -> Option<Vec<String>> {
     // Depth-first from `start`, looking for a way back to it.
@@ -344,8 +357,30 @@ fn cycle_through(graph: &BTreeMap<&str, Vec<String>>, start: &str) -> Option<Vec
     walk(graph, start, start, &mut path, &mut visited).then_some(path)
 }
 
+/// `groups` (e.g. the Heat documents of one metadata pull, each applied
+/// on its own) in an order that applies each after the groups holding its
+/// services' dependencies, otherwise as given.
+pub fn group_order(groups: &[&[ServiceSpec]]) -> Vec<usize> {
+    let owner: Vec<usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, specs)| specs.iter().map(move |_| g))
+        .collect();
+    let flat: Vec<ServiceSpec> = groups.iter().flat_map(|g| g.iter().cloned()).collect();
+    let mut out: Vec<usize> = Vec::with_capacity(groups.len());
+    for i in dependency_order(&flat) {
+        if !out.contains(&owner[i]) {
+            out.push(owner[i]);
+        }
+    }
+    // Groups without services keep their place at the end.
+    out.extend((0..groups.len()).filter(|g| groups[*g].is_empty()));
+    out
+}
+
 /// The apply's indices with each spec after those of its dependencies that
-/// are in the apply too (acyclic: [`check`] ran first); otherwise stable.
+/// are in the apply too, otherwise stable (a cycle is cut where it is met:
+/// each index is visited once).
 fn order(apply: &[ServiceSpec], index: &BTreeMap<&str, usize>) -> Vec<usize> {
     fn visit(
         i: usize,

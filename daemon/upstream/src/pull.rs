@@ -137,6 +137,7 @@ async fn poll_once(
     let mut deleted: BTreeSet<String> = BTreeSet::new();
     // The ids of berth's documents in this round.
     let mut listed: BTreeSet<String> = BTreeSet::new();
+    let mut ours = Vec::new();
     for (i, entry) in entries.into_iter().enumerate() {
         let classified = entry.and_then(|doc| doc.classify());
         let bd = match classified {
@@ -157,6 +158,17 @@ async fn poll_once(
             }
             Ok(Classified::Berth(bd)) => bd,
         };
+        ours.push((i, bd));
+    }
+    // A document whose services depend on another's goes after it, so one
+    // round applies them in order whatever order Heat lists them in.
+    let order = {
+        let groups: Vec<&[berth_core::spec::ServiceSpec]> =
+            ours.iter().map(|(_, bd)| bd.services.as_slice()).collect();
+        berth_core::waves::group_order(&groups)
+    };
+    let mut slots: Vec<Option<(usize, _)>> = ours.into_iter().map(Some).collect();
+    for (i, bd) in order.into_iter().filter_map(|d| slots[d].take()) {
         listed.insert(bd.id.clone());
         let services: Vec<String> = bd.services.iter().map(|s| s.name.clone()).collect();
         let delete = bd.inputs.is_delete();

@@ -354,3 +354,31 @@ fn check_names_the_whole_cycle_once_even_through_the_node() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("x → y → x"), "{problems:?}");
 }
+
+#[test]
+fn dependency_order_puts_dependencies_first_and_cuts_a_cycle() {
+    let specs = upgrade();
+    let order = dependency_order(&specs);
+    let names: Vec<&str> = order.iter().map(|&i| specs[i].name.as_str()).collect();
+    assert_eq!(names, ["api-disable", "db-migrate", "api", "api-enable"]);
+    let cycle = vec![
+        needs(spec("a"), "b", Condition::Started),
+        needs(spec("b"), "a", Condition::Started),
+        spec("c"),
+    ];
+    let mut order = dependency_order(&cycle);
+    order.sort();
+    assert_eq!(order, [0, 1, 2], "each once, no hang");
+}
+
+#[test]
+fn group_order_applies_a_group_after_those_it_depends_on() {
+    let api = vec![from(spec("api"), "v", "migrate.outputs.version")];
+    let empty: Vec<ServiceSpec> = Vec::new();
+    let migrate = vec![task("migrate", &["version"]), spec("other")];
+    let web = vec![spec("web")];
+    let groups: Vec<&[ServiceSpec]> = vec![&api, &empty, &migrate, &web];
+    assert_eq!(group_order(&groups), [2, 0, 3, 1]);
+    let plain: Vec<&[ServiceSpec]> = vec![&web, &migrate];
+    assert_eq!(group_order(&plain), [0, 1], "no dependencies: as given");
+}
