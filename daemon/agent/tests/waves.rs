@@ -374,3 +374,34 @@ async fn berthd_restarted_mid_wave_resumes_from_its_records() {
     );
     node.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_in_another_spec_dir_file_is_waited_for() {
+    let node = node();
+    let mut steps = upgrade("v1");
+    let (disable, migrate) = (steps.pop().expect("disable"), steps.pop().expect("migrate"));
+    let file = |path: &str, services: Vec<ServiceSpec>| berth_agent::SpecFile {
+        path: path.into(),
+        content_hash: format!("hash of {path}"),
+        services: Ok(services),
+    };
+    // The dependents' file sorts (and is applied) first.
+    let problems = node
+        .handle
+        .spec_dir(vec![
+            file("/etc/berth/services.d/a-api.yaml", steps),
+            file("/etc/berth/services.d/b-db.yaml", vec![migrate, disable]),
+        ])
+        .await
+        .expect("scanned");
+    assert!(problems.is_empty(), "{problems:?}");
+    run_task(&node, "api-disable", &[]).await;
+    let api = newest_when(&node, "api", |d| d.waiting).await;
+    assert!(!running(&node, "api"), "api waits for db-migrate");
+    run_task(&node, "db-migrate", &[("version", "1")]).await;
+    let api = wait_status(&node.handle, &api.id).await;
+    assert_eq!(api.status, Status::Complete, "{}", api.status_reason);
+    assert_eq!(api.inputs["schema_version"], "1");
+    run_task(&node, "api-enable", &[]).await;
+    node.stop().await;
+}
