@@ -405,3 +405,54 @@ async fn a_dependency_in_another_spec_dir_file_is_waited_for() {
     run_task(&node, "api-enable", &[]).await;
     node.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_api_that_rolls_back_still_lets_api_enable_run_and_stays_rolled_back() {
+    let node = node();
+    run_upgrade(&node, "v1", "1").await;
+    run_upgrade(&node, "v2", "2").await;
+    let mut v3 = upgrade("v3");
+    v3[1].healthcheck = Some(berth_core::spec::Healthcheck {
+        exec: vec!["/demo".into(), "health".into()],
+        interval: std::time::Duration::from_secs(1),
+        timeout: std::time::Duration::from_secs(1),
+        retries: 1,
+        start_period: None,
+    });
+    apply(&node.handle, v3).await;
+    run_task(&node, "api-disable", &[]).await;
+    run_task(&node, "db-migrate", &[("version", "3")]).await;
+    let update = newest_when(&node, "api", |d| !d.waiting).await;
+    eventually("the v3 api runs", || {
+        node.env
+            .runtime
+            .container_by_name("t-api")
+            .is_some_and(|c| c.state == ContainerState::Running && c.req.spec.healthcheck.is_some())
+    })
+    .await;
+    node.env
+        .runtime
+        .set_health("t-api", berth_core::runtime::Health::Unhealthy);
+    let failed = wait_status(&node.handle, &update.id).await;
+    assert_eq!(
+        failed.status,
+        Status::RolledBack,
+        "{}",
+        failed.status_reason
+    );
+    run_task(&node, "api-enable", &[]).await;
+    assert_eq!(creates(&node, "api-enable"), 3, "once per upgrade, v3 too");
+    let rollback = newest(&node, "api").await;
+    assert_eq!(rollback.action, berth_core::record::DeployAction::Rollback);
+    assert_eq!(
+        rollback.inputs["schema_version"], "2",
+        "the inputs it restored"
+    );
+    // db-migrate's output moved to 3, but the rollback stays: no berthd
+    // deployment takes api forward again.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let still = newest(&node, "api").await;
+    assert_eq!(still.generation, rollback.generation, "{still:?}");
+    assert_eq!(still.status, Status::Complete);
+    node.stop().await;
+}

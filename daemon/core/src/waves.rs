@@ -203,14 +203,18 @@ pub fn output_problem(name: &str, text: &str) -> Option<&'static str> {
 /// Dependents whose recorded inputs no longer match the outputs they were
 /// taken from: `(input name, new value)` for each input that moved. Only a
 /// deployment that resolved its inputs and ended counts (one still waiting
-/// resolves them when it runs).
+/// resolves them when it runs), and not a rollback: it restored an older
+/// deployment on purpose, inputs and all, and a new apply moves it on.
 pub fn stale_inputs<'a>(
     dependent: &Deployment,
     lookup: impl Fn(&str) -> Option<&'a Deployment>,
 ) -> Vec<(String, String)> {
     if dependent.waiting
         || !dependent.status.is_terminal()
-        || dependent.action == DeployAction::Delete
+        || matches!(
+            dependent.action,
+            DeployAction::Delete | DeployAction::Rollback
+        )
     {
         return Vec::new();
     }

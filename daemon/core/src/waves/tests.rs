@@ -236,6 +236,14 @@ fn stale_inputs_name_each_moved_output_once_a_dependent_ended() {
         stale_inputs(&dependent, lookup).is_empty(),
         "a deployment that never resolved its inputs is not re-run for them"
     );
+    dependent.status = Status::Complete;
+    dependent.inputs.insert("v".into(), "41".into());
+    dependent.action = DeployAction::Rollback;
+    assert!(
+        stale_inputs(&dependent, lookup).is_empty(),
+        "a rollback keeps the inputs it restored"
+    );
+    dependent.action = DeployAction::Update;
     let running = record(task("db-migrate", &["version"]), 4, Status::InProgress);
     dependent.inputs.insert("v".into(), "41".into());
     assert!(
