@@ -2,6 +2,17 @@
 
 use std::time::Duration;
 
+/// `s` as an error shows it: in backticks, or escaped and in quotes when
+/// it holds a control character (a newline must not split the one-line
+/// errors berthd.toml and specs give, nor an escape reach a terminal raw).
+fn quoted(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        format!("{s:?}")
+    } else {
+        format!("`{s}`")
+    }
+}
+
 /// Parse `500ms`, `5s`, `2m`, `1h`, `1m30s`. A bare number is refused: the
 /// unit is what makes a config readable.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -15,11 +26,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!("`{s}`: {hint}"));
+            return Err(format!("{}: {hint}", quoted(s)));
         }
         let n: u128 = rest[..digits]
             .parse()
-            .map_err(|_| format!("`{s}`: number too large"))?;
+            .map_err(|_| format!("{}: number too large", quoted(s)))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -29,17 +40,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
-            "" => return Err(format!("`{s}`: missing unit; {hint}")),
-            other => return Err(format!("`{s}`: unknown unit `{other}`; {hint}")),
+            "" => return Err(format!("{}: missing unit; {hint}", quoted(s))),
+            other => {
+                return Err(format!(
+                    "{}: unknown unit {}; {hint}",
+                    quoted(s),
+                    quoted(other)
+                ));
+            }
         };
         total = total
             .checked_add(
                 n.checked_mul(ms)
-                    .ok_or_else(|| format!("`{s}`: too large"))?,
+                    .ok_or_else(|| format!("{}: too large", quoted(s)))?,
             )
-            .ok_or_else(|| format!("`{s}`: too large"))?;
+            .ok_or_else(|| format!("{}: too large", quoted(s)))?;
     }
-    let ms = u64::try_from(total).map_err(|_| format!("`{s}`: too large"))?;
+    let ms = u64::try_from(total).map_err(|_| format!("{}: too large", quoted(s)))?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -66,11 +83,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let digits = s.bytes().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 {
-        return Err(format!("`{s}`: {hint}"));
+        return Err(format!("{}: {hint}", quoted(s)));
     }
     let n: u64 = s[..digits]
         .parse()
-        .map_err(|_| format!("`{s}`: number too large"))?;
+        .map_err(|_| format!("{}: number too large", quoted(s)))?;
     let mult: u64 = match &s[digits..] {
         "" | "b" | "B" => 1,
         "k" | "K" | "kB" => 1_000,
@@ -81,10 +98,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "Gi" => 1 << 30,
         "T" | "TB" => 1_000_000_000_000,
         "Ti" => 1 << 40,
-        other => return Err(format!("`{s}`: unknown unit `{other}`; {hint}")),
+        other => {
+            return Err(format!(
+                "{}: unknown unit {}; {hint}",
+                quoted(s),
+                quoted(other)
+            ));
+        }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}`: too large"))
+        .ok_or_else(|| format!("{}: too large", quoted(s)))
 }
 
 pub mod duration_serde {
@@ -130,6 +153,27 @@ pub mod opt_duration_serde {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_one_line_whatever_the_input_holds() {
+        for bad in ["1s\n2", "5x\u{1b}[2J", "\r\n", "1s\t2"] {
+            for e in [
+                parse_duration(bad).expect_err(bad),
+                parse_size(bad).expect_err(bad),
+            ] {
+                assert!(!e.chars().any(char::is_control), "{bad:?}: {e:?}");
+            }
+        }
+        assert_eq!(
+            parse_duration("5x").expect_err("bad unit"),
+            "`5x`: unknown unit `x`; expected a duration like 500ms, 5s, 2m or 1h",
+            "plain input is shown as before"
+        );
+        assert_eq!(
+            parse_duration("1s\n2").expect_err("a newline"),
+            "\"1s\\n2\": expected a duration like 500ms, 5s, 2m or 1h"
+        );
+    }
 
     #[test]
     fn durations_round_trip() {
