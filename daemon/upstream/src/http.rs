@@ -46,7 +46,7 @@ pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot read the CA file {path}: {reason}")]
+    #[error("cannot read the CA file {path:?}: {reason}")]
     CaFile { path: String, reason: String },
     #[error("cannot set up TLS: {0}")]
     Tls(String),
