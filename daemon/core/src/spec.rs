@@ -283,24 +283,90 @@ impl From<EnvValue> for EnvValueRepr {
     }
 }
 
-/// `HOST:CONTAINER[:ro|rw]`; HOST is an absolute path or a named volume.
+/// `HOST:CONTAINER[:OPTIONS]`; HOST is an absolute path or a named volume.
+/// OPTIONS, comma-separated, each at most once: `ro` or `rw`, `z` or `Z`
+/// (SELinux relabel), and for a host path one mount propagation
+/// (`shared`, `slave`, `private`, `rshared`, `rslave`, `rprivate`).
+///
+/// Written back (records, the spec hash) as `HOST:CONTAINER:ro|rw`
+/// followed by `,PROPAGATION` and `,z|Z` when set, in that order: a volume
+/// without options reads exactly as before they existed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Volume {
     pub source: String,
     pub target: String,
     pub read_only: bool,
+    /// `z` / `Z`: the engine relabels the content for SELinux.
+    pub relabel: Option<Relabel>,
+    /// Mount propagation of a host path.
+    pub propagation: Option<Propagation>,
 }
+
+/// A volume's SELinux relabel option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relabel {
+    /// `z`: a label shared by every container that mounts the content.
+    Shared,
+    /// `Z`: a label private to this container.
+    Private,
+}
+
+impl Relabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relabel::Shared => "z",
+            Relabel::Private => "Z",
+        }
+    }
+}
+
+/// A bind mount's propagation, as Docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Shared,
+    Slave,
+    Private,
+    RShared,
+    RSlave,
+    RPrivate,
+}
+
+impl Propagation {
+    pub const ALL: [Propagation; 6] = [
+        Propagation::Shared,
+        Propagation::Slave,
+        Propagation::Private,
+        Propagation::RShared,
+        Propagation::RSlave,
+        Propagation::RPrivate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Propagation::Shared => "shared",
+            Propagation::Slave => "slave",
+            Propagation::Private => "private",
+            Propagation::RShared => "rshared",
+            Propagation::RSlave => "rslave",
+            Propagation::RPrivate => "rprivate",
+        }
+    }
+}
+
+/// Every volume option, in the order messages list them.
+pub const VOLUME_OPTIONS: &str = "ro, rw, z, Z, shared, slave, private, rshared, rslave, rprivate";
 
 impl Volume {
     pub fn parse(s: &str) -> Result<Volume, String> {
         let parts: Vec<&str> = s.split(':').collect();
-        let (source, target, mode) = match parts.as_slice() {
+        let (source, target, options) = match parts.as_slice() {
             [source, target] => (*source, *target, None),
-            [source, target, mode] => (*source, *target, Some(*mode)),
+            [source, target, options] => (*source, *target, Some(*options)),
             _ => {
                 return Err(format!(
-                    "`{s}` is not HOST:CONTAINER[:ro|rw] (e.g. /srv/web:/data:rw)"
+                    "`{s}` is not HOST:CONTAINER[:OPTIONS] (e.g. /srv/web:/data:rw or \
+                     /srv/web:/data:ro,z)"
                 ));
             }
         };
@@ -312,21 +378,89 @@ impl Volume {
                 "`{s}`: the container path `{target}` must be absolute"
             ));
         }
-        let read_only = match mode {
-            None | Some("rw") => false,
-            Some("ro") => true,
-            Some(other) => return Err(format!("`{s}`: mode `{other}` is not `ro` or `rw`")),
-        };
-        Ok(Volume {
+        let mut volume = Volume {
             source: source.to_string(),
             target: target.to_string(),
-            read_only,
-        })
+            read_only: false,
+            relabel: None,
+            propagation: None,
+        };
+        let Some(options) = options else {
+            return Ok(volume);
+        };
+        // The option that set each group, to name both in a conflict.
+        let (mut mode, mut label, mut propagation): (Option<&str>, Option<&str>, Option<&str>) =
+            (None, None, None);
+        for option in options.split(',') {
+            let (slot, group) = match option {
+                "ro" | "rw" => (&mut mode, "`ro` or `rw`"),
+                "z" | "Z" => (&mut label, "`z` or `Z`"),
+                p if Propagation::ALL.iter().any(|x| x.as_str() == p) => {
+                    (&mut propagation, "propagation")
+                }
+                "" => {
+                    return Err(format!(
+                        "`{s}`: an empty option; give options separated by single commas, \
+                         e.g. ro,z (valid options: {VOLUME_OPTIONS})"
+                    ));
+                }
+                other => {
+                    return Err(format!(
+                        "`{s}`: unknown option `{other}`; valid options: {VOLUME_OPTIONS} \
+                         (combine with commas, e.g. ro,z or shared,z)"
+                    ));
+                }
+            };
+            if let Some(first) = slot {
+                return Err(format!(
+                    "`{s}`: `{first}` and `{option}` both set the {group} option; keep one"
+                ));
+            }
+            *slot = Some(option);
+        }
+        volume.read_only = mode == Some("ro");
+        volume.relabel = label.map(|l| {
+            if l == "z" {
+                Relabel::Shared
+            } else {
+                Relabel::Private
+            }
+        });
+        volume.propagation = Propagation::ALL
+            .into_iter()
+            .find(|p| Some(p.as_str()) == propagation);
+        if let Some(p) = volume.propagation
+            && !volume.is_host_path()
+        {
+            return Err(format!(
+                "`{s}`: propagation `{}` applies to a host path only (a bind mount), not to \
+                 the named volume `{source}`; remove it, or mount an absolute host path",
+                p.as_str()
+            ));
+        }
+        Ok(volume)
     }
 
     /// A host path (absolute) rather than a named volume.
     pub fn is_host_path(&self) -> bool {
         self.source.starts_with('/')
+    }
+
+    /// The options as the engine's bind string takes them: `ro` or `rw`,
+    /// then the propagation and the relabel option when set (`rw,shared,z`).
+    pub fn options(&self) -> String {
+        let mut out = String::from(if self.read_only { "ro" } else { "rw" });
+        for extra in [
+            self.propagation.map(Propagation::as_str),
+            self.relabel.map(Relabel::as_str),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            out.push(',');
+            out.push_str(extra);
+        }
+        out
     }
 }
 
@@ -339,8 +473,7 @@ impl TryFrom<String> for Volume {
 
 impl From<Volume> for String {
     fn from(v: Volume) -> String {
-        let mode = if v.read_only { "ro" } else { "rw" };
-        format!("{}:{}:{}", v.source, v.target, mode)
+        format!("{}:{}:{}", v.source, v.target, v.options())
     }
 }
 

@@ -115,10 +115,11 @@ fn stop_timeout_secs(d: Duration) -> i64 {
     saturating_i64(secs)
 }
 
-/// `source:target:ro|rw`; the source is a host path or a named volume.
+/// `source:target:OPTIONS`; the source is a host path or a named volume,
+/// OPTIONS `ro` or `rw`, then the propagation and SELinux relabel options
+/// when set (`rw,shared,z`), as the engine's `Binds` take them.
 fn bind(v: &Volume) -> String {
-    let mode = if v.read_only { "ro" } else { "rw" };
-    format!("{}:{}:{}", v.source, v.target, mode)
+    format!("{}:{}:{}", v.source, v.target, v.options())
 }
 
 fn ports(ports: &[PortMapping]) -> (Option<Vec<String>>, Option<PortMap>) {
@@ -225,6 +226,8 @@ mod tests {
             volumes: vec![
                 Volume::parse("/srv/data:/data").expect("volume"),
                 Volume::parse("cache:/cache:ro").expect("volume"),
+                Volume::parse("/run/netns:/run/netns:z,shared").expect("volume"),
+                Volume::parse("/etc/app:/etc/app:Z,ro,rslave").expect("volume"),
             ],
             network: Network::Named("backend".to_string()),
             ports: vec![
@@ -357,6 +360,9 @@ mod tests {
             Some(vec![
                 "/srv/data:/data:rw".to_string(),
                 "cache:/cache:ro".to_string(),
+                // Propagation and relabel as Docker's Binds take them.
+                "/run/netns:/run/netns:rw,shared,z".to_string(),
+                "/etc/app:/etc/app:ro,rslave,Z".to_string(),
                 format!("/var/lib/berth/outputs/job:{OUTPUTS_MOUNT}:rw"),
             ])
         );

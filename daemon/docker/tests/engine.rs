@@ -130,6 +130,8 @@ async fn create_maps_the_spec_and_the_lifecycle_works() {
             source: data_src.clone(),
             target: "/data".to_string(),
             read_only: true,
+            relabel: None,
+            propagation: None,
         }],
         ports: vec![PortMapping {
             host_ip: Some("127.0.0.1".to_string()),
@@ -466,6 +468,52 @@ async fn logs_tell_stdout_from_stderr() {
         Some(Err(RuntimeError::NoSuchContainer { .. }))
     ));
     assert!(logs.next().await.is_none());
+}
+
+/// The volume options TripleO mounts use reach the engine as its `Binds`
+/// take them: it reports each mount's mode, propagation and writability as
+/// given. A private propagation with a relabel runs anywhere (the engine
+/// ignores the relabel without SELinux); `shared` needs a shared host
+/// mount, so that container is created, not started.
+#[tokio::test]
+async fn volume_options_reach_the_engine() {
+    berth_prereq::require!(Engine, Busybox);
+    let f = fixture().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::write(data.path().join("hello"), "hi").expect("write");
+    let src = data.path().to_str().expect("utf-8").to_string();
+    let volume = |options: &str| Volume::parse(&format!("{src}:/data:{options}")).expect("volume");
+
+    let spec = CreateSpec {
+        volumes: vec![volume("Z,rprivate,ro")],
+        ..f.spec(&["sleep", "3600"])
+    };
+    let id =
+        f.rt.create(&f.request("private", "private", spec))
+            .await
+            .expect("create");
+    let mount = &f.engine.inspect(&id)["Mounts"][0];
+    assert_eq!(mount["Mode"], "ro,rprivate,Z");
+    assert_eq!(mount["Propagation"], "rprivate");
+    assert_eq!(mount["RW"], false);
+    f.rt.start(&id).await.expect("start");
+    let out = f
+        .engine
+        .cli_ok(&["exec", &id, "/bin/busybox", "cat", "/data/hello"]);
+    assert_eq!(out, "hi");
+
+    let spec = CreateSpec {
+        volumes: vec![volume("shared,z")],
+        ..f.spec(&["sleep", "3600"])
+    };
+    let id =
+        f.rt.create(&f.request("shared", "shared", spec))
+            .await
+            .expect("create");
+    let mount = &f.engine.inspect(&id)["Mounts"][0];
+    assert_eq!(mount["Mode"], "rw,shared,z");
+    assert_eq!(mount["Propagation"], "shared");
+    assert_eq!(mount["RW"], true);
 }
 
 #[tokio::test]

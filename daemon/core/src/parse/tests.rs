@@ -4,7 +4,8 @@ use std::time::Duration;
 use super::*;
 use crate::spec::{
     BuildSpec, DesiredState, EnvValue, Healthcheck, ImageSource, Kind, Logging, Network,
-    PortMapping, Protocol, Resources, RestartPolicy, RollbackPolicy, Ulimit, UpdatePolicy, Volume,
+    PortMapping, Propagation, Protocol, Relabel, Resources, RestartPolicy, RollbackPolicy, Ulimit,
+    UpdatePolicy, Volume,
 };
 
 const EXAMPLE: &str = r#"name: web
@@ -52,6 +53,8 @@ fn example_spec() -> ServiceSpec {
             source: "/srv/web".into(),
             target: "/data".into(),
             read_only: false,
+            relabel: None,
+            propagation: None,
         }],
         network: Network::Bridge,
         ports: vec![PortMapping {
@@ -594,6 +597,78 @@ fn volumes() {
         error(&with("volumes: /a:/b\n")).message,
         r#"expected a list, e.g. ["/srv/web:/data:rw"] (got "/a:/b")"#
     );
+}
+
+/// The options TripleO mounts use (`z`, `shared`, `shared,z`, `ro,z`),
+/// alone or combined in any order, each written back in one order.
+#[test]
+fn volume_options() {
+    let spec = one(&with(
+        "volumes:\n  - /a:/a:z\n  - /b:/b:Z\n  - /c:/c:shared\n  - /d:/d:z,shared\n  \
+         - /e:/e:ro,z\n  - /f:/f:rslave,ro\n  - db:/db:Z\n  - /g:/g:rw\n",
+    ));
+    let written: Vec<String> = spec.volumes.iter().cloned().map(String::from).collect();
+    assert_eq!(
+        written,
+        [
+            "/a:/a:rw,z",
+            "/b:/b:rw,Z",
+            "/c:/c:rw,shared",
+            "/d:/d:rw,shared,z",
+            "/e:/e:ro,z",
+            "/f:/f:ro,rslave",
+            "db:/db:rw,Z",
+            // No option but the mode: as before options existed.
+            "/g:/g:rw",
+        ]
+    );
+    assert_eq!(spec.volumes[0].relabel, Some(Relabel::Shared));
+    assert_eq!(spec.volumes[1].relabel, Some(Relabel::Private));
+    assert_eq!(spec.volumes[3].propagation, Some(Propagation::Shared));
+    assert!(spec.volumes[4].read_only);
+    assert_eq!(spec.volumes[5].propagation, Some(Propagation::RSlave));
+    for p in Propagation::ALL {
+        let v = Volume::parse(&format!("/h:/h:{}", p.as_str())).expect("propagation");
+        assert_eq!(v.propagation, Some(p));
+        assert_eq!(Volume::parse(&String::from(v.clone())), Ok(v));
+    }
+    // Read back from a record as written.
+    let back: Vec<Volume> =
+        serde_json::from_value(serde_json::to_value(&spec.volumes).expect("ser")).expect("de");
+    assert_eq!(back, spec.volumes);
+
+    let cases = [
+        (
+            "/a:/b:rx",
+            "unknown option `rx`; valid options: ro, rw, z, Z, shared, slave, private, rshared, \
+             rslave, rprivate (combine with commas, e.g. ro,z or shared,z)",
+        ),
+        ("/a:/b:ro,,z", "an empty option"),
+        ("/a:/b:", "an empty option"),
+        (
+            "/a:/b:ro,rw",
+            "`ro` and `rw` both set the `ro` or `rw` option; keep one",
+        ),
+        ("/a:/b:z,Z", "`z` and `Z` both set the `z` or `Z` option"),
+        (
+            "/a:/b:shared,rslave",
+            "`shared` and `rslave` both set the propagation option",
+        ),
+        (
+            "db:/b:shared,z",
+            "propagation `shared` applies to a host path only (a bind mount), not to the \
+             named volume `db`",
+        ),
+    ];
+    for (volume, wanted) in cases {
+        let e = error(&with(&format!("volumes: [\"{volume}\"]\n")));
+        assert_eq!(e.field, "volumes[0]", "{volume}");
+        assert!(
+            e.message.contains(wanted),
+            "{volume}: {} lacks {wanted}",
+            e.message
+        );
+    }
 }
 
 #[test]
