@@ -629,6 +629,9 @@ pub enum RestartPolicy {
     Always,
     OnFailure,
     Never,
+    /// As `always`, but a container stopped on purpose stays stopped when
+    /// the engine itself restarts (paunch's `unless-stopped`).
+    UnlessStopped,
 }
 
 impl RestartPolicy {
@@ -641,6 +644,7 @@ impl RestartPolicy {
             RestartPolicy::Always => "always",
             RestartPolicy::OnFailure => "on-failure",
             RestartPolicy::Never => "no",
+            RestartPolicy::UnlessStopped => "unless-stopped",
         }
     }
 }

@@ -146,14 +146,13 @@ fn ports(ports: &[PortMapping]) -> (Option<Vec<String>>, Option<PortMap>) {
     (Some(exposed), Some(map))
 }
 
-/// berth's name for an engine restart policy; `None` for one berth never
-/// sets (`unless-stopped`).
-pub fn restart_policy_of(name: RestartPolicyNameEnum) -> Option<RestartPolicy> {
+/// berth's name for an engine restart policy (every one the engine has).
+pub fn restart_policy_of(name: RestartPolicyNameEnum) -> RestartPolicy {
     match name {
-        RestartPolicyNameEnum::ALWAYS => Some(RestartPolicy::Always),
-        RestartPolicyNameEnum::ON_FAILURE => Some(RestartPolicy::OnFailure),
-        RestartPolicyNameEnum::NO | RestartPolicyNameEnum::EMPTY => Some(RestartPolicy::Never),
-        RestartPolicyNameEnum::UNLESS_STOPPED => None,
+        RestartPolicyNameEnum::ALWAYS => RestartPolicy::Always,
+        RestartPolicyNameEnum::ON_FAILURE => RestartPolicy::OnFailure,
+        RestartPolicyNameEnum::NO | RestartPolicyNameEnum::EMPTY => RestartPolicy::Never,
+        RestartPolicyNameEnum::UNLESS_STOPPED => RestartPolicy::UnlessStopped,
     }
 }
 
@@ -162,6 +161,7 @@ pub fn restart_policy(r: RestartPolicy) -> EngineRestartPolicy {
         RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
         RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
         RestartPolicy::Never => RestartPolicyNameEnum::NO,
+        RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
     };
     EngineRestartPolicy {
         name: Some(name),
@@ -463,6 +463,7 @@ mod tests {
             (RestartPolicy::Always, "always"),
             (RestartPolicy::OnFailure, "on-failure"),
             (RestartPolicy::Never, "no"),
+            (RestartPolicy::UnlessStopped, "unless-stopped"),
         ] {
             let spec = CreateSpec {
                 restart: policy,
@@ -474,15 +475,11 @@ mod tests {
             assert_eq!(policy.engine_name(), name);
             // And read back from an inspect as the same policy.
             let engine = restart_policy(policy).name.expect("named");
-            assert_eq!(restart_policy_of(engine), Some(policy));
+            assert_eq!(restart_policy_of(engine), policy);
         }
         assert_eq!(
             restart_policy_of(RestartPolicyNameEnum::EMPTY),
-            Some(RestartPolicy::Never)
-        );
-        assert_eq!(
-            restart_policy_of(RestartPolicyNameEnum::UNLESS_STOPPED),
-            None
+            RestartPolicy::Never
         );
     }
 

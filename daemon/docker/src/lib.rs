@@ -433,7 +433,7 @@ fn observe(c: ContainerInspectResponse) -> Option<ObservedContainer> {
         .host_config
         .and_then(|h| h.restart_policy)
         .and_then(|p| p.name)
-        .and_then(config::restart_policy_of);
+        .map(config::restart_policy_of);
     Some(ObservedContainer {
         id,
         name,

@@ -87,6 +87,9 @@ pub struct FakeContainer {
     pub restart_count: u64,
     /// The engine's restart policy now: the create's, until changed.
     pub restart_policy: RestartPolicy,
+    /// Stopped through `stop` and not started since (the engine's
+    /// "manually stopped", which `unless-stopped` honours).
+    pub stopped_on_purpose: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
@@ -264,6 +267,7 @@ impl FakeRuntime {
             health: None,
             restart_count: 0,
             restart_policy: RestartPolicy::Always,
+            stopped_on_purpose: false,
             stdout: Vec::new(),
             stderr: Vec::new(),
         });
@@ -271,8 +275,9 @@ impl FakeRuntime {
 
     /// Simulates the engine restarting (dockerd's own restart): every
     /// stopped container whose restart policy says so is started again
-    /// (`always` even when it was stopped on purpose; `on-failure` after a
-    /// non-zero exit), as dockerd does at its start.
+    /// (`always` even when it was stopped on purpose, `unless-stopped`
+    /// unless it was; `on-failure` after a non-zero exit), as dockerd does
+    /// at its start.
     pub fn restart_engine(&self) {
         let events: Vec<RuntimeEvent> = {
             let mut g = self.lock();
@@ -283,6 +288,7 @@ impl FakeRuntime {
                     RestartPolicy::Always => true,
                     RestartPolicy::OnFailure => c.exit_code.is_some_and(|x| x != 0),
                     RestartPolicy::Never => false,
+                    RestartPolicy::UnlessStopped => !c.stopped_on_purpose,
                 })
                 .map(|c| {
                     c.state = ContainerState::Running;
@@ -416,6 +422,7 @@ impl Runtime for FakeRuntime {
                 health: None,
                 restart_count: 0,
                 restart_policy: req.spec.restart,
+                stopped_on_purpose: false,
                 stdout: Vec::new(),
                 stderr: Vec::new(),
             };
@@ -433,6 +440,7 @@ impl Runtime for FakeRuntime {
             let c = self.mine(&mut g, id)?;
             c.state = ContainerState::Running;
             c.exit_code = None;
+            c.stopped_on_purpose = false;
             if c.req.spec.healthcheck.is_some() {
                 c.health = Some(Health::Starting);
             }
@@ -451,6 +459,7 @@ impl Runtime for FakeRuntime {
             }
             c.state = ContainerState::Exited;
             c.exit_code = Some(0);
+            c.stopped_on_purpose = true;
             event(c, "die", Some(0))
         };
         self.publish(e);
@@ -462,6 +471,7 @@ impl Runtime for FakeRuntime {
             let mut g = self.begin(Call::Restart(id.to_string()))?;
             let c = self.mine(&mut g, id)?;
             c.state = ContainerState::Running;
+            c.stopped_on_purpose = false;
             event(c, "restart", None)
         };
         self.publish(e);
@@ -685,5 +695,56 @@ impl Runtime for FakeRuntime {
                 Err(broadcast::error::RecvError::Closed) => None,
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_core::runtime::{CreateSpec, Runtime};
+
+    use super::*;
+
+    /// What dockerd's own restart does to a stopped container, by policy
+    /// and by how it came to stop.
+    #[tokio::test]
+    async fn an_engine_restart_honours_each_restart_policy() {
+        let rt = FakeRuntime::new("n");
+        rt.add_image("sha256:one", "sha256:one");
+        let mut ids = Vec::new();
+        for (name, restart) in [
+            ("always", RestartPolicy::Always),
+            ("unless", RestartPolicy::UnlessStopped),
+            ("exited", RestartPolicy::UnlessStopped),
+            ("never", RestartPolicy::Never),
+        ] {
+            let req = CreateRequest {
+                name: name.to_string(),
+                spec: CreateSpec {
+                    image: "sha256:one".into(),
+                    restart,
+                    ..Default::default()
+                },
+                labels: BTreeMap::new(),
+            };
+            let id = rt.create(&req).await.expect("create");
+            rt.start(&id).await.expect("start");
+            ids.push(id);
+        }
+        for id in &ids[..2] {
+            rt.stop(id).await.expect("stop");
+        }
+        rt.exit("exited", 1, "", "");
+        rt.stop(&ids[3]).await.expect("stop");
+        rt.restart_engine();
+        let running = |name: &str| {
+            rt.container_by_name(name).expect("there").state == ContainerState::Running
+        };
+        assert!(running("always"), "always: even when stopped on purpose");
+        assert!(
+            !running("unless"),
+            "unless-stopped: not when stopped on purpose"
+        );
+        assert!(running("exited"), "unless-stopped: after exiting by itself");
+        assert!(!running("never"));
     }
 }

@@ -62,6 +62,7 @@ const RESTART: &[(&str, RestartPolicy)] = &[
     ("always", RestartPolicy::Always),
     ("on-failure", RestartPolicy::OnFailure),
     ("never", RestartPolicy::Never),
+    ("unless-stopped", RestartPolicy::UnlessStopped),
 ];
 /// `update.rollback`.
 const ROLLBACK: &[(&str, RollbackPolicy)] = &[

@@ -156,8 +156,19 @@ fn json_errors_have_positions_too() {
     assert_eq!(where_(std::slice::from_ref(&e)), [("restart", 4, 14)]);
     assert_eq!(
         e.message,
-        r#"expected one of: always, on-failure, never (got "sometimes")"#
+        r#"expected one of: always, on-failure, never, unless-stopped (got "sometimes")"#
     );
+}
+
+/// paunch's other restart policy, kept as it is (not made `always`): a
+/// container berth stopped stays stopped when dockerd restarts.
+#[test]
+fn restart_unless_stopped() {
+    let spec = one(&with("restart: unless-stopped\n"));
+    assert_eq!(spec.restart, Some(RestartPolicy::UnlessStopped));
+    assert_eq!(spec.effective_restart(), RestartPolicy::UnlessStopped);
+    let json = serde_json::to_value(&spec).expect("serializes");
+    assert_eq!(json["restart"], "unless-stopped");
 }
 
 #[test]
@@ -882,7 +893,7 @@ fn restart_state_kind() {
     assert_eq!(
         messages,
         [
-            r#"expected one of: always, on-failure, never (got "sometimes")"#,
+            r#"expected one of: always, on-failure, never, unless-stopped (got "sometimes")"#,
             r#"expected one of: running, stopped (got "paused")"#,
             r#"expected one of: service, task (got "job")"#,
         ]
