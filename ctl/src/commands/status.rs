@@ -225,6 +225,13 @@ pub fn render_show(detail: &ServiceDetail, now_ms: u64) -> String {
     out.push_str("\nspec:\n");
     out.push_str(&output::yamlish(&spec, 2));
 
+    if !d.inputs.is_empty() {
+        out.push_str("\ninputs:\n");
+        for (k, v) in &d.inputs {
+            push_block(&mut out, k, v);
+        }
+    }
+
     let o = &d.outputs;
     if o.deploy_stdout.is_some()
         || o.deploy_stderr.is_some()
@@ -235,24 +242,14 @@ pub fn render_show(detail: &ServiceDetail, now_ms: u64) -> String {
         if let Some(code) = o.deploy_status_code {
             out.push_str(&format!("  deploy_status_code: {code}\n"));
         }
-        let mut block = |name: &str, text: &str| {
-            if text.is_empty() || !text.contains('\n') {
-                out.push_str(&format!("  {name}: {text}\n"));
-            } else {
-                out.push_str(&format!("  {name}:\n"));
-                for l in text.lines() {
-                    out.push_str(&format!("    {l}\n"));
-                }
-            }
-        };
         if let Some(t) = &o.deploy_stdout {
-            block("deploy_stdout", t);
+            push_block(&mut out, "deploy_stdout", t);
         }
         if let Some(t) = &o.deploy_stderr {
-            block("deploy_stderr", t);
+            push_block(&mut out, "deploy_stderr", t);
         }
         for (k, v) in &o.declared {
-            block(k, v);
+            push_block(&mut out, k, v);
         }
     }
     out
@@ -314,6 +311,18 @@ config sources:
         }
     }
     out
+}
+
+/// `  name: text`, or a multi-line text indented under `  name:`.
+fn push_block(out: &mut String, name: &str, text: &str) {
+    if text.is_empty() || !text.contains('\n') {
+        out.push_str(&format!("  {name}: {text}\n"));
+    } else {
+        out.push_str(&format!("  {name}:\n"));
+        for l in text.lines() {
+            out.push_str(&format!("    {l}\n"));
+        }
+    }
 }
 
 fn render_deployment(d: &Deployment, now_ms: u64) -> String {
@@ -487,6 +496,7 @@ api      missing  -        -         -    -         -        -        held, cras
         d.spec.name = "web".into();
         d.outputs.deploy_status_code = Some(1);
         d.outputs.deploy_stderr = Some("line one\nline two\n".into());
+        d.inputs.insert("release".into(), "2026.2".into());
         let text = render_show(
             &ServiceDetail {
                 status: web(),
@@ -504,6 +514,7 @@ api      missing  -        -         -    -         -        -        held, cras
             "spec:\n  image: \"\"\n  name: web\n",
             "  deploy_status_code: 1\n",
             "  deploy_stderr:\n    line one\n    line two\n",
+            "inputs:\n  release: 2026.2\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
