@@ -12,7 +12,7 @@
 //!
 //! Where a spec deliberately takes a number (`ports: [8080]`,
 //! `stop_signal: 15`, sizes in bytes, env and input values, ulimits,
-//! CPUs), the JSON form takes it too; elsewhere a JSON number where text
+//! CPUs, group ids), the JSON form takes it too; elsewhere a JSON number where text
 //! is expected is a wrong type, and so is text where a list, a number or
 //! a boolean is. A field is left out rather than `null` (a file's `user:`
 //! with nothing is YAML's own way to say the same); only the request's
@@ -104,12 +104,24 @@ pub const SERVICE: Shape = Shape::Object(&[
     ),
     ("pid", TEXT),
     ("ipc", TEXT),
+    ("uts", TEXT),
+    ("hostname", TEXT),
+    ("extra_hosts", STRINGS),
+    // A numeric group id is a number as often as text.
+    (
+        "group_add",
+        Shape::List(&Shape::AnyOf(&[Shape::String, Shape::Integer])),
+    ),
+    ("tty", Shape::Boolean),
+    ("interactive", Shape::Boolean),
     (
         "resources",
         Shape::Object(&[
             ("memory", SIZE),
             ("cpus", Shape::Number),
             ("pids", Shape::Integer),
+            ("cpu_shares", Shape::Integer),
+            ("cpuset_cpus", TEXT),
         ]),
     ),
     ("stop_signal", SIGNAL),

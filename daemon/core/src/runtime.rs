@@ -78,6 +78,18 @@ pub struct CreateSpec {
     pub pid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
     #[serde(skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
     #[serde(skip_serializing_if = "Option::is_none")]

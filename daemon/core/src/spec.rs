@@ -59,6 +59,24 @@ pub struct ServiceSpec {
     /// `host`, `private`, `shareable` or `container:<name>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipc: Option<String>,
+    /// `host`: the host's UTS namespace (its hostname).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    /// The container's hostname (not with `uts: host`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `NAME:IP` lines added to the container's `/etc/hosts`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    /// Supplementary groups of the container's user: names or ids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// A pseudo-terminal for the container's process.
+    #[serde(skip_serializing_if = "is_false")]
+    pub tty: bool,
+    /// Keep the container's stdin open.
+    #[serde(skip_serializing_if = "is_false")]
+    pub interactive: bool,
     #[serde(skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -607,6 +625,12 @@ pub struct Resources {
     pub nano_cpus: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// The relative CPU weight (Docker's `--cpu-shares`, 2 to 262144).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<i64>,
+    /// The CPUs the container may run on, e.g. `0-3,6`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
 }
 
 impl Resources {

@@ -131,10 +131,18 @@ fn other() -> ServiceSpec {
         )]),
         pid: Some("host".into()),
         ipc: Some("private".into()),
+        uts: Some("host".into()),
+        hostname: Some("api-1".into()),
+        extra_hosts: vec!["db.internal:10.0.0.5".into()],
+        group_add: vec!["wheel".into()],
+        tty: true,
+        interactive: true,
         resources: Resources {
             memory: Some(64 << 20),
             nano_cpus: Some(500_000_000),
             pids: Some(100),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0-3".into()),
         },
         stop_signal: Some("SIGINT".into()),
         stop_timeout: Some(Duration::from_secs(30)),
@@ -212,6 +220,12 @@ fn service_spec_fields() -> Vec<Field> {
         ulimits,
         pid,
         ipc,
+        uts,
+        hostname,
+        extra_hosts,
+        group_add,
+        tty,
+        interactive,
         resources,
         stop_signal,
         stop_timeout,
@@ -260,6 +274,16 @@ fn service_spec_fields() -> Vec<Field> {
         field("ulimits", Hashed, move |s| s.ulimits = ulimits.clone()),
         field("pid", Hashed, move |s| s.pid = pid.clone()),
         field("ipc", Hashed, move |s| s.ipc = ipc.clone()),
+        field("uts", Hashed, move |s| s.uts = uts.clone()),
+        field("hostname", Hashed, move |s| s.hostname = hostname.clone()),
+        field("extra_hosts", Hashed, move |s| {
+            s.extra_hosts = extra_hosts.clone()
+        }),
+        field("group_add", Hashed, move |s| {
+            s.group_add = group_add.clone()
+        }),
+        field("tty", Hashed, move |s| s.tty = tty),
+        field("interactive", Hashed, move |s| s.interactive = interactive),
         field("resources", Hashed, move |s| {
             s.resources = resources.clone()
         }),

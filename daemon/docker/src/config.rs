@@ -73,9 +73,14 @@ pub fn container_config(req: &CreateRequest, node_id: &str) -> ContainerCreateBo
         ulimits: non_empty(ulimits),
         pid_mode: spec.pid.clone(),
         ipc_mode: spec.ipc.clone(),
+        uts_mode: spec.uts.clone(),
+        extra_hosts: non_empty(spec.extra_hosts.clone()),
+        group_add: non_empty(spec.group_add.clone()),
         memory: spec.resources.memory.map(saturating_i64),
         nano_cpus: spec.resources.nano_cpus.map(saturating_i64),
         pids_limit: spec.resources.pids,
+        cpu_shares: spec.resources.cpu_shares,
+        cpuset_cpus: spec.resources.cpuset_cpus.clone(),
         restart_policy: Some(restart_policy(spec.restart)),
         log_config: spec.logging.as_ref().map(log_config),
         ..Default::default()
@@ -87,6 +92,10 @@ pub fn container_config(req: &CreateRequest, node_id: &str) -> ContainerCreateBo
         entrypoint: spec.entrypoint.clone(),
         env: non_empty(env),
         user: spec.user.clone(),
+        hostname: spec.hostname.clone(),
+        // Left out when false: the engine's default.
+        tty: spec.tty.then_some(true),
+        open_stdin: spec.interactive.then_some(true),
         labels: Some(labels),
         exposed_ports,
         stop_signal: spec.stop_signal.clone(),
@@ -248,10 +257,20 @@ mod tests {
             )]),
             pid: Some("host".to_string()),
             ipc: Some("private".to_string()),
+            uts: Some("host".to_string()),
+            // Not a spec the parser takes (hostname with uts: host), but
+            // each field's mapping shows.
+            hostname: Some("db-1".to_string()),
+            extra_hosts: vec!["db.internal:10.0.0.5".to_string()],
+            group_add: vec!["wheel".to_string(), "1001".to_string()],
+            tty: true,
+            interactive: true,
             resources: Resources {
                 memory: Some(256 * 1024 * 1024),
                 nano_cpus: Some(1_500_000_000),
                 pids: Some(100),
+                cpu_shares: Some(512),
+                cpuset_cpus: Some("0-3,6".to_string()),
             },
             stop_signal: Some("SIGINT".to_string()),
             stop_timeout: Some(Duration::from_millis(2500)),
@@ -408,6 +427,20 @@ mod tests {
         assert_eq!(host.memory, Some(256 * 1024 * 1024));
         assert_eq!(host.nano_cpus, Some(1_500_000_000));
         assert_eq!(host.pids_limit, Some(100));
+        assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.cpuset_cpus.as_deref(), Some("0-3,6"));
+        assert_eq!(host.uts_mode.as_deref(), Some("host"));
+        assert_eq!(
+            host.extra_hosts,
+            Some(vec!["db.internal:10.0.0.5".to_string()])
+        );
+        assert_eq!(
+            host.group_add,
+            Some(vec!["wheel".to_string(), "1001".to_string()])
+        );
+        assert_eq!(body.hostname.as_deref(), Some("db-1"));
+        assert_eq!(body.tty, Some(true));
+        assert_eq!(body.open_stdin, Some(true));
         assert_eq!(
             host.restart_policy,
             Some(EngineRestartPolicy {
@@ -447,6 +480,14 @@ mod tests {
         assert_eq!(host.memory, None);
         assert_eq!(host.nano_cpus, None);
         assert_eq!(host.pids_limit, None);
+        assert_eq!(host.cpu_shares, None);
+        assert_eq!(host.cpuset_cpus, None);
+        assert_eq!(host.uts_mode, None);
+        assert_eq!(host.extra_hosts, None);
+        assert_eq!(host.group_add, None);
+        assert_eq!(body.hostname, None);
+        assert_eq!(body.tty, None);
+        assert_eq!(body.open_stdin, None);
         assert_eq!(
             host.log_config, None,
             "the engine's default log driver stays"

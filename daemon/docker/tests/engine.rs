@@ -151,6 +151,7 @@ async fn create_maps_the_spec_and_the_lifecycle_works() {
             memory: Some(64 * 1024 * 1024),
             nano_cpus: Some(500_000_000),
             pids: Some(64),
+            ..Resources::default()
         },
         logging: Some(Logging {
             max_size: 1024 * 1024,

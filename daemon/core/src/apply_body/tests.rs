@@ -263,6 +263,7 @@ fn the_numbers_a_spec_takes_read_as_in_a_file() {
         "env": {"PORT": 8080, "DEBUG": true, "RATIO": 0.5, "KEY": {"value": 7, "secret": true}},
         "ulimits": {"nofile": 1024, "nproc": {"soft": 10, "hard": 20}},
         "resources": {"memory": 268435456, "cpus": 0.5, "pids": 100},
+        "group_add": [1001, "wheel"],
         "logging": {"max_size": 1048576, "max_files": 3},
         "config": [{"source": "/etc/berth/web", "target": "/etc/web", "on_change": {"signal": 1}}],
     });
@@ -271,6 +272,7 @@ fn the_numbers_a_spec_takes_read_as_in_a_file() {
                 env: {PORT: 8080, DEBUG: true, RATIO: 0.5, KEY: {value: 7, secret: true}}\n\
                 ulimits: {nofile: 1024, nproc: {soft: 10, hard: 20}}\n\
                 resources: {memory: 268435456, cpus: 0.5, pids: 100}\n\
+                group_add: [1001, wheel]\n\
                 logging: {max_size: 1048576, max_files: 3}\n\
                 config: [{source: /etc/berth/web, target: /etc/web, on_change: {signal: 1}}]\n";
     let from_file = parse_services("web.yaml", file).unwrap();
@@ -288,7 +290,7 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
     entrypoint: ["/bin/sh", "-c"]
     env: {GREETING: hello, TOKEN: {value: s3cret, secret: true}}
     user: "1000:1000"
-    volumes: ["/srv/web:/data:rw", "cache:/cache:ro"]
+    volumes: ["/srv/web:/data:rw", "cache:/cache:ro", "/run/netns:/run/netns:shared,z", "db:/db:Z,ro"]
     network: backend
     ports: ["8080:80", "127.0.0.1:9090:90/udp"]
     privileged: true
@@ -298,7 +300,12 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
     ulimits: {nofile: {soft: 1024, hard: 4096}, core: 0}
     pid: host
     ipc: shareable
-    resources: {memory: 256Mi, cpus: 0.5, pids: 512}
+    hostname: web-1.internal
+    extra_hosts: ["db.internal:10.0.0.5", "v6:fd00::1"]
+    group_add: [wheel, 1001]
+    tty: true
+    interactive: true
+    resources: {memory: 256Mi, cpus: 0.5, pids: 512, cpu_shares: 512, cpuset_cpus: "0-3"}
     stop_signal: SIGINT
     stop_timeout: 1m30s
     logging: {max_size: 10Mi, max_files: 3}
@@ -327,6 +334,8 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
     image: {load: /srv/images/loaded.tar}
     network: host
     pid: "container:web"
+    uts: host
+    restart: unless-stopped
     healthcheck: {exec: ["/loaded", "ok"]}
 "#;
     let specs = parse_services("all.yaml", file).unwrap();

@@ -32,6 +32,12 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "ulimits",
     "pid",
     "ipc",
+    "uts",
+    "hostname",
+    "extra_hosts",
+    "group_add",
+    "tty",
+    "interactive",
     "resources",
     "stop_signal",
     "stop_timeout",
@@ -148,6 +154,43 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
     spec.ipc = f
         .get("ipc")
         .and_then(|p| namespace(cx, p, &["host", "private", "shareable"]));
+    spec.uts = f
+        .get("uts")
+        .and_then(|u| cx.choice(u, &[("host", "host")]))
+        .map(str::to_string);
+    if let Some(h) = f.get("hostname") {
+        spec.hostname = hostname(cx, h);
+        if spec.uts.is_some() {
+            cx.invalid(
+                h,
+                "a hostname cannot be set with uts: host (the container has the host's \
+                 hostname); remove one of them",
+            );
+        }
+    }
+    if let Some(h) = f.get("extra_hosts") {
+        spec.extra_hosts = cx
+            .parsed_list(
+                h,
+                "a NAME:IP entry",
+                r#", e.g. ["db.internal:10.0.0.5"]"#,
+                extra_host,
+            )
+            .unwrap_or_default();
+    }
+    if let Some(g) = f.get("group_add") {
+        spec.group_add = cx
+            .parsed_list(g, "a group", r#", e.g. ["wheel", "1001"]"#, group)
+            .unwrap_or_default();
+    }
+    for (key, flag) in [
+        ("tty", &mut spec.tty),
+        ("interactive", &mut spec.interactive),
+    ] {
+        if let Some(b) = f.get(key) {
+            *flag = cx.boolean(b).unwrap_or_default();
+        }
+    }
     if let Some(r) = f.get("resources") {
         spec.resources = resources(cx, r).unwrap_or_default();
     }
@@ -486,15 +529,113 @@ fn ulimit(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Ulimit> {
 }
 
 fn resources(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Resources> {
-    let m = cx.map(f, &["memory", "cpus", "pids"], &[])?;
+    let m = cx.map(
+        f,
+        &["memory", "cpus", "pids", "cpu_shares", "cpuset_cpus"],
+        &[],
+    )?;
     let memory = m.get("memory").map(|v| cx.size(v));
     let nano_cpus = m.get("cpus").map(|v| cpus(cx, v));
     let pids = m.get("pids").map(|v| cx.integer(v, 1, i64::MAX));
+    // Docker's own bounds for --cpu-shares.
+    let cpu_shares = m.get("cpu_shares").map(|v| cx.integer(v, 2, 262_144));
+    let cpuset_cpus = m.get("cpuset_cpus").map(|v| cpuset(cx, v));
     Some(Resources {
         memory: optional(memory)?,
         nano_cpus: optional(nano_cpus)?,
         pids: optional(pids)?,
+        cpu_shares: optional(cpu_shares)?,
+        cpuset_cpus: optional(cpuset_cpus)?,
     })
+}
+
+/// `resources.cpuset_cpus`: CPU numbers and ranges, `0-3,6`.
+fn cpuset(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<String> {
+    const WHAT: &str = "CPU numbers and ranges like 0-3,6";
+    let text = cx.string(f, WHAT)?;
+    if text == "all" {
+        cx.invalid(
+            f,
+            "\"all\" is not a CPU list; leave cpuset_cpus out to run on every CPU",
+        );
+        return None;
+    }
+    let number = |s: &str| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let valid = text.split(',').all(|part| match part.split_once('-') {
+        Some((a, b)) => matches!((number(a), number(b)), (Some(a), Some(b)) if a <= b),
+        None => number(part).is_some(),
+    });
+    if valid {
+        Some(text)
+    } else {
+        cx.expected(f, WHAT);
+        None
+    }
+}
+
+/// A hostname: dot-separated labels of letters, digits and `-` (not at a
+/// label's ends), at most 64 characters (Linux's limit).
+fn valid_hostname(name: &str) -> bool {
+    name.len() <= 64
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+const HOSTNAME_RULE: &str = "a hostname: letters, digits, `-` and `.`, at most 64 characters, \
+                             e.g. db-1.internal";
+
+fn hostname(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<String> {
+    let name = cx.string(f, HOSTNAME_RULE)?;
+    if valid_hostname(&name) {
+        Some(name)
+    } else {
+        cx.expected(f, HOSTNAME_RULE);
+        None
+    }
+}
+
+/// One `extra_hosts` entry: `NAME:IP`, the IP an address (v4 or v6) or
+/// `host-gateway` (the engine puts in the host's address).
+fn extra_host(s: &str) -> Result<String, String> {
+    let hint = "expected NAME:IP, e.g. db.internal:10.0.0.5 or gw:host-gateway";
+    let Some((name, ip)) = s.split_once(':') else {
+        return Err(format!("`{s}`: {hint}"));
+    };
+    if !valid_hostname(name) {
+        return Err(format!("`{s}`: `{name}` is not {HOSTNAME_RULE}"));
+    }
+    if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!("`{s}`: `{ip}` is not an IP address; {hint}"));
+    }
+    Ok(s.to_string())
+}
+
+/// One `group_add` entry: a group name or a numeric id.
+fn group(s: &str) -> Result<String, String> {
+    let mut bytes = s.bytes();
+    let valid = s.bytes().all(|b| b.is_ascii_digit())
+        || (bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')));
+    if valid && s.len() <= 32 {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a group name (letters, digits, `_`, `-`, `.`, starting with a \
+             letter or `_`) or a numeric id, e.g. wheel or 1001"
+        ))
+    }
 }
 
 /// CPUs as Docker's NanoCpus: `0.5` → 500_000_000.

@@ -68,6 +68,8 @@ fn example_spec() -> ServiceSpec {
             memory: Some(256 << 20),
             nano_cpus: Some(500_000_000),
             pids: Some(512),
+            cpu_shares: None,
+            cpuset_cpus: None,
         },
         stop_signal: Some("SIGTERM".into()),
         stop_timeout: Some(Duration::from_secs(10)),
@@ -777,15 +779,44 @@ fn ulimits() {
 
 #[test]
 fn resources() {
-    let spec = one(&with("resources: {memory: 1073741824, cpus: 2, pids: 1}\n"));
+    let spec = one(&with(
+        "resources: {memory: 1073741824, cpus: 2, pids: 1, cpu_shares: 512, cpuset_cpus: \"0-3,6\"}\n",
+    ));
     assert_eq!(
         spec.resources,
         Resources {
             memory: Some(1 << 30),
             nano_cpus: Some(2_000_000_000),
             pids: Some(1),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0-3,6".into()),
         }
     );
+    assert_eq!(
+        one(&with("resources: {cpuset_cpus: 2}\n"))
+            .resources
+            .cpuset_cpus,
+        Some("2".into())
+    );
+    for (value, wanted) in [
+        ("1", "expected an integer from 2 to 262144"),
+        ("262145", "expected an integer from 2 to 262144"),
+    ] {
+        let e = error(&with(&format!("resources: {{cpu_shares: {value}}}\n")));
+        assert_eq!(e.field, "resources.cpu_shares");
+        assert!(e.message.contains(wanted), "{}", e.message);
+    }
+    for (value, wanted) in [
+        ("all", "leave cpuset_cpus out to run on every CPU"),
+        ("3-1", "CPU numbers and ranges like 0-3,6"),
+        ("0,,2", "CPU numbers and ranges like 0-3,6"),
+        ("-1", "CPU numbers and ranges like 0-3,6"),
+        ("+1", "CPU numbers and ranges like 0-3,6"),
+    ] {
+        let e = error(&with(&format!("resources: {{cpuset_cpus: \"{value}\"}}\n")));
+        assert_eq!(e.field, "resources.cpuset_cpus");
+        assert!(e.message.contains(wanted), "{value}: {}", e.message);
+    }
     assert_eq!(
         one(&with("resources: {cpus: 0.1}\n")).resources.nano_cpus,
         Some(100_000_000)
@@ -1708,4 +1739,71 @@ fn depends_on_and_inputs_round_trip_through_json() {
     // Without them nothing is written.
     let plain = serde_json::to_value(one(&with(""))).expect("serialises");
     assert!(plain.get("depends_on").is_none() && plain.get("inputs").is_none());
+}
+
+/// The host-facing fields paunch containers use, each as the engine takes it.
+#[test]
+fn uts_hostname_extra_hosts_group_add_tty_interactive() {
+    let spec = one(&with(
+        "hostname: db-1.internal\nextra_hosts: [\"db:10.0.0.5\", \"v6:fd00::1\", \"gw:host-gateway\"]\n\
+         group_add: [wheel, 1001]\ntty: true\ninteractive: true\n",
+    ));
+    assert_eq!(spec.hostname.as_deref(), Some("db-1.internal"));
+    assert_eq!(spec.uts, None);
+    assert_eq!(
+        spec.extra_hosts,
+        ["db:10.0.0.5", "v6:fd00::1", "gw:host-gateway"]
+    );
+    assert_eq!(spec.group_add, ["wheel", "1001"]);
+    assert!(spec.tty && spec.interactive);
+    assert_eq!(one(&with("uts: host\n")).uts.as_deref(), Some("host"));
+    let plain = one(&with(""));
+    assert!(!plain.tty && !plain.interactive && plain.extra_hosts.is_empty());
+
+    let cases = [
+        ("uts: private\n", "uts", "expected one of: host"),
+        (
+            "uts: host\nhostname: db\n",
+            "hostname",
+            "a hostname cannot be set with uts: host",
+        ),
+        (
+            "hostname: -db\n",
+            "hostname",
+            "expected a hostname: letters",
+        ),
+        (
+            "hostname: db_1\n",
+            "hostname",
+            "expected a hostname: letters",
+        ),
+        (
+            "extra_hosts: [db]\n",
+            "extra_hosts[0]",
+            "`db`: expected NAME:IP, e.g. db.internal:10.0.0.5",
+        ),
+        (
+            "extra_hosts: [\"db:10.0.0\"]\n",
+            "extra_hosts[0]",
+            "`10.0.0` is not an IP address",
+        ),
+        (
+            "extra_hosts: [\"d b:10.0.0.1\"]\n",
+            "extra_hosts[0]",
+            "`d b` is not a hostname",
+        ),
+        (
+            "group_add: [\"a:b\"]\n",
+            "group_add[0]",
+            "is not a group name",
+        ),
+        ("group_add: wheel\n", "group_add", "expected a list"),
+        ("tty: yes\n", "tty", "true or false"),
+        ("interactive: 1\n", "interactive", "true or false"),
+    ];
+    for (text, field, wanted) in cases {
+        let e = error(&with(text));
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.message.contains(wanted), "{text}: {}", e.message);
+    }
 }
