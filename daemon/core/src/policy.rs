@@ -279,8 +279,9 @@ impl NodePolicy {
         out
     }
 
-    /// `privileged`, host pid/ipc, capabilities beyond the allowed ones and
-    /// `security_opt` beyond the harmless ones: `allow_privileged`.
+    /// `privileged`, host pid/ipc/uts, shared mount propagation,
+    /// capabilities beyond the allowed ones and `security_opt` beyond the
+    /// harmless ones: `allow_privileged`.
     fn check_privilege(
         &self,
         spec: &ServiceSpec,
@@ -314,6 +315,23 @@ impl NodePolicy {
                 at("ipc"),
                 "the host's ipc namespace is not allowed on this node".into(),
             );
+        }
+        if spec.uts.as_deref() == Some("host") {
+            refuse(
+                at("uts"),
+                "the host's uts namespace (setting the host's hostname) is not allowed on this node".into(),
+            );
+        }
+        for (i, v) in spec.volumes.iter().enumerate() {
+            if matches!(
+                v.propagation,
+                Some(crate::spec::Propagation::Shared | crate::spec::Propagation::RShared)
+            ) {
+                refuse(
+                    at(&format!("volumes[{i}]")),
+                    "shared mount propagation (mounts made in the container appear on the host) is not allowed on this node; use slave or private".into(),
+                );
+            }
         }
         for (i, cap) in spec.cap_add.iter().enumerate() {
             let name = cap_name(cap);
@@ -783,6 +801,23 @@ mod tests {
                 "ipc",
             ),
             (
+                "uts host",
+                |s| s.uts = Some("host".into()),
+                "allow_privileged",
+                "uts",
+            ),
+            (
+                "rshared propagation",
+                |s| {
+                    s.volumes = vec![
+                        crate::spec::Volume::parse("/srv/a:/a:rslave").expect("volume"),
+                        crate::spec::Volume::parse("/srv/b:/b:rshared,z").expect("volume"),
+                    ]
+                },
+                "allow_privileged",
+                "volumes[1]",
+            ),
+            (
                 "cap ALL",
                 |s| s.cap_add = vec!["NET_RAW".into(), "all".into()],
                 "allow_privileged",
@@ -810,7 +845,12 @@ mod tests {
         for (what, edit, rule, field) in cases {
             let mut s = spec();
             edit(&mut s);
-            let v = check(&NodePolicy::default(), &s, "services[2]");
+            // Host paths under /srv are allowed: only the rule tested refuses.
+            let closed = NodePolicy {
+                allowed_host_paths: vec!["/srv".into()],
+                ..NodePolicy::default()
+            };
+            let v = check(&closed, &s, "services[2]");
             assert_eq!(
                 rules(&v),
                 vec![(rule, format!("services[2].{field}"))],
@@ -820,7 +860,7 @@ mod tests {
             let open = NodePolicy {
                 allow_privileged: true,
                 allow_host_network: true,
-                ..NodePolicy::default()
+                ..closed
             };
             assert!(check(&open, &s, "").is_empty(), "{what} when allowed");
         }
