@@ -614,7 +614,7 @@ fn extra_host(s: &str) -> Result<String, String> {
     if !valid_hostname(name) {
         return Err(format!("`{s}`: `{name}` is not {HOSTNAME_RULE}"));
     }
-    if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+    if ip != "host-gateway" && ip.parse::<core::net::IpAddr>().is_err() {
         return Err(format!("`{s}`: `{ip}` is not an IP address; {hint}"));
     }
     Ok(s.to_string())
