@@ -149,6 +149,7 @@ async fn an_automatic_rollback_runs_no_post_update() {
     node.rt().clear_calls();
     let mut bad = post("demo:2");
     bad.healthcheck = Some(Healthcheck {
+        test: None,
         exec: vec!["/demo".into(), "check".into()],
         interval: Duration::from_millis(200),
         timeout: Duration::from_millis(100),

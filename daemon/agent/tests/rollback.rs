@@ -20,6 +20,7 @@ use common::*;
 fn never_healthy() -> ServiceSpec {
     let mut s = spec("web", "demo:2");
     s.healthcheck = Some(Healthcheck {
+        test: None,
         exec: vec!["/demo".into(), "check".into()],
         interval: Duration::from_millis(200),
         timeout: Duration::from_millis(100),

@@ -413,6 +413,7 @@ async fn an_api_that_rolls_back_still_lets_api_enable_run_and_stays_rolled_back(
     run_upgrade(&node, "v2", "2").await;
     let mut v3 = upgrade("v3");
     v3[1].healthcheck = Some(berth_core::spec::Healthcheck {
+        test: None,
         exec: vec!["/demo".into(), "health".into()],
         interval: std::time::Duration::from_secs(1),
         timeout: std::time::Duration::from_secs(1),

@@ -137,6 +137,7 @@ pub const SERVICE: Shape = Shape::Object(&[
         "healthcheck",
         Shape::Object(&[
             ("exec", STRINGS),
+            ("test", TEXT),
             ("interval", DURATION),
             ("timeout", DURATION),
             ("retries", Shape::Integer),

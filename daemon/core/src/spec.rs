@@ -689,7 +689,15 @@ impl DesiredState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Healthcheck {
+    /// The check's command, run directly (Docker's `CMD` form); empty when
+    /// `test` is given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exec: Vec<String>,
+    /// The check as one shell string (Docker's `CMD-SHELL`: `/bin/sh -c`
+    /// in the container, which must have a shell), as TripleO writes it:
+    /// `test: "/openstack/healthcheck 5672"`. Exactly one of the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
     #[serde(with = "duration_serde")]
     pub interval: Duration,
     #[serde(with = "duration_serde")]

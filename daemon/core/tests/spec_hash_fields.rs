@@ -153,6 +153,7 @@ fn other() -> ServiceSpec {
         restart: Some(RestartPolicy::OnFailure),
         state: DesiredState::Stopped,
         healthcheck: Some(Healthcheck {
+            test: None,
             exec: vec!["/bin/api".into(), "health".into()],
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(2),

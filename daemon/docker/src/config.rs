@@ -191,9 +191,12 @@ fn log_config(l: &Logging) -> HostConfigLogConfig {
 }
 
 fn healthcheck(h: &Healthcheck) -> HealthConfig {
-    let mut test = Vec::with_capacity(h.exec.len() + 1);
-    test.push("CMD".to_string());
-    test.extend(h.exec.iter().cloned());
+    let test = match &h.test {
+        Some(shell) => vec!["CMD-SHELL".to_string(), shell.clone()],
+        None => std::iter::once("CMD".to_string())
+            .chain(h.exec.iter().cloned())
+            .collect(),
+    };
     HealthConfig {
         test: Some(test),
         interval: Some(nanos(h.interval)),
@@ -280,6 +283,7 @@ mod tests {
             }),
             restart: RestartPolicy::OnFailure,
             healthcheck: Some(Healthcheck {
+                test: None,
                 exec: vec![
                     "curl".to_string(),
                     "-f".to_string(),
@@ -453,6 +457,25 @@ mod tests {
         let cfg = log.config.as_ref().expect("log options");
         assert_eq!(cfg.get("max-size").map(String::as_str), Some("10485760"));
         assert_eq!(cfg.get("max-file").map(String::as_str), Some("3"));
+    }
+
+    #[test]
+    fn a_shell_string_healthcheck_is_cmd_shell() {
+        let mut spec = full_spec();
+        if let Some(h) = spec.healthcheck.as_mut() {
+            h.exec.clear();
+            h.test = Some("/openstack/healthcheck 5672".to_string());
+        }
+        let body = container_config(&req(spec), "n");
+        let hc = body.healthcheck.expect("healthcheck");
+        assert_eq!(
+            hc.test,
+            Some(vec![
+                "CMD-SHELL".to_string(),
+                "/openstack/healthcheck 5672".to_string()
+            ])
+        );
+        assert_eq!(hc.interval, Some(5_000_000_000));
     }
 
     #[test]

@@ -159,6 +159,7 @@ async fn create_maps_the_spec_and_the_lifecycle_works() {
         }),
         restart: RestartPolicy::OnFailure,
         healthcheck: Some(Healthcheck {
+            test: None,
             exec: vec!["/bin/busybox".to_string(), "true".to_string()],
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),

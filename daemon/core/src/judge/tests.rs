@@ -20,6 +20,7 @@ fn record(kind: Kind, healthcheck: bool) -> Deployment {
                 ..Default::default()
             },
             healthcheck: healthcheck.then(|| Healthcheck {
+                test: None,
                 exec: vec!["/demo".into(), "health".into()],
                 interval: Duration::from_secs(1),
                 timeout: Duration::from_secs(1),

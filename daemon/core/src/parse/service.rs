@@ -737,23 +737,57 @@ fn logging(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Logging> {
 fn healthcheck(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Healthcheck> {
     let m = cx.map(
         f,
-        &["exec", "interval", "timeout", "retries", "start_period"],
+        &[
+            "exec",
+            "test",
+            "interval",
+            "timeout",
+            "retries",
+            "start_period",
+        ],
         &[],
     )?;
-    let exec = match m.get("exec") {
-        Some(e) => cx.strings(e, "a string", LIST_HINT).and_then(|exec| {
-            if exec.is_empty() {
-                cx.expected(e, r#"a non-empty command list, e.g. ["/demo", "health"]"#);
-                None
-            } else {
-                Some(exec)
-            }
-        }),
-        None => {
+    // Exactly one of `exec` (a command list) and `test` (a shell string).
+    let command: Option<(Vec<String>, Option<String>)> = match (m.get("exec"), m.get("test")) {
+        (Some(_), Some(t)) => {
+            cx.invalid(
+                t,
+                "give exec (a command list, run directly) or test (a shell string), not both",
+            );
+            None
+        }
+        (Some(e), None) => cx
+            .strings(e, "a string", LIST_HINT)
+            .and_then(|exec| {
+                if exec.is_empty() {
+                    cx.expected(e, r#"a non-empty command list, e.g. ["/demo", "health"]"#);
+                    None
+                } else {
+                    Some(exec)
+                }
+            })
+            .map(|exec| (exec, None)),
+        (None, Some(t)) => cx
+            .string(
+                t,
+                r#"a shell command, e.g. test: "/openstack/healthcheck 5672""#,
+            )
+            .and_then(|test| {
+                if test.trim().is_empty() {
+                    cx.expected(
+                        t,
+                        r#"a non-empty shell command, e.g. "/openstack/healthcheck""#,
+                    );
+                    None
+                } else {
+                    Some((Vec::new(), Some(test)))
+                }
+            }),
+        (None, None) => {
             cx.missing(
                 &m,
                 "exec",
-                r#"the check's command, e.g. exec: ["/demo", "health"]"#,
+                r#"the check's command, e.g. exec: ["/demo", "health"] (or a shell string: test: "/openstack/healthcheck")"#,
             );
             None
         }
@@ -762,8 +796,10 @@ fn healthcheck(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Healthcheck> {
     let timeout = m.get("timeout").map(|v| cx.duration(v));
     let retries = m.get("retries").map(|v| cx.count(v));
     let start_period = m.get("start_period").map(|v| cx.duration(v));
+    let (exec, test) = command?;
     Some(Healthcheck {
-        exec: exec?,
+        exec,
+        test,
         interval: interval.unwrap_or(Some(Duration::from_secs(5)))?,
         timeout: timeout.unwrap_or(Some(Duration::from_secs(2)))?,
         retries: retries.unwrap_or(Some(3))?,

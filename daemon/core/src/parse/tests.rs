@@ -80,6 +80,7 @@ fn example_spec() -> ServiceSpec {
         restart: Some(RestartPolicy::Always),
         state: DesiredState::Running,
         healthcheck: Some(Healthcheck {
+            test: None,
             exec: vec!["/demo".into(), "health".into()],
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
@@ -940,6 +941,7 @@ fn healthcheck_defaults_and_errors() {
     assert_eq!(
         spec.healthcheck,
         Some(Healthcheck {
+            test: None,
             exec: vec!["/demo".into(), "health".into()],
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
@@ -965,6 +967,39 @@ fn healthcheck_defaults_and_errors() {
     assert_eq!(
         error(&with("healthcheck: {exec: curl}\n")).field,
         "healthcheck.exec"
+    );
+}
+
+#[test]
+fn a_healthcheck_may_be_one_shell_string_as_tripleo_writes_it() {
+    let spec = one(&with(
+        "healthcheck: {test: \"/openstack/healthcheck 5672\", interval: 30s}\n",
+    ));
+    let hc = spec.healthcheck.clone().expect("a healthcheck");
+    assert_eq!(hc.test.as_deref(), Some("/openstack/healthcheck 5672"));
+    assert!(hc.exec.is_empty());
+    assert_eq!(hc.interval, Duration::from_secs(30));
+    // Back through the JSON berthctl sends, unchanged.
+    let value = serde_json::to_value(&spec).expect("serializes");
+    assert_eq!(value["healthcheck"]["test"], "/openstack/healthcheck 5672");
+    assert!(value["healthcheck"].get("exec").is_none(), "{value}");
+    assert_eq!(
+        crate::parse::parse_service_json_value("<api>", &value).as_ref(),
+        Ok(&spec)
+    );
+    let both = error(&with("healthcheck: {exec: [/demo, health], test: \"x\"}\n"));
+    assert_eq!(both.field, "healthcheck.test");
+    assert!(both.message.contains("not both"), "{}", both.message);
+    let neither = error(&with("healthcheck: {interval: 5s}\n"));
+    assert_eq!(neither.field, "healthcheck.exec");
+    assert!(neither.message.contains("test:"), "{}", neither.message);
+    assert_eq!(
+        error(&with("healthcheck: {test: \"  \"}\n")).field,
+        "healthcheck.test"
+    );
+    assert_eq!(
+        error(&with("healthcheck: {test: [a, b]}\n")).field,
+        "healthcheck.test"
     );
 }
 

@@ -284,6 +284,7 @@ fn check_takes_dependencies_already_on_the_node() {
     let apply = vec![needs(spec("api"), "db", Condition::Healthy)];
     let mut db = spec("db");
     db.healthcheck = Some(Healthcheck {
+        test: None,
         exec: vec!["/bin/true".into()],
         interval: std::time::Duration::from_secs(5),
         timeout: std::time::Duration::from_secs(2),
