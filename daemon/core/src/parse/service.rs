@@ -623,7 +623,7 @@ fn extra_host(s: &str) -> Result<String, String> {
 /// One `group_add` entry: a group name or a numeric id.
 fn group(s: &str) -> Result<String, String> {
     let mut bytes = s.bytes();
-    let valid = s.bytes().all(|b| b.is_ascii_digit())
+    let valid = (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
         || (bytes
             .next()
             .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')

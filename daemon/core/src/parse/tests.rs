@@ -1832,6 +1832,11 @@ fn uts_hostname_extra_hosts_group_add_tty_interactive() {
             "group_add[0]",
             "is not a group name",
         ),
+        (
+            "group_add: [\"\"]\n",
+            "group_add[0]",
+            "is not a group name",
+        ),
         ("group_add: wheel\n", "group_add", "expected a list"),
         ("tty: yes\n", "tty", "true or false"),
         ("interactive: 1\n", "interactive", "true or false"),
