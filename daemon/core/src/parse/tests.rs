@@ -1835,7 +1835,7 @@ fn uts_hostname_extra_hosts_group_add_tty_interactive() {
         (
             "group_add: [\"\"]\n",
             "group_add[0]",
-            "is not a group name",
+            "expected a group (got an empty string)",
         ),
         ("group_add: wheel\n", "group_add", "expected a list"),
         ("tty: yes\n", "tty", "true or false"),
