@@ -980,3 +980,38 @@ async fn a_verb_on_a_service_with_an_unreadable_record_names_the_file() {
     ));
     node.stop().await;
 }
+
+/// `exit_codes`: a task that exits with one of them is COMPLETE (its reason
+/// names the code), with another FAILED.
+#[tokio::test(start_paused = true)]
+async fn a_task_succeeds_with_any_of_its_exit_codes() {
+    let node = start();
+    let mut t = spec("setup", "demo:1");
+    t.kind = Kind::Task;
+    t.exit_codes = vec![0, 2];
+    for (run, code, want) in [(1, 2, Status::Complete), (2, 3, Status::Failed)] {
+        t.env.insert(
+            "RUN".into(),
+            berth_core::spec::EnvValue::plain(run.to_string()),
+        );
+        let r = apply(&node.handle, vec![t.clone()]).await;
+        let id = r.results[0].deployment.clone().expect("record").id;
+        eventually("the task runs", || {
+            node.rt().container_by_name("t-setup").is_some_and(|c| {
+                c.state == ContainerState::Running
+                    && c.req.spec.env.get("RUN") == Some(&run.to_string())
+            })
+        })
+        .await;
+        node.rt().exit("t-setup", code, "", "");
+        let d = wait_status(&node.handle, &id).await;
+        assert_eq!(d.status, want, "exit {code}: {}", d.status_reason);
+        assert!(
+            d.status_reason.contains(&format!("code {code}")),
+            "{}",
+            d.status_reason
+        );
+        assert_eq!(d.outputs.deploy_status_code, Some(code));
+    }
+    node.stop().await;
+}

@@ -145,6 +145,7 @@ pub const SERVICE: Shape = Shape::Object(&[
         ]),
     ),
     ("outputs", STRINGS),
+    ("exit_codes", Shape::List(&Shape::Integer)),
     // A value as written (as in env), or another task's output.
     (
         "inputs",

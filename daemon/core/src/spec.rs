@@ -96,6 +96,10 @@ pub struct ServiceSpec {
     pub kind: Kind,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
+    /// A task's exit codes that count as success (empty: only 0), as
+    /// paunch's `exit_codes`. A policy field: not in the spec hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exit_codes: Vec<i64>,
     #[serde(skip_serializing_if = "UpdatePolicy::is_default")]
     pub update: UpdatePolicy,
     /// Configuration sources: mounted read-only, watched, re-applied on change.
@@ -148,6 +152,16 @@ pub fn normalize_unit_name(name: &str) -> Result<String, String> {
 }
 
 impl ServiceSpec {
+    /// Whether a task that exited with `code` succeeded: `code` is in
+    /// `exit_codes`, or 0 when none are listed.
+    pub fn task_succeeded(&self, code: i64) -> bool {
+        if self.exit_codes.is_empty() {
+            code == 0
+        } else {
+            self.exit_codes.contains(&code)
+        }
+    }
+
     /// The restart policy in force, with the kind's default applied.
     pub fn effective_restart(&self) -> RestartPolicy {
         self.restart.unwrap_or(match self.kind {

@@ -162,6 +162,7 @@ fn other() -> ServiceSpec {
         }),
         kind: Kind::Task,
         outputs: vec!["result".into()],
+        exit_codes: vec![0, 2],
         update: UpdatePolicy {
             settle: Duration::from_secs(9),
             health_timeout: Duration::from_secs(90),
@@ -236,6 +237,7 @@ fn service_spec_fields() -> Vec<Field> {
         healthcheck,
         kind,
         outputs,
+        exit_codes,
         update,
         config,
         after_units,
@@ -325,6 +327,10 @@ fn service_spec_fields() -> Vec<Field> {
             },
             move |s| s.outputs = outputs.clone(),
         ),
+        // How a task's exit is judged, not what its container is.
+        field("exit_codes", Policy, move |s| {
+            s.exit_codes = exit_codes.clone()
+        }),
         field("update", Policy, move |s| s.update = update.clone()),
         field("config", Hashed, move |s| s.config = config.clone()),
         field("after_units", Policy, move |s| {

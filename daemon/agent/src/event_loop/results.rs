@@ -199,8 +199,17 @@ impl<E: Env> Agent<E> {
                     svc.busy = false;
                 }
                 let code = outputs.deploy_status_code;
+                let succeeded = |c: i64| {
+                    self.services
+                        .get(&service)
+                        .is_some_and(|s| s.current.spec.task_succeeded(c))
+                };
                 let (status, reason) = match code {
-                    Some(0) => (Status::Complete, String::new()),
+                    Some(0) if succeeded(0) => (Status::Complete, String::new()),
+                    Some(c) if succeeded(c) => (
+                        Status::Complete,
+                        format!("task exited with code {c}, one of its exit_codes"),
+                    ),
                     Some(c) => (Status::Failed, format!("task exited with code {c}")),
                     None => (Status::Failed, "task ended without an exit code".into()),
                 };

@@ -47,6 +47,7 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "kind",
     "healthcheck",
     "outputs",
+    "exit_codes",
     "inputs",
     "update",
     "config",
@@ -211,6 +212,15 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
         spec.outputs = outputs(cx, o).unwrap_or_default();
         if kind == Some(Kind::Service) {
             cx.invalid(o, "\"outputs\" is only allowed with kind: task");
+        }
+    }
+    if let Some(e) = f.get("exit_codes") {
+        spec.exit_codes = exit_codes(cx, e).unwrap_or_default();
+        if kind != Some(Kind::Task) {
+            cx.invalid(
+                e,
+                "\"exit_codes\" is only allowed with kind: task (a service is judged by running, not by its exit)",
+            );
         }
     }
     if let Some(u) = f.get("update") {
@@ -805,6 +815,25 @@ fn healthcheck(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Healthcheck> {
         retries: retries.unwrap_or(Some(3))?,
         start_period: optional(start_period)?,
     })
+}
+
+/// `exit_codes`: the codes a task may exit with and succeed, 0-255, each once.
+fn exit_codes(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<i64>> {
+    let items = cx.list(f, ", e.g. [0, 2]")?;
+    let mut out: Vec<i64> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (node, path) in &items {
+        let item = Field { node, path };
+        match cx.integer(item, 0, 255) {
+            Some(code) if out.contains(&code) => {
+                cx.invalid(item, format!("duplicate exit code {code}"));
+                ok = false;
+            }
+            Some(code) => out.push(code),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 fn outputs(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<String>> {

@@ -1004,6 +1004,37 @@ fn a_healthcheck_may_be_one_shell_string_as_tripleo_writes_it() {
 }
 
 #[test]
+fn exit_codes_for_tasks_only() {
+    let spec = one(&with("kind: task\nexit_codes: [0, 2]\n"));
+    assert_eq!(spec.exit_codes, [0, 2]);
+    assert!(spec.task_succeeded(2) && spec.task_succeeded(0) && !spec.task_succeeded(1));
+    let only_2 = one(&with("kind: task\nexit_codes: [2]\n"));
+    assert!(
+        !only_2.task_succeeded(0),
+        "0 is a success only when listed or nothing is"
+    );
+    assert!(one(&with("kind: task\n")).task_succeeded(0));
+    for (text, field, wanted) in [
+        (
+            "exit_codes: [0]\n",
+            "exit_codes",
+            "only allowed with kind: task",
+        ),
+        ("kind: task\nexit_codes: [256]\n", "exit_codes[0]", "255"),
+        (
+            "kind: task\nexit_codes: [1, 1]\n",
+            "exit_codes[1]",
+            "duplicate exit code 1",
+        ),
+        ("kind: task\nexit_codes: 0\n", "exit_codes", "list"),
+    ] {
+        let e = error(&with(text));
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.message.contains(wanted), "{text}: {}", e.message);
+    }
+}
+
+#[test]
 fn outputs_only_for_tasks() {
     let e = error(&with("outputs: [result]\n"));
     assert_eq!(where_(std::slice::from_ref(&e)), [("outputs", 3, 10)]);
