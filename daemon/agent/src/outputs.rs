@@ -21,16 +21,14 @@ use crate::Env;
 /// Empties (or creates) a task's outputs dir through [`Files`], off the
 /// async workers.
 pub(crate) async fn prepare<E: Env>(env: &Arc<E>, dir: &Path) -> Result<(), RuntimeError> {
-    let refused = |message: String| RuntimeError::Refused {
-        op: "prepare outputs dir",
-        target: dir.display().to_string(),
-        message,
-    };
-    let (env, owned) = (env.clone(), dir.to_path_buf());
-    match tokio::task::spawn_blocking(move || env.files().prepare_outputs(&owned)).await {
-        Ok(result) => result.map_err(|e| refused(e.to_string())),
-        Err(e) => Err(refused(format!("preparing the outputs dir failed: {e}"))),
-    }
+    let owned = dir.to_path_buf();
+    off_the_workers(
+        env,
+        "prepare outputs dir",
+        dir.display().to_string(),
+        move |f| f.prepare_outputs(&owned),
+    )
+    .await
 }
 
 /// Writes a deployment's inputs into their dir through [`Files`], off the
@@ -39,16 +37,30 @@ pub(crate) async fn write_inputs<E: Env>(
     env: &Arc<E>,
     inputs: &berth_core::runtime::InputFiles,
 ) -> Result<(), RuntimeError> {
+    let owned = inputs.clone();
+    off_the_workers(env, "write inputs", inputs.dir.clone(), move |f| {
+        f.write_inputs(Path::new(&owned.dir), &owned.values)
+    })
+    .await
+}
+
+/// One [`Files`] call on a blocking thread; its error (or the thread's) is
+/// `op` refused on `target`.
+async fn off_the_workers<E: Env>(
+    env: &Arc<E>,
+    op: &'static str,
+    target: String,
+    call: impl FnOnce(&E::Files) -> std::io::Result<()> + Send + 'static,
+) -> Result<(), RuntimeError> {
     let refused = |message: String| RuntimeError::Refused {
-        op: "write inputs",
-        target: inputs.dir.clone(),
+        op,
+        target: target.clone(),
         message,
     };
-    let (env, owned) = (env.clone(), inputs.clone());
-    let dir = PathBuf::from(&owned.dir);
-    match tokio::task::spawn_blocking(move || env.files().write_inputs(&dir, &owned.values)).await {
+    let env = env.clone();
+    match tokio::task::spawn_blocking(move || call(env.files())).await {
         Ok(result) => result.map_err(|e| refused(e.to_string())),
-        Err(e) => Err(refused(format!("writing the inputs failed: {e}"))),
+        Err(e) => Err(refused(format!("{op} failed: {e}"))),
     }
 }
 

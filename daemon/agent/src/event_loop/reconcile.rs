@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::container::RecordDirs;
+use berth_core::container::{RecordDirs, record_create_spec};
 use berth_core::event::EventKind;
-use berth_core::hash::create_spec;
+use berth_core::hash::{create_spec, spec_hash};
 use berth_core::hooks::waiting_in;
 use berth_core::plan::{Action, Desired, DesiredService, GcCandidate, Observed, plan, task_gc};
 use berth_core::record::{DeployAction, Deployment, Status};
@@ -52,17 +52,28 @@ impl<E: Env> Agent<E> {
         if record.waiting {
             return None;
         }
+        self.with_dirs(record, |dirs| {
+            berth_core::container::create_request(record, &self.cfg.prefix, dirs)
+        })
+        .map(Box::new)
+    }
+
+    /// The spec hash of `record` (its inputs included) with its image
+    /// resolved to `image_id`: what its container's label will say.
+    pub(super) fn record_hash(&self, record: &Deployment, image_id: &str) -> String {
+        self.with_dirs(record, |dirs| {
+            spec_hash(&record_create_spec(record, image_id, dirs))
+        })
+    }
+
+    /// `f` given the host directories `record`'s container mounts.
+    fn with_dirs<T>(&self, record: &Deployment, f: impl FnOnce(&RecordDirs<'_>) -> T) -> T {
         let outputs = self.outputs_dir(&record.service);
         let inputs = self.inputs_dir(&record.service, record.generation);
-        berth_core::container::create_request(
-            record,
-            &self.cfg.prefix,
-            &RecordDirs {
-                outputs: &outputs.to_string_lossy(),
-                inputs: &inputs.to_string_lossy(),
-            },
-        )
-        .map(Box::new)
+        f(&RecordDirs {
+            outputs: &outputs.to_string_lossy(),
+            inputs: &inputs.to_string_lossy(),
+        })
     }
 
     pub(super) fn desired(&self) -> Desired {

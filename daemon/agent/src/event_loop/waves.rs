@@ -8,17 +8,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_core::container::{RecordDirs, record_create_spec};
-use berth_core::hash::spec_hash;
-use berth_core::record::{DeployAction, Deployment, Status};
+use berth_core::record::{DeployAction, Status};
 use berth_core::runtime::{ContainerState, Health};
 use berth_core::spec::ServiceSpec;
 use berth_core::store::Store;
 use berth_core::waves::{self, DepView, Readiness};
-use tokio::time::Instant;
 
 use super::Agent;
-use crate::state::HealthGate;
 use crate::{AgentError, Env};
 
 /// A spec that takes part in waves: it has dependencies or inputs.
@@ -88,18 +84,6 @@ impl<E: Env> Agent<E> {
         })
     }
 
-    /// The spec hash of `record` (its inputs included) with its image
-    /// resolved to `image_id`.
-    pub(super) fn record_hash(&self, record: &Deployment, image_id: &str) -> String {
-        let outputs = self.outputs_dir(&record.service);
-        let inputs = self.inputs_dir(&record.service, record.generation);
-        let dirs = RecordDirs {
-            outputs: &outputs.to_string_lossy(),
-            inputs: &inputs.to_string_lossy(),
-        };
-        spec_hash(&record_create_spec(record, image_id, &dirs))
-    }
-
     /// Each step: deployments waiting for their dependencies that may run
     /// now are released; those that still wait say why; dependents whose
     /// input moved get a new deployment.
@@ -140,7 +124,6 @@ impl<E: Env> Agent<E> {
         record.status_reason.clear();
         record.updated_at_ms = self.env.now_ms();
         let prev_target = Arc::clone(&svc.target);
-        let mut gate = None;
         match record.image_id.clone() {
             // Recorded while the engine was away: its image is resolved
             // next (`resolve_waiting`), its hash with it.
@@ -159,11 +142,6 @@ impl<E: Env> Agent<E> {
                     // new container (a task is not run again).
                     record.applied = true;
                     record.status = Status::InProgress;
-                    gate = Some(HealthGate::new(
-                        false,
-                        Instant::now().into_std(),
-                        record.spec.update.health_timeout,
-                    ));
                 }
             }
         }
@@ -175,7 +153,8 @@ impl<E: Env> Agent<E> {
         );
         let record = Arc::new(record);
         let create = self.create_request(&record);
-        let gate = gate.unwrap_or_else(|| self.new_gate(&record, !record.applied));
+        // Judged as an apply's record: a kept container needs no settling.
+        let gate = self.new_gate(&record, !record.applied);
         let store = self.env.store();
         if let Err(e) = store.save_record(&record) {
             tracing::error!(service, error = %e, "cannot save the released record");
@@ -237,9 +216,7 @@ impl<E: Env> Agent<E> {
             let mut record =
                 self.new_record(current.spec.clone(), DeployAction::Update, source, "berthd");
             record.image_id = current.image_id.clone();
-            record.config = current.config.clone();
-            record.config_hash = current.config_hash.clone();
-            record.config_identity = current.config_identity.clone();
+            super::verbs::inherit_config(&mut record, &current);
             record.waiting = true;
             record.status_reason = format!("{} changed since {}", names.join(", "), current.id);
             tracing::info!(
