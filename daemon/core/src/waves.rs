@@ -245,7 +245,7 @@ pub fn stale_inputs<'a>(
 /// problem, one line each, naming the service, the field and the fix.
 pub fn check(
     apply: &[ServiceSpec],
-    node: &BTreeMap<String, ServiceSpec>,
+    node: &BTreeMap<&str, &ServiceSpec>,
 ) -> Result<Vec<usize>, Vec<String>> {
     let index: BTreeMap<&str, usize> = apply
         .iter()
@@ -256,7 +256,7 @@ pub fn check(
         index
             .get(name)
             .map(|&i| &apply[i])
-            .or_else(|| node.get(name))
+            .or_else(|| node.get(name).copied())
     };
     let mut problems = Vec::new();
     for spec in apply {
@@ -287,8 +287,8 @@ pub fn check(
     }
     // Cycles over everything known: the apply's specs replace the node's.
     let mut graph: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (name, spec) in node {
-        if !index.contains_key(name.as_str()) {
+    for (&name, spec) in node {
+        if !index.contains_key(name) {
             graph.insert(name, dependencies(spec).into_iter().map(|d| d.0).collect());
         }
     }
@@ -316,13 +316,13 @@ pub fn check(
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(order(apply, &index))
+    Ok(order(&apply.iter().collect::<Vec<_>>(), &index))
 }
 
 /// `specs`' indices with each after those of its dependencies among them,
 /// otherwise in the order given; a cycle (which [`check`] refuses) is cut
 /// somewhere rather than looped on.
-pub fn dependency_order(specs: &[ServiceSpec]) -> Vec<usize> {
+pub fn dependency_order(specs: &[&ServiceSpec]) -> Vec<usize> {
     let index: BTreeMap<&str, usize> = specs
         .iter()
         .enumerate()
@@ -370,7 +370,7 @@ pub fn group_order(groups: &[&[ServiceSpec]]) -> Vec<usize> {
         .enumerate()
         .flat_map(|(g, specs)| specs.iter().map(move |_| g))
         .collect();
-    let flat: Vec<ServiceSpec> = groups.iter().flat_map(|g| g.iter().cloned()).collect();
+    let flat: Vec<&ServiceSpec> = groups.iter().flat_map(|g| g.iter()).collect();
     let mut out: Vec<usize> = Vec::with_capacity(groups.len());
     for i in dependency_order(&flat) {
         if !out.contains(&owner[i]) {
@@ -385,10 +385,10 @@ pub fn group_order(groups: &[&[ServiceSpec]]) -> Vec<usize> {
 /// The apply's indices with each spec after those of its dependencies that
 /// are in the apply too, otherwise stable (a cycle is cut where it is met:
 /// each index is visited once).
-fn order(apply: &[ServiceSpec], index: &BTreeMap<&str, usize>) -> Vec<usize> {
+fn order(apply: &[&ServiceSpec], index: &BTreeMap<&str, usize>) -> Vec<usize> {
     fn visit(
         i: usize,
-        apply: &[ServiceSpec],
+        apply: &[&ServiceSpec],
         index: &BTreeMap<&str, usize>,
         done: &mut Vec<bool>,
         out: &mut Vec<usize>,
@@ -397,7 +397,7 @@ fn order(apply: &[ServiceSpec], index: &BTreeMap<&str, usize>) -> Vec<usize> {
             return;
         }
         done[i] = true;
-        for (dep, _) in dependencies(&apply[i]) {
+        for (dep, _) in dependencies(apply[i]) {
             if let Some(&j) = index.get(dep.as_str()) {
                 visit(j, apply, index, done, out);
             }

@@ -31,16 +31,16 @@ impl<E: Env> Agent<E> {
         if !services.iter().any(in_waves) {
             return Ok(());
         }
-        let mut known: BTreeMap<String, ServiceSpec> = self
+        let mut known: BTreeMap<&str, &ServiceSpec> = self
             .services
             .iter()
             .filter(|(_, s)| !s.is_deleted())
-            .map(|(n, s)| (n.clone(), s.current.spec.clone()))
+            .map(|(n, s)| (n.as_str(), &s.current.spec))
             .collect();
         // Services of spec_dir files applied with this one (each file is an
         // apply of its own) count as known.
         for (name, spec) in &self.spec_dir_known {
-            known.entry(name.clone()).or_insert_with(|| spec.clone());
+            known.entry(name.as_str()).or_insert(spec);
         }
         match waves::check(services, &known) {
             Ok(order) => {

@@ -252,6 +252,11 @@ fn stale_inputs_name_each_moved_output_once_a_dependent_ended() {
     );
 }
 
+/// The node's services as `check` takes them, by name.
+fn on_node(specs: &[ServiceSpec]) -> BTreeMap<&str, &ServiceSpec> {
+    specs.iter().map(|s| (s.name.as_str(), s)).collect()
+}
+
 fn upgrade() -> Vec<ServiceSpec> {
     let disable = task("api-disable", &[]);
     let migrate = needs(
@@ -291,17 +296,13 @@ fn check_takes_dependencies_already_on_the_node() {
         retries: 3,
         start_period: None,
     });
-    let node = BTreeMap::from([("db".to_string(), db)]);
-    assert_eq!(check(&apply, &node).expect("valid"), [0]);
+    assert_eq!(check(&apply, &on_node(&[db])).expect("valid"), [0]);
 }
 
 #[test]
 fn check_names_missing_services_outputs_and_healthchecks() {
-    let node = BTreeMap::from([
-        ("db".to_string(), spec("db")),
-        ("web".to_string(), spec("web")),
-        ("migrate".to_string(), task("migrate", &["version"])),
-    ]);
+    let node_specs = [spec("db"), spec("web"), task("migrate", &["version"])];
+    let node = on_node(&node_specs);
     let apply = vec![
         needs(spec("a"), "nosuch", Condition::Started),
         needs(spec("b"), "db", Condition::Healthy),
@@ -344,7 +345,8 @@ fn check_names_the_whole_cycle_once_even_through_the_node() {
         needs(spec("a"), "b", Condition::Started),
         needs(spec("b"), "c", Condition::Started),
     ];
-    let node = BTreeMap::from([("c".to_string(), needs(spec("c"), "a", Condition::Started))]);
+    let node_specs = [needs(spec("c"), "a", Condition::Started)];
+    let node = on_node(&node_specs);
     let problems = check(&apply, &node).expect_err("a cycle");
     assert_eq!(
         problems,
@@ -367,15 +369,15 @@ fn check_names_the_whole_cycle_once_even_through_the_node() {
 #[test]
 fn dependency_order_puts_dependencies_first_and_cuts_a_cycle() {
     let specs = upgrade();
-    let order = dependency_order(&specs);
+    let order = dependency_order(&specs.iter().collect::<Vec<_>>());
     let names: Vec<&str> = order.iter().map(|&i| specs[i].name.as_str()).collect();
     assert_eq!(names, ["api-disable", "db-migrate", "api", "api-enable"]);
-    let cycle = vec![
+    let cycle = [
         needs(spec("a"), "b", Condition::Started),
         needs(spec("b"), "a", Condition::Started),
         spec("c"),
     ];
-    let mut order = dependency_order(&cycle);
+    let mut order = dependency_order(&cycle.iter().collect::<Vec<_>>());
     order.sort();
     assert_eq!(order, [0, 1, 2], "each once, no hang");
 }
