@@ -284,8 +284,12 @@ impl<E: Env> Agent<E> {
         // Deadlines (settle, health, retry) are judged in step(); an idle
         // node has none, and then a tick costs nothing.
         let now = Instant::now();
+        // A deployment waiting for its dependencies needs no tick: what it
+        // waits for changes by a status or an engine event, each of which
+        // takes a step (a wave held by a failed step would otherwise plan
+        // the whole node four times a second until someone re-applies).
         let waiting = self.services.values().any(|s| {
-            !s.current.status.is_terminal()
+            (!s.current.status.is_terminal() && !s.current.waiting)
                 || s.gate.is_some()
                 || s.retry_at.is_some_and(|t| now >= t)
                 || (s.config.dirty && !s.config.reading && !s.meta.held)

@@ -465,7 +465,9 @@ impl<E: Env> Agent<E> {
             }
             return Err(e.into());
         }
-        let gate = if record.status.is_terminal() {
+        // One waiting for its dependencies is judged once released (which
+        // gives it its gate).
+        let gate = if record.status.is_terminal() || record.waiting {
             None
         } else {
             Some(self.new_gate(&record, !record.applied))
