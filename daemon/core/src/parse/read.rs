@@ -191,6 +191,21 @@ impl<'f> Ctx<'f> {
         out.into_iter().collect()
     }
 
+    /// A command's argument list: strings or numbers as written, where an
+    /// empty string is an argument like any other (`sh -c 'x' ""`).
+    pub fn argv(&mut self, f: Field<'_>, hint: &str) -> Option<Vec<String>> {
+        let items = self.list(f, hint)?;
+        let mut out = Vec::with_capacity(items.len());
+        for (node, path) in &items {
+            let item = Field { node, path };
+            out.push(match node.scalar() {
+                Some(Scalar::Str("")) => Some(String::new()),
+                _ => self.string(item, "a string"),
+            });
+        }
+        out.into_iter().collect()
+    }
+
     /// A list of strings each parsed by `parse` (whose error is the message).
     /// Integers are accepted as their text, as in `ports: [8080]`.
     pub fn parsed_list<T>(

@@ -101,12 +101,8 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
         Some(image_field) => spec.image = image(cx, image_field).unwrap_or_default(),
         None => cx.missing(&f, "image", "e.g. image: berth-demo:latest"),
     }
-    spec.command = f
-        .get("command")
-        .and_then(|c| cx.strings(c, "a string", LIST_HINT));
-    spec.entrypoint = f
-        .get("entrypoint")
-        .and_then(|c| cx.strings(c, "a string", LIST_HINT));
+    spec.command = f.get("command").and_then(|c| cx.argv(c, LIST_HINT));
+    spec.entrypoint = f.get("entrypoint").and_then(|c| cx.argv(c, LIST_HINT));
     if let Some(env_field) = f.get("env") {
         spec.env = env(cx, env_field).unwrap_or_default();
     }
