@@ -1,0 +1,234 @@
+//! The containers of Heat `docker-cmd` deployments, in whichever envelope
+//! the file holds them: one deployment (as a hook reads it), a list (as
+//! 55-heat-config reads `deployments`), server metadata
+//! (`{deployments: [...]}`) or the API's `{metadata: [...]}`.
+
+use std::collections::BTreeMap;
+
+use super::{Found, Input, Problem, file_problem};
+use crate::parse::{Node, Scalar, Value};
+use crate::spec::valid_output_name;
+
+/// The group whose config is a paunch container map.
+const DOCKER_CMD: &str = "docker-cmd";
+/// Inputs that are the signal transport's credentials, not the
+/// container's: never written into a spec file.
+const CREDENTIALS: &[&str] = &[
+    "deploy_password",
+    "deploy_signal_id",
+    "deploy_auth_url",
+    "deploy_user_id",
+    "deploy_username",
+    "deploy_project_id",
+    "deploy_queue_id",
+    "deploy_signal_verb",
+    "deploy_signal_transport",
+    "deploy_region_name",
+];
+
+/// Collects the containers of every docker-cmd deployment in the file.
+/// Deployments run one after another, as heat-config runs them: each one's
+/// containers form the next step.
+pub(super) fn containers<'n>(
+    input: &Input,
+    root: &'n Node,
+    found: &mut Vec<Found<'n>>,
+    warnings: &mut Vec<Problem>,
+    errors: &mut Vec<Problem>,
+) {
+    let list: Vec<&Node> = match &root.value {
+        Value::Seq(items) => items.iter().collect(),
+        Value::Map(_) if root.get("group").is_some() || root.get("config").is_some() => {
+            vec![root]
+        }
+        Value::Map(_) => {
+            match root
+                .get("deployments")
+                .or_else(|| root.get("metadata"))
+                .map(|e| (e.key.as_str(), &e.value))
+            {
+                Some((
+                    _,
+                    Node {
+                        value: Value::Seq(items),
+                        ..
+                    },
+                )) => items.iter().collect(),
+                Some((key, other)) => {
+                    warnings.push(file_problem(
+                        input,
+                        other,
+                        format!(
+                            "`{key}` is {}, not a list of deployments: ignored, as \
+                             os-collect-config ignores it",
+                            other.describe()
+                        ),
+                    ));
+                    Vec::new()
+                }
+                None => {
+                    errors.push(file_problem(
+                        input,
+                        root,
+                        "expected a Heat deployment ({group: docker-cmd, config: ...}), a list \
+                         of them, or server metadata ({deployments: [...]})"
+                            .to_string(),
+                    ));
+                    Vec::new()
+                }
+            }
+        }
+        _ => {
+            errors.push(file_problem(
+                input,
+                root,
+                format!(
+                    "expected a Heat deployment or a list of them (got {})",
+                    root.describe()
+                ),
+            ));
+            Vec::new()
+        }
+    };
+    let mut step = 0;
+    for (i, d) in list.into_iter().enumerate() {
+        let name = ["name", "id"]
+            .iter()
+            .find_map(|k| d.get(k).and_then(|e| e.value.text()))
+            .map_or_else(|| format!("deployments[{i}]"), str::to_string);
+        let group = d.get("group").and_then(|e| e.value.text());
+        if group != Some(DOCKER_CMD) {
+            let why = match group {
+                Some(g) => format!("group {g:?}"),
+                None => "no group".to_string(),
+            };
+            warnings.push(file_problem(
+                input,
+                d,
+                format!("deployment {name}: {why}: not imported (berth imports {DOCKER_CMD})"),
+            ));
+            continue;
+        }
+        let Some(config) = d.get("config").map(|e| &e.value) else {
+            warnings.push(file_problem(
+                input,
+                d,
+                format!("deployment {name}: no config: nothing to import"),
+            ));
+            continue;
+        };
+        let Value::Map(entries) = &config.value else {
+            errors.push(file_problem(
+                input,
+                config,
+                format!(
+                    "deployment {name}: a docker-cmd config is a map of containers (got {})",
+                    config.describe()
+                ),
+            ));
+            continue;
+        };
+        step += 1;
+        let inputs = deployment_inputs(input, &name, d, warnings);
+        for e in entries {
+            found.push(Found {
+                name: e.key.clone(),
+                node: &e.value,
+                file: input.file.clone(),
+                step,
+                inputs: inputs.clone(),
+            });
+        }
+    }
+}
+
+/// The deployment's `inputs` as berth inputs: names berth can carry, values
+/// as text (a dict or list JSON-encoded, as heat-config encodes it), and
+/// never the transport's credentials.
+fn deployment_inputs(
+    input: &Input,
+    deployment: &str,
+    d: &Node,
+    warnings: &mut Vec<Problem>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(Node {
+        value: Value::Seq(items),
+        ..
+    }) = d.get("inputs").map(|e| &e.value)
+    else {
+        return out;
+    };
+    let mut left_out = Vec::new();
+    for item in items {
+        let Some(name) = item.get("name").and_then(|e| e.value.text()) else {
+            warnings.push(file_problem(
+                input,
+                item,
+                format!("deployment {deployment}: an input without a name: ignored"),
+            ));
+            continue;
+        };
+        if CREDENTIALS.contains(&name) {
+            left_out.push(name.to_string());
+            continue;
+        }
+        if !valid_output_name(name) {
+            warnings.push(file_problem(
+                input,
+                item,
+                format!(
+                    "deployment {deployment}: input {name:?} not imported: berth input names \
+                     are lowercase letters, digits, `_` and `-`"
+                ),
+            ));
+            continue;
+        }
+        let value = match item.get("value").map(|e| &e.value) {
+            None => String::new(),
+            Some(v) => match &v.value {
+                Value::Scalar { text, .. } => text.clone(),
+                Value::Null => String::new(),
+                _ => to_json(v).to_string(),
+            },
+        };
+        out.insert(name.to_string(), value);
+    }
+    if !left_out.is_empty() {
+        warnings.push(file_problem(
+            input,
+            d,
+            format!(
+                "deployment {deployment}: inputs {} not imported: they are the signal \
+                 transport's settings and credentials, which berthd.toml's [upstream] holds",
+                left_out.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+/// A node as JSON, scalars typed by YAML's core schema.
+fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|e| (e.key.clone(), to_json(&e.value)))
+                .collect(),
+        ),
+        Value::Scalar { .. } => match node.scalar() {
+            Some(Scalar::Bool(b)) => J::Bool(b),
+            Some(Scalar::Int(n)) => J::from(n),
+            Some(Scalar::Float(f)) => serde_json::Number::from_f64(f).map_or_else(
+                || J::String(node.text().unwrap_or_default().into()),
+                J::Number,
+            ),
+            Some(Scalar::Str(s)) => J::String(s.to_string()),
+            None => J::Null,
+        },
+    }
+}
