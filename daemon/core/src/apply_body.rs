@@ -85,6 +85,7 @@ pub const SERVICE: Shape = Shape::Object(&[
     ),
     ("user", TEXT),
     ("volumes", STRINGS),
+    ("volumes_from", STRINGS),
     ("network", TEXT),
     // A bare container port is a number as often as text.
     (

@@ -36,6 +36,8 @@ pub fn create_spec(spec: &ServiceSpec, image_id: &str, outputs_dir: Option<&str>
             .collect::<BTreeMap<_, _>>(),
         user: spec.user.clone(),
         volumes: spec.volumes.clone(),
+        volumes_from: spec.volumes_from.clone(),
+        volumes_from_containers: Vec::new(),
         network: spec.network.clone(),
         ports: spec.ports.clone(),
         privileged: spec.privileged,

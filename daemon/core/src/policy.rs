@@ -149,10 +149,37 @@ impl NodePolicy {
                 message: "the host network is not allowed on this node".into(),
             });
         }
+        self.check_volumes(spec, &at, node.host_paths, &mut out);
+        self.check_volumes_from(spec, &at, node, &mut out);
+        match &spec.image {
+            ImageSource::Ref(_) => {}
+            ImageSource::Build { build } => self.check_host_path(
+                &build.context,
+                at("image.build.context"),
+                node.host_paths,
+                &mut out,
+            ),
+            ImageSource::Load { load } => {
+                self.check_host_path(load, at("image.load"), node.host_paths, &mut out)
+            }
+        }
+        self.check_hooks(spec, &at, &mut out);
+        out
+    }
+
+    /// What `spec` mounts from the host and the engine: volumes (host
+    /// paths and named volumes) and config sources.
+    fn check_volumes(
+        &self,
+        spec: &ServiceSpec,
+        at: &dyn Fn(&str) -> String,
+        host_paths: &dyn HostPathResolver,
+        out: &mut Vec<PolicyViolation>,
+    ) {
         for (i, v) in spec.volumes.iter().enumerate() {
             let field = at(&format!("volumes[{i}]"));
             if v.is_host_path() {
-                self.check_host_path(&v.source, field, node.host_paths, &mut out);
+                self.check_host_path(&v.source, field, host_paths, out);
             } else if !self.allowed_volumes.iter().any(|a| a == &v.source) {
                 out.push(PolicyViolation {
                     rule: "allowed_volumes",
@@ -172,28 +199,82 @@ impl NodePolicy {
                 });
             }
         }
-        match &spec.image {
-            ImageSource::Ref(_) => {}
-            ImageSource::Build { build } => self.check_host_path(
-                &build.context,
-                at("image.build.context"),
-                node.host_paths,
-                &mut out,
-            ),
-            ImageSource::Load { load } => {
-                self.check_host_path(load, at("image.load"), node.host_paths, &mut out)
-            }
-        }
         for (i, c) in spec.config.iter().enumerate() {
             self.check_host_path(
                 &c.source,
                 at(&format!("config[{i}].source")),
-                node.host_paths,
-                &mut out,
+                host_paths,
+                out,
             );
         }
-        self.check_hooks(spec, &at, &mut out);
-        out
+    }
+
+    /// `volumes_from`: only a service of this node whose own mounts
+    /// (volumes, config sources, and what it takes from others in turn)
+    /// this policy would allow in a pushed spec: a container gets every
+    /// mount of the one it takes volumes from.
+    fn check_volumes_from(
+        &self,
+        spec: &ServiceSpec,
+        at: &dyn Fn(&str) -> String,
+        node: &NodeContext<'_>,
+        out: &mut Vec<PolicyViolation>,
+    ) {
+        for (i, (entry, service)) in spec
+            .volumes_from
+            .iter()
+            .zip(spec.volumes_from_services())
+            .enumerate()
+        {
+            let mut seen = BTreeSet::from([spec.name.clone()]);
+            if let Err((rule, why)) = self.volumes_takeable(service, node, 0, &mut seen) {
+                out.push(PolicyViolation {
+                    rule,
+                    field: at(&format!("volumes_from[{i}]")),
+                    message: format!("`{entry}` is not allowed on this node: {why}"),
+                });
+            }
+        }
+    }
+
+    /// Whether a container may take the volumes of service `service`'s.
+    fn volumes_takeable(
+        &self,
+        service: &str,
+        node: &NodeContext<'_>,
+        depth: usize,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<(), (&'static str, String)> {
+        let Some(target) = node.services.get(service) else {
+            return Err((
+                "allowed_volumes",
+                format!("{service} is not one of this node's services"),
+            ));
+        };
+        if depth >= MAX_JOIN_DEPTH || !seen.insert(service.to_string()) {
+            return Err((
+                "allowed_volumes",
+                format!("service {service} is part of a loop or a too long chain of volumes_from"),
+            ));
+        }
+        let mut found = Vec::new();
+        self.check_volumes(target, &|f| f.to_string(), node.host_paths, &mut found);
+        if let Some(v) = found.first() {
+            return Err((
+                v.rule,
+                format!(
+                    "it takes the volumes of service {service}, whose `{}` this node's policy refuses",
+                    v.field
+                ),
+            ));
+        }
+        for next in target.volumes_from_services() {
+            self.volumes_takeable(next, node, depth + 1, seen)
+                .map_err(|(rule, why)| {
+                    (rule, format!("{service} takes volumes from {next}: {why}"))
+                })?;
+        }
+        Ok(())
     }
 
     /// Host hooks need `allow_host_hooks`; an http hook's URL must start
@@ -771,6 +852,67 @@ mod tests {
         for (prefixes, url, want) in table {
             assert_eq!(allowed(prefixes, url), *want, "{prefixes:?} {url}");
         }
+    }
+
+    /// `volumes_from` takes every mount of another service's container:
+    /// only one whose own mounts (and what it takes in turn) pass.
+    #[test]
+    fn volumes_from_needs_a_service_whose_mounts_pass() {
+        let p = NodePolicy {
+            allowed_host_paths: vec!["/srv".into()],
+            allowed_volumes: vec!["data".into()],
+            ..NodePolicy::default()
+        };
+        let with = |name: &str, volumes: &[&str], from: &[&str]| ServiceSpec {
+            name: name.into(),
+            volumes: volumes
+                .iter()
+                .map(|v| Volume::parse(v).expect("volume"))
+                .collect(),
+            volumes_from: from.iter().map(|f| f.to_string()).collect(),
+            ..spec()
+        };
+        let services: BTreeMap<String, ServiceSpec> = [
+            with("ok", &["/srv/a:/a", "data:/d"], &[]),
+            with("etc", &["/etc:/host-etc"], &[]),
+            with("named", &["secrets:/s"], &[]),
+            with("chain", &["/srv/b:/b"], &["etc"]),
+            with("loop-a", &[], &["loop-b"]),
+            with("loop-b", &[], &["loop-a"]),
+        ]
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect();
+        let at = |from: &[&str]| check_with(&p, &with("web", &[], from), "s", &NO_LINKS, &services);
+        assert!(at(&["ok", "ok:ro"]).is_empty());
+        let v = at(&["etc:ro", "named", "chain", "nosuch", "loop-a"]);
+        assert_eq!(
+            rules(&v),
+            [
+                ("allowed_host_paths", "s.volumes_from[0]".to_string()),
+                ("allowed_volumes", "s.volumes_from[1]".to_string()),
+                ("allowed_host_paths", "s.volumes_from[2]".to_string()),
+                ("allowed_volumes", "s.volumes_from[3]".to_string()),
+                ("allowed_volumes", "s.volumes_from[4]".to_string()),
+            ]
+        );
+        let said: Vec<String> = v.iter().map(ToString::to_string).collect();
+        assert!(
+            said[0].contains("`etc:ro` is not allowed on this node: it takes the volumes of service etc, whose `volumes[0]` this node's policy refuses"),
+            "{}",
+            said[0]
+        );
+        assert!(
+            said[2].contains("chain takes volumes from etc: it takes the volumes of service etc"),
+            "{}",
+            said[2]
+        );
+        assert!(
+            said[3].contains("nosuch is not one of this node's services"),
+            "{}",
+            said[3]
+        );
+        assert!(said[4].contains("part of a loop"), "{}", said[4]);
     }
 
     #[test]

@@ -60,6 +60,17 @@ pub struct CreateSpec {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// `volumes_from` as the spec has it: `SERVICE[:ro|:rw]`, berth service
+    /// names (in the hash: which services, not which of their containers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    /// The same entries with each service replaced by the id of its
+    /// container now (`ID[:ro|:rw]`), filled in by the loop right before
+    /// the create; what the engine is given. Not in the hash: a service's
+    /// container id changes with each of its updates, and this container
+    /// keeps the volumes it was given.
+    #[serde(skip)]
+    pub volumes_from_containers: Vec<String>,
     #[serde(skip_serializing_if = "Network::is_default")]
     pub network: Network,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -39,6 +39,12 @@ pub struct ServiceSpec {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// Other services of this node whose containers' volumes this one
+    /// mounts too: `SERVICE`, `SERVICE:ro` or `SERVICE:rw` (Docker's
+    /// `--volumes-from`, with berth service names). Each is also an implicit
+    /// `depends_on` (`started`, [`crate::waves::dependencies`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
     #[serde(skip_serializing_if = "Network::is_default")]
     pub network: Network,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -188,6 +194,14 @@ impl ServiceSpec {
         for m in &mut self.config {
             abs(&mut m.source);
         }
+    }
+
+    /// The services `volumes_from` names (each entry without its `:ro` /
+    /// `:rw`), in order.
+    pub fn volumes_from_services(&self) -> impl Iterator<Item = &str> {
+        self.volumes_from
+            .iter()
+            .map(|v| v.split_once(':').map_or(v.as_str(), |(s, _)| s))
     }
 
     /// Every host unit the service orders against (`requires_units` first),

@@ -45,7 +45,9 @@ pub enum Readiness {
 }
 
 /// Every dependency of `spec`: `depends_on` as written, then a `completed`
-/// one for each service a `from` input names that `depends_on` does not.
+/// one for each service a `from` input names that `depends_on` does not,
+/// then a `started` one for each service `volumes_from` names that neither
+/// does (its container must exist before this one is created from it).
 pub fn dependencies(spec: &ServiceSpec) -> Vec<(String, Condition)> {
     let mut out: Vec<(String, Condition)> = spec
         .depends_on
@@ -55,6 +57,11 @@ pub fn dependencies(spec: &ServiceSpec) -> Vec<(String, Condition)> {
     for r in output_refs(spec) {
         if !out.iter().any(|(s, _)| *s == r.service) {
             out.push((r.service.clone(), Condition::Completed));
+        }
+    }
+    for service in spec.volumes_from_services() {
+        if !out.iter().any(|(s, _)| s == service) {
+            out.push((service.to_string(), Condition::Started));
         }
     }
     out
@@ -278,6 +285,11 @@ pub fn check(
                 problems.push(missing(format!("inputs.{name}.from"), &from.service));
             }
         }
+        for (i, service) in spec.volumes_from_services().enumerate() {
+            if spec_of(service).is_none() {
+                problems.push(missing(format!("volumes_from[{i}]"), service));
+            }
+        }
         // What the services named must have (a healthcheck, the output).
         problems.extend(
             crate::waves_check::spec_refs(spec, spec_of)
@@ -307,7 +319,7 @@ pub fn check(
                 let mut shown = cycle.clone();
                 shown.push(cycle[0].clone());
                 problems.push(format!(
-                    "a dependency cycle: {}; remove one of these depends_on or inputs",
+                    "a dependency cycle: {}; remove one of these depends_on, inputs or volumes_from",
                     shown.join(" → ")
                 ));
             }

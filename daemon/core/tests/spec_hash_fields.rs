@@ -116,6 +116,7 @@ fn other() -> ServiceSpec {
         env: BTreeMap::from([("MODE".into(), EnvValue::plain("prod"))]),
         user: Some("1000:1000".into()),
         volumes: vec![Volume::parse("/srv/api:/data:ro").expect("volume")],
+        volumes_from: vec!["db:ro".into()],
         network: Network::Host,
         ports: vec![PortMapping::parse("8080:80").expect("port")],
         privileged: true,
@@ -213,6 +214,7 @@ fn service_spec_fields() -> Vec<Field> {
         env,
         user,
         volumes,
+        volumes_from,
         network,
         ports,
         privileged,
@@ -266,6 +268,11 @@ fn service_spec_fields() -> Vec<Field> {
         field("env", Hashed, move |s| s.env = env.clone()),
         field("user", Hashed, move |s| s.user = user.clone()),
         field("volumes", Hashed, move |s| s.volumes = volumes.clone()),
+        // As service names: which container of the service it was created
+        // from is not in the hash.
+        field("volumes_from", Hashed, move |s| {
+            s.volumes_from = volumes_from.clone()
+        }),
         field("network", Hashed, move |s| s.network = network.clone()),
         field("ports", Hashed, move |s| s.ports = ports.clone()),
         field("privileged", Hashed, move |s| s.privileged = privileged),

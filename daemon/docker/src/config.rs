@@ -74,6 +74,9 @@ pub fn container_config(req: &CreateRequest, node_id: &str) -> ContainerCreateBo
         pid_mode: spec.pid.clone(),
         ipc_mode: spec.ipc.clone(),
         uts_mode: spec.uts.clone(),
+        // The containers the loop resolved the services to; a request it
+        // did not resolve is refused before this ([`unresolved_volumes_from`]).
+        volumes_from: non_empty(spec.volumes_from_containers.clone()),
         extra_hosts: non_empty(spec.extra_hosts.clone()),
         group_add: non_empty(spec.group_add.clone()),
         memory: spec.resources.memory.map(saturating_i64),
@@ -104,6 +107,21 @@ pub fn container_config(req: &CreateRequest, node_id: &str) -> ContainerCreateBo
         host_config: Some(host_config),
         ..Default::default()
     }
+}
+
+/// Why `req` cannot be created as it is: its `volumes_from` services
+/// were not (all) resolved to containers, so the container would lack
+/// mounts its spec asks for.
+pub fn unresolved_volumes_from(req: &CreateRequest) -> Option<String> {
+    let spec = &req.spec;
+    (spec.volumes_from.len() != spec.volumes_from_containers.len()).then(|| {
+        format!(
+            "volumes_from {:?} was not resolved to the services' containers ({} of {})",
+            spec.volumes_from,
+            spec.volumes_from_containers.len(),
+            spec.volumes_from.len()
+        )
+    })
 }
 
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
@@ -241,6 +259,8 @@ mod tests {
                 Volume::parse("/run/netns:/run/netns:z,shared").expect("volume"),
                 Volume::parse("/etc/app:/etc/app:Z,ro,rslave").expect("volume"),
             ],
+            volumes_from: vec!["db:ro".to_string(), "logs".to_string()],
+            volumes_from_containers: vec!["c0001:ro".to_string(), "c0002".to_string()],
             network: Network::Named("backend".to_string()),
             ports: vec![
                 PortMapping::parse("8080:80").expect("port"),
@@ -438,6 +458,11 @@ mod tests {
             host.extra_hosts,
             Some(vec!["db.internal:10.0.0.5".to_string()])
         );
+        // The containers, not the service names.
+        assert_eq!(
+            host.volumes_from,
+            Some(vec!["c0001:ro".to_string(), "c0002".to_string()])
+        );
         assert_eq!(
             host.group_add,
             Some(vec!["wheel".to_string(), "1001".to_string()])
@@ -507,6 +532,7 @@ mod tests {
         assert_eq!(host.cpuset_cpus, None);
         assert_eq!(host.uts_mode, None);
         assert_eq!(host.extra_hosts, None);
+        assert_eq!(host.volumes_from, None);
         assert_eq!(host.group_add, None);
         assert_eq!(body.hostname, None);
         assert_eq!(body.tty, None);
@@ -518,6 +544,19 @@ mod tests {
         assert_eq!(
             host.restart_policy.and_then(|r| r.name),
             Some(RestartPolicyNameEnum::ALWAYS)
+        );
+    }
+
+    #[test]
+    fn volumes_from_must_be_resolved_to_containers() {
+        assert_eq!(unresolved_volumes_from(&req(full_spec())), None);
+        assert_eq!(unresolved_volumes_from(&req(CreateSpec::default())), None);
+        let mut spec = full_spec();
+        spec.volumes_from_containers.clear();
+        let why = unresolved_volumes_from(&req(spec)).expect("refused");
+        assert!(
+            why.contains(r#"volumes_from ["db:ro", "logs"] was not resolved"#),
+            "{why}"
         );
     }
 

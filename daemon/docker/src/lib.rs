@@ -615,6 +615,13 @@ impl Runtime for DockerRuntime {
                 message: "not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)".to_string(),
             });
         }
+        if let Some(message) = config::unresolved_volumes_from(req) {
+            return Err(RuntimeError::Refused {
+                op: "create",
+                target: req.name.clone(),
+                message,
+            });
+        }
         let docker = inner.client().await?;
         ensure_volumes(inner, &docker, req).await?;
         let body = container_config(req, &inner.node_id);

@@ -403,6 +403,21 @@ impl Runtime for FakeRuntime {
                     name: req.name.clone(),
                 });
             }
+            // As the Docker runtime: `volumes_from` must have been resolved
+            // to containers, and (as the engine) each must exist.
+            if req.spec.volumes_from.len() != req.spec.volumes_from_containers.len() {
+                return Err(RuntimeError::Refused {
+                    op: "create",
+                    target: req.name.clone(),
+                    message: format!("volumes_from {:?} was not resolved", req.spec.volumes_from),
+                });
+            }
+            for from in &req.spec.volumes_from_containers {
+                let id = from.split(':').next().unwrap_or_default();
+                if !g.containers.iter().any(|c| c.id == id) {
+                    return Err(RuntimeError::NoSuchContainer { id: id.to_string() });
+                }
+            }
             for v in req.spec.volumes.iter().filter(|v| !v.is_host_path()) {
                 g.volumes.entry(v.source.clone()).or_insert_with(|| {
                     BTreeMap::from([(LABEL_NODE.to_string(), self.node.clone())])

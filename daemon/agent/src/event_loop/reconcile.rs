@@ -184,6 +184,21 @@ impl<E: Env> Agent<E> {
                 None => (None, None),
             };
             let deploys = actions.iter().any(|a| matches!(a, Action::Deploy { .. }));
+            // `volumes_from` names services: the engine is given their
+            // containers, as they are now.
+            let mut create = create;
+            if deploys
+                && let Some(c) = create.as_mut()
+                && !c.spec.volumes_from.is_empty()
+            {
+                match self.volumes_from_containers(&c.spec.volumes_from) {
+                    Ok(ids) => c.spec.volumes_from_containers = ids,
+                    Err(reason) => {
+                        self.refuse_create(&service, reason);
+                        continue;
+                    }
+                }
+            }
             // The engine resolves bind sources again at each start: a
             // stopped container is asked about as a new one is.
             let verdict = if deploys {
@@ -246,6 +261,37 @@ impl<E: Env> Agent<E> {
         }
     }
 
+    /// `volumes_from` entries (`SERVICE[:ro|:rw]`) with each service
+    /// replaced by the id of its container in place (named
+    /// `<prefix><service>`, as last listed); the error names the service
+    /// that has none.
+    fn volumes_from_containers(&self, entries: &[String]) -> Result<Vec<String>, String> {
+        entries
+            .iter()
+            .map(|entry| {
+                let (service, mode) = match entry.split_once(':') {
+                    Some((service, mode)) => (service, Some(mode)),
+                    None => (entry.as_str(), None),
+                };
+                let name = format!("{}{service}", self.cfg.prefix);
+                let c = self
+                    .observed
+                    .iter()
+                    .find(|c| c.service == service && c.name == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "volumes_from: service {service} has no container on this node \
+                             ({name}) to take volumes from; deploy or start {service} first"
+                        )
+                    })?;
+                Ok(match mode {
+                    Some(mode) => format!("{}:{mode}", c.id),
+                    None => c.id.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// The node policy right before a create or a start: a host path under
     /// `allowed_host_paths` must still lead there (a symlink planted since
     /// the spec was accepted, e.g. by a container that mounts the allowed
@@ -277,7 +323,10 @@ impl<E: Env> Agent<E> {
             return;
         };
         svc.back_off();
-        let deploying = !svc.current.status.is_terminal() && !svc.current.applied;
+        // A deployment waiting for its dependencies is not what was
+        // refused (the target's container was): it keeps waiting.
+        let waiting = svc.current.waiting;
+        let deploying = !svc.current.status.is_terminal() && !svc.current.applied && !waiting;
         if deploying {
             self.fail_early(service, reason);
             return;
@@ -288,10 +337,11 @@ impl<E: Env> Agent<E> {
             container: String::new(),
             reason: reason.clone(),
         });
-        if !self
-            .services
-            .get(service)
-            .is_some_and(|s| s.current.status.is_terminal())
+        if !waiting
+            && !self
+                .services
+                .get(service)
+                .is_some_and(|s| s.current.status.is_terminal())
         {
             self.set_status(service, Status::Failed, reason, None);
         }

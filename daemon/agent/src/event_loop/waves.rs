@@ -17,9 +17,10 @@ use berth_core::waves::{self, DepView, Readiness};
 use super::Agent;
 use crate::{AgentError, Env};
 
-/// A spec that takes part in waves: it has dependencies or inputs.
+/// A spec that takes part in waves: it has dependencies (`volumes_from`
+/// counts as one) or inputs.
 pub(super) fn in_waves(spec: &ServiceSpec) -> bool {
-    !spec.depends_on.is_empty() || !spec.inputs.is_empty()
+    !spec.depends_on.is_empty() || !spec.inputs.is_empty() || !spec.volumes_from.is_empty()
 }
 
 impl<E: Env> Agent<E> {

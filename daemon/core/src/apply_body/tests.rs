@@ -291,6 +291,7 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
     env: {GREETING: hello, TOKEN: {value: s3cret, secret: true}}
     user: "1000:1000"
     volumes: ["/srv/web:/data:rw", "cache:/cache:ro", "/run/netns:/run/netns:shared,z", "db:/db:Z,ro"]
+    volumes_from: [job, "loaded:ro"]
     network: backend
     ports: ["8080:80", "127.0.0.1:9090:90/udp"]
     privileged: true

@@ -23,6 +23,7 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "env",
     "user",
     "volumes",
+    "volumes_from",
     "network",
     "ports",
     "privileged",
@@ -118,6 +119,9 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
                 Volume::parse,
             )
             .unwrap_or_default();
+    }
+    if let Some(v) = f.get("volumes_from") {
+        spec.volumes_from = volumes_from(cx, v, &spec.name).unwrap_or_default();
     }
     if let Some(n) = f.get("network") {
         spec.network = network(cx, n).unwrap_or_default();
@@ -434,6 +438,57 @@ fn network(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Network> {
             return None;
         }
     })
+}
+
+const VOLUMES_FROM_EXAMPLE: &str = r#", e.g. ["db"] or ["db:ro"]"#;
+
+/// `volumes_from`: `SERVICE`, `SERVICE:ro` or `SERVICE:rw`, each a service
+/// of this node (berth service names, not container names), never the
+/// service itself, each service once.
+fn volumes_from(cx: &mut Ctx<'_>, f: Field<'_>, own: &str) -> Option<Vec<String>> {
+    let items = cx.list(f, VOLUMES_FROM_EXAMPLE)?;
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (node, path) in &items {
+        let item = Field { node, path };
+        let Some(text) = cx.string(item, "SERVICE, SERVICE:ro or SERVICE:rw") else {
+            ok = false;
+            continue;
+        };
+        let (service, mode) = match text.split_once(':') {
+            Some((service, mode)) => (service, Some(mode)),
+            None => (text.as_str(), None),
+        };
+        let problem = if !valid_service_name(service) {
+            Some(format!(
+                "`{text}`: `{service}` is not {NAME_RULE} (volumes_from names a berth \
+                 service of this node, not a container){VOLUMES_FROM_EXAMPLE}"
+            ))
+        } else if mode.is_some_and(|m| m != "ro" && m != "rw") {
+            Some(format!(
+                "`{text}`: `{}` is not a mode; write SERVICE, SERVICE:ro or SERVICE:rw",
+                mode.unwrap_or_default()
+            ))
+        } else if service == own {
+            Some(format!(
+                "`{text}`: a service cannot take volumes from itself; name another service"
+            ))
+        } else if out.iter().any(|o| o.split(':').next() == Some(service)) {
+            Some(format!(
+                "`{text}`: {service} is listed twice; list each service once"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => {
+                cx.invalid(item, message);
+                ok = false;
+            }
+            None => out.push(text),
+        }
+    }
+    ok.then_some(out)
 }
 
 /// A Docker object name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.

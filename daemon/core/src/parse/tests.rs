@@ -1878,3 +1878,49 @@ fn uts_hostname_extra_hosts_group_add_tty_interactive() {
         assert!(e.message.contains(wanted), "{text}: {}", e.message);
     }
 }
+
+/// `volumes_from`: berth service names, each once, optionally `:ro`/`:rw`.
+#[test]
+fn volumes_from_names_other_services() {
+    let spec = one(&with("volumes_from: [db, \"logs:ro\", \"cache:rw\"]\n"));
+    assert_eq!(spec.volumes_from, ["db", "logs:ro", "cache:rw"]);
+    assert_eq!(
+        spec.volumes_from_services().collect::<Vec<_>>(),
+        ["db", "logs", "cache"]
+    );
+    assert!(one(&with("")).volumes_from.is_empty());
+    let cases = [
+        ("volumes_from: db\n", "volumes_from", "expected a list"),
+        (
+            "volumes_from: [\"t-db.prev-g2\"]\n",
+            "volumes_from[0]",
+            "not a container",
+        ),
+        (
+            "volumes_from: [\"Db_1\"]\n",
+            "volumes_from[0]",
+            "is not a service name",
+        ),
+        (
+            "volumes_from: [\"db:rx\"]\n",
+            "volumes_from[0]",
+            "`rx` is not a mode; write SERVICE, SERVICE:ro or SERVICE:rw",
+        ),
+        (
+            "volumes_from: [web]\n",
+            "volumes_from[0]",
+            "a service cannot take volumes from itself",
+        ),
+        (
+            "volumes_from: [db, \"db:ro\"]\n",
+            "volumes_from[1]",
+            "db is listed twice",
+        ),
+        ("volumes_from: [\"\"]\n", "volumes_from[0]", "empty string"),
+    ];
+    for (text, field, wanted) in cases {
+        let e = error(&with(text));
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.message.contains(wanted), "{text}: {}", e.message);
+    }
+}

@@ -350,7 +350,9 @@ fn check_names_the_whole_cycle_once_even_through_the_node() {
     let problems = check(&apply, &node).expect_err("a cycle");
     assert_eq!(
         problems,
-        ["a dependency cycle: a → b → c → a; remove one of these depends_on or inputs"]
+        [
+            "a dependency cycle: a → b → c → a; remove one of these depends_on, inputs or volumes_from"
+        ]
     );
     // The apply's spec replaces the node's: this breaks the cycle.
     let mut apply = apply;
@@ -392,4 +394,47 @@ fn group_order_applies_a_group_after_those_it_depends_on() {
     assert_eq!(group_order(&groups), [2, 0, 3, 1]);
     let plain: Vec<&[ServiceSpec]> = vec![&web, &migrate];
     assert_eq!(group_order(&plain), [0, 1], "no dependencies: as given");
+}
+
+/// A service `volumes_from` names is a `started` dependency (unless
+/// `depends_on` or an input names it already), checked, ordered and
+/// waited for like one.
+#[test]
+fn volumes_from_is_a_started_dependency() {
+    let mut app = needs(spec("app"), "db", Condition::Healthy);
+    app.volumes_from = vec!["db:ro".into(), "logs".into()];
+    assert_eq!(
+        dependencies(&app),
+        [
+            ("db".to_string(), Condition::Healthy),
+            ("logs".to_string(), Condition::Started)
+        ]
+    );
+    let logs = record(spec("logs"), 1, Status::Complete);
+    let waiting = waits(readiness(&app, |s| {
+        (s == "logs").then(|| view(&logs, false, false))
+    }));
+    assert_eq!(waiting, "waiting for db (healthy): it is not on this node");
+    let mut only_logs = spec("app");
+    only_logs.volumes_from = vec!["logs".into()];
+    let waiting = waits(readiness(&only_logs, |s| {
+        (s == "logs").then(|| view(&logs, false, false))
+    }));
+    assert!(waiting.contains("logs to be started"), "{waiting}");
+    ready(readiness(&only_logs, |s| {
+        (s == "logs").then(|| view(&logs, true, false))
+    }));
+
+    // Ordered first in an apply; a service that exists nowhere is named
+    // with the field.
+    let apply = vec![only_logs.clone(), spec("logs")];
+    assert_eq!(check(&apply, &BTreeMap::new()).expect("valid"), [1, 0]);
+    let problems = check(&[only_logs], &BTreeMap::new()).expect_err("refused");
+    assert_eq!(
+        problems,
+        [
+            "app: volumes_from[0]: logs is neither in this apply nor on this node; \
+          apply it first or with this one"
+        ]
+    );
 }
