@@ -450,6 +450,19 @@ fn finish(
     for s in &mut services {
         read_back(s, &mut errors);
     }
+    if services.is_empty() && errors.is_empty() {
+        // Why nothing came out is in the warnings: they become the errors.
+        errors = file_warnings;
+        errors.push(Problem {
+            file: found.first().map(|f| f.file.clone()).unwrap_or_default(),
+            line: 0,
+            column: 0,
+            container: String::new(),
+            key: String::new(),
+            message: "nothing to import".to_string(),
+        });
+        return Err(ImportErrors(errors));
+    }
     if errors.is_empty() {
         Ok(Import {
             services,

@@ -411,7 +411,7 @@ fn writing_twice_gives_the_same_bytes_and_berth_reads_them_back() {
         let text = x.file_text("paunch");
         assert_eq!(text, y.file_text("paunch"));
         let back = parse_services("x.yaml", &text).expect("berth reads it");
-        assert_eq!(back, [x.spec.clone()]);
+        assert_eq!(back, std::slice::from_ref(&x.spec));
     }
 }
 
