@@ -199,6 +199,30 @@ pub enum Verb {
     #[command(verbatim_doc_comment)]
     Check(CheckArgs),
 
+    /// Turn a TripleO node's container files into berth service files:
+    /// paunch configs, tripleo_container_manage's step tree, Heat docker-cmd
+    /// deployments.
+    ///
+    /// Reads the files without contacting berthd and writes one
+    /// <service>.yaml per container into -o DIR, keeping paunch's meaning:
+    /// steps and start_order become depends_on, `detach: false` a task,
+    /// TRIPLEO_CONFIG_HASH is dropped and each puppet-generated mount becomes
+    /// a watched config source. Every key without a berth equivalent is a
+    /// warning naming the file, the container and the key (and a comment in
+    /// the written file); an error in any file writes nothing (exit 2).
+    /// Importing the same files twice writes the same bytes.
+    ///
+    /// Examples:
+    ///   berthctl import tripleo /var/lib/tripleo-config/container-startup-config -o services.d
+    ///   berthctl import paunch keystone-step_3.json --check
+    ///   berthctl import heat deployment.json -o services.d --image-map '*=berth-demo:latest'
+    ///   berthctl check services.d && berthctl apply services.d
+    #[command(verbatim_doc_comment)]
+    Import {
+        #[command(subcommand)]
+        cmd: commands::import::ImportCmd,
+    },
+
     /// Go back to an earlier deployment's spec.
     ///
     /// Without --to, rolls back to the deployment before the current one.
@@ -418,6 +442,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Verb::Apply(a) => apply::cmd_apply(&ctx, &a).await,
         Verb::Diff(a) => apply::cmd_diff(&ctx, &a).await,
         Verb::Check(a) => apply::cmd_check(&ctx, &a),
+        Verb::Import { cmd } => commands::import::cmd_import(&ctx, &cmd),
         Verb::Rollback(a) => {
             let verb = ServiceVerb::Rollback(a.to);
             verbs::cmd_verb(&ctx, &a.name, verb, Some(&a.wait)).await

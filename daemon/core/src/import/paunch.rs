@@ -242,6 +242,12 @@ pub(super) fn convert(
     for e in entries {
         let v = &e.value;
         let key = e.key.as_str();
+        // A warning about a whole key points at the key.
+        let at_key = Node {
+            value: Value::Null,
+            line: e.line,
+            column: e.column,
+        };
         if v.value == Value::Null {
             continue;
         }
@@ -339,14 +345,14 @@ pub(super) fn convert(
             "pids_limit" => spec.resources.pids = cx.integer(v, key),
             "action" => {}
             "name" => cx.warn(
-                v,
+                &at_key,
                 key,
                 "ignored, as the docker-cmd hook ignores it: the container is named after its key",
             ),
             _ => match NO_EQUIVALENT.iter().find(|(k, _)| *k == key) {
-                Some((_, why)) => cx.warn(v, key, format!("not imported: {why}")),
+                Some((_, why)) => cx.warn(&at_key, key, format!("not imported: {why}")),
                 None => cx.warn(
-                    v,
+                    &at_key,
                     key,
                     "not imported: not a paunch key berth knows (paunch ignores unknown keys too)",
                 ),
