@@ -129,7 +129,11 @@ pub const SERVICE: Shape = Shape::Object(&[
     ("stop_timeout", DURATION),
     (
         "logging",
-        Shape::Object(&[("max_size", SIZE), ("max_files", Shape::Integer)]),
+        Shape::Object(&[
+            ("max_size", SIZE),
+            ("max_files", Shape::Integer),
+            ("tag", TEXT),
+        ]),
     ),
     ("restart", TEXT),
     ("state", TEXT),

@@ -145,6 +145,29 @@ mod tests {
         );
     }
 
+    /// `logging` without a tag hashes as it did before `tag` existed;
+    /// a tag is another container.
+    #[test]
+    fn logging_rotation_hashes_as_before_tag_existed() {
+        use crate::spec::Logging;
+        let mut spec = base();
+        spec.logging = Some(Logging {
+            max_size: Some(1024),
+            max_files: Some(3),
+            tag: None,
+        });
+        let create = create_spec(&spec, "sha256:abc", None);
+        assert_eq!(
+            serde_json::to_string(&create).expect("serializes"),
+            r#"{"image":"sha256:abc","logging":{"max_size":1024,"max_files":3}}"#
+        );
+        let before = spec_hash(&create);
+        if let Some(l) = spec.logging.as_mut() {
+            l.tag = Some("web".into());
+        }
+        assert_ne!(spec_hash(&create_spec(&spec, "sha256:abc", None)), before);
+    }
+
     #[test]
     fn policy_fields_do_not_change_the_hash() {
         let a = base();

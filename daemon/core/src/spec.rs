@@ -667,11 +667,21 @@ impl Resources {
     }
 }
 
+/// `logging`: the json-file driver's rotation (`max_size` and `max_files`,
+/// both or neither) and its `tag` (paunch's `log_tag`). A field left out
+/// is left out of the record and the spec hash: rotation alone reads and
+/// hashes as it did before `tag` existed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Logging {
     /// Bytes per file.
-    pub max_size: u64,
-    pub max_files: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u32>,
+    /// The driver's `tag` log option: how its lines are tagged (text, or a
+    /// Docker template such as `{{.Name}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -148,8 +148,9 @@ fn other() -> ServiceSpec {
         stop_signal: Some("SIGINT".into()),
         stop_timeout: Some(Duration::from_secs(30)),
         logging: Some(Logging {
-            max_size: 1 << 20,
-            max_files: 3,
+            max_size: Some(1 << 20),
+            max_files: Some(3),
+            tag: Some("api".into()),
         }),
         restart: Some(RestartPolicy::OnFailure),
         state: DesiredState::Stopped,

@@ -197,11 +197,15 @@ pub fn restart_policy(r: RestartPolicy) -> EngineRestartPolicy {
 }
 
 fn log_config(l: &Logging) -> HostConfigLogConfig {
-    let config = HashMap::from([
+    let mut config = HashMap::new();
+    if let (Some(size), Some(files)) = (l.max_size, l.max_files) {
         // A bare number is bytes to the json-file driver.
-        ("max-size".to_string(), l.max_size.to_string()),
-        ("max-file".to_string(), l.max_files.to_string()),
-    ]);
+        config.insert("max-size".to_string(), size.to_string());
+        config.insert("max-file".to_string(), files.to_string());
+    }
+    if let Some(tag) = &l.tag {
+        config.insert("tag".to_string(), tag.clone());
+    }
     HostConfigLogConfig {
         typ: Some("json-file".to_string()),
         config: Some(config),
@@ -298,8 +302,9 @@ mod tests {
             stop_signal: Some("SIGINT".to_string()),
             stop_timeout: Some(Duration::from_millis(2500)),
             logging: Some(Logging {
-                max_size: 10 * 1024 * 1024,
-                max_files: 3,
+                max_size: Some(10 * 1024 * 1024),
+                max_files: Some(3),
+                tag: Some("nova_api".to_string()),
             }),
             restart: RestartPolicy::OnFailure,
             healthcheck: Some(Healthcheck {
@@ -482,6 +487,7 @@ mod tests {
         let cfg = log.config.as_ref().expect("log options");
         assert_eq!(cfg.get("max-size").map(String::as_str), Some("10485760"));
         assert_eq!(cfg.get("max-file").map(String::as_str), Some("3"));
+        assert_eq!(cfg.get("tag").map(String::as_str), Some("nova_api"));
     }
 
     #[test]
@@ -544,6 +550,48 @@ mod tests {
         assert_eq!(
             host.restart_policy.and_then(|r| r.name),
             Some(RestartPolicyNameEnum::ALWAYS)
+        );
+    }
+
+    /// A tag alone (paunch's `log_tag`) is the json-file driver with that
+    /// tag and no rotation; rotation alone has no tag.
+    #[test]
+    fn a_log_tag_with_or_without_rotation() {
+        let with = |logging: Logging| {
+            let spec = CreateSpec {
+                logging: Some(logging),
+                ..Default::default()
+            };
+            let host = container_config(&req(spec), "n")
+                .host_config
+                .expect("host config");
+            let log = host.log_config.expect("log config");
+            assert_eq!(log.typ.as_deref(), Some("json-file"));
+            let mut keys: Vec<(String, String)> =
+                log.config.expect("options").into_iter().collect();
+            keys.sort();
+            keys
+        };
+        let tag_only = Logging {
+            max_size: None,
+            max_files: None,
+            tag: Some("{{.Name}}".to_string()),
+        };
+        assert_eq!(
+            with(tag_only),
+            [("tag".to_string(), "{{.Name}}".to_string())]
+        );
+        let rotation = Logging {
+            max_size: Some(1024),
+            max_files: Some(2),
+            tag: None,
+        };
+        assert_eq!(
+            with(rotation),
+            [
+                ("max-file".to_string(), "2".to_string()),
+                ("max-size".to_string(), "1024".to_string())
+            ]
         );
     }
 

@@ -154,8 +154,9 @@ async fn create_maps_the_spec_and_the_lifecycle_works() {
             ..Resources::default()
         },
         logging: Some(Logging {
-            max_size: 1024 * 1024,
-            max_files: 2,
+            max_size: Some(1024 * 1024),
+            max_files: Some(2),
+            tag: Some("berth-{{.Name}}".to_string()),
         }),
         restart: RestartPolicy::OnFailure,
         healthcheck: Some(Healthcheck {
@@ -234,6 +235,7 @@ async fn create_maps_the_spec_and_the_lifecycle_works() {
     assert_eq!(host["LogConfig"]["Type"], "json-file");
     assert_eq!(host["LogConfig"]["Config"]["max-size"], "1048576");
     assert_eq!(host["LogConfig"]["Config"]["max-file"], "2");
+    assert_eq!(host["LogConfig"]["Config"]["tag"], "berth-{{.Name}}");
 
     // The same name again is a conflict.
     match f.rt.create(&req).await {

@@ -309,7 +309,7 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
     resources: {memory: 256Mi, cpus: 0.5, pids: 512, cpu_shares: 512, cpuset_cpus: "0-3"}
     stop_signal: SIGINT
     stop_timeout: 1m30s
-    logging: {max_size: 10Mi, max_files: 3}
+    logging: {max_size: 10Mi, max_files: 3, tag: "{{.Name}}"}
     restart: on-failure
     state: stopped
     healthcheck: {exec: ["/demo", "health"], interval: 5s, timeout: 2s, retries: 3, start_period: 10s}
@@ -325,6 +325,7 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
     inputs: {region: eu-west, port: 5432, debug: true, result: {from: job.outputs.result}}
   - name: job
     image: {build: {context: /srv/job, dockerfile: Dockerfile.job}}
+    logging: {tag: job}
     kind: task
     outputs: [result]
     restart: never

@@ -773,26 +773,53 @@ fn signal(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<String> {
 }
 
 fn logging(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Logging> {
-    let m = cx.map(f, &["max_size", "max_files"], &[])?;
-    let needs = "logging needs both max_size (e.g. 10Mi) and max_files (e.g. 3)";
-    let max_size = match m.get("max_size") {
-        Some(v) => cx.size(v),
-        None => {
-            cx.missing(&m, "max_size", needs);
-            None
+    let m = cx.map(f, &["max_size", "max_files", "tag"], &[])?;
+    let max_size = m.get("max_size").map(|v| cx.size(v));
+    let max_files = m.get("max_files").map(|v| cx.count(v));
+    let tag = m.get("tag").map(|v| log_tag(cx, v));
+    let needs = "rotation needs both max_size (e.g. 10Mi) and max_files (e.g. 3)";
+    match (m.get("max_size"), m.get("max_files"), m.get("tag")) {
+        (Some(_), None, _) => cx.missing(&m, "max_files", needs),
+        (None, Some(_), _) => cx.missing(&m, "max_size", needs),
+        (None, None, None) => {
+            cx.invalid(
+                f,
+                "logging needs rotation (max_size: 10Mi, max_files: 3), a tag (tag: nova_api), \
+                 or both; or leave logging out for the engine's default",
+            );
+            return None;
         }
-    };
-    let max_files = match m.get("max_files") {
-        Some(v) => cx.count(v),
-        None => {
-            cx.missing(&m, "max_files", needs);
-            None
-        }
-    };
+        _ => {}
+    }
+    if max_size.is_some() != max_files.is_some() {
+        return None;
+    }
     Some(Logging {
-        max_size: max_size?,
-        max_files: max_files?,
+        max_size: optional(max_size)?,
+        max_files: optional(max_files)?,
+        tag: optional(tag)?,
     })
+}
+
+/// `logging.tag`: text for the json-file driver's `tag` option, without
+/// control characters (a line break would split the log lines it tags).
+fn log_tag(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<String> {
+    const WHAT: &str = "a log tag, e.g. nova_api or {{.Name}}";
+    let tag = cx.string(f, WHAT)?;
+    if let Some(c) = tag.chars().find(|c| c.is_control()) {
+        cx.invalid(
+            f,
+            format!(
+                "the log tag holds the control character {c:?}; use printable text, e.g. nova_api"
+            ),
+        );
+        return None;
+    }
+    if tag.trim().is_empty() {
+        cx.expected(f, WHAT);
+        return None;
+    }
+    Some(tag)
 }
 
 fn healthcheck(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Healthcheck> {

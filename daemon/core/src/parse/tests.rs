@@ -74,8 +74,9 @@ fn example_spec() -> ServiceSpec {
         stop_signal: Some("SIGTERM".into()),
         stop_timeout: Some(Duration::from_secs(10)),
         logging: Some(Logging {
-            max_size: 10 << 20,
-            max_files: 3,
+            max_size: Some(10 << 20),
+            max_files: Some(3),
+            tag: None,
         }),
         restart: Some(RestartPolicy::Always),
         state: DesiredState::Running,
@@ -904,12 +905,63 @@ fn logging_needs_both_fields() {
     );
     assert_eq!(
         e.message,
-        r#"missing required field "max_files" (logging needs both max_size (e.g. 10Mi) and max_files (e.g. 3))"#
+        r#"missing required field "max_files" (rotation needs both max_size (e.g. 10Mi) and max_files (e.g. 3))"#
+    );
+    assert_eq!(
+        error(&with("logging: {max_files: 3, tag: web}\n")).field,
+        "logging.max_size"
     );
     assert_eq!(
         error(&with("logging: {max_size: 1k, max_files: 0}\n")).field,
         "logging.max_files"
     );
+}
+
+/// `logging.tag` (paunch's `log_tag`): alone or with rotation, printable
+/// text.
+#[test]
+fn logging_tag() {
+    let spec = one(&with("logging: {tag: nova_api}\n"));
+    assert_eq!(
+        spec.logging,
+        Some(Logging {
+            max_size: None,
+            max_files: None,
+            tag: Some("nova_api".into()),
+        })
+    );
+    let spec = one(&with(
+        "logging: {max_size: 1Mi, max_files: 2, tag: \"{{.Name}}\"}\n",
+    ));
+    let logging = spec.logging.expect("logging");
+    assert_eq!(
+        (logging.max_size, logging.max_files, logging.tag.as_deref()),
+        (Some(1 << 20), Some(2), Some("{{.Name}}"))
+    );
+    let cases = [
+        (
+            "logging: {tag: \"\"}\n",
+            "logging.tag",
+            "got an empty string",
+        ),
+        (
+            "logging: {tag: \"  \"}\n",
+            "logging.tag",
+            "expected a log tag",
+        ),
+        (
+            "logging: {tag: \"a\\nb\"}\n",
+            "logging.tag",
+            "the log tag holds the control character '\\n'",
+        ),
+        ("logging: {tag: [a]}\n", "logging.tag", "expected a log tag"),
+        ("logging: {}\n", "logging", "logging needs rotation"),
+    ];
+    for (text, field, wanted) in cases {
+        let e = error(&with(text));
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.message.contains(wanted), "{text}: {}", e.message);
+    }
 }
 
 #[test]
