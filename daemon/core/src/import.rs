@@ -117,8 +117,11 @@ pub struct Imported {
     pub spec: ServiceSpec,
     /// The input file it came from.
     pub file: String,
-    /// The paunch step it belonged to (0 for Heat documents).
+    /// Its step: paunch's, or for Heat the deployment's place in the file
+    /// (deployments run one after another).
     pub step: u32,
+    /// The Heat deployment it came from (name or id).
+    pub deployment: Option<String>,
     /// Its keys without a berth equivalent, values taken from the shell, ...
     pub warnings: Vec<Problem>,
     /// What berth does natively that the file did by hand (a dropped
@@ -134,10 +137,9 @@ impl Imported {
             "# Imported by `berthctl import {command}` from {} (container {}{}).\n",
             self.file,
             self.spec.name,
-            if self.step > 0 {
-                format!(", step {}", self.step)
-            } else {
-                String::new()
+            match &self.deployment {
+                Some(d) => format!(" of deployment {}", one_line(d)),
+                None => format!(", step {}", self.step),
             }
         );
         for n in &self.notes {
@@ -177,7 +179,8 @@ struct Found<'n> {
     node: &'n Node,
     file: String,
     step: u32,
-    /// Inputs of the Heat deployment it came from.
+    /// The Heat deployment it came from, and its inputs.
+    deployment: Option<String>,
     inputs: BTreeMap<String, String>,
 }
 
@@ -297,6 +300,7 @@ pub fn tripleo_files(inputs: &[Input], opts: &Options<'_>) -> Result<Import, Imp
                 node,
                 file: input.file.clone(),
                 step,
+                deployment: None,
                 inputs: BTreeMap::new(),
             });
         }
@@ -376,6 +380,7 @@ fn containers_of<'n>(
             node: &e.value,
             file: input.file.clone(),
             step,
+            deployment: None,
             inputs: BTreeMap::new(),
         });
     }

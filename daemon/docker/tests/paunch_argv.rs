@@ -113,13 +113,6 @@ const SEMANTIC_CHOICES: &[Choice] = &[
               default",
     },
     Choice {
-        id: "restart-default",
-        flags: &[],
-        warned: None,
-        why: "no restart key on a detached container: docker run's default is `no`; berth's \
-              default for a service is `always` (a task: never, as paunch's detach: false)",
-    },
-    Choice {
         id: "podman-restart-by-systemd",
         flags: &[],
         warned: None,
@@ -173,14 +166,7 @@ const NOT_YET_IMPORTED: &[(&str, &[&str])] = &[
 /// `(record, container, field, report)`: a difference that is a bug in
 /// `berth_core::import`, left visible here until it is fixed (the test fails
 /// once the field agrees, so the entry goes with the fix).
-const KNOWN_IMPORTER_BUGS: &[(&str, &str, &str, &str)] = &[(
-    "fixture",
-    "fixture_db_upgrade",
-    "volumes",
-    "import/paunch.rs volumes(): a puppet-generated volume becomes a read-only config \
-     mount whatever its options, so `...:/root:rw` is mounted read-only (and a `:z` \
-     relabel is dropped); see the paunch_argv report",
-)];
+const KNOWN_IMPORTER_BUGS: &[(&str, &str, &str, &str)] = &[];
 
 /// Corpus records with a container config that are not compared, and why.
 const SKIPPED: &[(&str, &str)] = &[

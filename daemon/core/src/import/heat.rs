@@ -136,6 +136,7 @@ pub(super) fn containers<'n>(
                 node: &e.value,
                 file: input.file.clone(),
                 step,
+                deployment: Some(name.clone()),
                 inputs: inputs.clone(),
             });
         }

@@ -378,7 +378,12 @@ pub(super) fn convert(
     }
     if !detach {
         spec.kind = Kind::Task;
-    } else if !spec.exit_codes.is_empty() {
+    } else if spec.restart.is_none() {
+        // paunch leaves a container without `restart` to docker run's
+        // default, `no`; berth's default for a service is `always`.
+        spec.restart = Some(RestartPolicy::Never);
+    }
+    if detach && !spec.exit_codes.is_empty() {
         cx.warn(
             node,
             "exit_codes",
@@ -399,6 +404,7 @@ pub(super) fn convert(
             spec,
             file: found.file.clone(),
             step: found.step,
+            deployment: found.deployment.clone(),
             warnings: cx.warnings,
             notes: cx.notes,
         },
@@ -532,7 +538,17 @@ fn volumes(cx: &mut Cx<'_, '_>, v: &Node, spec: &mut ServiceSpec) {
                 continue;
             }
         };
-        if volume.source.starts_with(PUPPET_GENERATED) && volume.propagation.is_none() {
+        let generated = volume.source.starts_with(PUPPET_GENERATED);
+        if generated && volume.read_only && volume.relabel.is_some() {
+            // A config source is mounted read-only as it is: an SELinux
+            // relabel would be lost, so the volume stays a volume.
+            cx.warn(
+                item,
+                &key,
+                "kept as a plain volume, not watched: berth's config sources take no SELinux                  relabel (`z`/`Z`) yet, so a change to its content restarts nothing",
+            );
+            spec.volumes.push(volume);
+        } else if generated && volume.read_only && volume.propagation.is_none() {
             cx.notes.push(format!(
                 "{} is watched as a config source: a change to its content restarts the \
                  container",

@@ -446,3 +446,45 @@ fn rendering_quotes_what_yaml_would_read_otherwise() {
     let back = parse_services("x.yaml", &text).expect(&text);
     assert_eq!(back, [spec], "{text}");
 }
+
+#[test]
+fn only_a_plain_read_only_puppet_generated_mount_becomes_a_watched_source() {
+    let file = r#"{"db": {"image": "x", "restart": "always", "volumes": [
+        "/var/lib/config-data/puppet-generated/mysql/root:/root:rw",
+        "/var/lib/config-data/puppet-generated/mysql:/var/lib/kolla/config_files/src:ro,z",
+        "/var/lib/config-data/puppet-generated/mysql/etc:/etc/mysql:ro"
+    ]}}"#;
+    let import = paunch(&[input("step_1.json", file)]).expect("imports");
+    let db = service(&import, "db");
+    let volumes: Vec<String> = db
+        .spec
+        .volumes
+        .iter()
+        .map(|v| String::from(v.clone()))
+        .collect();
+    assert_eq!(
+        volumes,
+        [
+            "/var/lib/config-data/puppet-generated/mysql/root:/root:rw",
+            "/var/lib/config-data/puppet-generated/mysql:/var/lib/kolla/config_files/src:ro,z",
+        ],
+        "a writable mount stays writable, a relabelled one keeps its relabel"
+    );
+    assert!(
+        db.warnings
+            .iter()
+            .any(|w| w.key == "volumes[1]" && w.message.contains("not watched"))
+    );
+    assert_eq!(db.spec.config.len(), 1);
+    assert_eq!(db.spec.config[0].target, "/etc/mysql");
+}
+
+#[test]
+fn a_container_without_restart_keeps_docker_runs_default() {
+    let import = paunch(&[input("step_1.json", r#"{"web": {"image": "x"}}"#)]).expect("ok");
+    assert_eq!(
+        service(&import, "web").spec.restart,
+        Some(crate::spec::RestartPolicy::Never),
+        "paunch leaves it to docker run's `no`"
+    );
+}
