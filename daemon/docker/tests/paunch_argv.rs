@@ -27,7 +27,7 @@ use berth_core::container::{RecordDirs, create_request};
 use berth_core::import::{ImageMap, Import, Input, Options, heat_file, paunch_files};
 use berth_core::record::Deployment;
 use berth_core::runtime::INPUTS_MOUNT;
-use berth_core::spec::{ImageSource, Kind, ServiceSpec};
+use berth_core::spec::{ImageSource, ServiceSpec};
 use berth_core::waves::{Readiness, readiness};
 use berth_docker::container_config;
 use bollard::models::{ContainerCreateBody, RestartPolicyNameEnum};
@@ -113,6 +113,14 @@ const SEMANTIC_CHOICES: &[Choice] = &[
               default",
     },
     Choice {
+        id: "log-driver-named",
+        flags: &[],
+        warned: None,
+        why: "log_tag: paunch passes --log-opt tag=... and leaves the driver to the engine's \
+              default (json-file on a stock engine); berth names json-file with its options, \
+              so a node whose engine defaults to another driver still gets the tag",
+    },
+    Choice {
         id: "podman-restart-by-systemd",
         flags: &[],
         warned: None,
@@ -156,12 +164,7 @@ const SEMANTIC_CHOICES: &[Choice] = &[
 /// key the importer stops warning about fails the test until it is removed
 /// here (its flags are then compared like any other). `action` is an
 /// `action: exec` entry: its whole `exec` argv.
-const NOT_YET_IMPORTED: &[(&str, &[&str])] = &[
-    ("volumes_from", &["--volumes-from"]),
-    ("env_file", &["--env-file"]),
-    ("log_tag", &["--log-opt"]),
-    ("action", &[]),
-];
+const NOT_YET_IMPORTED: &[(&str, &[&str])] = &[("env_file", &["--env-file"]), ("action", &[])];
 
 /// `(record, container, field, report)`: a difference that is a bug in
 /// `berth_core::import`, left visible here until it is fixed (the test fails
@@ -743,6 +746,7 @@ fn create_body(spec: &ServiceSpec) -> Result<ContainerCreateBody, String> {
     };
     let unblocked = ServiceSpec {
         depends_on: Vec::new(),
+        volumes_from: Vec::new(),
         ..spec.clone()
     };
     let inputs = match readiness(&unblocked, |_| None) {
@@ -764,8 +768,12 @@ fn create_body(spec: &ServiceSpec) -> Result<ContainerCreateBody, String> {
         outputs: &outputs,
         inputs: &inputs_dir,
     };
-    let req = create_request(&record, "berth-", &dirs)
+    let mut req = create_request(&record, "berth-", &dirs)
         .ok_or_else(|| format!("{}: no create request", spec.name))?;
+    // The loop gives the engine each `volumes_from` service's container in
+    // place (reconcile.rs, volumes_from_containers); here each container
+    // is named after its service, as paunch names them, mode kept.
+    req.spec.volumes_from_containers = req.spec.volumes_from.clone();
     Ok(container_config(&req, "paunch-argv-test"))
 }
 
@@ -893,16 +901,8 @@ fn compare_create(
 
     // Keys not imported yet: only their flags leave the comparison.
     for key in warned.iter().filter(|k| keys.contains_key(**k)) {
-        match *key {
-            "volumes_from" => {
-                want.volumes_from.clear();
-                got.volumes_from.clear();
-            }
-            "env_file" => want.env_files.clear(),
-            "log_tag" => {
-                want.log_opts.remove("tag");
-            }
-            _ => {}
+        if *key == "env_file" {
+            want.env_files.clear();
         }
     }
     // Choices tied to a key the importer warned about.
@@ -929,17 +929,13 @@ fn compare_create(
         t.use_choice("cpuset-affinity");
         want.cpuset_cpus = None;
     }
-    if !keys.contains_key("restart")
-        && want.restart == "no"
-        && got.restart == "always"
-        && spec.kind == Kind::Service
-    {
-        t.use_choice("restart-default");
-        want.restart = got.restart.clone();
-    }
     if run_tool == "podman" && keys.contains_key("restart") && want.restart == "no" {
         t.use_choice("podman-restart-by-systemd");
         want.restart = got.restart.clone();
+    }
+    if keys.contains_key("log_tag") && want.log_driver.is_none() && got.log_driver.is_some() {
+        t.use_choice("log-driver-named");
+        want.log_driver = got.log_driver.clone();
     }
     if let Some(h) = &mut want.healthcheck
         && (h.interval_ns.is_none() || h.timeout_ns.is_none() || h.retries.is_none())

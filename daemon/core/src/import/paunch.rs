@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::{Found, Imported, Options, Problem};
 use crate::parse::{Node, Scalar, Value};
 use crate::spec::{
-    ConfigMount, DesiredState, EnvValue, Healthcheck, ImageSource, InputSource, Kind, Network,
-    OnChange, RestartPolicy, ServiceSpec, Ulimit, Volume, valid_service_name,
+    ConfigMount, DesiredState, EnvValue, Healthcheck, ImageSource, InputSource, Kind, Logging,
+    Network, OnChange, RestartPolicy, ServiceSpec, Ulimit, Volume, valid_service_name,
 };
 use crate::units::parse_size;
 
@@ -42,14 +42,9 @@ const NO_EQUIVALENT: &[(&str, &str)] = &[
         "berth sets no swap limit; the engine's default applies",
     ),
     (
-        "volumes_from",
-        "berth does not mount another container's volumes yet; list the volumes themselves",
-    ),
-    (
         "env_file",
         "berth does not read env files yet; put the variables under env (mark secrets `secret: true`)",
     ),
-    ("log_tag", "berth sets no log tag yet"),
 ];
 
 /// A converted container, before ordering.
@@ -290,6 +285,16 @@ pub(super) fn convert(
             "security_opt" => spec.security_opt = cx.strings(v, key).unwrap_or_default(),
             "extra_hosts" => spec.extra_hosts = cx.strings(v, key).unwrap_or_default(),
             "group_add" => spec.group_add = cx.strings(v, key).unwrap_or_default(),
+            // Container names are service names here: the importer names
+            // each service after its container.
+            "volumes_from" => spec.volumes_from = cx.strings(v, key).unwrap_or_default(),
+            "log_tag" => {
+                spec.logging = cx.string(v, key).map(|tag| Logging {
+                    max_size: None,
+                    max_files: None,
+                    tag: Some(tag),
+                })
+            }
             "ulimit" => spec.ulimits = ulimits(&mut cx, v),
             "restart" => {
                 spec.restart = match cx.string(v, key).as_deref() {
