@@ -3,7 +3,8 @@
 //! A job never touches the loop's state or the store: its `Done` message is
 //! all the loop learns.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_core::files::Files;
@@ -11,7 +12,7 @@ use berth_core::plan::Action;
 use berth_core::reconfig::ConfigState;
 use berth_core::record::{Outputs, cap_output};
 use berth_core::runtime::{CreateRequest, Runtime, RuntimeError};
-use berth_core::spec::{ConfigMount, ImageSource, OnChange, SourceKind};
+use berth_core::spec::{ConfigMount, ImageSource, OnChange, SourceKind, env_file};
 
 use crate::Env;
 
@@ -83,11 +84,14 @@ pub(crate) enum Job {
     /// Run a hook that is not a breakpoint: an exec in a container or on
     /// the host, or an http hook (`crate::hook_job`).
     Hook(crate::hook_job::Request),
-    /// Resolve the images (and read the config sources) of a pending apply.
+    /// Resolve the images (and read the config sources and env files) of
+    /// a pending apply.
     Resolve {
         apply_id: u64,
         images: Vec<(String, ImageSource)>,
         configs: Vec<Vec<ConfigMount>>,
+        /// Each service's `env_file` paths.
+        env_files: Vec<Vec<String>>,
     },
 }
 
@@ -114,6 +118,11 @@ impl Done {
 
 /// A config source as read, with what kind of path it is.
 pub(crate) type ConfigRead = (ConfigState, Option<SourceKind>);
+
+/// A service's env files as read at an apply: the digest of their values
+/// (`None`: it has none), or why they cannot be used (naming the file and
+/// line). The values never leave the job.
+pub(crate) type EnvFileRead = Result<Option<String>, String>;
 
 pub(crate) enum Done {
     Listed(Result<Vec<berth_core::runtime::ObservedContainer>, RuntimeError>),
@@ -166,7 +175,31 @@ pub(crate) enum Done {
         apply_id: u64,
         results: Vec<Result<String, RuntimeError>>,
         configs: Vec<Vec<ConfigRead>>,
+        env_files: Vec<EnvFileRead>,
     },
+}
+
+/// The values the env files `paths` hold, read through [`Files`] off the
+/// async workers and merged in order (a later file wins). The error names
+/// the file and the line, never a value.
+pub(crate) async fn read_env_files<E: Env>(
+    env: &Arc<E>,
+    paths: Vec<String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let env = env.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        env_file::read_all(&paths, |p| {
+            env.files()
+                .read_env_file(Path::new(p))
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| e.to_string())
+    })
+    .await;
+    match read {
+        Ok(values) => values,
+        Err(e) => Err(format!("reading env files failed: {e}")),
+    }
 }
 
 /// Reads every mount's source through [`Files`] off the async workers
@@ -348,6 +381,7 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
             apply_id,
             images,
             configs,
+            env_files,
         } => {
             // Each distinct image once: 200 services on one tag cost one inspect.
             let mut cache: Vec<(ImageSource, String, Result<String, RuntimeError>)> = Vec::new();
@@ -373,10 +407,21 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
             for mounts in configs {
                 reads.push(read_config(env, mounts, Vec::new()).await);
             }
+            let mut env_reads = Vec::with_capacity(env_files.len());
+            for paths in env_files {
+                env_reads.push(if paths.is_empty() {
+                    Ok(None)
+                } else {
+                    read_env_files(env, paths)
+                        .await
+                        .map(|values| Some(env_file::digest(&values)))
+                });
+            }
             Done::Resolved {
                 apply_id,
                 results,
                 configs: reads,
+                env_files: env_reads,
             }
         }
     }
@@ -491,6 +536,7 @@ mod tests {
                 apply_id: 1,
                 images: vec![],
                 configs: vec![],
+                env_files: vec![],
             },
         ];
         for job in jobs {

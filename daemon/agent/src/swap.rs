@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use berth_core::plan::{Action, Aside, ContainerRef, Reason};
 use berth_core::runtime::{CreateRequest, LABEL_GENERATION, Runtime, RuntimeError};
-use berth_core::spec::RestartPolicy;
+use berth_core::spec::{RestartPolicy, env_file};
 
 use crate::Env;
 use crate::jobs::Step;
@@ -55,6 +55,13 @@ pub(crate) async fn run_action<E: Env>(
             if let Some(inputs) = &create.spec.inputs {
                 crate::outputs::write_inputs(env, inputs).await?;
             }
+            let with_env_files;
+            let create = if create.spec.env_file.is_empty() {
+                create
+            } else {
+                with_env_files = env_files_added(env, action.service(), create).await?;
+                &with_env_files
+            };
             let swap = Swap {
                 create,
                 replace,
@@ -111,6 +118,33 @@ pub(crate) async fn run_action<E: Env>(
             Ok((false, false))
         }
     }
+}
+
+/// `create` with its env files' values in its env (under the entries it
+/// has: `env:` and inputs win), read again now: only when they still hold
+/// what the deployment was applied with (its digest, in its spec hash)
+/// is the container made, so its label never lies about its env.
+async fn env_files_added<E: Env>(
+    env: &Arc<E>,
+    service: &str,
+    create: &CreateRequest,
+) -> Result<CreateRequest, RuntimeError> {
+    let refused = |message: String| RuntimeError::HostFile {
+        message: format!("{service}: {message}; the container was not created"),
+    };
+    let values = crate::jobs::read_env_files(env, create.spec.env_file.clone())
+        .await
+        .map_err(refused)?;
+    if create.spec.env_file_digest.as_deref() != Some(env_file::digest(&values).as_str()) {
+        return Err(refused(format!(
+            "env_file {} changed since this deployment was applied (its spec hash was made from \
+             the values they held then); apply the spec again to take the new content",
+            create.spec.env_file.join(", ")
+        )));
+    }
+    let mut filled = create.clone();
+    env_file::merge_under(&mut filled.spec.env, values);
+    Ok(filled)
 }
 
 async fn set_policy<R: Runtime>(

@@ -83,6 +83,8 @@ pub const SERVICE: Shape = Shape::Object(&[
             Shape::Object(&[("value", ENV_TEXT), ("secret", Shape::Boolean)]),
         ])),
     ),
+    // One path, or a list of them.
+    ("env_file", Shape::AnyOf(&[Shape::String, STRINGS])),
     ("user", TEXT),
     ("volumes", STRINGS),
     ("volumes_from", STRINGS),

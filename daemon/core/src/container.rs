@@ -57,18 +57,20 @@ pub struct RecordDirs<'a> {
 }
 
 /// The create call a record makes with its image resolved to `image_id`:
-/// its spec's, with the inputs the record resolved. Its hash is the
-/// record's `spec_hash`.
+/// its spec's, with the inputs the record resolved and the digest of its
+/// env files' values. Its hash is the record's `spec_hash`.
 pub fn record_create_spec(
     record: &Deployment,
     image_id: &str,
     dirs: &RecordDirs<'_>,
 ) -> CreateSpec {
-    with_inputs(
+    let mut create = with_inputs(
         create_spec(&record.spec, image_id, Some(dirs.outputs)),
         &record.inputs,
         dirs.inputs,
-    )
+    );
+    create.env_file_digest = record.env_file_digest.clone();
+    create
 }
 
 #[cfg(test)]

@@ -46,16 +46,27 @@ pub trait Files: HostPathResolver + Send + Sync + 'static {
     /// `[berth: ...]` note instead of, or after, its text.
     fn read_outputs(&self, dir: &Path, names: &[String]) -> BTreeMap<String, String>;
 
+    /// The text of an `env_file` ([`crate::spec::env_file`]): a regular
+    /// file (symlinks followed: the operator's, like a config source), at
+    /// most [`ENV_FILE_CAP`] bytes, UTF-8. Read at the apply and again
+    /// right before each create; the error names the path, never content.
+    fn read_env_file(&self, path: &Path) -> std::io::Result<String>;
+
     /// The hash a build context is tagged by: every file `.dockerignore`
     /// lets through (relative path, mode, content) and the Dockerfile name;
     /// never mtime.
     fn context_hash(&self, dir: &Path, dockerfile: Option<&str>) -> std::io::Result<String>;
 }
 
+/// The largest `env_file` berthd reads (1 MiB): far above any real one,
+/// and bounded, as everything berthd reads from the host is.
+pub const ENV_FILE_CAP: u64 = 1 << 20;
+
 /// No file access: config sources are unreadable (saying so), a task's
 /// outputs dir is left as it is and yields no outputs, a build context
-/// cannot be hashed, a host path cannot be resolved (so a policy that asks
-/// refuses it). For tests that use none of these.
+/// cannot be hashed, an env file cannot be read, a host path cannot be
+/// resolved (so a policy that asks refuses it). For tests that use none
+/// of these.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoFiles;
 
@@ -96,6 +107,16 @@ impl Files for NoFiles {
 
     fn read_outputs(&self, _dir: &Path, _names: &[String]) -> BTreeMap<String, String> {
         BTreeMap::new()
+    }
+
+    fn read_env_file(&self, path: &Path) -> std::io::Result<String> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!(
+                "{}: this environment has no file access (NoFiles)",
+                path.display()
+            ),
+        ))
     }
 
     fn context_hash(&self, dir: &Path, _dockerfile: Option<&str>) -> std::io::Result<String> {

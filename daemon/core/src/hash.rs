@@ -34,6 +34,8 @@ pub fn create_spec(spec: &ServiceSpec, image_id: &str, outputs_dir: Option<&str>
                 InputSource::From { .. } => None,
             }))
             .collect::<BTreeMap<_, _>>(),
+        env_file: spec.env_file.clone(),
+        env_file_digest: None,
         user: spec.user.clone(),
         volumes: spec.volumes.clone(),
         volumes_from: spec.volumes_from.clone(),

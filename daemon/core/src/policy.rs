@@ -151,6 +151,16 @@ impl NodePolicy {
         }
         self.check_volumes(spec, &at, node.host_paths, &mut out);
         self.check_volumes_from(spec, &at, node, &mut out);
+        // berthd reads an env file itself and hands its values to the
+        // container: a host file like any other.
+        for (i, path) in spec.env_file.iter().enumerate() {
+            self.check_host_path(
+                path,
+                at(&format!("env_file[{i}]")),
+                node.host_paths,
+                &mut out,
+            );
+        }
         match &spec.image {
             ImageSource::Ref(_) => {}
             ImageSource::Build { build } => self.check_host_path(
@@ -322,7 +332,7 @@ impl NodePolicy {
     }
 
     /// Right before a container is created: every host path of `spec`
-    /// (volumes, config sources) that lies under `allowed_host_paths` by
+    /// (volumes, config sources, env files) that lies under `allowed_host_paths` by
     /// its text must still lead there. A symlink planted after the spec
     /// was accepted (by a container that mounts the allowed directory) is
     /// caught here. Paths outside the allowed ones by text are not
@@ -345,6 +355,12 @@ impl NodePolicy {
                     .iter()
                     .enumerate()
                     .map(|(i, c)| (format!("config[{i}].source"), c.source.as_str())),
+            )
+            .chain(
+                spec.env_file
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("env_file[{i}]"), p.as_str())),
             );
         for (field, path) in paths {
             if self.host_path_allowed(path).is_ok()
@@ -915,6 +931,21 @@ mod tests {
         assert!(said[4].contains("part of a loop"), "{}", said[4]);
     }
 
+    /// berthd reads an env file and hands its values to the container: a
+    /// pushed spec may name only one under `allowed_host_paths`.
+    #[test]
+    fn env_files_are_host_paths() {
+        let p = policy(&["/srv/berth"]);
+        let mut s = spec();
+        s.env_file = vec!["/srv/berth/web.env".into(), "/etc/shadow".into()];
+        let v = check(&p, &s, "services[0]");
+        assert_eq!(
+            rules(&v),
+            [("allowed_host_paths", "services[0].env_file[1]".to_string())]
+        );
+        assert!(v[0].message.contains("/etc/shadow"), "{}", v[0]);
+    }
+
     #[test]
     fn a_plain_spec_passes_the_strictest_policy() {
         assert!(check(&NodePolicy::default(), &spec(), "").is_empty());
@@ -1295,6 +1326,7 @@ mod tests {
                 source: "/srv/berth/conf".into(),
                 target: "/etc/app".into(),
             }],
+            env_file: vec!["/srv/berth/app.env".into()],
             ..CreateSpec::default()
         };
         assert!(p.check_create(&create, &NO_LINKS).is_empty());
@@ -1302,6 +1334,7 @@ mod tests {
         let planted = Links(vec![
             ("/srv/berth/d", "/"),
             ("/srv/berth/conf", "/etc/shadow"),
+            ("/srv/berth/app.env", "/root/.aws/credentials"),
         ]);
         let v = p.check_create(&create, &planted);
         assert_eq!(
@@ -1309,6 +1342,7 @@ mod tests {
             vec![
                 ("allowed_host_paths", "volumes[0]".to_string()),
                 ("allowed_host_paths", "config[0].source".to_string()),
+                ("allowed_host_paths", "env_file[0]".to_string()),
             ]
         );
         // The local operator's paths outside allowed_host_paths are theirs.

@@ -211,6 +211,11 @@ pub struct Deployment {
     /// and nothing of this one reaches the engine.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub waiting: bool,
+    /// With `env_file`: [`crate::spec::env_file::digest`] of the values the
+    /// files held when this deployment was applied (in its spec hash); the
+    /// values themselves are never recorded. `<redacted>` outside the daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file_digest: Option<String>,
 }
 
 impl Deployment {
@@ -218,13 +223,15 @@ impl Deployment {
         format!("{service}-{generation}")
     }
 
-    /// Takes what makes `from`'s container: its image id, spec hash and
-    /// resolved inputs, for a record that keeps (or restores) it. The three
-    /// go together: a hash without its inputs is another container.
+    /// Takes what makes `from`'s container: its image id, spec hash,
+    /// resolved inputs and env files' digest, for a record that keeps (or
+    /// restores) it. They go together: a hash without its inputs is
+    /// another container.
     pub fn same_container_as(&mut self, from: &Deployment) {
         self.image_id = from.image_id.clone();
         self.spec_hash = from.spec_hash.clone();
         self.inputs = from.inputs.clone();
+        self.env_file_digest = from.env_file_digest.clone();
     }
 
     /// Whether [`Deployment::redacted`] would change anything: only then
@@ -232,6 +239,7 @@ impl Deployment {
     pub fn needs_redaction(&self) -> bool {
         let hooks = &self.spec.hooks;
         self.spec.env.values().any(|v| v.secret)
+            || self.env_file_digest.is_some()
             || hooks
                 .pre_update
                 .iter()
@@ -240,11 +248,15 @@ impl Deployment {
                 .any(|h| matches!(h.kind, crate::spec::HookKind::Http(_)))
     }
 
-    /// A copy safe to show outside the daemon: secret env values and http
-    /// hook URLs' query and user info replaced.
+    /// A copy safe to show outside the daemon: secret env values, http
+    /// hook URLs' query and user info, and the env files' digest (of
+    /// secrets, which a guess could be checked against) replaced.
     pub fn redacted(&self) -> Deployment {
         let mut d = self.clone();
         d.spec = d.spec.redacted();
+        if d.env_file_digest.is_some() {
+            d.env_file_digest = Some(crate::REDACTED.to_string());
+        }
         d
     }
 }
@@ -274,6 +286,21 @@ mod tests {
         assert_ne!(shown, d);
         assert_eq!(shown.spec.env["TOKEN"].value, crate::REDACTED);
         assert_eq!(shown.spec.env["PLAIN"].value, "visible");
+    }
+
+    /// The env files' digest is of secrets: a guess could be checked
+    /// against it, so it does not leave the daemon either.
+    #[test]
+    fn the_env_file_digest_is_redacted() {
+        let mut d = Deployment::default();
+        assert!(!d.needs_redaction());
+        d.env_file_digest = Some("sha256:abc".into());
+        assert!(d.needs_redaction());
+        assert_eq!(
+            d.redacted().env_file_digest.as_deref(),
+            Some(crate::REDACTED)
+        );
+        assert_eq!(d.env_file_digest.as_deref(), Some("sha256:abc"));
     }
 
     #[test]

@@ -53,9 +53,19 @@ pub struct CreateSpec {
     pub command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
-    /// Values resolved; secrets included (the hash is one-way).
+    /// Values resolved; secrets included (the hash is one-way). Not the
+    /// env files' values: the deploy job adds those (under these) right
+    /// before the create, after reading the files again.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// The spec's `env_file` paths, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_file: Vec<String>,
+    /// [`crate::spec::env_file::digest`] of the values the files held when
+    /// the deployment was applied (`Deployment::env_file_digest`): their
+    /// content in the hash, never their values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_file_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -292,6 +302,11 @@ pub enum RuntimeError {
     },
     #[error("loading images from {path} failed: {message}")]
     Load { path: String, message: String },
+    /// A host file the create needs is not as the deployment recorded it
+    /// (an `env_file` unreadable, or changed since the apply); the
+    /// message names the file, never a value in it.
+    #[error("{message}")]
+    HostFile { message: String },
 }
 
 impl RuntimeError {

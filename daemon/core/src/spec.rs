@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::units::{duration_serde, opt_duration_serde};
 
+pub mod env_file;
+
 /// A service name: `[a-z0-9][a-z0-9_-]{0,62}`.
 pub fn valid_service_name(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -35,6 +37,13 @@ pub struct ServiceSpec {
     pub entrypoint: Option<Vec<String>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, EnvValue>,
+    /// Host files in Docker's env-file format (absolute once berthctl
+    /// resolved them), read by berthd at each apply ([`env_file`]); their
+    /// values are secrets: they reach the container's env, under `env`'s
+    /// own entries (later files win over earlier ones), and only a digest
+    /// of them is kept (`Deployment::env_file_digest`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_file: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -176,7 +185,7 @@ impl ServiceSpec {
         })
     }
 
-    /// Makes relative `build.context`, `load` and `config[].source` paths absolute against
+    /// Makes relative `build.context`, `load`, `config[].source` and `env_file` paths absolute against
     /// `base` (the spec file's directory). `build.dockerfile` stays as it is:
     /// like Docker's, it is a path inside the context. Pure path arithmetic:
     /// nothing is read.
@@ -193,6 +202,9 @@ impl ServiceSpec {
         }
         for m in &mut self.config {
             abs(&mut m.source);
+        }
+        for p in &mut self.env_file {
+            abs(p);
         }
     }
 

@@ -114,6 +114,7 @@ fn other() -> ServiceSpec {
         command: Some(vec!["serve".into()]),
         entrypoint: Some(vec!["/bin/api".into()]),
         env: BTreeMap::from([("MODE".into(), EnvValue::plain("prod"))]),
+        env_file: vec!["/etc/berth/api.env".into()],
         user: Some("1000:1000".into()),
         volumes: vec![Volume::parse("/srv/api:/data:ro").expect("volume")],
         volumes_from: vec!["db:ro".into()],
@@ -213,6 +214,7 @@ fn service_spec_fields() -> Vec<Field> {
         command,
         entrypoint,
         env,
+        env_file,
         user,
         volumes,
         volumes_from,
@@ -267,6 +269,9 @@ fn service_spec_fields() -> Vec<Field> {
             s.entrypoint = entrypoint.clone()
         }),
         field("env", Hashed, move |s| s.env = env.clone()),
+        // Its paths; the values the files hold enter as their digest
+        // (Deployment::env_file_digest, read at the apply), never as text.
+        field("env_file", Hashed, move |s| s.env_file = env_file.clone()),
         field("user", Hashed, move |s| s.user = user.clone()),
         field("volumes", Hashed, move |s| s.volumes = volumes.clone()),
         // As service names: which container of the service it was created

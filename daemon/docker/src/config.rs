@@ -256,6 +256,10 @@ mod tests {
                 ("ALPHA".to_string(), "a=b".to_string()),
                 ("MID".to_string(), String::new()),
             ]),
+            // The deploy job puts the files' values in `env`; the paths
+            // and the digest are for the hash only.
+            env_file: vec!["/etc/berth/web.env".to_string()],
+            env_file_digest: Some("sha256:abc".to_string()),
             user: Some("1000:1000".to_string()),
             volumes: vec![
                 Volume::parse("/srv/data:/data").expect("volume"),

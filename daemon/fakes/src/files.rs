@@ -35,6 +35,8 @@ struct Inner {
     contexts: BTreeMap<PathBuf, String>,
     /// Every `read_config`'s source, in order.
     config_reads: Vec<String>,
+    /// Every `read_env_file`'s path, in order.
+    env_file_reads: Vec<PathBuf>,
     /// Host paths that are symlinks, for the node policy's resolver: path
     /// → target (absolute).
     links: BTreeMap<PathBuf, PathBuf>,
@@ -137,6 +139,11 @@ impl FakeFiles {
     /// Every config source read, in order.
     pub fn config_reads(&self) -> Vec<String> {
         self.lock().config_reads.clone()
+    }
+
+    /// Every env file read, in order.
+    pub fn env_file_reads(&self) -> Vec<PathBuf> {
+        self.lock().env_file_reads.clone()
     }
 
     /// The inputs written into `dir` (empty when none were).
@@ -291,6 +298,26 @@ impl Files for FakeFiles {
             .iter()
             .filter_map(|n| written.get(n).map(|t| (n.clone(), t.clone())))
             .collect()
+    }
+
+    /// A regular file written with [`FakeFiles::write`], as UTF-8; a
+    /// directory or a missing path is an error naming it, as the real one.
+    fn read_env_file(&self, path: &Path) -> std::io::Result<String> {
+        use std::io::{Error, ErrorKind};
+        let mut inner = self.lock();
+        inner.env_file_reads.push(path.to_path_buf());
+        match inner.files.get(path) {
+            Some((_, content)) => String::from_utf8(content.clone())
+                .map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text")),
+            None if inner.dirs.contains_key(path) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                "not a regular file (an env file is a text file of KEY=VALUE lines)",
+            )),
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                "No such file or directory (os error 2)",
+            )),
+        }
     }
 
     fn context_hash(&self, dir: &Path, _dockerfile: Option<&str>) -> std::io::Result<String> {

@@ -16,9 +16,16 @@ use berth_core::store::{META_SCHEMA_VERSION, ServiceMeta, Store};
 use berth_core::waves::Readiness;
 
 use super::{Agent, PendingApply};
-use crate::jobs::{ConfigRead, Job};
+use crate::jobs::{ConfigRead, EnvFileRead, Job};
 use crate::state::{Svc, last_change_of};
 use crate::{AgentError, Env, Reply};
+
+/// What an apply read from the host for one service: its config sources
+/// and the digest of its env files' values.
+pub(super) struct HostReads {
+    pub(super) configs: Vec<ConfigRead>,
+    pub(super) env_file: EnvFileRead,
+}
 
 impl<E: Env> Agent<E> {
     pub(super) fn begin_apply(
@@ -42,6 +49,21 @@ impl<E: Env> Agent<E> {
                     reason: format!(
                         "{}: config[{i}].source {:?} must be an absolute host path (berthctl resolves a relative one against the spec file's directory)",
                         spec.name, m.source
+                    ),
+                    details: vec![],
+                }));
+                return;
+            }
+            if let Some((i, p)) = spec
+                .env_file
+                .iter()
+                .enumerate()
+                .find(|(_, p)| !p.starts_with('/'))
+            {
+                let _ = reply.send(Err(AgentError::Invalid {
+                    reason: format!(
+                        "{}: env_file[{i}] {p:?} must be an absolute host path (berthctl resolves a relative one against the spec file's directory)",
+                        spec.name
                     ),
                     details: vec![],
                 }));
@@ -95,6 +117,7 @@ impl<E: Env> Agent<E> {
             .map(|s| (s.name.clone(), s.image.clone()))
             .collect();
         let configs = req.services.iter().map(|s| s.config.clone()).collect();
+        let env_files = req.services.iter().map(|s| s.env_file.clone()).collect();
         self.pending.insert(
             apply_id,
             PendingApply {
@@ -109,6 +132,7 @@ impl<E: Env> Agent<E> {
             apply_id,
             images,
             configs,
+            env_files,
         });
     }
 
@@ -117,6 +141,7 @@ impl<E: Env> Agent<E> {
         apply_id: u64,
         results: Vec<Result<String, RuntimeError>>,
         configs: Vec<Vec<ConfigRead>>,
+        env_files: Vec<EnvFileRead>,
     ) {
         let Some(mut pending) = self.pending.remove(&apply_id) else {
             return;
@@ -153,13 +178,18 @@ impl<E: Env> Agent<E> {
         };
         let mut error = None;
         let mut configs = configs.into_iter();
+        let mut env_files = env_files.into_iter();
         let services = &pending.req.services;
         for (i, (spec, image)) in services.iter().zip(results).enumerate() {
             let reads = configs.next().unwrap_or_default();
+            let env_file = env_files.next().unwrap_or(Ok(None));
             match self.apply_one(
                 spec,
                 image,
-                reads,
+                HostReads {
+                    configs: reads,
+                    env_file,
+                },
                 &pending.source,
                 &pending.actor,
                 pending.dry_run,
@@ -211,7 +241,10 @@ impl<E: Env> Agent<E> {
         &mut self,
         spec: &ServiceSpec,
         image: Result<String, RuntimeError>,
-        reads: Vec<ConfigRead>,
+        HostReads {
+            configs: reads,
+            env_file,
+        }: HostReads,
         source: &Source,
         actor: &str,
         dry_run: bool,
@@ -229,25 +262,34 @@ impl<E: Env> Agent<E> {
             Some(Readiness::Ready(inputs)) => (inputs, None),
             Some(Readiness::Waiting(why)) => (BTreeMap::new(), Some(why)),
         };
+        // The digest of the values the env files hold now (never the values).
+        let env_file_digest = env_file.as_ref().ok().cloned().flatten();
         // (unreachable engine, message)
         let (hash, image_id, failure): (String, Option<String>, Option<(bool, String)>) =
             match &image {
                 Ok(id) => {
                     let outputs_dir = self.outputs_dir(&spec.name);
-                    let create = with_inputs(
+                    let mut create = with_inputs(
                         create_spec(spec, id, Some(outputs_dir.to_string_lossy().as_ref())),
                         &inputs,
                         "",
                     );
-                    let failure = (!config_errors.is_empty()).then(|| {
-                        (
+                    create.env_file_digest = env_file_digest.clone();
+                    let failure = match &env_file {
+                        Err(e) => Some((
                             false,
-                            format!(
-                                "{}; nothing was changed (mount a source that exists: berth never creates one)",
-                                config_errors.join("; ")
-                            ),
-                        )
-                    });
+                            format!("{}: {e}; nothing was changed", spec.name),
+                        )),
+                        Ok(_) => (!config_errors.is_empty()).then(|| {
+                            (
+                                false,
+                                format!(
+                                    "{}; nothing was changed (mount a source that exists: berth never creates one)",
+                                    config_errors.join("; ")
+                                ),
+                            )
+                        }),
+                    };
                     let hash = if waits_for.is_some() {
                         String::new()
                     } else {
@@ -255,10 +297,15 @@ impl<E: Env> Agent<E> {
                     };
                     (hash, Some(id.clone()), failure)
                 }
+                // An env file that cannot be used fails the deployment
+                // even while the engine is away (nothing would run it).
                 Err(e) => (
                     String::new(),
                     None,
-                    Some((e.is_unreachable(), e.to_string())),
+                    Some(match &env_file {
+                        Err(ef) => (false, format!("{}: {ef}; nothing was changed", spec.name)),
+                        Ok(_) => (e.is_unreachable(), e.to_string()),
+                    }),
                 ),
             };
         // Content that changed under an unchanged spec is the watcher's
@@ -329,6 +376,7 @@ impl<E: Env> Agent<E> {
         record.image_id = image_id;
         record.spec_hash = hash;
         record.inputs = inputs;
+        record.env_file_digest = env_file_digest;
         match (change, self.services.get(&spec.name)) {
             // Same container: its config is what it was; the watcher
             // compares the content against that.
@@ -415,6 +463,7 @@ impl<E: Env> Agent<E> {
             pre_update_passed: false,
             inputs: Default::default(),
             waiting: false,
+            env_file_digest: None,
         }
     }
 

@@ -55,7 +55,8 @@ impl<E: Env> Agent<E> {
                 apply_id,
                 results,
                 configs,
-            } => self.finish_apply(apply_id, results, configs),
+                env_files,
+            } => self.finish_apply(apply_id, results, configs, env_files),
             Done::ConfigRead {
                 service,
                 generation,

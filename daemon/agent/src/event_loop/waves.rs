@@ -217,6 +217,9 @@ impl<E: Env> Agent<E> {
             let mut record =
                 self.new_record(current.spec.clone(), DeployAction::Update, source, "berthd");
             record.image_id = current.image_id.clone();
+            // The env files as the apply read them (the deploy reads them
+            // again and refuses if they changed since).
+            record.env_file_digest = current.env_file_digest.clone();
             super::verbs::inherit_config(&mut record, &current);
             record.waiting = true;
             record.status_reason = format!("{} changed since {}", names.join(", "), current.id);

@@ -289,6 +289,7 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
     command: ["/demo", "serve"]
     entrypoint: ["/bin/sh", "-c"]
     env: {GREETING: hello, TOKEN: {value: s3cret, secret: true}}
+    env_file: [/etc/berth/web.env, /etc/berth/web-secrets.env]
     user: "1000:1000"
     volumes: ["/srv/web:/data:rw", "cache:/cache:ro", "/run/netns:/run/netns:shared,z", "db:/db:Z,ro"]
     volumes_from: [job, "loaded:ro"]
@@ -326,6 +327,7 @@ fn every_spec_as_berthctl_serializes_it_is_taken_back_unchanged() {
   - name: job
     image: {build: {context: /srv/job, dockerfile: Dockerfile.job}}
     logging: {tag: job}
+    env_file: /etc/berth/job.env
     kind: task
     outputs: [result]
     restart: never

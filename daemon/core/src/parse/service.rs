@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::read::{Ctx, Field, optional, suggest};
 use super::tree::{Node, Scalar, Value};
+use crate::spec::env_file::valid_env_name;
 use crate::spec::{
     BuildSpec, Condition, ConfigMount, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, Dependency,
     DesiredState, EnvValue, Healthcheck, Hook, HookKind, HookPlace, Hooks, ImageSource,
@@ -21,6 +22,7 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "command",
     "entrypoint",
     "env",
+    "env_file",
     "user",
     "volumes",
     "volumes_from",
@@ -106,6 +108,9 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
     spec.entrypoint = f.get("entrypoint").and_then(|c| cx.argv(c, LIST_HINT));
     if let Some(env_field) = f.get("env") {
         spec.env = env(cx, env_field).unwrap_or_default();
+    }
+    if let Some(e) = f.get("env_file") {
+        spec.env_file = env_file(cx, e).unwrap_or_default();
     }
     spec.user = f
         .get("user")
@@ -373,12 +378,39 @@ fn env(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<BTreeMap<String, EnvValue>> {
     ok.then_some(env)
 }
 
-fn valid_env_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+const ENV_FILE_PATH: &str = "a host path without `..`: absolute, or relative to the spec file, \
+                             e.g. /etc/berth/web.env";
+
+/// `env_file`: one path or a list of them, each once.
+fn env_file(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<Vec<String>> {
+    if !matches!(f.node.value, Value::Seq(_)) {
+        let path = env_file_path(cx, f)?;
+        return Some(vec![path]);
+    }
+    let items = cx.list(f, r#", e.g. ["/etc/berth/web.env"]"#)?;
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (node, path) in &items {
+        let item = Field { node, path };
+        match env_file_path(cx, item) {
+            Some(p) if out.contains(&p) => {
+                cx.invalid(item, format!("{p} is listed twice; list each file once"));
+                ok = false;
+            }
+            Some(p) => out.push(p),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn env_file_path(cx: &mut Ctx<'_>, f: Field<'_>) -> Option<String> {
+    let p = cx.string(f, ENV_FILE_PATH)?;
+    if p.split('/').any(|c| c == "..") || p.ends_with('/') || p.contains('\0') {
+        cx.expected(f, ENV_FILE_PATH);
+        return None;
+    }
+    Some(p)
 }
 
 const ENV_VALUE: &str = r#"a string, number or boolean, or {value: "...", secret: true}"#;

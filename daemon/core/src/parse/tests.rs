@@ -1976,3 +1976,40 @@ fn volumes_from_names_other_services() {
         assert!(e.message.contains(wanted), "{text}: {}", e.message);
     }
 }
+
+/// `env_file`: one path or a list; a relative one is resolved against the
+/// spec file's directory like a config source.
+#[test]
+fn env_file_one_path_or_a_list() {
+    assert_eq!(
+        one(&with("env_file: /etc/berth/web.env\n")).env_file,
+        ["/etc/berth/web.env"]
+    );
+    let mut spec = one(&with("env_file: [common.env, ./web.env, /etc/x.env]\n"));
+    spec.resolve_relative_paths(std::path::Path::new("/srv/specs"));
+    assert_eq!(
+        spec.env_file,
+        ["/srv/specs/common.env", "/srv/specs/web.env", "/etc/x.env"]
+    );
+    assert!(one(&with("")).env_file.is_empty());
+    let cases = [
+        ("env_file: \"\"\n", "env_file", "empty string"),
+        (
+            "env_file: ../x.env\n",
+            "env_file",
+            "a host path without `..`",
+        ),
+        (
+            "env_file: [a.env, a.env]\n",
+            "env_file[1]",
+            "a.env is listed twice",
+        ),
+        ("env_file: {a: b}\n", "env_file", "a host path"),
+        ("env_file: [/etc/]\n", "env_file[0]", "a host path"),
+    ];
+    for (text, field, wanted) in cases {
+        let e = error(&with(text));
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.message.contains(wanted), "{text}: {}", e.message);
+    }
+}
