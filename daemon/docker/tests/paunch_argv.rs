@@ -113,6 +113,14 @@ const SEMANTIC_CHOICES: &[Choice] = &[
               default",
     },
     Choice {
+        id: "env-file-read-by-berth",
+        flags: &[],
+        warned: None,
+        why: "env_file: paunch hands the engine --env-file paths to read; berthd reads the \
+              same files at apply (the spec lists them, in order) and gives the engine their \
+              values as env, kept secret, with a digest in the spec hash",
+    },
+    Choice {
         id: "log-driver-named",
         flags: &[],
         warned: None,
@@ -164,7 +172,7 @@ const SEMANTIC_CHOICES: &[Choice] = &[
 /// key the importer stops warning about fails the test until it is removed
 /// here (its flags are then compared like any other). `action` is an
 /// `action: exec` entry: its whole `exec` argv.
-const NOT_YET_IMPORTED: &[(&str, &[&str])] = &[("env_file", &["--env-file"]), ("action", &[])];
+const NOT_YET_IMPORTED: &[(&str, &[&str])] = &[("action", &[])];
 
 /// `(record, container, field, report)`: a difference that is a bug in
 /// `berth_core::import`, left visible here until it is fixed (the test fails
@@ -899,9 +907,12 @@ fn compare_create(
         }
     }
 
-    // Keys not imported yet: only their flags leave the comparison.
-    for key in warned.iter().filter(|k| keys.contains_key(**k)) {
-        if *key == "env_file" {
+    // Env files are read by berthd at apply: the engine gets their values
+    // in the env, never a file to read.
+    if keys.contains_key("env_file") && !want.env_files.is_empty() {
+        let imported: Vec<String> = spec.env_file.clone();
+        if imported == want.env_files {
+            t.use_choice("env-file-read-by-berth");
             want.env_files.clear();
         }
     }

@@ -41,10 +41,6 @@ const NO_EQUIVALENT: &[(&str, &str)] = &[
         "memswap_limit",
         "berth sets no swap limit; the engine's default applies",
     ),
-    (
-        "env_file",
-        "berth does not read env files yet; put the variables under env (mark secrets `secret: true`)",
-    ),
 ];
 
 /// A converted container, before ordering.
@@ -288,6 +284,20 @@ pub(super) fn convert(
             // Container names are service names here: the importer names
             // each service after its container.
             "volumes_from" => spec.volumes_from = cx.strings(v, key).unwrap_or_default(),
+            "env_file" => {
+                let files = cx.strings(v, key).unwrap_or_default();
+                for f in files.iter().filter(|f| !f.starts_with('/')) {
+                    cx.warn(
+                        v,
+                        key,
+                        format!(
+                            "{f} is relative: berth reads it relative to the written service \
+                             file's directory; make it absolute if it lives elsewhere"
+                        ),
+                    );
+                }
+                spec.env_file = files;
+            }
             "log_tag" => {
                 spec.logging = cx.string(v, key).map(|tag| Logging {
                     max_size: None,
