@@ -109,7 +109,12 @@ pub(super) fn containers<'n>(
             ));
             continue;
         }
-        let Some(config) = d.get("config").map(|e| &e.value) else {
+        // Heat writes `''` (or nothing) when a deployment has no config.
+        let config = d
+            .get("config")
+            .map(|e| &e.value)
+            .filter(|c| !matches!(&c.value, Value::Null) && c.text().is_none_or(|t| !t.is_empty()));
+        let Some(config) = config else {
             warnings.push(file_problem(
                 input,
                 d,

@@ -313,6 +313,7 @@ fn heat_docker_cmd_deployments_become_services_with_their_inputs() {
       "deployments": [
         {"name": "script-one", "group": "script", "config": "#!/bin/sh\necho hi"},
         {"inputs": [{"name": "foo", "value": "bar"}]},
+        {"name": "empty", "group": "docker-cmd", "config": ""},
         {"name": "containers", "group": "docker-cmd", "id": "abc",
          "inputs": [
            {"name": "deploy_stack_id", "value": "the_stack"},
@@ -346,6 +347,7 @@ fn heat_docker_cmd_deployments_become_services_with_their_inputs() {
     let text: String = import.warnings.iter().map(|w| format!("{w}\n")).collect();
     assert!(text.contains("script-one: group \"script\""), "{text}");
     assert!(text.contains("no group"), "{text}");
+    assert!(text.contains("deployment empty: no config"), "{text}");
     assert!(text.contains("deploy_password"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
     for s in &import.services {
