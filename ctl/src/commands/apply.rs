@@ -108,12 +108,27 @@ pub fn cmd_check(ctx: &Ctx, args: &CheckArgs) -> CliResult {
 
 /// What the spec alone cannot tell: whether each config source exists, and
 /// whether it is a file (or symlink) that an in-place reload would not see
-/// replaced. Problems refuse the check; a missing source is a warning (the
-/// deployment fails until it exists, but it may be created later).
+/// replaced; whether each env file reads as one. Problems refuse the check;
+/// a missing source or env file is a warning (the deployment fails until
+/// it exists, but it may be created later).
 fn check_config_sources(services: &[berth_core::spec::ServiceSpec]) -> (Vec<String>, Vec<String>) {
-    use berth_core::spec::{SourceKind, config_source_problem};
+    use berth_core::spec::{SourceKind, config_source_problem, env_file};
     let (mut problems, mut warnings) = (Vec::new(), Vec::new());
     for spec in services {
+        for (i, path) in spec.env_file.iter().enumerate() {
+            match std::fs::read_to_string(path) {
+                // The error names the file and the line, never a value.
+                Ok(text) => {
+                    if let Err(e) = env_file::parse(path, &text) {
+                        problems.push(format!("{}: env_file[{i}]: {e}", spec.name));
+                    }
+                }
+                Err(e) => warnings.push(format!(
+                    "{}: env_file[{i}] {path}: {e}; the deployment fails until it can be read",
+                    spec.name
+                )),
+            }
+        }
         for (i, m) in spec.config.iter().enumerate() {
             let kind = match std::fs::symlink_metadata(&m.source) {
                 Ok(md) if md.file_type().is_symlink() => SourceKind::Symlink,
