@@ -1,4 +1,5 @@
-//! Resolving a spec's image to an image id: inspect a reference, build a
+//! Resolving a spec's image to an image id: inspect a reference (pulling it
+//! through the engine when the engine does not have it), build a
 //! context (tagged by the hash of its content, so an unchanged context is never
 //! rebuilt), or load a tarball. The context is hashed by [`Files`]
 //! (`Env::files`), off the async workers.
@@ -7,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use berth_core::files::Files;
-use berth_core::runtime::{Runtime, RuntimeError};
+use berth_core::runtime::{Runtime, RuntimeError, image_registry, repo_digest_for};
 use berth_core::spec::ImageSource;
 
 use crate::Env;
@@ -27,20 +28,62 @@ pub fn build_repository(service: &str) -> String {
     format!("berth-build/{service}")
 }
 
-/// Resolves `image` for `service` to an image id.
+/// What a spec's image resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The image id (`sha256:...`): what the container is created from.
+    pub id: String,
+    /// `repository@sha256:...` for a reference whose image the engine
+    /// pulled (now or before); `None` for a built or loaded image.
+    pub digest: Option<String>,
+}
+
+impl Resolved {
+    fn built(id: String) -> Resolved {
+        Resolved { id, digest: None }
+    }
+}
+
+/// Resolves `image` for `service` to an image id. A reference the engine
+/// does not have is pulled (`pull: missing`), here, before the deployment
+/// touches any container: an image that cannot be had fails the
+/// deployment with the old container still running.
 pub async fn resolve<E: Env>(
     env: &Arc<E>,
     service: &str,
     image: &ImageSource,
-) -> Result<String, RuntimeError> {
+) -> Result<Resolved, RuntimeError> {
     let runtime = env.runtime();
     match image {
-        ImageSource::Ref(reference) => match runtime.inspect_image(reference).await? {
-            Some(info) => Ok(info.id),
-            None => Err(RuntimeError::ImageNotFound {
-                image: reference.clone(),
-            }),
-        },
+        ImageSource::Ref(reference) => {
+            let info = match runtime.inspect_image(reference).await? {
+                Some(info) => info,
+                None => {
+                    let registry = image_registry(reference);
+                    tracing::info!(
+                        service,
+                        reference,
+                        registry,
+                        "pulling image (not in the engine)"
+                    );
+                    runtime.pull(reference).await?;
+                    runtime
+                        .inspect_image(reference)
+                        .await?
+                        .ok_or_else(|| RuntimeError::Pull {
+                            registry: registry.to_string(),
+                            reference: reference.clone(),
+                            cause: berth_core::runtime::PullCause::Other,
+                            message: "the engine reported the pull done but has no such image"
+                                .to_string(),
+                        })?
+                }
+            };
+            Ok(Resolved {
+                digest: repo_digest_for(reference, &info.digests),
+                id: info.id,
+            })
+        }
         ImageSource::Build { build } => {
             let context = build.context.clone();
             let dockerfile = build.dockerfile.clone();
@@ -65,12 +108,13 @@ pub async fn resolve<E: Env>(
             })?;
             let tag = build_tag(service, &hash);
             if let Some(info) = runtime.inspect_image(&tag).await? {
-                return Ok(info.id);
+                return Ok(Resolved::built(info.id));
             }
             tracing::info!(service, %tag, context = %context, "building image (context changed or never built)");
             runtime
                 .build(&context, build.dockerfile.as_deref(), &tag)
                 .await
+                .map(Resolved::built)
         }
         ImageSource::Load { load } => {
             let refs = runtime.load(load).await?;
@@ -81,7 +125,7 @@ pub async fn resolve<E: Env>(
                 });
             };
             match runtime.inspect_image(first).await? {
-                Some(info) => Ok(info.id),
+                Some(info) => Ok(Resolved::built(info.id)),
                 None => Err(RuntimeError::Load {
                     path: load.clone(),
                     message: format!("loaded `{first}` but the engine cannot find it"),

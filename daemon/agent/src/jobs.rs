@@ -136,7 +136,7 @@ pub(crate) enum Done {
     ResolvedRecord {
         service: String,
         generation: u64,
-        result: Result<String, RuntimeError>,
+        result: Result<crate::images::Resolved, RuntimeError>,
     },
     Actions {
         service: String,
@@ -173,7 +173,7 @@ pub(crate) enum Done {
     },
     Resolved {
         apply_id: u64,
-        results: Vec<Result<String, RuntimeError>>,
+        results: Vec<Result<crate::images::Resolved, RuntimeError>>,
         configs: Vec<Vec<ConfigRead>>,
         env_files: Vec<EnvFileRead>,
     },
@@ -384,7 +384,11 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
             env_files,
         } => {
             // Each distinct image once: 200 services on one tag cost one inspect.
-            let mut cache: Vec<(ImageSource, String, Result<String, RuntimeError>)> = Vec::new();
+            let mut cache: Vec<(
+                ImageSource,
+                String,
+                Result<crate::images::Resolved, RuntimeError>,
+            )> = Vec::new();
             let mut results = Vec::with_capacity(images.len());
             for (service, image) in images {
                 // Builds are tagged per service, so the cache key includes it for them.

@@ -162,6 +162,11 @@ pub struct Deployment {
     /// Reconcile uses it, so a re-pointed tag is picked up only by a new apply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
+    /// `repository@sha256:...`: the digest the spec's image reference
+    /// resolved to (the image's `RepoDigests` entry for that repository),
+    /// when the engine knows one (a pulled image; not a built or loaded one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     pub spec_hash: String,
     /// The combined hash of the config sources this record gave the service.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,12 +228,13 @@ impl Deployment {
         format!("{service}-{generation}")
     }
 
-    /// Takes what makes `from`'s container: its image id, spec hash,
+    /// Takes what makes `from`'s container: its image id (and digest), spec hash,
     /// resolved inputs and env files' digest, for a record that keeps (or
     /// restores) it. They go together: a hash without its inputs is
     /// another container.
     pub fn same_container_as(&mut self, from: &Deployment) {
         self.image_id = from.image_id.clone();
+        self.image_digest = from.image_digest.clone();
         self.spec_hash = from.spec_hash.clone();
         self.inputs = from.inputs.clone();
         self.env_file_digest = from.env_file_digest.clone();
@@ -339,5 +345,28 @@ mod tests {
         assert!(shown.contains("/bin/true"), "{shown}");
         // The record itself keeps the URL: the hook needs it.
         assert!(serde_json::to_string(&d).unwrap().contains("s3cret"));
+    }
+
+    /// A record written before berth recorded digests reads as before,
+    /// and one without a digest is written as before.
+    #[test]
+    fn the_image_digest_is_optional_on_disk() {
+        let old = r#"{"schema_version":1,"id":"web-1","service":"web","generation":1,"image_id":"sha256:abc","spec_hash":"h"}"#;
+        let d: Deployment = serde_json::from_str(old).expect("old record");
+        assert_eq!(d.image_id.as_deref(), Some("sha256:abc"));
+        assert_eq!(d.image_digest, None);
+        assert!(
+            !serde_json::to_string(&d)
+                .expect("json")
+                .contains("image_digest")
+        );
+        let mut pulled = d.clone();
+        pulled.image_digest = Some("reg:5000/web@sha256:def".into());
+        let text = serde_json::to_string(&pulled).expect("json");
+        let back: Deployment = serde_json::from_str(&text).expect("back");
+        assert_eq!(back.image_digest, pulled.image_digest);
+        let mut kept = Deployment::default();
+        kept.same_container_as(&pulled);
+        assert_eq!(kept.image_digest, pulled.image_digest);
     }
 }

@@ -232,6 +232,10 @@ pub struct CreateRequest {
 pub struct ImageInfo {
     pub id: String,
     pub tags: Vec<String>,
+    /// `repository@sha256:...` for each repository the image was pulled
+    /// from (or pushed to): the engine's `RepoDigests`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub digests: Vec<String>,
 }
 
 /// A named volume as the engine reports it.
@@ -281,11 +285,24 @@ pub enum RuntimeError {
     #[error("no such container {id}")]
     NoSuchContainer { id: String },
     #[error(
-        "image `{image}` is not present in the engine and there is no registry to pull from; \
+        "image `{image}` is not present in the engine; \
          provide it one of three ways: `docker load -i FILE.tar` (or `image: {{load: FILE.tar}}`), \
          `image: {{build: {{context: DIR}}}}` in the spec, or build it locally with `docker build -t {image} DIR`"
     )]
     ImageNotFound { image: String },
+    /// Pulling `reference` (an image the engine did not have) failed.
+    #[error(
+        "image `{reference}` is not in the engine and pulling it from {registry} failed: {cause}: {message}{}",
+        cause.advice(registry)
+    )]
+    Pull {
+        /// Where the engine pulls it from (`docker.io` for an unqualified name).
+        registry: String,
+        reference: String,
+        cause: PullCause,
+        /// The engine's own words.
+        message: String,
+    },
     #[error("a container named {name} already exists")]
     NameConflict { name: String },
     #[error("engine refused to {op} {target}: {message}")]
@@ -314,6 +331,121 @@ impl RuntimeError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, RuntimeError::Unreachable { .. })
     }
+}
+
+/// Why a pull failed, as far as berth tells causes apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullCause {
+    /// No such repository, tag or digest (`manifest unknown`, 404).
+    NotFound,
+    /// The registry refused the engine (401/403, `denied`).
+    Unauthorized,
+    /// The registry answered plain HTTP to the engine's HTTPS.
+    PlainHttp,
+    /// Any other TLS failure (an untrusted certificate, a bad handshake).
+    Tls,
+    /// The registry could not be reached (refused, no such host, timeout).
+    Unreachable,
+    /// The engine's disk is full.
+    DiskFull,
+    /// Anything else the engine said.
+    Other,
+}
+
+impl std::fmt::Display for PullCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PullCause::NotFound => {
+                "not found (no such repository, tag or digest: manifest unknown)"
+            }
+            PullCause::Unauthorized => {
+                "authentication failed (401/403: the registry needs credentials or refused them)"
+            }
+            PullCause::PlainHttp => "TLS failed: the registry speaks plain HTTP",
+            PullCause::Tls => "TLS failed",
+            PullCause::Unreachable => "the registry is unreachable",
+            PullCause::DiskFull => "the engine's disk is full",
+            PullCause::Other => "the engine refused the pull",
+        })
+    }
+}
+
+impl PullCause {
+    /// What to do about it, after the engine's message (empty when the
+    /// message says all there is).
+    pub fn advice(self, registry: &str) -> String {
+        const PROVIDE: &str = "; or provide the image on the node: `docker load -i FILE.tar` \
+             (or `image: {load: FILE.tar}`), `image: {build: {context: DIR}}` in the spec, \
+             or `docker build -t REF DIR`";
+        match self {
+            PullCause::NotFound | PullCause::Unreachable => PROVIDE.to_string(),
+            PullCause::PlainHttp => format!(
+                " (the engine uses plain HTTP only for registries on 127.0.0.0/8 and those \
+                 listed in its `insecure-registries` (/etc/docker/daemon.json): add {registry} \
+                 there and restart the engine, or serve the registry over TLS)"
+            ),
+            PullCause::Tls => format!(
+                " (the engine does not trust {registry}'s certificate: install its CA under \
+                 /etc/docker/certs.d/{registry}/ca.crt; a plain-HTTP registry must be listed \
+                 in the engine's `insecure-registries`)"
+            ),
+            PullCause::Unauthorized | PullCause::DiskFull | PullCause::Other => String::new(),
+        }
+    }
+}
+
+/// The registry an image reference is pulled from, as the engine decides
+/// it: the first path component when it has a `.` or a `:` or is
+/// `localhost`, else `docker.io`.
+pub fn image_registry(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
+    }
+}
+
+/// The repository of a reference: without its tag and digest.
+pub fn image_repository(reference: &str) -> &str {
+    let name = reference.split_once('@').map_or(reference, |(n, _)| n);
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_slash..].rfind(':') {
+        Some(colon) => &name[..last_slash + colon],
+        None => name,
+    }
+}
+
+/// A reference split for a pull: the repository and the tag or digest
+/// (`latest` when it names neither: a pull without one would fetch every tag).
+pub fn pull_parts(reference: &str) -> (&str, &str) {
+    if let Some((name, digest)) = reference.split_once('@') {
+        return (name, digest);
+    }
+    let repository = image_repository(reference);
+    match reference[repository.len()..].strip_prefix(':') {
+        Some(tag) if !tag.is_empty() => (repository, tag),
+        _ => (repository, "latest"),
+    }
+}
+
+/// The entry of `digests` (an image's `RepoDigests`) for `reference`'s
+/// repository: the digest the reference resolved to when it was pulled.
+/// Docker Hub names compare in both their short and full forms.
+pub fn repo_digest_for(reference: &str, digests: &[String]) -> Option<String> {
+    fn familiar(repository: &str) -> &str {
+        let r = repository.strip_prefix("docker.io/").unwrap_or(repository);
+        r.strip_prefix("library/").unwrap_or(r)
+    }
+    let wanted = familiar(image_repository(reference));
+    digests
+        .iter()
+        .find(|d| {
+            d.split_once('@')
+                .is_some_and(|(repo, digest)| familiar(repo) == wanted && digest.contains(':'))
+        })
+        .cloned()
 }
 
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send + 'static>>;
@@ -369,6 +501,10 @@ pub trait Runtime: Send + Sync + 'static {
         dockerfile: Option<&str>,
         tag: &str,
     ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    /// Pulls `reference` from its registry (the engine's own credentials and
+    /// settings); the image is then in the engine under that reference.
+    /// Failures are [`RuntimeError::Pull`] (or `Unreachable`: the engine).
+    fn pull(&self, reference: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Loads a `docker save` tarball; returns the references it brought.
     fn load(&self, path: &str) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
     /// Images with a tag starting with `repository_prefix` (e.g. `berth-build/web:`).
@@ -394,4 +530,92 @@ pub trait Runtime: Send + Sync + 'static {
     /// Events about this node's containers. The stream ends when the engine
     /// goes away; the caller then resyncs with [`Runtime::list`].
     fn events(&self) -> BoxStream<Result<RuntimeEvent, RuntimeError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_are_named_as_the_engine_names_them() {
+        assert_eq!(image_registry("nginx:1"), "docker.io");
+        assert_eq!(image_registry("library/nginx"), "docker.io");
+        assert_eq!(image_registry("ns/name:tag"), "docker.io");
+        assert_eq!(image_registry("127.0.0.1:5000/x/y:1"), "127.0.0.1:5000");
+        assert_eq!(
+            image_registry("undercloud.ctlplane:8787/tripleo/nova:1"),
+            "undercloud.ctlplane:8787"
+        );
+        assert_eq!(
+            image_registry("quay.io/prometheus/node-exporter"),
+            "quay.io"
+        );
+        assert_eq!(image_registry("localhost/x"), "localhost");
+    }
+
+    #[test]
+    fn references_split_into_repository_and_tag_or_digest() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(pull_parts("nginx"), ("nginx", "latest"));
+        assert_eq!(pull_parts("nginx:1.25"), ("nginx", "1.25"));
+        assert_eq!(pull_parts("reg:5000/ns/n"), ("reg:5000/ns/n", "latest"));
+        assert_eq!(pull_parts("reg:5000/ns/n:t"), ("reg:5000/ns/n", "t"));
+        assert_eq!(
+            pull_parts(&format!("reg:5000/ns/n@{d}")),
+            ("reg:5000/ns/n", d.as_str())
+        );
+        assert_eq!(image_repository(&format!("reg:5000/n:t@{d}")), "reg:5000/n");
+        assert_eq!(image_repository("reg:5000/n"), "reg:5000/n");
+    }
+
+    #[test]
+    fn the_digest_recorded_is_the_one_of_the_references_repository() {
+        let digests = vec![
+            "127.0.0.1:5000/other@sha256:111".to_string(),
+            "127.0.0.1:5000/web@sha256:222".to_string(),
+            "nginx@sha256:333".to_string(),
+        ];
+        assert_eq!(
+            repo_digest_for("127.0.0.1:5000/web:1", &digests).as_deref(),
+            Some("127.0.0.1:5000/web@sha256:222")
+        );
+        assert_eq!(
+            repo_digest_for("docker.io/library/nginx:1", &digests).as_deref(),
+            Some("nginx@sha256:333")
+        );
+        assert_eq!(repo_digest_for("127.0.0.1:5000/none:1", &digests), None);
+        assert_eq!(repo_digest_for("berth-demo:latest", &[]), None);
+    }
+
+    #[test]
+    fn pull_failures_name_the_registry_the_reference_and_the_cause() {
+        let e = RuntimeError::Pull {
+            registry: "127.0.0.1:5000".into(),
+            reference: "127.0.0.1:5000/web:9".into(),
+            cause: PullCause::NotFound,
+            message: "manifest unknown".into(),
+        };
+        let text = e.to_string();
+        for part in [
+            "127.0.0.1:5000/web:9",
+            "from 127.0.0.1:5000",
+            "not found",
+            "docker load",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert!(
+            !e.is_unreachable(),
+            "a registry away is not the engine away"
+        );
+        let e = RuntimeError::Pull {
+            registry: "uc:8787".into(),
+            reference: "uc:8787/x:1".into(),
+            cause: PullCause::PlainHttp,
+            message: "server gave HTTP response to HTTPS client".into(),
+        };
+        let text = e.to_string();
+        assert!(text.contains("`insecure-registries`"), "{text}");
+        assert!(text.contains("add uc:8787 there"), "{text}");
+    }
 }

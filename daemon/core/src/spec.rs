@@ -253,8 +253,8 @@ impl ServiceSpec {
     }
 }
 
-/// Where the image comes from. There is no registry: a reference must already
-/// be present in the engine, or be built or loaded by berth.
+/// Where the image comes from: a reference the engine has, or pulls from its
+/// registry when it has not (`pull: missing`), or an image berth builds or loads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ImageSource {

@@ -1,5 +1,6 @@
 //! Sorting bollard's errors into what berth cares about.
 
+use berth_core::runtime::PullCause;
 use bollard::errors::Error as BollardError;
 
 /// A failed engine call, sorted.
@@ -76,6 +77,54 @@ impl From<BollardError> for Failure {
 
 pub(crate) use berth_core::error_chain as chain;
 
+/// Sorts a failed pull by the engine's status and words (the engine passes
+/// the registry's failure on as text: a 404 or a 500 with its message).
+pub(crate) fn pull_cause(status: Option<u16>, message: &str) -> PullCause {
+    let m = message.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
+    if has(&["no space left on device"]) {
+        PullCause::DiskFull
+    } else if has(&["server gave http response to https client"]) {
+        PullCause::PlainHttp
+    } else if has(&[
+        "x509:",
+        "tls:",
+        "certificate",
+        "first record does not look like a tls handshake",
+    ]) {
+        PullCause::Tls
+    } else if has(&["repository does not exist"]) {
+        // Docker Hub's answer for a name it does not have ("pull access
+        // denied ..., repository does not exist or may require 'docker login'").
+        PullCause::NotFound
+    } else if has(&[
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "denied",
+        "forbidden",
+    ]) {
+        PullCause::Unauthorized
+    } else if status == Some(404) || has(&["manifest unknown", "not found", "name unknown"]) {
+        PullCause::NotFound
+    } else if has(&[
+        "connection refused",
+        "no such host",
+        "dial tcp",
+        "i/o timeout",
+        "no route to host",
+        "network is unreachable",
+        "connection reset",
+        "timeout exceeded",
+        "deadline exceeded",
+        "eof",
+    ]) {
+        PullCause::Unreachable
+    } else {
+        PullCause::Other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +146,78 @@ mod tests {
             message: "driver failed programming external connectivity".to_string(),
         });
         assert_eq!(f.status(), Some(500), "the engine's own failure stays one");
+    }
+
+    /// The engine's words for each failure (Docker 20.10 to 27), as it
+    /// answers `POST /images/create`.
+    #[test]
+    fn sorts_pull_failures() {
+        let cases = [
+            (
+                Some(404),
+                "manifest for 127.0.0.1:5000/x:nope not found: manifest unknown: manifest unknown",
+                PullCause::NotFound,
+            ),
+            (
+                Some(404),
+                "pull access denied for nope, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
+                PullCause::NotFound,
+            ),
+            (
+                Some(500),
+                "Head \"http://127.0.0.1:5000/v2/x/manifests/1\": no basic auth credentials",
+                PullCause::Unauthorized,
+            ),
+            (
+                Some(500),
+                "Head \"http://127.0.0.1:5000/v2/x/manifests/1\": denied: requested access to the resource is denied",
+                PullCause::Unauthorized,
+            ),
+            (
+                Some(500),
+                "unauthorized: authentication required",
+                PullCause::Unauthorized,
+            ),
+            (
+                Some(500),
+                "Get \"https://uc:8787/v2/\": http: server gave HTTP response to HTTPS client",
+                PullCause::PlainHttp,
+            ),
+            (
+                Some(500),
+                "Get \"https://reg.example:5000/v2/\": x509: certificate signed by unknown authority",
+                PullCause::Tls,
+            ),
+            (
+                Some(500),
+                "Get \"http://127.0.0.1:5798/v2/\": dial tcp 127.0.0.1:5798: connect: connection refused",
+                PullCause::Unreachable,
+            ),
+            (
+                Some(500),
+                "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io on 10.0.0.53:53: no such host",
+                PullCause::Unreachable,
+            ),
+            (
+                Some(500),
+                "Get \"https://10.1.1.1/v2/\": net/http: request canceled while waiting for connection (Client.Timeout exceeded while awaiting headers)",
+                PullCause::Unreachable,
+            ),
+            (
+                None,
+                "write /var/lib/docker/tmp/GetImageBlob1: no space left on device",
+                PullCause::DiskFull,
+            ),
+            (
+                Some(500),
+                "Get \"http://127.0.0.1:40301/v2/\": dial tcp 127.0.0.1:40301: connect: connection refused",
+                PullCause::Unreachable,
+            ),
+            (Some(500), "something else entirely", PullCause::Other),
+        ];
+        for (status, message, cause) in cases {
+            assert_eq!(pull_cause(status, message), cause, "{message}");
+        }
     }
 
     #[test]

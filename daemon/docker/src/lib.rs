@@ -25,7 +25,8 @@ use std::time::Duration;
 use berth_core::runtime::{
     BoxStream, ContainerState, CreateRequest, ExecOutput, Health, ImageInfo, LABEL_CONFIG_HASH,
     LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
-    ObservedContainer, RuntimeError, RuntimeEvent, VolumeInfo,
+    ObservedContainer, PullCause, RuntimeError, RuntimeEvent, VolumeInfo, image_registry,
+    pull_parts,
 };
 use berth_core::spec::RestartPolicy;
 use bollard::container::LogOutput;
@@ -34,11 +35,12 @@ use bollard::models::{
     ContainerInspectResponse, ContainerUpdateBody, EventMessage, ExecConfig, HealthStatusEnum,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
-    ImportImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder,
-    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    EventsOptionsBuilder, ImportImageOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
+    RenameContainerOptionsBuilder, RestartContainerOptions, StartContainerOptions,
+    StopContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, Docker, body_try_stream};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -62,6 +64,8 @@ const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
 /// Until the response headers of a build or a load (the body may be uploaded
 /// and unpacked first).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A pull, from its start.
+const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Until the response headers of a log or event stream.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 /// Containers inspected at once by `list`.
@@ -598,6 +602,7 @@ impl Runtime for DockerRuntime {
             Ok(img) => Ok(Some(ImageInfo {
                 id: img.id.unwrap_or_default(),
                 tags: img.repo_tags.unwrap_or_default(),
+                digests: img.repo_digests.unwrap_or_default(),
             })),
             Err(e) => match Failure::from(e) {
                 f if f.status() == Some(404) => Ok(None),
@@ -951,6 +956,51 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn pull(&self, reference: &str) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let registry = image_registry(reference).to_string();
+        let pull_err = |cause: PullCause, message: String| RuntimeError::Pull {
+            registry: registry.clone(),
+            reference: reference.to_string(),
+            cause,
+            message,
+        };
+        if !valid_image_ref(reference) {
+            return Err(pull_err(
+                PullCause::Other,
+                "not an image reference".to_string(),
+            ));
+        }
+        let docker = inner.client().await?.with_timeout(PULL_TIMEOUT);
+        let (repository, tag) = pull_parts(reference);
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(repository)
+            .tag(tag)
+            .build();
+        let mut output = docker.create_image(Some(opts), None, None);
+        let mut last_status = String::new();
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(s) = info.status {
+                        last_status = s;
+                    }
+                }
+                Err(e) => {
+                    return Err(match Failure::from(e) {
+                        Failure::Unreachable(r) => inner.unreachable(r),
+                        f => {
+                            let message = f.message().to_string();
+                            pull_err(error::pull_cause(f.status(), &message), message)
+                        }
+                    });
+                }
+            }
+        }
+        tracing::debug!(reference, status = %last_status, "pulled");
+        Ok(())
+    }
+
     async fn load(&self, path: &str) -> Result<Vec<String>, RuntimeError> {
         let inner = &self.inner;
         let load_err = |message: String| RuntimeError::Load {
@@ -1009,7 +1059,11 @@ impl Runtime for DockerRuntime {
                     .into_iter()
                     .filter(|t| t.starts_with(repository_prefix))
                     .collect();
-                (!tags.is_empty()).then_some(ImageInfo { id: img.id, tags })
+                (!tags.is_empty()).then_some(ImageInfo {
+                    id: img.id,
+                    tags,
+                    digests: img.repo_digests,
+                })
             })
             .collect())
     }

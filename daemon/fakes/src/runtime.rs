@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use berth_core::runtime::{
     BoxStream, ContainerState, CreateRequest, ExecOutput, Health, ImageInfo, LABEL_CONFIG_HASH,
     LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
-    ObservedContainer, Runtime, RuntimeError, RuntimeEvent, VolumeInfo,
+    ObservedContainer, PullCause, Runtime, RuntimeError, RuntimeEvent, VolumeInfo, image_registry,
+    image_repository,
 };
 use berth_core::spec::RestartPolicy;
 use tokio::sync::broadcast;
@@ -32,6 +33,7 @@ pub enum Call {
     SetRestartPolicy(String, RestartPolicy),
     Build(String),
     Load(String),
+    Pull(String),
     ListImages,
     RemoveImage(String),
     InspectVolume(String),
@@ -66,6 +68,7 @@ impl Call {
             Call::SetRestartPolicy(..) => "set_restart_policy",
             Call::Build(_) => "build",
             Call::Load(_) => "load",
+            Call::Pull(_) => "pull",
             Call::ListImages => "list_images",
             Call::RemoveImage(_) => "remove_image",
             Call::InspectVolume(_) => "inspect_volume",
@@ -99,6 +102,10 @@ struct Inner {
     containers: Vec<FakeContainer>,
     /// reference (or id) → id
     images: BTreeMap<String, String>,
+    /// id → `repository@digest` entries (the engine's `RepoDigests`).
+    digests: BTreeMap<String, Vec<String>>,
+    /// What a pull finds: reference → (id, digest).
+    registry: BTreeMap<String, (String, String)>,
     calls: Vec<Call>,
     /// (call kind, error) to return on the next call of that kind.
     failures: VecDeque<(&'static str, RuntimeError)>,
@@ -139,6 +146,14 @@ impl FakeRuntime {
         let mut g = self.lock();
         g.images.insert(reference.to_string(), id.to_string());
         g.images.insert(id.to_string(), id.to_string());
+    }
+
+    /// Makes `reference` pullable: a pull brings image `id`, whose
+    /// `RepoDigests` then name `digest` (`sha256:...`) for its repository.
+    pub fn add_registry_image(&self, reference: &str, id: &str, digest: &str) {
+        self.lock()
+            .registry
+            .insert(reference.to_string(), (id.to_string(), digest.to_string()));
     }
 
     /// The next call of `kind` (`create`, `start`, ...) fails with `err`.
@@ -387,6 +402,7 @@ impl Runtime for FakeRuntime {
         Ok(g.images.get(reference).map(|id| ImageInfo {
             id: id.clone(),
             tags: vec![reference.to_string()],
+            digests: g.digests.get(id).cloned().unwrap_or_default(),
         }))
     }
 
@@ -577,6 +593,26 @@ impl Runtime for FakeRuntime {
         Ok(id)
     }
 
+    async fn pull(&self, reference: &str) -> Result<(), RuntimeError> {
+        let mut g = self.begin(Call::Pull(reference.to_string()))?;
+        let Some((id, digest)) = g.registry.get(reference).cloned() else {
+            return Err(RuntimeError::Pull {
+                registry: image_registry(reference).to_string(),
+                reference: reference.to_string(),
+                cause: PullCause::NotFound,
+                message: format!("manifest for {reference} not found: manifest unknown"),
+            });
+        };
+        g.images.insert(reference.to_string(), id.clone());
+        g.images.insert(id.clone(), id.clone());
+        let entry = format!("{}@{digest}", image_repository(reference));
+        let digests = g.digests.entry(id).or_default();
+        if !digests.contains(&entry) {
+            digests.push(entry);
+        }
+        Ok(())
+    }
+
     async fn load(&self, path: &str) -> Result<Vec<String>, RuntimeError> {
         let mut g = self.begin(Call::Load(path.to_string()))?;
         let reference = format!("loaded/{}:latest", path.rsplit('/').next().unwrap_or(path));
@@ -597,7 +633,11 @@ impl Runtime for FakeRuntime {
         }
         Ok(by_id
             .into_iter()
-            .map(|(id, tags)| ImageInfo { id, tags })
+            .map(|(id, tags)| ImageInfo {
+                digests: g.digests.get(&id).cloned().unwrap_or_default(),
+                id,
+                tags,
+            })
             .collect())
     }
 

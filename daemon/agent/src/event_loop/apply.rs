@@ -139,7 +139,7 @@ impl<E: Env> Agent<E> {
     pub(super) fn finish_apply(
         &mut self,
         apply_id: u64,
-        results: Vec<Result<String, RuntimeError>>,
+        results: Vec<Result<crate::images::Resolved, RuntimeError>>,
         configs: Vec<Vec<ConfigRead>>,
         env_files: Vec<EnvFileRead>,
     ) {
@@ -240,7 +240,7 @@ impl<E: Env> Agent<E> {
     pub(super) fn apply_one(
         &mut self,
         spec: &ServiceSpec,
-        image: Result<String, RuntimeError>,
+        image: Result<crate::images::Resolved, RuntimeError>,
         HostReads {
             configs: reads,
             env_file,
@@ -265,17 +265,17 @@ impl<E: Env> Agent<E> {
         // The digest of the values the env files hold now (never the values).
         let env_file_digest = env_file.as_ref().ok().cloned().flatten();
         // (unreachable engine, message)
-        let (hash, image_id, failure): (String, Option<String>, Option<(bool, String)>) =
-            match &image {
-                Ok(id) => {
-                    let outputs_dir = self.outputs_dir(&spec.name);
-                    let mut create = with_inputs(
-                        create_spec(spec, id, Some(outputs_dir.to_string_lossy().as_ref())),
-                        &inputs,
-                        "",
-                    );
-                    create.env_file_digest = env_file_digest.clone();
-                    let failure = match &env_file {
+        let (hash, resolved, failure): (String, Option<_>, Option<(bool, String)>) = match &image {
+            Ok(resolved) => {
+                let id = &resolved.id;
+                let outputs_dir = self.outputs_dir(&spec.name);
+                let mut create = with_inputs(
+                    create_spec(spec, id, Some(outputs_dir.to_string_lossy().as_ref())),
+                    &inputs,
+                    "",
+                );
+                create.env_file_digest = env_file_digest.clone();
+                let failure = match &env_file {
                         Err(e) => Some((
                             false,
                             format!("{}: {e}; nothing was changed", spec.name),
@@ -290,24 +290,24 @@ impl<E: Env> Agent<E> {
                             )
                         }),
                     };
-                    let hash = if waits_for.is_some() {
-                        String::new()
-                    } else {
-                        spec_hash(&create)
-                    };
-                    (hash, Some(id.clone()), failure)
-                }
-                // An env file that cannot be used fails the deployment
-                // even while the engine is away (nothing would run it).
-                Err(e) => (
-                    String::new(),
-                    None,
-                    Some(match &env_file {
-                        Err(ef) => (false, format!("{}: {ef}; nothing was changed", spec.name)),
-                        Ok(_) => (e.is_unreachable(), e.to_string()),
-                    }),
-                ),
-            };
+                let hash = if waits_for.is_some() {
+                    String::new()
+                } else {
+                    spec_hash(&create)
+                };
+                (hash, Some(resolved.clone()), failure)
+            }
+            // An env file that cannot be used fails the deployment
+            // even while the engine is away (nothing would run it).
+            Err(e) => (
+                String::new(),
+                None,
+                Some(match &env_file {
+                    Err(ef) => (false, format!("{}: {ef}; nothing was changed", spec.name)),
+                    Ok(_) => (e.is_unreachable(), e.to_string()),
+                }),
+            ),
+        };
         // Content that changed under an unchanged spec is the watcher's
         // business: it reconfigures by the policy (marked below).
         let mut config_moved = false;
@@ -373,7 +373,10 @@ impl<E: Env> Agent<E> {
             DeployAction::Update
         };
         let mut record = self.new_record(spec.clone(), action, source.clone(), actor);
-        record.image_id = image_id;
+        if let Some(resolved) = resolved {
+            record.image_id = Some(resolved.id);
+            record.image_digest = resolved.digest;
+        }
         record.spec_hash = hash;
         record.inputs = inputs;
         record.env_file_digest = env_file_digest;
@@ -447,6 +450,7 @@ impl<E: Env> Agent<E> {
             actor: actor.to_string(),
             spec,
             image_id: None,
+            image_digest: None,
             spec_hash: String::new(),
             config_hash: None,
             config: Vec::new(),

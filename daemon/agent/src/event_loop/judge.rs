@@ -184,7 +184,7 @@ impl<E: Env> Agent<E> {
         &mut self,
         service: &str,
         generation: u64,
-        result: Result<String, RuntimeError>,
+        result: Result<crate::images::Resolved, RuntimeError>,
     ) {
         let Some(svc) = self.services.get_mut(service) else {
             return;
@@ -198,7 +198,8 @@ impl<E: Env> Agent<E> {
                 svc.retry_at = Some(Instant::now() + Duration::from_secs(2));
             }
             Err(e) => self.fail_early(service, e.to_string()),
-            Ok(id) => {
+            Ok(resolved) => {
+                let crate::images::Resolved { id, digest } = resolved;
                 let Some(current) = self.services.get(service).map(|s| Arc::clone(&s.current))
                 else {
                     return;
@@ -213,6 +214,7 @@ impl<E: Env> Agent<E> {
                     .any(|c| c.service == service && c.spec_hash.as_deref() == Some(hash.as_str()));
                 let current = Arc::make_mut(&mut svc.current);
                 current.image_id = Some(id);
+                current.image_digest = digest;
                 current.spec_hash = hash;
                 current.status_reason.clear();
                 if already_runs {

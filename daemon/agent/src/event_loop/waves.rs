@@ -217,6 +217,7 @@ impl<E: Env> Agent<E> {
             let mut record =
                 self.new_record(current.spec.clone(), DeployAction::Update, source, "berthd");
             record.image_id = current.image_id.clone();
+            record.image_digest = current.image_digest.clone();
             // The env files as the apply read them (the deploy reads them
             // again and refuses if they changed since).
             record.env_file_digest = current.env_file_digest.clone();
