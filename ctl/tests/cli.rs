@@ -790,7 +790,7 @@ fn show_history_and_not_found() -> TestResult {
     );
     assert!(
         run.stdout.contains(
-            "\n2    UPDATE  FAILED    -       uid:0  2024-02-29 12:34:56Z  0123456789ab\n"
+            "\n2    UPDATE  FAILED    -       uid:0  2024-02-29 12:34:56Z  0123456789ab  -      -\n"
         ),
         "{run:?}"
     );

@@ -343,6 +343,9 @@ fn render_deployment(d: &Deployment, now_ms: u64) -> String {
     if let Some(id) = &d.image_id {
         pairs.push(("image id", id.clone()));
     }
+    if let Some(digest) = &d.image_digest {
+        pairs.push(("image digest", digest.clone()));
+    }
     if let Some(h) = &d.config_hash {
         pairs.push(("config hash", h.clone()));
     }
@@ -374,6 +377,14 @@ pub async fn cmd_history(ctx: &Ctx, args: &HistoryArgs) -> CliResult {
     output::text(render_history(&records))
 }
 
+/// `repository@sha256:0123456789ab` from a `repository@sha256:...` digest.
+fn short_digest(digest: &str) -> String {
+    match digest.split_once('@') {
+        Some((repository, hash)) => format!("{repository}@{}", short_hash(hash)),
+        None => short_hash(digest),
+    }
+}
+
 pub fn render_history(records: &[Deployment]) -> String {
     if records.is_empty() {
         return "no deployments\n".to_string();
@@ -393,6 +404,10 @@ pub fn render_history(records: &[Deployment]) -> String {
                 d.actor.clone(),
                 format_time(d.created_at_ms),
                 short_hash(&d.spec_hash),
+                d.image_id.as_deref().map_or("-".to_string(), short_hash),
+                d.image_digest
+                    .as_deref()
+                    .map_or("-".to_string(), short_digest),
             ]
         })
         .collect();
@@ -405,6 +420,8 @@ pub fn render_history(records: &[Deployment]) -> String {
             "ACTOR",
             "CREATED",
             "SPEC HASH",
+            "IMAGE",
+            "DIGEST",
         ],
         &rows,
     )
@@ -534,9 +551,42 @@ api      missing  -        -         -    -         -        -        held, cras
         assert_eq!(
             render_history(&records),
             "\
-GEN  ACTION    STATUS    REASON  ACTOR  CREATED               SPEC HASH
-2    ROLLBACK  COMPLETE  -       uid:0  2024-02-29 12:34:56Z  0123456789ab
+GEN  ACTION    STATUS    REASON  ACTOR  CREATED               SPEC HASH     IMAGE  DIGEST
+2    ROLLBACK  COMPLETE  -       uid:0  2024-02-29 12:34:56Z  0123456789ab  -      -
 "
+        );
+    }
+
+    /// The image a record resolved to, and the digest of a pulled one,
+    /// in both views.
+    #[test]
+    fn image_id_and_digest_are_shown() {
+        let d = Deployment {
+            generation: 3,
+            action: DeployAction::Update,
+            status: Status::Complete,
+            actor: "uid:0".into(),
+            created_at_ms: 1_709_210_096_000,
+            spec_hash: "sha256:0123456789abcdef".into(),
+            image_id: Some("sha256:aaaabbbbccccdddd".into()),
+            image_digest: Some("127.0.0.1:5000/web@sha256:eeeeffff00001111".into()),
+            ..Deployment::default()
+        };
+        assert_eq!(
+            render_history(std::slice::from_ref(&d)),
+            "\
+GEN  ACTION  STATUS    REASON  ACTOR  CREATED               SPEC HASH     IMAGE         DIGEST
+3    UPDATE  COMPLETE  -       uid:0  2024-02-29 12:34:56Z  0123456789ab  aaaabbbbcccc  127.0.0.1:5000/web@eeeeffff0000
+"
+        );
+        let shown = render_deployment(&d, 1_709_210_096_000);
+        assert!(
+            shown.contains("  image id      sha256:aaaabbbbccccdddd\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("  image digest  127.0.0.1:5000/web@sha256:eeeeffff00001111\n"),
+            "{shown}"
         );
     }
 }
