@@ -26,6 +26,7 @@ pub const TARGETS: &[&str] = &[
     "berthd_toml",
     "tokens",
     "api_request",
+    "import",
 ];
 
 /// Without `--time`, the whole step (build included) fits in this.
@@ -49,7 +50,7 @@ pub struct Options {
     #[arg(long, default_value = "none", value_parser = ["address", "none"])]
     pub sanitizer: String,
     /// Only these targets (spec, apply_body, heat, berthd_toml, tokens,
-    /// api_request); all when none is named.
+    /// api_request, import); all when none is named.
     pub targets: Vec<String>,
 }
 

@@ -63,6 +63,18 @@ pub fn write(root: &Path, shared: Option<&Path>, target: &str, out: &Path) -> Re
             );
         }
         "api_request" => seeds.extend(requests(root, shared)?),
+        "import" => {
+            let fixtures = root.join("daemon/core/tests/fixtures/import");
+            for sub in ["tripleo", "paunch", "heat", "tree/step_1", "tree/step_2"] {
+                seeds.extend(files(&fixtures.join(sub), &["json", "yml"])?);
+            }
+            seeds.extend(literals(&src("daemon/core/src/import/tests.rs")?));
+            if let Some(s) = shared {
+                seeds.extend(files(&s.join("tripleo"), &["json"])?);
+                seeds.extend(files(&s.join("paunch"), &["json", "yml"])?);
+                seeds.extend(files(&s.join("heat"), &["json"])?);
+            }
+        }
         other => anyhow::bail!("no seeds for target {other:?}"),
     }
     if out.exists() {
