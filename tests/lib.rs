@@ -17,6 +17,8 @@ pub mod engine;
 pub mod node;
 #[path = "src/proxy.rs"]
 pub mod proxy;
+#[path = "src/registry.rs"]
+pub mod registry;
 #[path = "src/systemd.rs"]
 pub mod systemd;
 #[path = "src/undercloud.rs"]

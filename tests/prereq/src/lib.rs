@@ -43,6 +43,9 @@ pub enum Need {
     /// The shared corpus of real TripleO, paunch and Heat files (see
     /// [`corpus_root`]).
     Corpus,
+    /// `/usr/bin/docker-registry` (Debian's `docker-registry`, the CNCF
+    /// distribution registry): the pull tests serve images from it.
+    Registry,
 }
 
 impl Need {
@@ -54,6 +57,7 @@ impl Need {
             Need::DemoImage => "demo image",
             Need::Systemd => "systemd",
             Need::Corpus => "corpus",
+            Need::Registry => "docker-registry",
         }
     }
 
@@ -73,6 +77,7 @@ impl Need {
             Need::Corpus => {
                 "put the shared corpus at ../shared/corpus beside the repository, or set BERTH_CORPUS to it"
             }
+            Need::Registry => "apt-get install docker-registry",
         }
     }
 
@@ -85,21 +90,23 @@ impl Need {
             Need::Busybox => &[Need::Busybox],
             Need::Systemd => &[Need::Systemd],
             Need::Corpus => &[Need::Corpus],
+            Need::Registry => &[Need::Registry],
         }
     }
 
-    const ALL: [Need; 5] = [
+    const ALL: [Need; 6] = [
         Need::Engine,
         Need::Busybox,
         Need::DemoImage,
         Need::Systemd,
         Need::Corpus,
+        Need::Registry,
     ];
 
     /// Why it is missing here, or `None` when it is present. Looked at once
     /// per test process.
     pub fn missing(self) -> Option<String> {
-        static SEEN: [OnceLock<Option<String>>; 5] = [const { OnceLock::new() }; 5];
+        static SEEN: [OnceLock<Option<String>>; 6] = [const { OnceLock::new() }; 6];
         let i = Need::ALL.iter().position(|n| *n == self).unwrap_or(0);
         SEEN[i]
             .get_or_init(|| match self {
@@ -110,10 +117,16 @@ impl Need {
                 Need::DemoImage => demo_image_missing(),
                 Need::Systemd => systemd_missing(),
                 Need::Corpus => corpus_missing(&corpus_root()),
+                Need::Registry => {
+                    (!Path::new(REGISTRY_BIN).is_file()).then(|| format!("{REGISTRY_BIN} missing"))
+                }
             })
             .clone()
     }
 }
+
+/// Debian's distribution registry (`docker-registry`).
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 /// True when `CI` is set and not empty.
 pub fn in_ci() -> bool {

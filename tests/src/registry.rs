@@ -1,0 +1,250 @@
+//! `TestRegistry`: a real image registry (Debian's `docker-registry`, the
+//! CNCF distribution registry) on 127.0.0.1 with its own storage, for the
+//! pull tests. The engine pulls from 127.0.0.0/8 over plain HTTP without any
+//! `insecure-registries` setting.
+//!
+//! It is stopped (killed and waited for) when dropped, even when the test
+//! panics. Images pushed to it are untagged locally right away, so berth has
+//! to pull them; [`PulledImages`] removes what a test tagged or pulled.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::node::{docker, unique};
+
+/// What is pushed: the integration tests' demo image.
+pub const DEMO_IMAGE: &str = "berth-demo:latest";
+
+pub struct TestRegistry {
+    /// `127.0.0.1:PORT`: what image references start with.
+    pub addr: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// An image pushed into a [`TestRegistry`] and no longer tagged in the engine.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// `127.0.0.1:PORT/NAME:TAG`.
+    pub reference: String,
+    /// `127.0.0.1:PORT/NAME`.
+    pub repository: String,
+    /// `sha256:...`, as the push reported it.
+    pub digest: String,
+}
+
+impl TestRegistry {
+    /// Starts a registry on a free port and waits until `GET /v2/` answers 200.
+    pub fn start() -> TestRegistry {
+        // The port is free when looked up; another process may take it
+        // before the registry binds it, so a failed start tries another.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let mut registry = TestRegistry {
+                addr,
+                dir: tempfile::Builder::new()
+                    .prefix("berth-registry-")
+                    .tempdir()
+                    .expect("temp dir"),
+                child: None,
+            };
+            match registry.spawn() {
+                Ok(()) => return registry,
+                Err(e) => last = e,
+            }
+        }
+        panic!("docker-registry did not start: {last}");
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yml")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    /// What the registry wrote (for a failure's message).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let storage = self.dir.path().join("storage");
+        std::fs::create_dir_all(&storage).map_err(|e| format!("mkdir: {e}"))?;
+        std::fs::write(
+            self.config_path(),
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n",
+                storage.display(),
+                self.addr
+            ),
+        )
+        .map_err(|e| format!("write config: {e}"))?;
+        let log = std::fs::File::create(self.log_path()).map_err(|e| format!("log: {e}"))?;
+        let err = log.try_clone().map_err(|e| format!("log fd: {e}"))?;
+        let child = Command::new(berth_prereq::REGISTRY_BIN)
+            .arg("serve")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", berth_prereq::REGISTRY_BIN))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!("exited early ({status}):\n{}", self.logs()));
+            }
+            if self.answers() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(format!(
+                    "GET /v2/ not answered within 20s:\n{}",
+                    self.logs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET /v2/` answers 200.
+    pub fn answers(&self) -> bool {
+        let Ok(addr) = self.addr.parse::<SocketAddr>() else {
+            return false;
+        };
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let request = format!(
+            "GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        if s.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200")
+    }
+
+    /// Kills the registry and waits for it (its storage stays until drop).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Pushes the demo image as `<addr>/<unique name>:<tag>`, then removes
+    /// that tag from the engine (the demo image keeps its own), so only the
+    /// registry has it. `images` learns the reference first, so it goes even
+    /// when the push fails half way.
+    pub fn push_demo(&self, hint: &str, tag: &str, images: &mut PulledImages) -> Pushed {
+        let repository = format!("{}/{}", self.addr, unique(hint));
+        let reference = format!("{repository}:{tag}");
+        images.add(&reference);
+        let out = docker(&["tag", DEMO_IMAGE, &reference]);
+        assert!(
+            out.status.success(),
+            "docker tag: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = docker(&["push", &reference]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "docker push {reference}: {text}{}\nregistry log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        // `TAG: digest: sha256:... size: N`
+        let digest = text
+            .split_whitespace()
+            .skip_while(|w| *w != "digest:")
+            .nth(1)
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no digest in the push's output: {text}"));
+        assert!(digest.starts_with("sha256:"), "{digest}");
+        images.add(&format!("{repository}@{digest}"));
+        images.remove_now(&reference);
+        assert!(
+            !docker(&["image", "inspect", &reference]).status.success(),
+            "{reference} is still tagged in the engine"
+        );
+        Pushed {
+            reference,
+            repository,
+            digest,
+        }
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nothing listens on at the moment of asking.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// References a test tagged or made the engine pull: untagged when dropped
+/// (never forced, never by pattern: only these), after the node whose
+/// containers used them (declare it before the node). The demo image
+/// itself stays: its own tag holds it.
+#[derive(Debug, Default)]
+pub struct PulledImages {
+    refs: Vec<String>,
+}
+
+impl PulledImages {
+    pub fn new() -> PulledImages {
+        PulledImages::default()
+    }
+
+    pub fn add(&mut self, reference: &str) {
+        if !self.refs.iter().any(|r| r == reference) {
+            self.refs.push(reference.to_string());
+        }
+    }
+
+    /// Untags `reference` in the engine now (it stays on the list, in case
+    /// it is pulled again).
+    pub fn remove_now(&self, reference: &str) {
+        let out = docker(&["rmi", reference]);
+        assert!(
+            out.status.success(),
+            "docker rmi {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PulledImages {
+    fn drop(&mut self) {
+        for reference in self.refs.iter().rev() {
+            // Absent already is fine: only what is there is untagged.
+            if docker(&["image", "inspect", reference]).status.success() {
+                let _ = docker(&["rmi", reference]);
+            }
+        }
+    }
+}
