@@ -184,6 +184,21 @@ fn a_file_import_did_not_write_is_never_replaced() -> TestResult {
     ])?;
     assert!(forced.status.success(), "{}", shown(&forced));
     assert!(std::fs::read_to_string(&mine)?.starts_with("# Imported by"));
+
+    // A file an earlier import wrote for a container this one lacks stays,
+    // and the operator is told.
+    let other = fixtures().join("paunch/examples_demo.yml");
+    let again = berthctl(&["import", "paunch", &s(&other), "-o", &s(out.path())])?;
+    assert!(again.status.success(), "{}", shown(&again));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    for stale in ["first.yaml", "second.yaml"] {
+        let path = s(&out.path().join(stale));
+        assert!(
+            stderr.contains(&format!("warning: {path} was written by an earlier import")),
+            "{stderr}"
+        );
+        assert!(out.path().join(stale).exists());
+    }
     Ok(())
 }
 

@@ -311,7 +311,36 @@ fn write_all(dir: &Path, import: &Import, command: &str, force: bool) -> CliResu
     // The renames are durable once the directory is.
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| CliError::failed(format!("{}: cannot sync: {e}", dir.display())))
+        .map_err(|e| CliError::failed(format!("{}: cannot sync: {e}", dir.display())))?;
+    for stale in earlier_imports(dir, import) {
+        output::warn(format!(
+            "{stale} was written by an earlier import and is not part of this one: `berthctl \
+             apply` of the directory still applies it; remove it if that container is gone"
+        ));
+    }
+    Ok(())
+}
+
+/// Files in `dir` an earlier `berthctl import` wrote for services this
+/// import does not have (left in place: removing them is the operator's
+/// call).
+fn earlier_imports(dir: &Path, import: &Import) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|name| !import.services.iter().any(|s| s.spec.name == name))
+        })
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.starts_with(HEADER)))
+        .map(|p| p.display().to_string())
+        .collect();
+    out.sort();
+    out
 }
 
 /// Temp file beside the target, fsync, rename over it.
