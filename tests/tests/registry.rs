@@ -173,3 +173,45 @@ fn a_registry_that_is_down_fails_within_seconds_and_the_old_container_keeps_runn
     assert_eq!(history[0]["status"], "FAILED", "{history:#}");
     assert_eq!(history[1]["status"], "COMPLETE", "{history:#}");
 }
+
+#[test]
+fn a_reference_by_digest_is_pulled_by_that_digest() {
+    berth_prereq::require!(DemoImage, Registry);
+    demo_image();
+    let registry = TestRegistry::start();
+    let mut images = PulledImages::new();
+    let pushed = registry.push_demo("bydigest", "v1", &mut images);
+    let by_digest = format!("{}@{}", pushed.repository, pushed.digest);
+    let mut node = TestNode::new("digest");
+    node.start();
+
+    let (out, _) = apply_plain(&node, "web.yaml", &service("web", &by_digest));
+    assert!(
+        out.status.success(),
+        "{}\nberthd log:\n{}",
+        both(&out),
+        node.logs()
+    );
+    node.wait_until("web runs", Duration::from_secs(30), |n| {
+        n.container("web").is_some_and(|c| c.state == "running")
+    });
+    let shown = node.ctl_json(&["show", "web"]);
+    assert_eq!(
+        shown["current"]["image_digest"],
+        by_digest.as_str(),
+        "{shown:#}"
+    );
+    assert_eq!(
+        shown["current"]["image_id"],
+        inspect_image(&by_digest, "{{.Id}}").as_str(),
+        "{shown:#}"
+    );
+    // Pulled by digest only: the tag was not brought back.
+    assert!(
+        !docker(&["image", "inspect", &pushed.reference])
+            .status
+            .success(),
+        "{} is tagged again",
+        pushed.reference
+    );
+}

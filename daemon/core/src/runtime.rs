@@ -420,8 +420,9 @@ pub fn image_repository(reference: &str) -> &str {
 /// A reference split for a pull: the repository and the tag or digest
 /// (`latest` when it names neither: a pull without one would fetch every tag).
 pub fn pull_parts(reference: &str) -> (&str, &str) {
-    if let Some((name, digest)) = reference.split_once('@') {
-        return (name, digest);
+    if let Some((_, digest)) = reference.split_once('@') {
+        // `name:tag@digest` pulls by the digest (the engine ignores the tag).
+        return (image_repository(reference), digest);
     }
     let repository = image_repository(reference);
     match reference[repository.len()..].strip_prefix(':') {
@@ -563,6 +564,10 @@ mod tests {
         assert_eq!(
             pull_parts(&format!("reg:5000/ns/n@{d}")),
             ("reg:5000/ns/n", d.as_str())
+        );
+        assert_eq!(
+            pull_parts(&format!("reg:5000/n:t@{d}")),
+            ("reg:5000/n", d.as_str())
         );
         assert_eq!(image_repository(&format!("reg:5000/n:t@{d}")), "reg:5000/n");
         assert_eq!(image_repository("reg:5000/n"), "reg:5000/n");
