@@ -52,7 +52,7 @@ impl Tier {
         match self {
             Tier::Core => &[Need::Corpus],
             Tier::Loop => &[],
-            Tier::Engine => &[Need::Engine, Need::Busybox],
+            Tier::Engine => &[Need::Engine, Need::Busybox, Need::Registry],
             Tier::System => &[Need::Engine, Need::Busybox, Need::Systemd],
             Tier::Chaos => &[Need::Engine],
         }
@@ -213,7 +213,7 @@ mod tests {
                         .is_some_and(|a| a.contains(need))
                 })
             };
-            let engine = asks("Engine") || asks("DemoImage") || asks("Busybox");
+            let engine = asks("Engine") || asks("DemoImage") || asks("Busybox") || asks("Registry");
             let systemd = asks("Systemd");
             checked += 1;
             match tier {
