@@ -23,7 +23,6 @@ fn run(command: &str, input: &Input) -> Result<Import, ImportErrors> {
     let opts = Options {
         image_map: &map,
         host_env: &env,
-        command,
     };
     match command {
         "paunch" => paunch_files(std::slice::from_ref(input), &opts),

@@ -139,7 +139,6 @@ pub fn cmd_import(ctx: &Ctx, cmd: &ImportCmd) -> CliResult {
     let opts = Options {
         image_map: &image_map,
         host_env: &host_env,
-        command,
     };
     let result = match cmd {
         ImportCmd::Paunch { files, .. } => {

@@ -71,9 +71,6 @@ pub struct Options<'a> {
     /// entry without a value (`["TRIPLEO_MINOR_UPDATE"]`, `{K: ''}`)
     /// through from the shell that runs it.
     pub host_env: &'a dyn Fn(&str) -> Option<String>,
-    /// Which command is importing, for the header of each written file:
-    /// `paunch`, `tripleo` or `heat`.
-    pub command: &'a str,
 }
 
 /// A warning or an error, with where it comes from.

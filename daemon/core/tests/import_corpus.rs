@@ -79,15 +79,14 @@ fn the_projects_own_files_import_and_pass_berths_checks() {
 /// shape asks; returns how many files were taken.
 fn import_all(root: &Path, not_yet: &[(&str, &str)]) -> usize {
     let map = ImageMap::default();
-    let o = |command| Options {
+    let opts = Options {
         image_map: &map,
         host_env: &no_env,
-        command,
     };
     let mut count = 0;
     // TripleO's docker_config blocks: one step's map per file.
     for path in files(&root.join("tripleo"), |n| n.ends_with(".json")) {
-        let import = paunch_files(&[read(&path)], &o("paunch"))
+        let import = paunch_files(&[read(&path)], &opts)
             .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
         holds(&path.display().to_string(), &import, "paunch");
         count += 1;
@@ -98,7 +97,7 @@ fn import_all(root: &Path, not_yet: &[(&str, &str)]) -> usize {
             || n == "readme_config_format_example.json"
             || n == "tripleo-ansible_container-configs.json"
     }) {
-        let import = paunch_files(&[read(&path)], &o("paunch"))
+        let import = paunch_files(&[read(&path)], &opts)
             .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
         holds(&path.display().to_string(), &import, "paunch");
         count += 1;
@@ -107,7 +106,7 @@ fn import_all(root: &Path, not_yet: &[(&str, &str)]) -> usize {
     for path in files(&root.join("paunch"), |n| {
         n.starts_with("tripleo-ansible_molecule")
     }) {
-        let import = tripleo_files(&[read(&path)], &o("tripleo"))
+        let import = tripleo_files(&[read(&path)], &opts)
             .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
         holds(&path.display().to_string(), &import, "tripleo");
         count += 1;
@@ -119,13 +118,13 @@ fn import_all(root: &Path, not_yet: &[(&str, &str)]) -> usize {
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         if let Some((_, why)) = not_yet.iter().find(|(f, _)| *f == name) {
-            let err = heat_file(&read(&path), &o("heat")).expect_err(name);
+            let err = heat_file(&read(&path), &opts).expect_err(name);
             assert!(err.to_string().contains(why), "{name}: {err}");
             count += 1;
             continue;
         }
-        let import = heat_file(&read(&path), &o("heat"))
-            .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+        let import =
+            heat_file(&read(&path), &opts).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
         holds(&path.display().to_string(), &import, "heat");
         count += 1;
     }

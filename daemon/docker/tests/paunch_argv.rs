@@ -1165,7 +1165,6 @@ fn options<'a>(image_map: &'a ImageMap) -> Options<'a> {
     Options {
         image_map,
         host_env: &host_env,
-        command: "paunch",
     }
 }
 

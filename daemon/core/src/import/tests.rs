@@ -20,7 +20,6 @@ fn opts<'a>(map: &'a ImageMap, env: &'a dyn Fn(&str) -> Option<String>) -> Optio
     Options {
         image_map: map,
         host_env: env,
-        command: "paunch",
     }
 }
 
