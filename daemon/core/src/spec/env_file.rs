@@ -69,19 +69,13 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<(String, String)>, EnvFileErr
             ));
         };
         if !valid_env_name(key) {
-            // The text before `=` is shown only when it is a plausible
-            // name gone wrong: it could be a value written without its key.
-            let shown = if key.len() <= 64 && key.bytes().all(|b| b.is_ascii_graphic()) {
-                format!("{key:?} is")
-            } else {
-                "the text before `=` is".to_string()
-            };
+            // Never shown: the text before `=` may be a value written
+            // without its key (`postgres://app:pw@db/app?sslmode=require`).
             return Err(error(
                 n,
-                format!(
-                    "{shown} not a variable name: letters, digits and `_`, not starting with \
-                     a digit"
-                ),
+                "the text before `=` is not a variable name: letters, digits and `_`, not \
+                 starting with a digit (it is not shown: it may be a value)"
+                    .to_string(),
             ));
         }
         if value.contains('\0') {
@@ -164,9 +158,13 @@ mod tests {
         let e = parse("/e", "1A=x\n").expect_err("bad name");
         assert_eq!(
             e.to_string(),
-            "env_file /e, line 1: \"1A\" is not a variable name: letters, digits and `_`, \
-             not starting with a digit"
+            "env_file /e, line 1: the text before `=` is not a variable name: letters, digits \
+             and `_`, not starting with a digit (it is not shown: it may be a value)"
         );
+        // A value written without its key, whose own `=` looks like one.
+        let e =
+            parse("/e", "postgres://app:Pa55w0rd@db/app?sslmode=require\n").expect_err("no key");
+        assert!(!e.to_string().contains("Pa55w0rd"), "{e}");
         let e = parse("/e", "\nmy secret value=x\n").expect_err("bad name");
         assert!(
             e.to_string().contains("line 2: the text before `=` is not"),
