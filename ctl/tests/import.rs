@@ -185,6 +185,29 @@ fn a_file_import_did_not_write_is_never_replaced() -> TestResult {
     assert!(forced.status.success(), "{}", shown(&forced));
     assert!(std::fs::read_to_string(&mine)?.starts_with("# Imported by"));
 
+    // Nor is a symlink, or a file that is not text.
+    let link = out.path().join("second.yaml");
+    std::fs::remove_file(&link)?;
+    std::os::unix::fs::symlink("/nonexistent/target", &link)?;
+    let binary = out.path().join("first.yaml");
+    std::fs::write(&binary, b"\xff\xfe not text")?;
+    let run = berthctl(&["import", "paunch", &s(&file), "-o", &s(out.path())])?;
+    assert_eq!(run.status.code(), Some(2), "{}", shown(&run));
+    assert!(std::fs::symlink_metadata(&link)?.file_type().is_symlink());
+    assert_eq!(std::fs::read(&binary)?, b"\xff\xfe not text");
+    let forced = berthctl(&[
+        "import",
+        "paunch",
+        &s(&file),
+        "-o",
+        &s(out.path()),
+        "--force",
+    ])?;
+    assert!(forced.status.success(), "{}", shown(&forced));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&binary)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a written spec may hold secrets");
+
     // A file an earlier import wrote for a container this one lacks stays,
     // and the operator is told.
     let other = fixtures().join("paunch/examples_demo.yml");

@@ -287,10 +287,7 @@ fn write_all(dir: &Path, import: &Import, command: &str, force: bool) -> CliResu
     let mut foreign = Vec::new();
     for s in &import.services {
         let path = dir.join(format!("{}.yaml", s.spec.name));
-        if let Ok(existing) = std::fs::read_to_string(&path)
-            && !existing.starts_with(HEADER)
-            && !force
-        {
+        if !force && std::fs::symlink_metadata(&path).is_ok() && !ours(&path) {
             foreign.push(path.display().to_string());
         }
     }
@@ -335,20 +332,36 @@ fn earlier_imports(dir: &Path, import: &Import) -> Vec<String> {
                 .and_then(|s| s.to_str())
                 .is_some_and(|name| !import.services.iter().any(|s| s.spec.name == name))
         })
-        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.starts_with(HEADER)))
+        .filter(|p| ours(p))
         .map(|p| p.display().to_string())
         .collect();
     out.sort();
     out
 }
 
-/// Temp file beside the target, fsync, rename over it.
+/// Whether `path` is a file an earlier `berthctl import` wrote: a regular
+/// file (not a symlink) that reads as text starting with the header.
+/// Anything else there is the operator's.
+fn ours(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+        && std::fs::read_to_string(path).is_ok_and(|t| t.starts_with(HEADER))
+}
+
+/// Temp file beside the target (0600: a spec may hold secrets), fsync,
+/// rename over it.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp.{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
+    // One left by a run that died under the same pid is ours to replace.
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

@@ -179,6 +179,18 @@ fn deployment_inputs(
             left_out.push(name.to_string());
             continue;
         }
+        if super::looks_secret(name) {
+            warnings.push(file_problem(
+                input,
+                item,
+                format!(
+                    "deployment {deployment}: input {name:?} not imported: its name says it is \
+                     a secret, and berth's inputs have no secret marking yet (give it to the \
+                     service as env with `secret: true`)"
+                ),
+            ));
+            continue;
+        }
         if !valid_output_name(name) {
             warnings.push(file_problem(
                 input,

@@ -523,7 +523,20 @@ fn environment(
                 }
             },
         };
-        env.insert(key, EnvValue::plain(value));
+        if super::looks_secret(&key) {
+            cx.notes.push(format!(
+                "env {key} marked secret (its name says so): berth never shows its value"
+            ));
+            env.insert(
+                key,
+                EnvValue {
+                    value,
+                    secret: true,
+                },
+            );
+        } else {
+            env.insert(key, EnvValue::plain(value));
+        }
     }
 }
 

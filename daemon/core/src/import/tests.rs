@@ -489,3 +489,34 @@ fn a_container_without_restart_keeps_docker_runs_default() {
         "paunch leaves it to docker run's `no`"
     );
 }
+
+#[test]
+fn a_value_whose_name_says_secret_is_kept_secret() {
+    let file = r#"{"db": {"image": "x", "restart": "always", "environment": {
+        "DB_ROOT_PASSWORD": "Jd8fK3nP0sLq5wXz", "KOLLA_CONFIG_STRATEGY": "COPY_ALWAYS",
+        "SSH_PRIVATE_KEY": "k", "KEYSTONE_URL": "http://ks"}}}"#;
+    let import = paunch(&[input("step_1.json", file)]).expect("imports");
+    let db = service(&import, "db");
+    let secret = |k: &str| db.spec.env[k].secret;
+    assert!(secret("DB_ROOT_PASSWORD") && secret("SSH_PRIVATE_KEY"));
+    assert!(!secret("KOLLA_CONFIG_STRATEGY") && !secret("KEYSTONE_URL"));
+    let text = db.file_text("paunch");
+    assert!(text.contains("secret: true"), "{text}");
+    // Berth's own view of the spec never shows it.
+    assert!(!format!("{:?}", db.spec.redacted()).contains("Jd8fK3nP0sLq5wXz"));
+
+    let doc = r#"{"group": "docker-cmd", "name": "d", "inputs": [
+        {"name": "admin_password", "value": "hunter2"}, {"name": "region", "value": "r1"}],
+        "config": {"web": {"image": "x"}}}"#;
+    let map = ImageMap::default();
+    let heat = heat_file(&input("d.json", doc), &opts(&map, &no_env)).expect("imports");
+    let web = service(&heat, "web");
+    assert!(!web.spec.inputs.contains_key("admin_password"));
+    assert!(web.spec.inputs.contains_key("region"));
+    assert!(!web.file_text("heat").contains("hunter2"));
+    assert!(
+        heat.warnings
+            .iter()
+            .any(|w| w.message.contains("admin_password"))
+    );
+}
