@@ -41,6 +41,28 @@ fn check_reads_env_files_and_never_shows_a_value() -> Result<(), Box<dyn std::er
         "{stderr}"
     );
 
+    // What berthd would refuse, check refuses: not text, too big, a FIFO.
+    std::fs::write(dir.path().join("bin.env"), b"A=\xff\n")?;
+    std::fs::write(dir.path().join("big.env"), vec![b'#'; (1 << 20) + 1])?;
+    let fifo = dir.path().join("fifo.env");
+    let made = Command::new("mkfifo").arg(&fifo).status()?;
+    assert!(made.success());
+    for (name, why) in [
+        ("bin.env", "not UTF-8"),
+        ("big.env", "larger than"),
+        ("fifo.env", "not a regular file"),
+    ] {
+        let file = format!("{name}.yaml");
+        std::fs::write(
+            dir.path().join(&file),
+            format!("name: web\nimage: x:1\nenv_file: {name}\n"),
+        )?;
+        let out = run(&file)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+    }
+
     std::fs::write(
         dir.path().join("ok.yaml"),
         "name: web\nimage: x:1\nenv_file: good.env\n",
