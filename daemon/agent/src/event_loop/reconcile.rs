@@ -185,14 +185,19 @@ impl<E: Env> Agent<E> {
             };
             let deploys = actions.iter().any(|a| matches!(a, Action::Deploy { .. }));
             // `volumes_from` names services: the engine is given their
-            // containers, as they are now.
+            // containers, as they are now; not while one of them is being
+            // replaced (its container then is the old one, or none).
             let mut create = create;
             if deploys
                 && let Some(c) = create.as_mut()
                 && !c.spec.volumes_from.is_empty()
             {
                 match self.volumes_from_containers(&c.spec.volumes_from) {
-                    Ok(ids) => c.spec.volumes_from_containers = ids,
+                    Ok(VolumesFrom::Ids(ids)) => c.spec.volumes_from_containers = ids,
+                    Ok(VolumesFrom::NotNow(why)) => {
+                        tracing::debug!(service, %why, "create waits for a volumes_from service");
+                        continue;
+                    }
                     Err(reason) => {
                         self.refuse_create(&service, reason);
                         continue;
@@ -263,33 +268,48 @@ impl<E: Env> Agent<E> {
 
     /// `volumes_from` entries (`SERVICE[:ro|:rw]`) with each service
     /// replaced by the id of its container in place (named
-    /// `<prefix><service>`, as last listed); the error names the service
-    /// that has none.
-    fn volumes_from_containers(&self, entries: &[String]) -> Result<Vec<String>, String> {
-        entries
-            .iter()
-            .map(|entry| {
-                let (service, mode) = match entry.split_once(':') {
-                    Some((service, mode)) => (service, Some(mode)),
-                    None => (entry.as_str(), None),
-                };
-                let name = format!("{}{service}", self.cfg.prefix);
-                let c = self
-                    .observed
-                    .iter()
-                    .find(|c| c.service == service && c.name == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "volumes_from: service {service} has no container on this node \
-                             ({name}) to take volumes from; deploy or start {service} first"
-                        )
-                    })?;
-                Ok(match mode {
-                    Some(mode) => format!("{}:{mode}", c.id),
-                    None => c.id.clone(),
-                })
-            })
-            .collect()
+    /// `<prefix><service>`, as last listed). Not now while one of those
+    /// services is busy (a job, e.g. a create-then-swap, may be renaming
+    /// its containers: the one in place is about to go, or there is none
+    /// for a moment), nor while it has no container and its newest
+    /// deployment is still under way (it will have one). The error names
+    /// the service that has no container and none coming.
+    fn volumes_from_containers(&self, entries: &[String]) -> Result<VolumesFrom, String> {
+        let mut ids = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (service, mode) = match entry.split_once(':') {
+                Some((service, mode)) => (service, Some(mode)),
+                None => (entry.as_str(), None),
+            };
+            let svc = self.services.get(service);
+            if svc.is_some_and(|s| s.busy) {
+                return Ok(VolumesFrom::NotNow(format!(
+                    "{service} is busy (its containers may be being replaced)"
+                )));
+            }
+            let name = format!("{}{service}", self.cfg.prefix);
+            let Some(c) = self
+                .observed
+                .iter()
+                .find(|c| c.service == service && c.name == name)
+            else {
+                if let Some(s) = svc.filter(|s| !s.current.status.is_terminal()) {
+                    return Ok(VolumesFrom::NotNow(format!(
+                        "{service} has no container yet: its deployment {} is {}",
+                        s.current.id, s.current.status
+                    )));
+                }
+                return Err(format!(
+                    "volumes_from: service {service} has no container on this node \
+                     ({name}) to take volumes from; deploy or start {service} first"
+                ));
+            };
+            ids.push(match mode {
+                Some(mode) => format!("{}:{mode}", c.id),
+                None => c.id.clone(),
+            });
+        }
+        Ok(VolumesFrom::Ids(ids))
     }
 
     /// The node policy right before a create or a start: a host path under
@@ -346,4 +366,13 @@ impl<E: Env> Agent<E> {
             self.set_status(service, Status::Failed, reason, None);
         }
     }
+}
+
+/// The containers a create takes volumes from, or why not this round.
+enum VolumesFrom {
+    /// `volumes_from` with each service replaced by its container's id.
+    Ids(Vec<String>),
+    /// A service named is being replaced, or its deployment has not made
+    /// its container yet: planned again later.
+    NotNow(String),
 }
