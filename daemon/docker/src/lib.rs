@@ -64,8 +64,14 @@ const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
 /// Until the response headers of a build or a load (the body may be uploaded
 /// and unpacked first).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// A pull, from its start.
+/// A whole pull, from its request to the end of its progress stream.
+/// bollard's per-request timeout covers only the response headers, which
+/// the engine sends before it has pulled anything: `pull` bounds the
+/// stream itself with this and [`PULL_IDLE_TIMEOUT`].
 const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A pull whose engine sends no progress line for this long has stalled
+/// (a registry that stopped sending mid-blob): it fails.
+const PULL_IDLE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 /// Until the response headers of a log or event stream.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 /// Containers inspected at once by `list`.
@@ -971,32 +977,29 @@ impl Runtime for DockerRuntime {
                 "not an image reference".to_string(),
             ));
         }
+        // Bounds only the wait for the response headers; the stream is
+        // bounded by `drain_pull`.
         let docker = inner.client().await?.with_timeout(PULL_TIMEOUT);
         let (repository, tag) = pull_parts(reference);
         let opts = CreateImageOptionsBuilder::default()
             .from_image(repository)
             .tag(tag)
             .build();
-        let mut output = docker.create_image(Some(opts), None, None);
-        let mut last_status = String::new();
-        while let Some(item) = output.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(s) = info.status {
-                        last_status = s;
-                    }
+        let output = docker.create_image(Some(opts), None, None);
+        let last_status = drain_pull(
+            output,
+            reference,
+            PULL_TIMEOUT,
+            PULL_IDLE_TIMEOUT,
+            |e: bollard::errors::Error| match Failure::from(e) {
+                Failure::Unreachable(r) => inner.unreachable(r),
+                f => {
+                    let message = f.message().to_string();
+                    pull_err(error::pull_cause(f.status(), &message), message)
                 }
-                Err(e) => {
-                    return Err(match Failure::from(e) {
-                        Failure::Unreachable(r) => inner.unreachable(r),
-                        f => {
-                            let message = f.message().to_string();
-                            pull_err(error::pull_cause(f.status(), &message), message)
-                        }
-                    });
-                }
-            }
-        }
+            },
+        )
+        .await?;
         tracing::debug!(reference, status = %last_status, "pulled");
         Ok(())
     }
@@ -1293,6 +1296,76 @@ async fn ensure_volumes(
     Ok(())
 }
 
+/// Reads the progress stream of a pull of `reference` to its end; returns
+/// the last status the engine reported. An item that is an error ends it
+/// with `failed`'s error. No item for `idle`, or the stream not over after
+/// `total` (from the start of this call), fails it as
+/// [`PullCause::Unreachable`]: the engine waits on a connected registry
+/// for good, so one that stalls mid-blob would hang the pull, and the
+/// apply waiting on it, forever.
+async fn drain_pull<S, E>(
+    output: S,
+    reference: &str,
+    total: Duration,
+    idle: Duration,
+    mut failed: impl FnMut(E) -> RuntimeError,
+) -> Result<String, RuntimeError>
+where
+    S: Stream<Item = Result<bollard::models::CreateImageInfo, E>>,
+{
+    let drain = async {
+        let mut output = std::pin::pin!(output);
+        let mut last_status = String::new();
+        loop {
+            match tokio::time::timeout(idle, output.next()).await {
+                Ok(Some(Ok(info))) => {
+                    if let Some(s) = info.status {
+                        last_status = s;
+                    }
+                }
+                Ok(Some(Err(e))) => return Err(failed(e)),
+                Ok(None) => return Ok(last_status),
+                Err(_) => {
+                    let last = if last_status.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (last: {last_status})")
+                    };
+                    return Err(timed_out(
+                        reference,
+                        format!(
+                            "no progress for {} s{last}: the registry stopped sending; \
+                             the pull was given up",
+                            idle.as_secs()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    tokio::time::timeout(total, drain)
+        .await
+        .unwrap_or_else(|_| {
+            Err(timed_out(
+                reference,
+                format!(
+                    "the pull took longer than {} s and was given up",
+                    total.as_secs()
+                ),
+            ))
+        })
+}
+
+/// A pull of `reference` given up: its registry did not deliver in time.
+fn timed_out(reference: &str, message: String) -> RuntimeError {
+    RuntimeError::Pull {
+        registry: image_registry(reference).to_string(),
+        reference: reference.to_string(),
+        cause: PullCause::Unreachable,
+        message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bollard::models::{
@@ -1300,6 +1373,115 @@ mod tests {
     };
 
     use super::*;
+
+    fn progress(status: &str) -> Result<bollard::models::CreateImageInfo, String> {
+        Ok(bollard::models::CreateImageInfo {
+            status: Some(status.to_string()),
+            ..Default::default()
+        })
+    }
+
+    fn engine_said(e: String) -> RuntimeError {
+        RuntimeError::Refused {
+            op: "pull",
+            target: "test".into(),
+            message: e,
+        }
+    }
+
+    const STALLING: &str = "registry.example:5000/app:1";
+
+    /// A registry that stops sending mid-blob: the engine's stream stays
+    /// open with no progress, and the pull fails after the idle timeout,
+    /// naming the registry and the cause, instead of hanging.
+    #[tokio::test(start_paused = true)]
+    async fn a_pull_whose_progress_stalls_fails_after_the_idle_timeout() {
+        let stalls = stream::iter([progress("Pulling fs layer"), progress("Downloading")])
+            .chain(stream::pending());
+        let started = tokio::time::Instant::now();
+        let pull = drain_pull(
+            stalls,
+            STALLING,
+            PULL_TIMEOUT,
+            PULL_IDLE_TIMEOUT,
+            engine_said,
+        );
+        let e = tokio::time::timeout(2 * PULL_TIMEOUT, pull)
+            .await
+            .expect("the pull does not hang")
+            .expect_err("a stalled pull fails");
+        assert_eq!(started.elapsed(), PULL_IDLE_TIMEOUT);
+        let RuntimeError::Pull {
+            registry, cause, ..
+        } = &e
+        else {
+            panic!("not a pull failure: {e:?}");
+        };
+        assert_eq!(
+            (registry.as_str(), *cause),
+            ("registry.example:5000", PullCause::Unreachable)
+        );
+        let said = e.to_string();
+        assert!(
+            said.contains("pulling it from registry.example:5000 failed: the registry is unreachable: no progress for 120 s (last: Downloading)"),
+            "{said}"
+        );
+    }
+
+    /// A pull that keeps making progress, too slowly to end: it fails once
+    /// it has taken the whole pull timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_pull_that_never_ends_fails_after_the_pull_timeout() {
+        let trickles = stream::unfold(0u64, |n| async move {
+            tokio::time::sleep(PULL_IDLE_TIMEOUT / 2).await;
+            Some((progress(&format!("Downloading {n}")), n + 1))
+        });
+        let started = tokio::time::Instant::now();
+        let pull = drain_pull(
+            trickles,
+            STALLING,
+            PULL_TIMEOUT,
+            PULL_IDLE_TIMEOUT,
+            engine_said,
+        );
+        let e = tokio::time::timeout(2 * PULL_TIMEOUT, pull)
+            .await
+            .expect("the pull does not hang")
+            .expect_err("an endless pull fails");
+        assert_eq!(started.elapsed(), PULL_TIMEOUT);
+        assert!(
+            matches!(&e, RuntimeError::Pull { cause: PullCause::Unreachable, registry, .. }
+                if registry == "registry.example:5000"),
+            "{e:?}"
+        );
+        let said = e.to_string();
+        assert!(said.contains("took longer than 1800 s"), "{said}");
+    }
+
+    /// A pull that ends returns the last status; the engine's error ends
+    /// it with that error.
+    #[tokio::test(start_paused = true)]
+    async fn a_pull_ends_with_its_stream_or_its_error() {
+        let ok = stream::iter([progress("Downloading"), progress("Status: Downloaded")]);
+        let last = drain_pull(ok, STALLING, PULL_TIMEOUT, PULL_IDLE_TIMEOUT, engine_said)
+            .await
+            .expect("pulled");
+        assert_eq!(last, "Status: Downloaded");
+        let failing = stream::iter([progress("Downloading"), Err("manifest unknown".to_string())]);
+        let e = drain_pull(
+            failing,
+            STALLING,
+            PULL_TIMEOUT,
+            PULL_IDLE_TIMEOUT,
+            engine_said,
+        )
+        .await
+        .expect_err("failed");
+        assert!(
+            matches!(&e, RuntimeError::Refused { message, .. } if message == "manifest unknown"),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn endpoints() {
