@@ -390,7 +390,11 @@ impl PullCause {
                  /etc/docker/certs.d/{registry}/ca.crt; a plain-HTTP registry must be listed \
                  in the engine's `insecure-registries`)"
             ),
-            PullCause::Unauthorized | PullCause::DiskFull | PullCause::Other => String::new(),
+            // Issue 18: a pull asks the engine with no credentials of berth's.
+            PullCause::Unauthorized => " (berth sends no registry credentials yet: `docker pull` \
+                 or `docker load` the image on the node)"
+                .to_string(),
+            PullCause::DiskFull | PullCause::Other => String::new(),
         }
     }
 }
@@ -622,5 +626,20 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("`insecure-registries`"), "{text}");
         assert!(text.contains("add uc:8787 there"), "{text}");
+        let e = RuntimeError::Pull {
+            registry: "ghcr.io".into(),
+            reference: "ghcr.io/acme/private:1".into(),
+            cause: PullCause::Unauthorized,
+            message: "denied".into(),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "authentication failed (401/403: the registry needs credentials or refused them): \
+                 denied (berth sends no registry credentials yet: `docker pull` or `docker load` \
+                 the image on the node)"
+            ),
+            "{text}"
+        );
     }
 }
