@@ -528,7 +528,7 @@ api      missing  -        -         -    -         -        -        held, cras
             "  status      FAILED: exited with 1\n",
             "  source      api\n",
             "  created     -\n",
-            "spec:\n  image: \"\"\n  name: web\n",
+            "spec:\n  name: web\n",
             "  deploy_status_code: 1\n",
             "  deploy_stderr:\n    line one\n    line two\n",
             "inputs:\n  release: 2026.2\n",

@@ -44,7 +44,7 @@ use berth_core::host::{
     ExitStatus, HostError, HostUnits, TransientResult, TransientSpec, hook_unit_name,
 };
 use berth_core::record::{Outputs, cap_output};
-use berth_core::runtime::Runtime;
+use berth_core::runtime::{ExecOptions, Runtime};
 use berth_core::spec::{Hook, HookKind, HookPhase, HookPlace};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -269,7 +269,8 @@ impl Request {
                 outputs,
             );
         };
-        let exec = runtime.exec(container, argv);
+        let options = ExecOptions::default();
+        let exec = runtime.exec(container, argv, &options);
         let result = match timeout {
             Some(t) => tokio::time::timeout(t, exec).await.map_err(|_| t),
             None => Ok(exec.await),

@@ -55,6 +55,12 @@ pub async fn resolve<E: Env>(
 ) -> Result<Resolved, RuntimeError> {
     let runtime = env.runtime();
     match image {
+        // An `exec_in` task (the parser allows no other spec without an
+        // image): it runs in another service's container, from no image.
+        ImageSource::Ref(reference) if reference.is_empty() => Ok(Resolved {
+            id: String::new(),
+            digest: None,
+        }),
         ImageSource::Ref(reference) => {
             let info = match runtime.inspect_image(reference).await? {
                 Some(info) => info,

@@ -16,6 +16,10 @@ use berth_core::spec::{ConfigMount, ImageSource, OnChange, SourceKind, env_file}
 
 use crate::Env;
 
+/// How long an `exec_in` task's command may run (paunch waits forever; a
+/// hung bootstrap should fail its deployment, not hold the service).
+pub(crate) const EXEC_TASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// One thing an executor did to a container.
 #[derive(Debug, Clone)]
 pub(crate) struct Step {
@@ -64,6 +68,14 @@ pub(crate) enum Job {
         exit_code: Option<i64>,
         outputs: Vec<String>,
         outputs_dir: Option<PathBuf>,
+    },
+    /// Run an `exec_in` task's command in its service's container.
+    ExecTask {
+        service: String,
+        generation: u64,
+        container: String,
+        argv: Vec<String>,
+        options: berth_core::runtime::ExecOptions,
     },
     /// List this node's containers.
     List,
@@ -171,6 +183,14 @@ pub(crate) enum Done {
         service: String,
         outputs: Outputs,
     },
+    ExecTaskRan {
+        service: String,
+        generation: u64,
+        /// What the command did, or why it could not run.
+        result: Result<berth_core::runtime::ExecOutput, String>,
+        /// The error is the engine being unreachable (run it again later).
+        unreachable: bool,
+    },
     Resolved {
         apply_id: u64,
         results: Vec<Result<crate::images::Resolved, RuntimeError>>,
@@ -247,6 +267,38 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
     let runtime = env.runtime();
     match job {
         Job::List => Done::Listed(runtime.list().await),
+        Job::ExecTask {
+            service,
+            generation,
+            container,
+            argv,
+            options,
+        } => {
+            let ran =
+                tokio::time::timeout(EXEC_TASK_TIMEOUT, runtime.exec(&container, &argv, &options))
+                    .await;
+            let (result, unreachable) = match ran {
+                Ok(Ok(out)) => (Ok(out), false),
+                Ok(Err(e)) => (
+                    Err(format!("`{}` could not run: {e}", argv.join(" "))),
+                    e.is_unreachable(),
+                ),
+                Err(_) => (
+                    Err(format!(
+                        "`{}` did not end within {} s",
+                        argv.join(" "),
+                        EXEC_TASK_TIMEOUT.as_secs()
+                    )),
+                    false,
+                ),
+            };
+            Done::ExecTaskRan {
+                service,
+                generation,
+                result,
+                unreachable,
+            }
+        }
         Job::RemoveVolumes(req) => Done::VolumesRemoved(req.run(runtime).await),
         Job::Hook(req) => Done::Hook(req.run(env.as_ref()).await),
         Job::ImageGc { service, keep } => {
@@ -450,7 +502,14 @@ async fn reload<R: Runtime>(
                     error = Some(format!("sending {sig} failed: {e}"));
                 }
             }
-            OnChange::Exec(argv) => match runtime.exec(container, argv).await {
+            OnChange::Exec(argv) => match runtime
+                .exec(
+                    container,
+                    argv,
+                    &berth_core::runtime::ExecOptions::default(),
+                )
+                .await
+            {
                 Err(e) => {
                     unreachable = e.is_unreachable();
                     error = Some(format!("`{}` could not run: {e}", argv.join(" ")));

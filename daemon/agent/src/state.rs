@@ -187,7 +187,10 @@ pub(crate) fn service_status(svc: &Svc, container: Option<&ObservedContainer>) -
         held: svc.meta.held,
         kind: spec.kind,
         desired_state: spec.state,
-        image: image_display(&spec.image),
+        image: match &spec.exec_in {
+            Some(target) => format!("exec in {target}"),
+            None => image_display(&spec.image),
+        },
         current: Some(DeploymentSummary::from(&*svc.current)),
         container: container_status,
         converged: false,

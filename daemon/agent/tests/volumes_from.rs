@@ -197,8 +197,13 @@ impl Runtime for Gated {
     async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
         self.inner.kill(id, signal).await
     }
-    async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, RuntimeError> {
-        self.inner.exec(id, argv).await
+    async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        options: &berth_core::runtime::ExecOptions,
+    ) -> Result<ExecOutput, RuntimeError> {
+        self.inner.exec(id, argv, options).await
     }
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         self.inner.remove(id).await

@@ -140,6 +140,7 @@ pub const SERVICE: Shape = Shape::Object(&[
     ("restart", TEXT),
     ("state", TEXT),
     ("kind", TEXT),
+    ("exec_in", TEXT),
     (
         "healthcheck",
         Shape::Object(&[

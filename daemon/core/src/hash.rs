@@ -40,6 +40,7 @@ pub fn create_spec(spec: &ServiceSpec, image_id: &str, outputs_dir: Option<&str>
         volumes: spec.volumes.clone(),
         volumes_from: spec.volumes_from.clone(),
         volumes_from_containers: Vec::new(),
+        exec_in: spec.exec_in.clone(),
         network: spec.network.clone(),
         ports: spec.ports.clone(),
         privileged: spec.privileged,

@@ -167,6 +167,10 @@ pub struct Deployment {
     /// when the engine knows one (a pulled image; not a built or loaded one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// An `exec_in` task: the id of the container it ran in (a new
+    /// container of that service runs it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_container: Option<String>,
     pub spec_hash: String,
     /// The combined hash of the config sources this record gave the service.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -70,6 +70,10 @@ pub struct CreateSpec {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// The service whose container an exec task runs in (no container of
+    /// its own is ever created from this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_in: Option<String>,
     /// `volumes_from` as the spec has it: `SERVICE[:ro|:rw]`, berth service
     /// names (in the hash: which services, not which of their containers).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -144,6 +148,16 @@ pub struct CreateSpec {
 pub struct ConfigBind {
     pub source: String,
     pub target: String,
+}
+
+/// How a command runs in a container (`docker exec --user --env
+/// --privileged`); the default runs it as the container's own user.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecOptions {
+    pub user: Option<String>,
+    /// `KEY=VALUE`, added to the container's environment for the command.
+    pub env: Vec<String>,
+    pub privileged: bool,
 }
 
 /// What a command run in a container (`docker exec`) produced.
@@ -483,6 +497,7 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         id: &str,
         argv: &[String],
+        options: &ExecOptions,
     ) -> impl Future<Output = Result<ExecOutput, RuntimeError>> + Send;
     /// Removes a container (forcefully: it is killed if running).
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;

@@ -30,6 +30,8 @@ pub fn valid_service_name(name: &str) -> bool {
 #[serde(default)]
 pub struct ServiceSpec {
     pub name: String,
+    /// None (an empty reference) only for an `exec_in` task.
+    #[serde(skip_serializing_if = "ImageSource::is_none")]
     pub image: ImageSource,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
@@ -109,6 +111,13 @@ pub struct ServiceSpec {
     pub healthcheck: Option<Healthcheck>,
     #[serde(skip_serializing_if = "Kind::is_default")]
     pub kind: Kind,
+    /// A task that runs its `command` in another service's running
+    /// container (`docker exec`) instead of a container of its own, as
+    /// paunch's `action: exec`: no image, run when its spec changes and
+    /// again when that service gets a new container. An implicit
+    /// `depends_on` (`started`, [`crate::waves::dependencies`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_in: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
     /// A task's exit codes that count as success (empty: only 0), as
@@ -261,6 +270,14 @@ pub enum ImageSource {
     Ref(String),
     Build { build: BuildSpec },
     Load { load: String },
+}
+
+impl ImageSource {
+    /// No image: an `exec_in` task's (it runs in another service's
+    /// container).
+    pub fn is_none(&self) -> bool {
+        matches!(self, ImageSource::Ref(r) if r.is_empty())
+    }
 }
 
 impl Default for ImageSource {

@@ -59,7 +59,7 @@ pub fn dependencies(spec: &ServiceSpec) -> Vec<(String, Condition)> {
             out.push((r.service.clone(), Condition::Completed));
         }
     }
-    for service in spec.volumes_from_services() {
+    for service in spec.volumes_from_services().chain(spec.exec_in.as_deref()) {
         if !out.iter().any(|(s, _)| s == service) {
             out.push((service.to_string(), Condition::Started));
         }

@@ -164,6 +164,7 @@ fn other() -> ServiceSpec {
             start_period: None,
         }),
         kind: Kind::Task,
+        exec_in: Some("keystone".into()),
         outputs: vec!["result".into()],
         exit_codes: vec![0, 2],
         update: UpdatePolicy {
@@ -241,6 +242,7 @@ fn service_spec_fields() -> Vec<Field> {
         state,
         healthcheck,
         kind,
+        exec_in,
         outputs,
         exit_codes,
         update,
@@ -329,6 +331,7 @@ fn service_spec_fields() -> Vec<Field> {
             },
             move |s| s.kind = kind,
         ),
+        field("exec_in", Hashed, move |s| s.exec_in = exec_in.clone()),
         field(
             "outputs",
             HashedAs {

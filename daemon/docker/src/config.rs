@@ -269,6 +269,7 @@ mod tests {
             ],
             volumes_from: vec!["db:ro".to_string(), "logs".to_string()],
             volumes_from_containers: vec!["c0001:ro".to_string(), "c0002".to_string()],
+            exec_in: None,
             network: Network::Named("backend".to_string()),
             ports: vec![
                 PortMapping::parse("8080:80").expect("port"),

@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use berth_core::runtime::{
-    BoxStream, ContainerState, CreateRequest, ExecOutput, Health, ImageInfo, LABEL_CONFIG_HASH,
-    LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
-    ObservedContainer, PullCause, RuntimeError, RuntimeEvent, VolumeInfo, image_registry,
-    pull_parts,
+    BoxStream, ContainerState, CreateRequest, ExecOptions, ExecOutput, Health, ImageInfo,
+    LABEL_CONFIG_HASH, LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk,
+    LogOptions, LogStream, ObservedContainer, PullCause, RuntimeError, RuntimeEvent, VolumeInfo,
+    image_registry, pull_parts,
 };
 use berth_core::spec::RestartPolicy;
 use bollard::container::LogOutput;
@@ -733,7 +733,12 @@ impl Runtime for DockerRuntime {
             })
     }
 
-    async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, RuntimeError> {
+    async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        options: &ExecOptions,
+    ) -> Result<ExecOutput, RuntimeError> {
         let inner = &self.inner;
         let docker = inner.client().await?;
         let c = inner.ensure_ours(&docker, "exec in", id).await?;
@@ -750,6 +755,9 @@ impl Runtime for DockerRuntime {
                     cmd: Some(argv.to_vec()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
+                    user: options.user.clone(),
+                    env: (!options.env.is_empty()).then(|| options.env.clone()),
+                    privileged: options.privileged.then_some(true),
                     ..Default::default()
                 },
             )

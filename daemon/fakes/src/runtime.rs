@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use berth_core::runtime::{
-    BoxStream, ContainerState, CreateRequest, ExecOutput, Health, ImageInfo, LABEL_CONFIG_HASH,
-    LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk, LogOptions, LogStream,
-    ObservedContainer, PullCause, Runtime, RuntimeError, RuntimeEvent, VolumeInfo, image_registry,
-    image_repository,
+    BoxStream, ContainerState, CreateRequest, ExecOptions, ExecOutput, Health, ImageInfo,
+    LABEL_CONFIG_HASH, LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk,
+    LogOptions, LogStream, ObservedContainer, PullCause, Runtime, RuntimeError, RuntimeEvent,
+    VolumeInfo, image_registry, image_repository,
 };
 use berth_core::spec::RestartPolicy;
 use tokio::sync::broadcast;
@@ -113,6 +113,8 @@ struct Inner {
     next_id: u64,
     /// What the next execs return (default: exit 0, no output).
     exec_results: VecDeque<ExecOutput>,
+    /// The options of every exec, in order.
+    exec_options: Vec<ExecOptions>,
     /// Named volumes: name → labels. A create makes the missing ones with
     /// this node's label, as the Docker runtime does.
     volumes: BTreeMap<String, BTreeMap<String, String>>,
@@ -170,6 +172,11 @@ impl FakeRuntime {
     /// The next `exec` returns `out`.
     pub fn push_exec_result(&self, out: ExecOutput) {
         self.lock().exec_results.push_back(out);
+    }
+
+    /// The options every `exec` was given, in order.
+    pub fn exec_options(&self) -> Vec<ExecOptions> {
+        self.lock().exec_options.clone()
     }
 
     /// Adds a named volume berth did not make here (by hand: no labels; or
@@ -522,8 +529,14 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, RuntimeError> {
+    async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        options: &ExecOptions,
+    ) -> Result<ExecOutput, RuntimeError> {
         let mut g = self.begin(Call::Exec(id.to_string(), argv.to_vec()))?;
+        g.exec_options.push(options.clone());
         let c = self.mine(&mut g, id)?;
         if c.state != ContainerState::Running {
             return Err(not_running("exec in", id));

@@ -451,6 +451,7 @@ impl<E: Env> Agent<E> {
             spec,
             image_id: None,
             image_digest: None,
+            exec_container: None,
             spec_hash: String::new(),
             config_hash: None,
             config: Vec::new(),

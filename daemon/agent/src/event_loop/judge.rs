@@ -70,6 +70,12 @@ impl<E: Env> Agent<E> {
             {
                 continue;
             }
+            // An `exec_in` task runs in its service's container, not in
+            // one of its own: nothing of the engine's to judge it by.
+            if let Some(target) = svc.current.spec.exec_in.clone() {
+                self.run_exec_task(&name, &target);
+                continue;
+            }
             // A deployment resumed after a crash whose container was in fact
             // created: it reached the engine. (Made from its spec and its
             // config: a recreate by config change has the old spec hash.)
@@ -145,6 +151,84 @@ impl<E: Env> Agent<E> {
                 }
             }
         }
+    }
+
+    /// An `exec_in` task's deployment in progress: its command runs in
+    /// `target`'s container, as it is now (the wave released it once
+    /// `target` was started). A deployment cut short by a berthd restart
+    /// runs again, as paunch's execs do on every run.
+    fn run_exec_task(&mut self, service: &str, target: &str) {
+        // The engine was away at the last try: not before the backoff ends.
+        if self
+            .services
+            .get(service)
+            .and_then(|s| s.retry_at)
+            .is_some_and(|t| Instant::now() < t)
+        {
+            return;
+        }
+        let container = self
+            .container_of(target)
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| c.id.clone());
+        let Some(container) = container else {
+            let reason =
+                format!("{target} has no running container to exec in; apply again once it runs");
+            self.set_status(service, Status::Failed, reason, None);
+            return;
+        };
+        if self
+            .services
+            .get(service)
+            .is_some_and(|s| s.current.status != Status::InProgress)
+        {
+            self.set_status(service, Status::InProgress, String::new(), None);
+        }
+        let Some(svc) = self.services.get_mut(service) else {
+            return;
+        };
+        let spec = &svc.current.spec;
+        let options = berth_core::runtime::ExecOptions {
+            user: spec.user.clone(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.value))
+                .collect(),
+            privileged: spec.privileged,
+        };
+        let job = Job::ExecTask {
+            service: service.to_string(),
+            generation: svc.current.generation,
+            container: container.clone(),
+            argv: spec.command.clone().unwrap_or_default(),
+            options,
+        };
+        svc.busy = true;
+        svc.edit_current(|d| {
+            d.applied = true;
+            d.exec_container = Some(container.clone());
+        });
+        let record = Arc::clone(&svc.current);
+        if let Err(e) = self.env.store().save_record(&record) {
+            tracing::error!(service, error = %e, "cannot save record");
+        }
+        tracing::info!(
+            service,
+            target,
+            container,
+            "running the exec task in its service's container"
+        );
+        self.emit(EventKind::ContainerAction {
+            service: service.to_string(),
+            action: "exec".into(),
+            container,
+            reason: format!(
+                "exec_in {target}: {}",
+                record.spec.command.as_deref().unwrap_or_default().join(" ")
+            ),
+        });
+        self.spawn(job);
     }
 
     /// Deployments recorded while the engine was away: resolve their images now.

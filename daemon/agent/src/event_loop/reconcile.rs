@@ -105,9 +105,12 @@ impl<E: Env> Agent<E> {
                     kind: spec.kind,
                     restart: spec.effective_restart(),
                     held: svc.meta.held,
-                    task_done: spec.kind == Kind::Task
-                        && svc.target.status.is_terminal()
-                        && svc.target.applied,
+                    // An `exec_in` task never has a container of its own:
+                    // the judge runs it (`judge.rs`).
+                    task_done: spec.exec_in.is_some()
+                        || spec.kind == Kind::Task
+                            && svc.target.status.is_terminal()
+                            && svc.target.applied,
                     config_identity: svc.target.config_identity.clone(),
                     blocked: self.units_blocked(svc),
                     // Judged COMPLETE and in its `post_update` hooks: the

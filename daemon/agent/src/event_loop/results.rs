@@ -195,6 +195,52 @@ impl<E: Env> Agent<E> {
                     }),
                 }
             }
+            Done::ExecTaskRan {
+                service,
+                generation,
+                result,
+                unreachable,
+            } => {
+                let Some(svc) = self.services.get_mut(&service) else {
+                    return;
+                };
+                svc.busy = false;
+                if svc.current.generation != generation || svc.current.status.is_terminal() {
+                    return;
+                }
+                match result {
+                    Ok(out) => {
+                        let code = out.exit_code;
+                        let outputs = berth_core::record::Outputs {
+                            deploy_stdout: Some(berth_core::record::cap_output(out.stdout)),
+                            deploy_stderr: Some(berth_core::record::cap_output(out.stderr)),
+                            deploy_status_code: Some(code),
+                            declared: Default::default(),
+                        };
+                        let (status, reason) = if svc.current.spec.task_succeeded(code) {
+                            let reason = if code == 0 {
+                                String::new()
+                            } else {
+                                format!("exec exited with code {code}, one of its exit_codes")
+                            };
+                            (Status::Complete, reason)
+                        } else {
+                            (Status::Failed, format!("exec exited with code {code}"))
+                        };
+                        self.set_status(&service, status, reason, Some(outputs));
+                    }
+                    // Not run: the judge runs it again once the engine is
+                    // back (after a short backoff, not in a loop).
+                    Err(_) if unreachable => {
+                        if let Some(svc) = self.services.get_mut(&service) {
+                            svc.retry_at = Some(
+                                tokio::time::Instant::now() + std::time::Duration::from_secs(2),
+                            );
+                        }
+                    }
+                    Err(reason) => self.set_status(&service, Status::Failed, reason, None),
+                }
+            }
             Done::Collected { service, outputs } => {
                 if let Some(svc) = self.services.get_mut(&service) {
                     svc.busy = false;

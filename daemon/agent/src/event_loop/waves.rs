@@ -18,9 +18,12 @@ use super::Agent;
 use crate::{AgentError, Env};
 
 /// A spec that takes part in waves: it has dependencies (`volumes_from`
-/// counts as one) or inputs.
+/// and `exec_in` count as one) or inputs.
 pub(super) fn in_waves(spec: &ServiceSpec) -> bool {
-    !spec.depends_on.is_empty() || !spec.inputs.is_empty() || !spec.volumes_from.is_empty()
+    !spec.depends_on.is_empty()
+        || !spec.inputs.is_empty()
+        || !spec.volumes_from.is_empty()
+        || spec.exec_in.is_some()
 }
 
 impl<E: Env> Agent<E> {
@@ -110,6 +113,64 @@ impl<E: Env> Agent<E> {
             }
         }
         self.rerun_moved_inputs();
+        self.rerun_exec_tasks();
+    }
+
+    /// An `exec_in` task that completed in a container its service no
+    /// longer runs: the service got a new container (an update, a
+    /// recreate), so the task gets a new deployment by `berthd`, as paunch
+    /// runs its execs again. Not after a failure (an apply retries that),
+    /// nor while the service is being replaced.
+    fn rerun_exec_tasks(&mut self) {
+        let mut rerun: Vec<(String, String, String)> = Vec::new();
+        for (name, svc) in &self.services {
+            let Some(target) = svc.current.spec.exec_in.as_deref() else {
+                continue;
+            };
+            if svc.busy
+                || svc.meta.held
+                || svc.is_deleted()
+                || svc.current.status != Status::Complete
+                || self.services.get(target).is_none_or(|t| t.busy)
+            {
+                continue;
+            }
+            let Some(now) = self
+                .container_of(target)
+                .filter(|c| c.state == berth_core::runtime::ContainerState::Running)
+            else {
+                continue;
+            };
+            if svc.current.exec_container.as_deref() != Some(now.id.as_str()) {
+                rerun.push((name.clone(), target.to_string(), now.id.clone()));
+            }
+        }
+        for (name, target, container) in rerun {
+            let Some(svc) = self.services.get(&name) else {
+                continue;
+            };
+            let current = Arc::clone(&svc.current);
+            let source = svc.meta.source.clone();
+            let mut record =
+                self.new_record(current.spec.clone(), DeployAction::Update, source, "berthd");
+            record.image_id = current.image_id.clone();
+            record.spec_hash = current.spec_hash.clone();
+            record.inputs = current.inputs.clone();
+            record.waiting = true;
+            let short = &container[..container.len().min(12)];
+            record.status_reason = format!(
+                "{target} has a new container ({short}) since {}",
+                current.id
+            );
+            tracing::info!(
+                service = name,
+                reason = record.status_reason,
+                "running the exec task again"
+            );
+            if let Err(e) = self.commit_record(record, None) {
+                tracing::error!(service = name, error = %e, "cannot record the exec task's new run");
+            }
+        }
     }
 
     /// A waiting deployment whose dependencies hold: its inputs are

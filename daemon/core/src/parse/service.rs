@@ -48,6 +48,7 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "restart",
     "state",
     "kind",
+    "exec_in",
     "healthcheck",
     "outputs",
     "exit_codes",
@@ -100,9 +101,14 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
         }
         None => cx.missing(&f, "name", "the service's name, e.g. name: web"),
     }
-    match f.get("image") {
-        Some(image_field) => spec.image = image(cx, image_field).unwrap_or_default(),
-        None => cx.missing(&f, "image", "e.g. image: berth-demo:latest"),
+    match (f.get("image"), f.get("exec_in")) {
+        (Some(image_field), None) => spec.image = image(cx, image_field).unwrap_or_default(),
+        (Some(image_field), Some(_)) => cx.invalid(
+            image_field,
+            "an exec_in task runs in that service's container and has no image; remove image",
+        ),
+        (None, Some(_)) => {}
+        (None, None) => cx.missing(&f, "image", "e.g. image: berth-demo:latest"),
     }
     spec.command = f.get("command").and_then(|c| cx.argv(c, LIST_HINT));
     spec.entrypoint = f.get("entrypoint").and_then(|c| cx.argv(c, LIST_HINT));
@@ -212,6 +218,9 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
         None => Some(Kind::Service),
     };
     spec.kind = kind.unwrap_or_default();
+    if let Some(e) = f.get("exec_in") {
+        spec.exec_in = exec_in(cx, &f, e, &spec.name, kind);
+    }
     spec.healthcheck = f.get("healthcheck").and_then(|h| healthcheck(cx, h));
     if let Some(o) = f.get("outputs") {
         spec.outputs = outputs(cx, o).unwrap_or_default();
@@ -269,6 +278,72 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
     }
 
     (cx.errors.len() == before).then_some(spec)
+}
+
+/// The fields an `exec_in` task may have besides its name and kind: what
+/// `docker exec` takes, and what orders and judges it.
+const EXEC_FIELDS: &[&str] = &[
+    "name",
+    "kind",
+    "exec_in",
+    "command",
+    "user",
+    "privileged",
+    "env",
+    "exit_codes",
+    "depends_on",
+    "after_units",
+    "requires_units",
+    "update",
+    "state",
+];
+
+/// `exec_in: SERVICE`: a task (`kind: task`) with a `command` that runs in
+/// SERVICE's container; the fields that shape a container of its own are
+/// refused (it has none).
+fn exec_in(
+    cx: &mut Ctx<'_>,
+    f: &super::read::Fields<'_>,
+    e: Field<'_>,
+    own: &str,
+    kind: Option<Kind>,
+) -> Option<String> {
+    let target = cx
+        .string(e, NAME_RULE)
+        .and_then(|n| service_name(cx, e, n))?;
+    if target == own {
+        cx.invalid(
+            e,
+            format!("{own:?} cannot exec in its own container; name another service"),
+        );
+        return None;
+    }
+    if kind != Some(Kind::Task) {
+        cx.invalid(e, "exec_in is only allowed with kind: task (it runs once, in another service's container)");
+    }
+    if f.get("command").is_none() {
+        cx.missing(
+            f,
+            "command",
+            r#"what to run in the container, e.g. command: ["keystone-manage", "bootstrap"]"#,
+        );
+    }
+    for key in SERVICE_FIELDS
+        .iter()
+        .filter(|k| !EXEC_FIELDS.contains(k) && **k != "image")
+    {
+        if let Some(other) = f.get(key) {
+            cx.invalid(
+                other,
+                format!(
+                    "\"{key}\" is not allowed with exec_in: the command runs in {target}'s \
+                     container, which has its own; allowed: {}",
+                    EXEC_FIELDS.join(", ")
+                ),
+            );
+        }
+    }
+    Some(target)
 }
 
 /// `after_units` / `requires_units`: systemd unit names, made full (see

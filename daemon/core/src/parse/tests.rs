@@ -2013,3 +2013,51 @@ fn env_file_one_path_or_a_list() {
         assert!(e.message.contains(wanted), "{text}: {}", e.message);
     }
 }
+
+#[test]
+fn an_exec_in_task_runs_in_another_services_container_and_has_no_image() {
+    let spec = one("name: keystone_bootstrap\nkind: task\nexec_in: keystone\n\
+         command: [keystone-manage, bootstrap]\nuser: \"0\"\nenv: {A: b}\nexit_codes: [0, 3]\n");
+    assert_eq!(spec.exec_in.as_deref(), Some("keystone"));
+    assert_eq!(spec.image, ImageSource::default());
+    assert_eq!(spec.kind, Kind::Task);
+    assert_eq!(
+        crate::waves::dependencies(&spec),
+        [("keystone".to_string(), crate::spec::Condition::Started)],
+        "the service it execs in is a dependency"
+    );
+
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "name: t\nkind: task\nexec_in: web\nimage: x\ncommand: [a]\n",
+            "image",
+            "has no image",
+        ),
+        (
+            "name: t\nexec_in: web\ncommand: [a]\n",
+            "exec_in",
+            "only allowed with kind: task",
+        ),
+        ("name: t\nkind: task\nexec_in: web\n", "command", "missing"),
+        (
+            "name: t\nkind: task\nexec_in: t\ncommand: [a]\n",
+            "exec_in",
+            "its own container",
+        ),
+        (
+            "name: t\nkind: task\nexec_in: web\ncommand: [a]\nvolumes: [\"/a:/a\"]\n",
+            "volumes",
+            "not allowed with exec_in",
+        ),
+        (
+            "name: t\nkind: task\nexec_in: Web\ncommand: [a]\n",
+            "exec_in",
+            "a service name",
+        ),
+    ];
+    for (text, field, message) in cases {
+        let e = error(text);
+        assert_eq!(e.field, *field, "{text}: {e}");
+        assert!(e.message.contains(message), "{text}: {e}");
+    }
+}
