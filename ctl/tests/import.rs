@@ -317,14 +317,10 @@ fn the_corpus_imports_and_berth_checks_it() -> TestResult {
         import_checks_and_repeats(&["import", "tripleo", &s(&p)])?;
         count += 1;
     }
-    for p in list("heat", &|n| {
-        // Only exec actions: refused until berth has exec tasks (see
-        // berth-core's import_corpus NOT_YET).
-        n.contains("docker-cmd_data") && !n.ends_with("_exit_code.json")
-    })? {
+    for p in list("heat", &|n| n.contains("docker-cmd_data"))? {
         import_checks_and_repeats(&["import", "heat", &s(&p)])?;
         count += 1;
     }
-    assert!(count >= 29, "only {count} corpus files");
+    assert!(count >= 30, "only {count} corpus files");
     Ok(())
 }

@@ -44,6 +44,13 @@ fn tree(log: &Path) -> Vec<(&'static str, String)> {
         ("step_3/nova_api_db_sync.json", task("nova_api_db_sync", 0)),
         ("step_3/nova_api.json", service("nova_api", 1, "")),
         ("step_3/nova_api_cron.json", service("nova_api_cron", 1, "")),
+        // paunch's `action: exec`: runs in nova_api's container, after it.
+        (
+            "step_3/nova_api_bootstrap.json",
+            r#"{"action": "exec", "start_order": 2, "user": "0",
+                "command": ["nova_api", "/demo", "append", "/log/log", "nova_api_bootstrap"]}"#
+                .to_string(),
+        ),
     ]
 }
 
@@ -83,8 +90,14 @@ fn an_imported_tripleo_tree_runs_step_by_step_tasks_first() {
         .lines()
         .map(str::to_string)
         .collect();
-    // Two services of one group start in either order.
-    let (first, last_group) = lines.split_at(lines.len().saturating_sub(2));
+    // Two services of one group start in either order; the exec comes last.
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("nova_api_bootstrap"),
+        "{lines:?}"
+    );
+    let lines_before_exec = &lines[..lines.len().saturating_sub(1)];
+    let (first, last_group) = lines_before_exec.split_at(lines_before_exec.len().saturating_sub(2));
     assert_eq!(
         first,
         ["keepalived", "mysql_bootstrap", "mysql", "nova_api_db_sync"],
@@ -105,6 +118,17 @@ fn an_imported_tripleo_tree_runs_step_by_step_tasks_first() {
     ] {
         assert_eq!(status(&node, s), "COMPLETE", "{s}");
     }
+    assert_eq!(status(&node, "nova_api_bootstrap"), "COMPLETE");
+    let exec = node.ctl_json(&["show", "nova_api_bootstrap"]);
+    let nova_api = node.container("nova_api").expect("nova_api runs");
+    assert_eq!(
+        exec["current"]["exec_container"], nova_api.id,
+        "it ran in nova_api's container: {exec}"
+    );
+    assert!(
+        node.container("nova_api_bootstrap").is_none(),
+        "an exec task has no container of its own"
+    );
     for task in ["mysql_bootstrap", "nova_api_db_sync"] {
         let show = node.ctl_json(&["show", task]);
         assert_eq!(

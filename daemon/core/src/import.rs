@@ -435,7 +435,7 @@ fn file_problem(input: &Input, node: &Node, message: String) -> Problem {
 /// Converts, checks names, orders, and reads each result back.
 fn finish(
     found: Vec<Found<'_>>,
-    mut file_warnings: Vec<Problem>,
+    file_warnings: Vec<Problem>,
     mut errors: Vec<Problem>,
     opts: &Options<'_>,
 ) -> Result<Import, ImportErrors> {
@@ -458,7 +458,7 @@ fn finish(
             continue;
         }
         seen.insert(f.name.clone(), (f.file.clone(), f.node.line));
-        if let Some(c) = paunch::convert(f, opts, &mut errors, &mut file_warnings) {
+        if let Some(c) = paunch::convert(f, opts, &mut errors) {
             converted.push(c);
         }
     }

@@ -30,13 +30,6 @@ fn files(dir: &Path, pick: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     out
 }
 
-/// Corpus files berth cannot import yet, and the refusal each must give.
-/// This list shrinks as support lands (issue: `action: exec` tasks).
-const NOT_YET: &[(&str, &str)] = &[(
-    "heat-agents_hook-docker-cmd_data_exit_code.json",
-    "berth has no exec tasks yet",
-)];
-
 fn no_env(_: &str) -> Option<String> {
     None
 }
@@ -65,19 +58,19 @@ fn the_corpus_imports_and_passes_berths_checks() {
     let Some(corpus) = berth_prereq::corpus("") else {
         return;
     };
-    let count = import_all(&corpus, NOT_YET);
+    let count = import_all(&corpus);
     assert!(count >= 30, "only {count} corpus files imported");
 }
 
 #[test]
 fn the_projects_own_files_import_and_pass_berths_checks() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import");
-    assert_eq!(import_all(&fixtures, &[]), 7);
+    assert_eq!(import_all(&fixtures), 7);
 }
 
 /// Imports every file of `root`'s tripleo/, paunch/ and heat/ the way its
 /// shape asks; returns how many files were taken.
-fn import_all(root: &Path, not_yet: &[(&str, &str)]) -> usize {
+fn import_all(root: &Path) -> usize {
     let map = ImageMap::default();
     let opts = Options {
         image_map: &map,
@@ -113,16 +106,6 @@ fn import_all(root: &Path, not_yet: &[(&str, &str)]) -> usize {
     }
     // Heat docker-cmd documents.
     for path in files(&root.join("heat"), |n| n.contains("docker-cmd_data")) {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if let Some((_, why)) = not_yet.iter().find(|(f, _)| *f == name) {
-            let err = heat_file(&read(&path), &opts).expect_err(name);
-            assert!(err.to_string().contains(why), "{name}: {err}");
-            count += 1;
-            continue;
-        }
         let import =
             heat_file(&read(&path), &opts).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
         holds(&path.display().to_string(), &import, "heat");

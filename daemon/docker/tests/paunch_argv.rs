@@ -113,6 +113,14 @@ const SEMANTIC_CHOICES: &[Choice] = &[
               default",
     },
     Choice {
+        id: "exec-target-by-service",
+        flags: &[],
+        warned: None,
+        why: "an exec's target: paunch execs in the container's actual name, `<name>-<8 random>` \
+              while a unique name is in use; berth's exec_in names the service and finds its \
+              container in place when the task runs",
+    },
+    Choice {
         id: "env-file-read-by-berth",
         flags: &[],
         warned: None,
@@ -172,7 +180,7 @@ const SEMANTIC_CHOICES: &[Choice] = &[
 /// key the importer stops warning about fails the test until it is removed
 /// here (its flags are then compared like any other). `action` is an
 /// `action: exec` entry: its whole `exec` argv.
-const NOT_YET_IMPORTED: &[(&str, &[&str])] = &[("action", &[])];
+const NOT_YET_IMPORTED: &[(&str, &[&str])] = &[];
 
 /// `(record, container, field, report)`: a difference that is a bug in
 /// `berth_core::import`, left visible here until it is fixed (the test fails
@@ -792,7 +800,7 @@ struct Tally {
     known_bugs_hit: BTreeSet<(String, String, String)>,
     /// `record: container` of each create compared.
     compared: Vec<String>,
-    /// `record: container` of each `exec` accounted for as NOT_YET_IMPORTED.
+    /// `record: container` of each `exec` compared with berth's exec task.
     execs: Vec<String>,
     failures: Vec<String>,
 }
@@ -1000,8 +1008,8 @@ fn compare_create(
 }
 
 /// An `exec` argv (after `exec`): the `action: exec` entry it runs must
-/// have been skipped with the importer's warning (NOT_YET_IMPORTED
-/// `action`).
+/// have become an `exec_in` task running the same command in the same
+/// container.
 fn account_exec(
     t: &mut Tally,
     record: &str,
@@ -1035,23 +1043,66 @@ fn account_exec(
         );
         return;
     };
-    let warned = import.warnings.iter().any(|w| {
-        w.container == *name && w.key == "action" && w.message.starts_with("not imported")
-    });
-    if !warned {
+    // berth's exec task: in the container named first, the rest as its
+    // command, with no user, env or privilege of its own (paunch's exec
+    // entries in these records carry none: no exec flags).
+    let Some(task) = import.services.iter().find(|s| s.spec.name == *name) else {
         t.fail(
             record,
             name,
-            "the `action: exec` entry was not warned about as not imported: exec support \
-             landed? remove `action` from NOT_YET_IMPORTED and compare the exec"
+            "the `action: exec` entry was not imported".to_string(),
+        );
+        return;
+    };
+    let spec = &task.spec;
+    let target = &args[0];
+    // paunch execs in the container's actual name, which may carry its
+    // `-<8 random>` suffix; berth names the service and finds its
+    // container when the task runs.
+    let unsuffixed = target
+        .rsplit_once('-')
+        .filter(|(_, tail)| {
+            tail.len() == 8
+                && tail
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        .map(|(base, _)| base);
+    if unsuffixed.is_some() && spec.exec_in.as_deref() == unsuffixed {
+        t.use_choice("exec-target-by-service");
+    } else if spec.exec_in.as_deref() != Some(target.as_str()) {
+        t.fail(
+            record,
+            name,
+            format!(
+                "exec target: paunch's argv gives {target}, berth's task {:?}",
+                spec.exec_in
+            ),
+        );
+    }
+    if spec.command.as_deref() != Some(args_after_target) {
+        t.fail(
+            record,
+            name,
+            format!(
+                "exec command: paunch's argv gives {args_after_target:?}, berth's task {:?}",
+                spec.command
+            ),
+        );
+    }
+    if spec.user.is_some() || spec.privileged || !spec.env.is_empty() {
+        t.fail(
+            record,
+            name,
+            "exec flags: paunch's argv has none, berth's task has a user, env or privilege"
                 .to_string(),
         );
     }
-    if import.services.iter().any(|s| s.spec.name == *name) {
+    if spec.kind != berth_core::spec::Kind::Task || !spec.image.is_none() {
         t.fail(
             record,
             name,
-            "an `action: exec` entry became a service".to_string(),
+            "an `action: exec` entry must be a task with no image".to_string(),
         );
     }
     t.execs.push(format!("{record}: {name}"));

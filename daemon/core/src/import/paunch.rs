@@ -43,6 +43,20 @@ const NO_EQUIVALENT: &[(&str, &str)] = &[
     ),
 ];
 
+/// What an `action: exec` entry may carry: what `docker exec` takes, and
+/// what orders and judges it.
+const EXEC_KEYS: &[&str] = &[
+    "action",
+    "command",
+    "user",
+    "privileged",
+    "environment",
+    "exit_codes",
+    "start_order",
+    "depends_on",
+    "name",
+];
+
 /// A converted container, before ordering.
 pub(super) struct Converted {
     pub imported: Imported,
@@ -149,13 +163,11 @@ impl Cx<'_, '_> {
     }
 }
 
-/// Converts one container; `None` when it cannot be (errors recorded) or
-/// is not imported (its warning added to `skipped`).
+/// Converts one container; `None` when it cannot be (errors recorded).
 pub(super) fn convert(
     found: &Found<'_>,
     opts: &Options<'_>,
     errors: &mut Vec<Problem>,
-    skipped: &mut Vec<Problem>,
 ) -> Option<Converted> {
     let mut cx = Cx {
         found,
@@ -187,32 +199,11 @@ pub(super) fn convert(
             ),
         );
     }
+    let mut exec = false;
     if let Some(action) = node.get("action") {
         let what = action.value.text().unwrap_or_default();
-        if what == "exec" {
-            let target = node
-                .get("command")
-                .and_then(|c| match &c.value.value {
-                    Value::Seq(items) => items.first().and_then(Node::text),
-                    Value::Scalar { text, .. } => text.split_whitespace().next(),
-                    _ => None,
-                })
-                .unwrap_or("?")
-                .to_string();
-            cx.warn(
-                &action.value,
-                "action",
-                format!(
-                    "not imported: an `action: exec` runs a command in container {target}; \
-                     berth has no exec tasks yet, so run it by hand after {target} starts"
-                ),
-            );
-            // Skipped, but never silently: the warning joins the
-            // import's own.
-            skipped.append(&mut cx.warnings);
-            return None;
-        }
-        if what != "run" {
+        exec = what == "exec";
+        if !exec && what != "run" {
             cx.error(
                 &action.value,
                 "action",
@@ -240,6 +231,15 @@ pub(super) fn convert(
             column: e.column,
         };
         if v.value == Value::Null {
+            continue;
+        }
+        if exec && !EXEC_KEYS.contains(&key) {
+            cx.warn(
+                &at_key,
+                key,
+                "not imported: an `action: exec` runs in its container's environment, which \
+                 has its own",
+            );
             continue;
         }
         match key {
@@ -374,7 +374,37 @@ pub(super) fn convert(
             },
         }
     }
-    if matches!(spec.image, ImageSource::Ref(ref r) if r.is_empty()) {
+    if exec {
+        // `command[0]` names the container to exec in, the rest is what runs.
+        let mut argv = spec.command.take().unwrap_or_default().into_iter();
+        match argv.next() {
+            Some(target) if valid_service_name(&target) => {
+                spec.command = Some(argv.collect());
+                if spec.command.as_ref().is_some_and(Vec::is_empty) {
+                    cx.error(
+                        node,
+                        "command",
+                        format!("an exec names its container ({target}) but no command to run"),
+                    );
+                }
+                spec.exec_in = Some(target);
+                spec.kind = Kind::Task;
+            }
+            Some(target) => cx.error(
+                node,
+                "command",
+                format!(
+                    "an exec runs in container {target:?}, which is not a berth service name; \
+                     rename that container"
+                ),
+            ),
+            None => cx.error(
+                node,
+                "command",
+                "an exec needs a command: the container's name, then what to run in it",
+            ),
+        }
+    } else if matches!(spec.image, ImageSource::Ref(ref r) if r.is_empty()) {
         cx.error(
             node,
             "image",
@@ -391,14 +421,16 @@ pub(super) fn convert(
             ),
         }
     }
-    if !detach {
+    if exec {
+        // A task already; it has no container, so no restart policy.
+    } else if !detach {
         spec.kind = Kind::Task;
     } else if spec.restart.is_none() {
         // paunch leaves a container without `restart` to docker run's
         // default, `no`; berth's default for a service is `always`.
         spec.restart = Some(RestartPolicy::Never);
     }
-    if detach && !spec.exit_codes.is_empty() {
+    if detach && !exec && !spec.exit_codes.is_empty() {
         cx.warn(
             node,
             "exit_codes",
@@ -406,9 +438,17 @@ pub(super) fn convert(
         );
         spec.exit_codes.clear();
     }
-    for (name, value) in &found.inputs {
-        spec.inputs
-            .insert(name.clone(), InputSource::Value(value.clone()));
+    if exec && !found.inputs.is_empty() {
+        cx.notes.push(
+            "the deployment's inputs are not given to this exec: it runs in its container's \
+             environment"
+                .to_string(),
+        );
+    } else {
+        for (name, value) in &found.inputs {
+            spec.inputs
+                .insert(name.clone(), InputSource::Value(value.clone()));
+        }
     }
     if cx.errors.len() > before {
         return None;

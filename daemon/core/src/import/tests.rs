@@ -94,6 +94,10 @@ const STEP_3: &str = r#"{
   "keystone_bootstrap": {
     "action": "exec",
     "start_order": 3,
+    "user": "root",
+    "environment": {"OS_BOOTSTRAP_PASSWORD": "pw"},
+    "exit_codes": [0, 1],
+    "volumes": ["/a:/a"],
     "command": ["keystone", "/usr/bin/bootstrap_host_exec", "keystone", "keystone-manage", "bootstrap"]
   }
 }"#;
@@ -101,10 +105,15 @@ const STEP_3: &str = r#"{
 #[test]
 fn a_tripleo_step_keeps_paunchs_meaning() {
     let import = paunch(&[input("keystone-step_3.json", STEP_3)]).expect("imports");
-    // Start order, the exec left out.
+    // Start order.
     assert_eq!(
         names(&import),
-        ["keystone_db_sync", "keystone", "keystone_cron"]
+        [
+            "keystone_db_sync",
+            "keystone",
+            "keystone_cron",
+            "keystone_bootstrap"
+        ]
     );
 
     let sync = service(&import, "keystone_db_sync");
@@ -199,12 +208,40 @@ fn a_tripleo_step_keeps_paunchs_meaning() {
         Some(crate::spec::RestartPolicy::UnlessStopped)
     );
 
-    let exec = import
-        .warnings
+    // `action: exec`: a task that runs in keystone's container, after the
+    // group before it; what docker exec does not take is a warning.
+    let exec = service(&import, "keystone_bootstrap");
+    assert_eq!(exec.spec.exec_in.as_deref(), Some("keystone"));
+    assert_eq!(exec.spec.kind, Kind::Task);
+    assert!(exec.spec.image.is_none());
+    assert_eq!(
+        exec.spec.command.as_deref(),
+        Some(
+            &[
+                "/usr/bin/bootstrap_host_exec",
+                "keystone",
+                "keystone-manage",
+                "bootstrap"
+            ]
+            .map(String::from)[..]
+        )
+    );
+    assert_eq!(exec.spec.user.as_deref(), Some("root"));
+    assert_eq!(exec.spec.exit_codes, [0, 1]);
+    assert!(exec.spec.env["OS_BOOTSTRAP_PASSWORD"].secret);
+    assert_eq!(exec.spec.restart, None, "no container, no restart policy");
+    let deps: Vec<&str> = exec
+        .spec
+        .depends_on
         .iter()
-        .find(|w| w.container == "keystone_bootstrap")
-        .expect("the exec is a warning, not silently dropped");
-    assert!(exec.message.contains("container keystone"), "{exec}");
+        .map(|d| d.service.as_str())
+        .collect();
+    assert_eq!(deps, ["keystone", "keystone_cron"], "the group before it");
+    assert!(
+        exec.warnings.iter().any(|w| w.key == "volumes"),
+        "{:?}",
+        exec.warnings
+    );
 }
 
 #[test]
@@ -297,7 +334,7 @@ fn the_image_map_stands_a_local_image_in() {
         &opts(&map, &no_env),
     )
     .expect("ok");
-    for s in &import.services {
+    for s in import.services.iter().filter(|s| s.spec.exec_in.is_none()) {
         assert_eq!(s.spec.image, ImageSource::Ref("berth-demo:latest".into()));
     }
     assert!(ImageMap::parse(&["no-equals".to_string()]).is_err());
