@@ -151,6 +151,7 @@ impl NodePolicy {
         }
         self.check_volumes(spec, &at, node.host_paths, &mut out);
         self.check_volumes_from(spec, &at, node, &mut out);
+        self.check_exec_in(spec, &at, node, &mut out);
         // berthd reads an env file itself and hands its values to the
         // container: a host file like any other.
         for (i, path) in spec.env_file.iter().enumerate() {
@@ -244,6 +245,46 @@ impl NodePolicy {
                     message: format!("`{entry}` is not allowed on this node: {why}"),
                 });
             }
+        }
+    }
+
+    /// `exec_in`: only a service of this node that would itself pass this
+    /// policy: the command runs inside its container, with everything that
+    /// container may do (privileges, host mounts, namespaces).
+    fn check_exec_in(
+        &self,
+        spec: &ServiceSpec,
+        at: &dyn Fn(&str) -> String,
+        node: &NodeContext<'_>,
+        out: &mut Vec<PolicyViolation>,
+    ) {
+        let Some(service) = spec.exec_in.as_deref() else {
+            return;
+        };
+        let Some(target) = node.services.get(service) else {
+            out.push(PolicyViolation {
+                rule: "allow_privileged",
+                field: at("exec_in"),
+                message: format!("{service} is not one of this node's services"),
+            });
+            return;
+        };
+        // Its own exec_in is not followed: an exec task has no container
+        // to exec in.
+        let target = ServiceSpec {
+            exec_in: None,
+            ..target.clone()
+        };
+        if let Some(v) = self.check_spec(&target, "", node).first() {
+            out.push(PolicyViolation {
+                rule: v.rule,
+                field: at("exec_in"),
+                message: format!(
+                    "`{service}` is not allowed on this node: the command would run in its \
+                     container, whose `{}` this node's policy refuses",
+                    v.field
+                ),
+            });
         }
     }
 
@@ -929,6 +970,51 @@ mod tests {
             said[3]
         );
         assert!(said[4].contains("part of a loop"), "{}", said[4]);
+    }
+
+    #[test]
+    fn exec_in_needs_a_service_that_would_pass_itself() {
+        let p = NodePolicy::default();
+        let services: BTreeMap<String, ServiceSpec> = [
+            ServiceSpec {
+                name: "plain".into(),
+                ..spec()
+            },
+            ServiceSpec {
+                name: "root".into(),
+                privileged: true,
+                ..spec()
+            },
+        ]
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect();
+        let exec = |target: &str| ServiceSpec {
+            name: "t".into(),
+            kind: crate::spec::Kind::Task,
+            exec_in: Some(target.into()),
+            ..spec()
+        };
+        assert!(check_with(&p, &exec("plain"), "s", &NO_LINKS, &services).is_empty());
+        let v = check_with(&p, &exec("root"), "s", &NO_LINKS, &services);
+        assert_eq!(rules(&v), [("allow_privileged", "s.exec_in".to_string())]);
+        assert!(
+            v[0].to_string()
+                .contains("would run in its container, whose `privileged`"),
+            "{}",
+            v[0]
+        );
+        let v = check_with(&p, &exec("nosuch"), "s", &NO_LINKS, &services);
+        assert_eq!(rules(&v), [("allow_privileged", "s.exec_in".to_string())]);
+        // A privileged exec is judged like any privileged spec.
+        let privileged = ServiceSpec {
+            privileged: true,
+            ..exec("plain")
+        };
+        assert_eq!(
+            rules(&check_with(&p, &privileged, "s", &NO_LINKS, &services)),
+            [("allow_privileged", "s.privileged".to_string())]
+        );
     }
 
     /// berthd reads an env file and hands its values to the container: a
