@@ -270,3 +270,29 @@ async fn an_exec_task_whose_service_does_not_run_fails_saying_so() {
     );
     assert!(execs(&node).is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_runs_an_exec_task_again() {
+    let node = node();
+    apply(
+        &node.handle,
+        vec![
+            spec("keystone", "demo:1"),
+            bootstrap(&["keystone-manage", "bootstrap"]),
+        ],
+    )
+    .await;
+    let first = ended(&node).await;
+    assert_eq!(first.status, Status::Complete, "{}", first.status_reason);
+    let r = node
+        .handle
+        .verb("keystone_bootstrap", Verb::Restart, "uid:0")
+        .await
+        .expect("restart");
+    let again = r.deployment.expect("a new deployment");
+    assert_ne!(again.id, first.id);
+    let d = wait_status(&node.handle, &again.id).await;
+    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
+    assert_eq!(d.actor, "uid:0");
+    assert_eq!(execs(&node).len(), 2, "ran again");
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_agent::{AgentError, Verb};
-use berth_core::dto::ApplyRequest;
+use berth_core::dto::{ApplyRequest, Change};
 use berth_core::heat::outbox::NewEntry;
 use berth_core::heat::{
     BerthDeployment, Classified, HeatError, ServiceOutcome, SignalPlan, compose_signal,
@@ -149,13 +149,30 @@ pub(crate) async fn submit(
             force: false,
         };
         let resp = inner.handle.apply(req, source, &actor, false).await?;
-        let snap = inner.handle.snapshot();
         for name in &services {
-            let created = resp
-                .results
+            let result = resp.results.iter().find(|r| &r.service == name);
+            let unchanged = result.is_some_and(|r| r.change == Change::Unchanged);
+            let mut created = result.and_then(|r| r.deployment.clone());
+            // A new document naming an exec task runs it again, as
+            // heat-config runs a docker-cmd document's execs (its spec
+            // unchanged, the apply made no record).
+            let exec = bd
+                .services
                 .iter()
-                .find(|r| &r.service == name)
-                .and_then(|r| r.deployment.clone());
+                .any(|s| &s.name == name && s.exec_in.is_some());
+            if unchanged && exec {
+                match inner.handle.verb(name, Verb::Restart, &actor).await {
+                    Ok(resp) => created = resp.deployment,
+                    // Still running from before: this document gets that run.
+                    Err(e) => tracing::info!(
+                        document = bd.id,
+                        service = name,
+                        reason = %e,
+                        "exec task not run again"
+                    ),
+                }
+            }
+            let snap = inner.handle.snapshot();
             records.push(created.or_else(|| snap.currents.get(name).map(|d| (**d).clone())));
         }
     }

@@ -270,3 +270,43 @@ async fn a_pulled_delete_does_not_remove_a_pushed_service() {
     }
     assert!(n.up.lookup("e2").await.is_none());
 }
+
+/// A new document naming an exec task runs it again, its spec unchanged
+/// (heat-config runs a docker-cmd document's execs on every document);
+/// the same document again does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_document_naming_an_exec_task_runs_it_again() {
+    let n = start(NodePolicy::default());
+    let exec = json!({"name": "bootstrap", "kind": "task", "exec_in": "a",
+                      "command": ["/demo", "bootstrap"]});
+    let first = doc("d1", json!([svc("a"), exec.clone()]), json!([]));
+    let one = n.up.submit(first.clone(), push()).await.expect("accepted");
+    wait_done(&n.up, "d1").await;
+    let again = n.up.submit(first, push()).await.expect("accepted");
+    assert!(again.unchanged, "the same document runs nothing");
+    let second = doc("d2", json!([svc("a"), exec]), json!([]));
+    let two = n.up.submit(second, push()).await.expect("accepted");
+    let id = |s: &berth_upstream::Submitted| {
+        s.deployments
+            .iter()
+            .find(|d| d.service == "bootstrap")
+            .map(|d| d.id.clone())
+            .expect("the exec task's deployment")
+    };
+    let hist = n.handle.history("bootstrap", 10).await.expect("history");
+    assert_ne!(
+        id(&one),
+        id(&two),
+        "a new run for the new document: {two:?} {hist:?}"
+    );
+    wait_done(&n.up, "d2").await;
+    let runs: Vec<_> = n
+        .handle
+        .history("bootstrap", 10)
+        .await
+        .expect("history")
+        .into_iter()
+        .filter(|d| d.exec_container.is_some())
+        .collect();
+    assert_eq!(runs.len(), 2, "one run per document: {runs:?}");
+}

@@ -96,6 +96,21 @@ impl<E: Env> Agent<E> {
                     },
                 ))
             }
+            // An exec task has no container: a restart runs it again.
+            Verb::Restart if svc.current.spec.exec_in.is_some() => {
+                if svc.busy || !svc.current.status.is_terminal() {
+                    return Err(AgentError::Refused {
+                        service: service.to_string(),
+                        reason: format!(
+                            "is running (deployment {} is {}); restart it once it ends",
+                            svc.current.id, svc.current.status
+                        ),
+                    });
+                }
+                let record = self.run_exec_task_again(service, actor, "restarted")?;
+                let message = format!("running {service} again");
+                Ok(response(Some(record), message))
+            }
             Verb::Restart => {
                 let Some(c) = self.container_of(service) else {
                     return Err(AgentError::Refused {

@@ -146,31 +146,39 @@ impl<E: Env> Agent<E> {
             }
         }
         for (name, target, container) in rerun {
-            let Some(svc) = self.services.get(&name) else {
-                continue;
-            };
-            let current = Arc::clone(&svc.current);
-            let source = svc.meta.source.clone();
-            let mut record =
-                self.new_record(current.spec.clone(), DeployAction::Update, source, "berthd");
-            record.image_id = current.image_id.clone();
-            record.spec_hash = current.spec_hash.clone();
-            record.inputs = current.inputs.clone();
-            record.waiting = true;
             let short = &container[..container.len().min(12)];
-            record.status_reason = format!(
-                "{target} has a new container ({short}) since {}",
-                current.id
-            );
-            tracing::info!(
-                service = name,
-                reason = record.status_reason,
-                "running the exec task again"
-            );
-            if let Err(e) = self.commit_record(record, None) {
+            let why = format!("{target} has a new container ({short})");
+            tracing::info!(service = name, reason = why, "running the exec task again");
+            if let Err(e) = self.run_exec_task_again(&name, "berthd", &why) {
                 tracing::error!(service = name, error = %e, "cannot record the exec task's new run");
             }
         }
+    }
+
+    /// A new deployment of the `exec_in` task `service`, with its current
+    /// spec, saying `why`: it waits for its service to be started like any
+    /// other, then the judge runs it. For a new container of that service,
+    /// and for `berthctl restart` (or a Heat document naming the task).
+    pub(super) fn run_exec_task_again(
+        &mut self,
+        service: &str,
+        actor: &str,
+        why: &str,
+    ) -> Result<berth_core::record::Deployment, AgentError> {
+        let Some(svc) = self.services.get(service) else {
+            return Err(AgentError::NoSuchService {
+                service: service.to_string(),
+            });
+        };
+        let current = Arc::clone(&svc.current);
+        let source = svc.meta.source.clone();
+        let mut record = self.new_record(current.spec.clone(), DeployAction::Update, source, actor);
+        record.image_id = current.image_id.clone();
+        record.spec_hash = current.spec_hash.clone();
+        record.inputs = current.inputs.clone();
+        record.waiting = true;
+        record.status_reason = format!("{why} since {}", current.id);
+        self.commit_record(record, None)
     }
 
     /// A waiting deployment whose dependencies hold: its inputs are
