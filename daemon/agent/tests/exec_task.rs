@@ -296,3 +296,33 @@ async fn a_restart_runs_an_exec_task_again() {
     assert_eq!(d.actor, "uid:0");
     assert_eq!(execs(&node).len(), 2, "ran again");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_exec_task_is_deleted_without_running_and_cannot_be_stopped() {
+    let node = node();
+    apply(
+        &node.handle,
+        vec![
+            spec("keystone", "demo:1"),
+            bootstrap(&["keystone-manage", "bootstrap"]),
+        ],
+    )
+    .await;
+    assert_eq!(ended(&node).await.status, Status::Complete);
+    let stop = node
+        .handle
+        .verb("keystone_bootstrap", Verb::Stop, "uid:0")
+        .await
+        .expect_err("no container to stop");
+    assert!(stop.to_string().contains("exec_in task"), "{stop}");
+    let deleted = node
+        .handle
+        .verb("keystone_bootstrap", Verb::Delete, "uid:0")
+        .await
+        .expect("delete")
+        .deployment
+        .expect("a DELETE record");
+    let d = wait_status(&node.handle, &deleted.id).await;
+    assert_eq!(d.status, Status::Complete, "{}", d.status_reason);
+    assert_eq!(execs(&node).len(), 1, "a delete runs nothing");
+}

@@ -72,7 +72,10 @@ impl<E: Env> Agent<E> {
             }
             // An `exec_in` task runs in its service's container, not in
             // one of its own: nothing of the engine's to judge it by.
-            if let Some(target) = svc.current.spec.exec_in.clone() {
+            // (A delete has nothing to run: it is judged as any other.)
+            if let Some(target) = svc.current.spec.exec_in.clone()
+                && svc.current.action != DeployAction::Delete
+            {
                 self.run_exec_task(&name, &target);
                 continue;
             }

@@ -96,6 +96,14 @@ impl<E: Env> Agent<E> {
                     },
                 ))
             }
+            Verb::Stop | Verb::Start | Verb::Reconfigure if svc.current.spec.exec_in.is_some() => {
+                Err(AgentError::Refused {
+                    service: service.to_string(),
+                    reason: "is an exec_in task: it has no container to stop, start or \
+                             reconfigure (`berthctl restart` runs it again)"
+                        .into(),
+                })
+            }
             // An exec task has no container: a restart runs it again.
             Verb::Restart if svc.current.spec.exec_in.is_some() => {
                 if svc.busy || !svc.current.status.is_terminal() {

@@ -295,7 +295,6 @@ const EXEC_FIELDS: &[&str] = &[
     "after_units",
     "requires_units",
     "update",
-    "state",
 ];
 
 /// `exec_in: SERVICE`: a task (`kind: task`) with a `command` that runs in
