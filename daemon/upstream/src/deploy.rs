@@ -381,7 +381,7 @@ async fn finish(inner: &Arc<Inner>, doc_id: &str) -> Result<(), FinishError> {
         let plan = bd.inputs.signal_plan().unwrap_or(SignalPlan::None);
         let target = plan.redacted();
         if plan != SignalPlan::None {
-            let queued = inner.outbox.append(
+            let queued = inner.outbox.append_unless_delivered(
                 NewEntry {
                     key: signal.idempotency_key.clone(),
                     deployment_id: doc_id.to_string(),
@@ -390,14 +390,23 @@ async fn finish(inner: &Arc<Inner>, doc_id: &str) -> Result<(), FinishError> {
                 },
                 now_ms(),
             )?;
-            tracing::info!(
-                document = doc_id,
-                failed = signal.failed,
-                reason = signal.status_reason,
-                seq = queued.seq,
-                target,
-                "Heat document done; signal queued"
-            );
+            match queued {
+                Some(queued) => tracing::info!(
+                    document = doc_id,
+                    failed = signal.failed,
+                    reason = signal.status_reason,
+                    seq = queued.seq,
+                    target,
+                    "Heat document done; signal queued"
+                ),
+                // Queued before a crash that came before its index update,
+                // and delivered since the restart.
+                None => tracing::info!(
+                    document = doc_id,
+                    target,
+                    "Heat document done; its signal was queued before a restart and is delivered"
+                ),
+            }
         } else {
             tracing::info!(
                 document = doc_id,

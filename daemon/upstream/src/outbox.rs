@@ -119,6 +119,12 @@ pub(crate) struct Outbox {
     /// index changes in the order the files do.
     slots: Mutex<Slots>,
     counts: watch::Sender<OutboxCounts>,
+    /// The keys of the signals this process delivered (and removed). A
+    /// document resumed after a crash between its signal's append and its
+    /// index update queues that signal again; if it was delivered in the
+    /// meantime, it must not be appended (and sent) twice. Changed only
+    /// under `slots`' lock, with the append and the remove it guards.
+    delivered: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Outbox {
@@ -132,6 +138,7 @@ impl Outbox {
             files,
             slots: Mutex::new(slots),
             counts,
+            delivered: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -186,13 +193,56 @@ impl Outbox {
         Ok(list)
     }
 
+    /// A test's append: nothing was delivered in these tests.
+    #[cfg(test)]
+    fn append(&self, new: NewEntry, now_ms: u64) -> Result<OutboxEntry, OutboxError> {
+        self.append_unless_delivered(new, now_ms)
+            .map(|e| e.expect("no signal with this key was delivered"))
+    }
+
     /// Queues a signal (see `FsOutbox::append`: an entry with the same key
-    /// is returned as it is).
-    pub(crate) fn append(&self, new: NewEntry, now_ms: u64) -> Result<OutboxEntry, OutboxError> {
+    /// is returned as it is), unless this process delivered a signal with
+    /// that key already (`None`: nothing appended).
+    pub(crate) fn append_unless_delivered(
+        &self,
+        new: NewEntry,
+        now_ms: u64,
+    ) -> Result<Option<OutboxEntry>, OutboxError> {
+        let delivered = &self.delivered;
         self.write(
-            |f| f.append(new, now_ms),
+            |f| {
+                let done = delivered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&new.key);
+                if done {
+                    Ok(None)
+                } else {
+                    f.append(new, now_ms).map(Some)
+                }
+            },
             |e, slots| {
-                slots.insert(e.seq, Slot::of(e));
+                if let Some(e) = e {
+                    slots.insert(e.seq, Slot::of(e));
+                }
+            },
+        )
+    }
+
+    /// Removes a delivered entry and remembers its key (see `delivered`);
+    /// `false` if it was gone already.
+    pub(crate) fn remove_delivered(&self, seq: u64, key: &str) -> Result<bool, OutboxError> {
+        let delivered = &self.delivered;
+        self.write(
+            |f| {
+                delivered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.to_string());
+                f.remove(seq)
+            },
+            |_, slots| {
+                slots.remove(&seq);
             },
         )
     }
@@ -215,16 +265,6 @@ impl Outbox {
     /// A dead letter goes back in the queue, due at `now_ms`.
     pub(crate) fn retry(&self, seq: u64, now_ms: u64) -> Result<OutboxEntry, OutboxError> {
         self.write(|f| f.retry(seq, now_ms), upsert)
-    }
-
-    /// Removes a delivered entry; `false` if it was gone already.
-    pub(crate) fn remove(&self, seq: u64) -> Result<bool, OutboxError> {
-        self.write(
-            |f| f.remove(seq),
-            |_, slots| {
-                slots.remove(&seq);
-            },
-        )
     }
 
     /// Removes an entry (or an unreadable file) on an operator's request;
@@ -277,16 +317,18 @@ mod tests {
         let ob = Outbox::open(dir.path()).expect("open");
         assert_eq!(same_as_disk(&ob, dir.path()), OutboxCounts::default());
 
-        let a = ob.append(new("k1", "d1"), 1_000).expect("append");
-        let b = ob.append(new("k2", "d2"), 2_000).expect("append");
-        let c = ob.append(new("k3", "d3"), 3_000).expect("append");
+        let append = |key: &str, doc: &str, at: u64| {
+            ob.append_unless_delivered(new(key, doc), at)
+                .expect("append")
+                .expect("not delivered")
+        };
+        let a = append("k1", "d1", 1_000);
+        let b = append("k2", "d2", 2_000);
+        let c = append("k3", "d3", 3_000);
         let counts = same_as_disk(&ob, dir.path());
         assert_eq!((counts.depth, counts.oldest_created_ms), (3, Some(1_000)));
         // The same key again writes nothing and counts nothing twice.
-        assert_eq!(
-            ob.append(new("k1", "d1"), 9_000).expect("append").seq,
-            a.seq
-        );
+        assert_eq!(append("k1", "d1", 9_000).seq, a.seq);
         assert_eq!(same_as_disk(&ob, dir.path()).depth, 3);
 
         ob.mark_attempt(a.seq, "503", 5_000).expect("attempt");
@@ -304,7 +346,15 @@ mod tests {
         assert_eq!((counts.depth, counts.dead), (3, 0));
         assert_eq!(counts.oldest_created_ms, Some(1_000), "created_ms is kept");
 
-        assert!(ob.remove(b.seq).expect("delivered"));
+        assert!(ob.remove_delivered(b.seq, "k2").expect("delivered"));
+        assert_eq!(same_as_disk(&ob, dir.path()).depth, 2);
+        // A delivered signal queued again (a document resumed after a crash
+        // before its index update) is not appended, nor sent, twice.
+        assert_eq!(
+            ob.append_unless_delivered(new("k2", "d2"), 9_500)
+                .expect("append"),
+            None
+        );
         assert_eq!(same_as_disk(&ob, dir.path()).depth, 2);
         assert!(ob.drop_entry(c.seq).expect("dropped"));
         assert!(!ob.drop_entry(c.seq).expect("dropped again"));

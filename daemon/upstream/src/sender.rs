@@ -92,7 +92,10 @@ async fn deliver(inner: &Inner, entry: OutboxEntry) -> bool {
                 target,
                 "signal delivered"
             );
-            inner.outbox.remove(entry.seq).map(|_| ())
+            inner
+                .outbox
+                .remove_delivered(entry.seq, &entry.key)
+                .map(|_| ())
         }
         Attempt::Permanent(reason) => {
             tracing::error!(
