@@ -850,7 +850,7 @@ fn specs_from_text(label: &str, text: &str, path: &str) -> Result<Vec<ServiceSpe
         Some(node) if matches!(node.value, parse::Value::Seq(_)) => {
             // A list in the string: each item through the JSON path (the
             // parser reads lists only under `services:`); no positions.
-            let Value::Array(items) = node_to_json(&node) else {
+            let Value::Array(items) = node.to_json() else {
                 return Ok(Vec::new());
             };
             berth_specs(label, &Value::Array(items), path)
@@ -860,28 +860,6 @@ fn specs_from_text(label: &str, text: &str, path: &str) -> Result<Vec<ServiceSpe
             path: path.to_string(),
             message: "an empty string; expected a berth spec or a list of them".into(),
         }),
-    }
-}
-
-/// A tree node as JSON, scalars typed by the YAML core schema.
-fn node_to_json(node: &parse::Node) -> Value {
-    match &node.value {
-        parse::Value::Map(entries) => Value::Object(
-            entries
-                .iter()
-                .map(|e| (e.key.clone(), node_to_json(&e.value)))
-                .collect(),
-        ),
-        parse::Value::Seq(items) => Value::Array(items.iter().map(node_to_json).collect()),
-        parse::Value::Null => Value::Null,
-        parse::Value::Scalar { text, .. } => match node.scalar() {
-            Some(parse::Scalar::Bool(b)) => Value::Bool(b),
-            Some(parse::Scalar::Int(i)) => Value::from(i),
-            Some(parse::Scalar::Float(f)) => serde_json::Number::from_f64(f)
-                .map(Value::Number)
-                .unwrap_or_else(|| Value::String(text.clone())),
-            _ => Value::String(text.clone()),
-        },
     }
 }
 

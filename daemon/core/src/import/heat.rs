@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{Found, Input, Problem, file_problem};
-use crate::parse::{Node, Scalar, Value};
+use crate::parse::{Node, Value};
 use crate::spec::valid_output_name;
 
 /// The group whose config is a paunch container map.
@@ -207,7 +207,7 @@ fn deployment_inputs(
             Some(v) => match &v.value {
                 Value::Scalar { text, .. } => text.clone(),
                 Value::Null => String::new(),
-                _ => to_json(v).to_string(),
+                _ => v.to_json().to_string(),
             },
         };
         out.insert(name.to_string(), value);
@@ -224,29 +224,4 @@ fn deployment_inputs(
         ));
     }
     out
-}
-
-/// A node as JSON, scalars typed by YAML's core schema.
-fn to_json(node: &Node) -> serde_json::Value {
-    use serde_json::Value as J;
-    match &node.value {
-        Value::Null => J::Null,
-        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Map(entries) => J::Object(
-            entries
-                .iter()
-                .map(|e| (e.key.clone(), to_json(&e.value)))
-                .collect(),
-        ),
-        Value::Scalar { .. } => match node.scalar() {
-            Some(Scalar::Bool(b)) => J::Bool(b),
-            Some(Scalar::Int(n)) => J::from(n),
-            Some(Scalar::Float(f)) => serde_json::Number::from_f64(f).map_or_else(
-                || J::String(node.text().unwrap_or_default().into()),
-                J::Number,
-            ),
-            Some(Scalar::Str(s)) => J::String(s.to_string()),
-            None => J::Null,
-        },
-    }
 }

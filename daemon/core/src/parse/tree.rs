@@ -84,6 +84,30 @@ impl Node {
         }
     }
 
+    /// The node as JSON, scalars typed by the core schema (a float JSON
+    /// cannot hold, like `.nan`, stays its text).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Null => J::Null,
+            Value::Scalar { text, .. } => match self.scalar() {
+                Some(Scalar::Bool(b)) => J::Bool(b),
+                Some(Scalar::Int(i)) => J::from(i),
+                Some(Scalar::Float(f)) => serde_json::Number::from_f64(f)
+                    .map(J::Number)
+                    .unwrap_or_else(|| J::String(text.clone())),
+                _ => J::String(text.clone()),
+            },
+        }
+    }
+
     /// What the node is, for "(got ...)" in messages: the text quoted, or
     /// "a map", "a list", "nothing".
     pub fn describe(&self) -> String {
