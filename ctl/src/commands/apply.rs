@@ -112,12 +112,16 @@ pub fn cmd_check(ctx: &Ctx, args: &CheckArgs) -> CliResult {
 /// a missing source or env file is a warning (the deployment fails until
 /// it exists, but it may be created later).
 fn check_config_sources(services: &[berth_core::spec::ServiceSpec]) -> (Vec<String>, Vec<String>) {
+    use berth_core::files::Files;
     use berth_core::spec::{SourceKind, config_source_problem, env_file};
+    use berth_sources::HostFiles;
     let (mut problems, mut warnings) = (Vec::new(), Vec::new());
     for spec in services {
         for (i, path) in spec.env_file.iter().enumerate() {
             use std::io::ErrorKind::{NotFound, PermissionDenied};
-            match read_env_file(path) {
+            // Read as berthd reads it (a FIFO, an oversized or non-UTF-8
+            // file refused the same way).
+            match HostFiles.read_env_file(std::path::Path::new(path)) {
                 // The error names the file and the line, never a value.
                 Ok(text) => {
                     if let Err(e) = env_file::parse(path, &text) {
@@ -154,36 +158,6 @@ fn check_config_sources(services: &[berth_core::spec::ServiceSpec]) -> (Vec<Stri
         }
     }
     (problems, warnings)
-}
-
-/// An env file's text as berthd takes it: a regular file (checked before
-/// opening, so a FIFO cannot hang the check), at most
-/// [`berth_core::files::ENV_FILE_CAP`] bytes, UTF-8.
-fn read_env_file(path: &str) -> std::io::Result<String> {
-    use berth_core::files::ENV_FILE_CAP;
-    use std::io::{Error, ErrorKind, Read};
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "not a regular file (an env file is a text file of KEY=VALUE lines)",
-        ));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(ENV_FILE_CAP + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > ENV_FILE_CAP {
-        return Err(Error::new(
-            ErrorKind::InvalidData,
-            format!("larger than {ENV_FILE_CAP} bytes, which berthd refuses"),
-        ));
-    }
-    String::from_utf8(bytes).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidData,
-            "not UTF-8 text, which berthd refuses",
-        )
-    })
 }
 
 /// The `depends_on` and `inputs` references among the checked files that
