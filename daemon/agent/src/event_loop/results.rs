@@ -217,16 +217,7 @@ impl<E: Env> Agent<E> {
                             deploy_status_code: Some(code),
                             declared: Default::default(),
                         };
-                        let (status, reason) = if svc.current.spec.task_succeeded(code) {
-                            let reason = if code == 0 {
-                                String::new()
-                            } else {
-                                format!("exec exited with code {code}, one of its exit_codes")
-                            };
-                            (Status::Complete, reason)
-                        } else {
-                            (Status::Failed, format!("exec exited with code {code}"))
-                        };
+                        let (status, reason) = exit_verdict(&svc.current.spec, "exec", Some(code));
                         self.set_status(&service, status, reason, Some(outputs));
                     }
                     // Not run: the judge runs it again once the engine is
@@ -245,21 +236,11 @@ impl<E: Env> Agent<E> {
                 if let Some(svc) = self.services.get_mut(&service) {
                     svc.busy = false;
                 }
-                let code = outputs.deploy_status_code;
-                let succeeded = |c: i64| {
-                    self.services
-                        .get(&service)
-                        .is_some_and(|s| s.current.spec.task_succeeded(c))
+                let Some(svc) = self.services.get(&service) else {
+                    return;
                 };
-                let (status, reason) = match code {
-                    Some(0) if succeeded(0) => (Status::Complete, String::new()),
-                    Some(c) if succeeded(c) => (
-                        Status::Complete,
-                        format!("task exited with code {c}, one of its exit_codes"),
-                    ),
-                    Some(c) => (Status::Failed, format!("task exited with code {c}")),
-                    None => (Status::Failed, "task ended without an exit code".into()),
-                };
+                let (status, reason) =
+                    exit_verdict(&svc.current.spec, "task", outputs.deploy_status_code);
                 self.set_status(&service, status, reason, Some(outputs));
             }
         }
@@ -306,5 +287,23 @@ impl<E: Env> Agent<E> {
             }
         }
         self.set_status(service, Status::Failed, reason, None);
+    }
+}
+
+/// How a task's (or an exec task's) exit code judges its deployment:
+/// COMPLETE for 0 or one of its `exit_codes` (saying which), else FAILED.
+fn exit_verdict(
+    spec: &berth_core::spec::ServiceSpec,
+    what: &str,
+    code: Option<i64>,
+) -> (Status, String) {
+    match code {
+        Some(0) if spec.task_succeeded(0) => (Status::Complete, String::new()),
+        Some(c) if spec.task_succeeded(c) => (
+            Status::Complete,
+            format!("{what} exited with code {c}, one of its exit_codes"),
+        ),
+        Some(c) => (Status::Failed, format!("{what} exited with code {c}")),
+        None => (Status::Failed, format!("{what} ended without an exit code")),
     }
 }
