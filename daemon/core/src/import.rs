@@ -155,20 +155,6 @@ impl Imported {
     }
 }
 
-/// Whether a variable's name says its value is a secret
-/// (`DB_ROOT_PASSWORD`, `RABBIT_TOKEN`, `SSH_PRIVATE_KEY`): paunch files
-/// carry such values in clear; berth keeps them `secret: true`, so no
-/// record, event or `show` prints them.
-pub fn looks_secret(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    ["PASS", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE"]
-        .iter()
-        .any(|w| n.contains(w))
-        || n == "KEY"
-        || n.ends_with("_KEY")
-        || n.ends_with("-KEY")
-}
-
 /// A comment stays one line whatever a file's text holds.
 fn one_line(s: &str) -> String {
     s.chars()

@@ -179,7 +179,7 @@ fn deployment_inputs(
             left_out.push(name.to_string());
             continue;
         }
-        if super::looks_secret(name) {
+        if crate::heat::is_secret_input_name(name) {
             warnings.push(file_problem(
                 input,
                 item,

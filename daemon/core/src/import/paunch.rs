@@ -563,7 +563,7 @@ fn environment(
                 }
             },
         };
-        if super::looks_secret(&key) {
+        if crate::heat::is_secret_input_name(&key) {
             cx.notes.push(format!(
                 "env {key} marked secret (its name says so): berth never shows its value"
             ));
