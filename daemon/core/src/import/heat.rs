@@ -6,24 +6,21 @@
 use std::collections::BTreeMap;
 
 use super::{Found, Input, Problem, file_problem};
+use crate::heat::DEPLOY_INPUTS;
 use crate::parse::{Node, Value};
 use crate::spec::valid_output_name;
 
 /// The group whose config is a paunch container map.
 const DOCKER_CMD: &str = "docker-cmd";
-/// Inputs that are the signal transport's credentials, not the
-/// container's: never written into a spec file.
-const CREDENTIALS: &[&str] = &[
-    "deploy_password",
-    "deploy_signal_id",
-    "deploy_auth_url",
-    "deploy_user_id",
-    "deploy_username",
-    "deploy_project_id",
-    "deploy_queue_id",
-    "deploy_signal_verb",
-    "deploy_signal_transport",
-    "deploy_region_name",
+/// The `deploy_*` inputs a container is given: which stack, resource,
+/// server and action it belongs to. Every other of Heat's
+/// ([`DEPLOY_INPUTS`]) is the signal transport's setting or credential,
+/// never written into a spec file.
+const IDENTITY: &[&str] = &[
+    "deploy_server_id",
+    "deploy_action",
+    "deploy_stack_id",
+    "deploy_resource_name",
 ];
 
 /// Collects the containers of every docker-cmd deployment in the file.
@@ -175,7 +172,7 @@ fn deployment_inputs(
             ));
             continue;
         };
-        if CREDENTIALS.contains(&name) {
+        if DEPLOY_INPUTS.contains(&name) && !IDENTITY.contains(&name) {
             left_out.push(name.to_string());
             continue;
         }
