@@ -149,6 +149,8 @@ pub(crate) async fn submit(
             force: false,
         };
         let resp = inner.handle.apply(req, source, &actor, false).await?;
+        // What a service already has, for those the apply left unchanged.
+        let snap = inner.handle.snapshot();
         for name in &services {
             let result = resp.results.iter().find(|r| &r.service == name);
             let unchanged = result.is_some_and(|r| r.change == Change::Unchanged);
@@ -172,7 +174,6 @@ pub(crate) async fn submit(
                     ),
                 }
             }
-            let snap = inner.handle.snapshot();
             records.push(created.or_else(|| snap.currents.get(name).map(|d| (**d).clone())));
         }
     }
