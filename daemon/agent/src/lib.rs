@@ -221,10 +221,21 @@ pub struct AgentConfig {
     /// each container create, host paths under `allowed_host_paths` must
     /// still lead there ([`berth_core::policy::NodePolicy::check_create`]).
     pub node_policy: watch::Receiver<Arc<berth_core::policy::NodePolicy>>,
+    /// How many previous generations' images pruning keeps (berthd's
+    /// `[images] keep_previous`): an image a record of the last
+    /// `keep_previous` generations names is never pruned.
+    pub keep_previous: usize,
+    /// How long a pull may take, retries included (berthd's
+    /// `[images] pull_timeout`).
+    pub pull_timeout: Duration,
 }
 
 /// The default [`AgentConfig::units_timeout`].
 pub const DEFAULT_UNITS_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`AgentConfig::keep_previous`].
+pub const DEFAULT_KEEP_PREVIOUS: usize = 2;
+/// The default [`AgentConfig::pull_timeout`].
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 impl AgentConfig {
     pub fn new(node_id: &str, prefix: &str, state_dir: PathBuf) -> Self {
@@ -240,6 +251,8 @@ impl AgentConfig {
             units_timeout: DEFAULT_UNITS_TIMEOUT,
             // No allowed host paths: nothing to check at create.
             node_policy: watch::channel(Arc::default()).1,
+            keep_previous: DEFAULT_KEEP_PREVIOUS,
+            pull_timeout: DEFAULT_PULL_TIMEOUT,
         }
     }
 
