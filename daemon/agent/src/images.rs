@@ -36,11 +36,18 @@ pub struct Resolved {
     /// `repository@sha256:...` for a reference whose image the engine
     /// pulled (now or before); `None` for a built or loaded image.
     pub digest: Option<String>,
+    /// The engine pulled the image for this resolve (it was missing): berth
+    /// notes it as an image it pulled, one pruning may remove later.
+    pub pulled: bool,
 }
 
 impl Resolved {
     fn built(id: String) -> Resolved {
-        Resolved { id, digest: None }
+        Resolved {
+            id,
+            digest: None,
+            pulled: false,
+        }
     }
 }
 
@@ -60,8 +67,10 @@ pub async fn resolve<E: Env>(
         ImageSource::Ref(reference) if reference.is_empty() => Ok(Resolved {
             id: String::new(),
             digest: None,
+            pulled: false,
         }),
         ImageSource::Ref(reference) => {
+            let mut pulled = false;
             let info = match runtime.inspect_image(reference).await? {
                 Some(info) => info,
                 None => {
@@ -73,6 +82,7 @@ pub async fn resolve<E: Env>(
                         "pulling image (not in the engine)"
                     );
                     runtime.pull(reference).await?;
+                    pulled = true;
                     runtime
                         .inspect_image(reference)
                         .await?
@@ -88,6 +98,7 @@ pub async fn resolve<E: Env>(
             Ok(Resolved {
                 digest: repo_digest_for(reference, &info.digests),
                 id: info.id,
+                pulled,
             })
         }
         ImageSource::Build { build } => {

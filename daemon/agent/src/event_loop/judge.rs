@@ -286,7 +286,7 @@ impl<E: Env> Agent<E> {
             }
             Err(e) => self.fail_early(service, e.to_string()),
             Ok(resolved) => {
-                let crate::images::Resolved { id, digest } = resolved;
+                let crate::images::Resolved { id, digest, .. } = resolved;
                 let Some(current) = self.services.get(service).map(|s| Arc::clone(&s.current))
                 else {
                     return;
