@@ -345,6 +345,19 @@ impl RuntimeError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, RuntimeError::Unreachable { .. })
     }
+
+    /// True for a pull that may well work later: the registry the
+    /// reference names was unreachable or failed (5xx). The deployment
+    /// retries it with backoff instead of failing. An unqualified name
+    /// (Docker Hub, which an offline node never reaches) is not: it fails
+    /// at once, as a typo or an image never provided would.
+    pub fn is_transient_pull(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Pull { registry, cause: PullCause::Unreachable | PullCause::ServerError, .. }
+                if registry != "docker.io"
+        )
+    }
 }
 
 /// Why a pull failed, as far as berth tells causes apart.
@@ -361,6 +374,9 @@ pub enum PullCause {
     Tls,
     /// The registry could not be reached (refused, no such host, timeout).
     Unreachable,
+    /// The registry answered with a server error (5xx): it is there but
+    /// failing, which usually passes.
+    ServerError,
     /// The engine's disk is full.
     DiskFull,
     /// Anything else the engine said.
@@ -379,6 +395,7 @@ impl std::fmt::Display for PullCause {
             PullCause::PlainHttp => "TLS failed: the registry speaks plain HTTP",
             PullCause::Tls => "TLS failed",
             PullCause::Unreachable => "the registry is unreachable",
+            PullCause::ServerError => "the registry failed (a 5xx server error)",
             PullCause::DiskFull => "the engine's disk is full",
             PullCause::Other => "the engine refused the pull",
         })
@@ -408,7 +425,7 @@ impl PullCause {
             PullCause::Unauthorized => " (berth sends no registry credentials yet: `docker pull` \
                  or `docker load` the image on the node)"
                 .to_string(),
-            PullCause::DiskFull | PullCause::Other => String::new(),
+            PullCause::ServerError | PullCause::DiskFull | PullCause::Other => String::new(),
         }
     }
 }
@@ -609,6 +626,38 @@ mod tests {
         );
         assert_eq!(repo_digest_for("127.0.0.1:5000/none:1", &digests), None);
         assert_eq!(repo_digest_for("berth-demo:latest", &[]), None);
+    }
+
+    #[test]
+    fn only_a_named_registry_that_is_away_or_failing_is_retried() {
+        let pull = |registry: &str, cause| RuntimeError::Pull {
+            registry: registry.into(),
+            reference: format!("{registry}/web:2"),
+            cause,
+            message: String::new(),
+        };
+        assert!(pull("10.0.0.1:8787", PullCause::Unreachable).is_transient_pull());
+        assert!(pull("reg.example", PullCause::ServerError).is_transient_pull());
+        // Docker Hub, which an offline node never reaches: a typo or an
+        // image never provided fails at once.
+        assert!(!pull("docker.io", PullCause::Unreachable).is_transient_pull());
+        for cause in [
+            PullCause::NotFound,
+            PullCause::Unauthorized,
+            PullCause::Tls,
+            PullCause::PlainHttp,
+            PullCause::DiskFull,
+            PullCause::Other,
+        ] {
+            assert!(!pull("10.0.0.1:8787", cause).is_transient_pull(), "{cause}");
+        }
+        assert!(
+            !RuntimeError::Unreachable {
+                endpoint: "unix:///run/docker.sock".into(),
+                reason: "gone".into()
+            }
+            .is_transient_pull()
+        );
     }
 
     #[test]

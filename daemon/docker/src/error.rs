@@ -120,6 +120,20 @@ pub(crate) fn pull_cause(status: Option<u16>, message: &str) -> PullCause {
         "eof",
     ]) {
         PullCause::Unreachable
+    } else if has(&[
+        "500 internal server error",
+        "502 bad gateway",
+        "503 service unavailable",
+        "504 gateway timeout",
+        "unexpected http status: 5",
+        "http 500 response",
+        "http 502 response",
+        "http 503 response",
+        "http 504 response",
+    ]) {
+        // The engine reports every failed pull as its own 500, so a
+        // registry's 5xx is recognised by the words it passes on.
+        PullCause::ServerError
     } else {
         PullCause::Other
     }
@@ -212,6 +226,16 @@ mod tests {
                 Some(500),
                 "Get \"http://127.0.0.1:40301/v2/\": dial tcp 127.0.0.1:40301: connect: connection refused",
                 PullCause::Unreachable,
+            ),
+            (
+                Some(500),
+                "received unexpected HTTP status: 503 Service Unavailable",
+                PullCause::ServerError,
+            ),
+            (
+                Some(500),
+                "error parsing HTTP 502 response body: invalid character '<' looking for beginning of value: \"<html>502 Bad Gateway</html>\"",
+                PullCause::ServerError,
             ),
             (Some(500), "something else entirely", PullCause::Other),
         ];
