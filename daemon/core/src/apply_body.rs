@@ -72,6 +72,7 @@ pub const SERVICE: Shape = Shape::Object(&[
             ]),
         ]),
     ),
+    ("pull", TEXT),
     ("command", STRINGS),
     ("entrypoint", STRINGS),
     (

@@ -33,6 +33,10 @@ pub struct ServiceSpec {
     /// None (an empty reference) only for an `exec_in` task.
     #[serde(skip_serializing_if = "ImageSource::is_none")]
     pub image: ImageSource,
+    /// When a reference `image` is pulled from its registry. A policy
+    /// field: not in the spec hash (the image id it resolves to is).
+    #[serde(skip_serializing_if = "PullPolicy::is_default")]
+    pub pull: PullPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -711,6 +715,36 @@ pub struct Logging {
     /// Docker template such as `{{.Name}}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+}
+
+/// `pull:`: when the engine pulls a reference image from its registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Only when the engine does not have the reference (a tag the engine
+    /// has is used as it is, even if the registry's has moved).
+    #[default]
+    Missing,
+    /// On every apply that names the service (`berthctl apply`, an API
+    /// apply, a new Heat document, a spec file whose service changed),
+    /// so a moved tag is picked up; never on a resync, a berthd restart or
+    /// a Heat document seen before.
+    Always,
+    /// Never: the engine must have it (loaded or pulled by hand).
+    Never,
+}
+
+impl PullPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == PullPolicy::Missing
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -40,8 +40,8 @@ use berth_core::hash::{create_spec, sha256_hex, spec_hash};
 use berth_core::spec::{
     BuildSpec, Condition, ConfigMount, Dependency, DesiredState, EnvValue, Healthcheck, Hook,
     HookKind, HookPlace, Hooks, ImageSource, InputSource, Kind, Logging, Network, OnChange,
-    OnTimeout, OutputRef, PortMapping, Resources, RestartPolicy, RollbackPolicy, ServiceSpec,
-    Ulimit, UpdatePolicy, Volume,
+    OnTimeout, OutputRef, PortMapping, PullPolicy, Resources, RestartPolicy, RollbackPolicy,
+    ServiceSpec, Ulimit, UpdatePolicy, Volume,
 };
 
 /// A change to a spec.
@@ -167,6 +167,7 @@ fn other() -> ServiceSpec {
         exec_in: Some("keystone".into()),
         outputs: vec!["result".into()],
         exit_codes: vec![0, 2],
+        pull: PullPolicy::Always,
         update: UpdatePolicy {
             settle: Duration::from_secs(9),
             health_timeout: Duration::from_secs(90),
@@ -212,6 +213,7 @@ fn service_spec_fields() -> Vec<Field> {
     let ServiceSpec {
         name,
         image,
+        pull,
         command,
         entrypoint,
         env,
@@ -344,6 +346,7 @@ fn service_spec_fields() -> Vec<Field> {
             move |s| s.outputs = outputs.clone(),
         ),
         // How a task's exit is judged, not what its container is.
+        field("pull", Policy, move |s| s.pull = pull),
         field("exit_codes", Policy, move |s| {
             s.exit_codes = exit_codes.clone()
         }),

@@ -10,15 +10,16 @@ use crate::spec::env_file::valid_env_name;
 use crate::spec::{
     BuildSpec, Condition, ConfigMount, DEFAULT_HEALTH_TIMEOUT, DEFAULT_SETTLE, Dependency,
     DesiredState, EnvValue, Healthcheck, Hook, HookKind, HookPlace, Hooks, ImageSource,
-    InputSource, Kind, Logging, Network, OnChange, OnTimeout, OutputRef, PortMapping, Resources,
-    RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume, normalize_unit_name,
-    valid_output_name, valid_service_name,
+    InputSource, Kind, Logging, Network, OnChange, OnTimeout, OutputRef, PortMapping, PullPolicy,
+    Resources, RestartPolicy, RollbackPolicy, ServiceSpec, Ulimit, UpdatePolicy, Volume,
+    normalize_unit_name, valid_output_name, valid_service_name,
 };
 
 /// Every field a service may have, in the order messages list them.
 pub const SERVICE_FIELDS: &[&str] = &[
     "name",
     "image",
+    "pull",
     "command",
     "entrypoint",
     "env",
@@ -80,6 +81,11 @@ const ROLLBACK: &[(&str, RollbackPolicy)] = &[
     ("auto", RollbackPolicy::Auto),
     ("none", RollbackPolicy::None),
 ];
+const PULL: &[(&str, PullPolicy)] = &[
+    ("missing", PullPolicy::Missing),
+    ("always", PullPolicy::Always),
+    ("never", PullPolicy::Never),
+];
 const STATE: &[(&str, DesiredState)] = &[
     ("running", DesiredState::Running),
     ("stopped", DesiredState::Stopped),
@@ -109,6 +115,20 @@ pub(super) fn service(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Servi
         ),
         (None, Some(_)) => {}
         (None, None) => cx.missing(&f, "image", "e.g. image: berth-demo:latest"),
+    }
+    if let Some(p) = f.get("pull") {
+        spec.pull = cx.choice(p, PULL).unwrap_or_default();
+        let what = match &spec.image {
+            ImageSource::Build { .. } => Some("a built image is never pulled"),
+            ImageSource::Load { .. } => Some("a loaded image is never pulled"),
+            ImageSource::Ref(_) => None,
+        };
+        if let Some(what) = what {
+            cx.invalid(
+                p,
+                format!("pull applies to an image reference; {what}: remove pull"),
+            );
+        }
     }
     spec.command = f.get("command").and_then(|c| cx.argv(c, LIST_HINT));
     spec.entrypoint = f.get("entrypoint").and_then(|c| cx.argv(c, LIST_HINT));

@@ -213,7 +213,7 @@ fn unknown_field_with_suggestion() {
     assert_eq!(where_(std::slice::from_ref(&e)), [("imgae", 3, 1)]);
     assert!(
         e.message.starts_with(
-            r#"unknown field "imgae"; did you mean "image"? known fields: name, image, command, "#
+            r#"unknown field "imgae"; did you mean "image"? known fields: name, image, pull, command, "#
         ),
         "{}",
         e.message
@@ -962,6 +962,37 @@ fn logging_tag() {
         assert_eq!(e.field, field, "{text}");
         assert!(e.message.contains(wanted), "{text}: {}", e.message);
     }
+}
+
+#[test]
+fn pull_is_a_policy_of_reference_images() {
+    use crate::spec::PullPolicy;
+    assert_eq!(one(&with("")).pull, PullPolicy::Missing);
+    for (text, want) in [
+        ("missing", PullPolicy::Missing),
+        ("always", PullPolicy::Always),
+        ("never", PullPolicy::Never),
+    ] {
+        assert_eq!(one(&with(&format!("pull: {text}\n"))).pull, want, "{text}");
+    }
+    let e = error(&with("pull: sometimes\n"));
+    assert_eq!((e.field.as_str(), e.line), ("pull", 3));
+    for word in ["missing", "always", "never", "sometimes"] {
+        assert!(e.message.contains(word), "{word}: {}", e.message);
+    }
+    for (image, why) in [
+        ("{build: {context: ./web}}", "a built image is never pulled"),
+        ("{load: web.tar}", "a loaded image is never pulled"),
+    ] {
+        let e = error(&format!("name: web\nimage: {image}\npull: always\n"));
+        assert_eq!(e.field, "pull");
+        assert!(e.message.contains(why), "{}", e.message);
+        assert!(e.message.contains("remove pull"), "{}", e.message);
+    }
+    // An exec task takes no image, so no pull: refused like any other
+    // field it does not take.
+    let e = error("name: t\nkind: task\nexec_in: web\ncommand: [x]\npull: always\n");
+    assert_eq!(e.field, "pull");
 }
 
 #[test]
