@@ -19,6 +19,7 @@ pub mod heat;
 pub mod hook_http;
 pub mod hooks;
 pub mod host;
+pub mod images;
 pub mod import;
 pub mod judge;
 pub mod parse;

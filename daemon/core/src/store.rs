@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
+use crate::images::PulledImage;
 use crate::record::{Deployment, Source};
 
 pub const META_SCHEMA_VERSION: u32 = 1;
@@ -90,4 +91,13 @@ pub trait Store: Send + Sync + 'static {
     fn append_event(&self, event: &Event, keep: usize) -> Result<(), StoreError>;
     /// The newest `limit` events, oldest first.
     fn load_events(&self, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// The images berth pulled (`images/pulled.json`), oldest first; empty
+    /// when it pulled none. A torn or foreign file is
+    /// [`StoreError::Corrupt`]: reported, never replaced.
+    fn pulled_images(&self) -> Result<Vec<PulledImage>, StoreError>;
+    /// Notes that berth pulled `image`, merged by id
+    /// ([`crate::images::note_pulled`]).
+    fn note_pulled(&self, image: &PulledImage) -> Result<(), StoreError>;
+    /// Forgets pulled images: pruned, or gone from the engine.
+    fn forget_pulled(&self, ids: &[String]) -> Result<(), StoreError>;
 }

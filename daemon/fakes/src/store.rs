@@ -6,12 +6,14 @@
 //! removes the generations the meta names, the event log is compacted to the
 //! newest `keep` once it holds more than `2 × keep`. Helpers simulate what a
 //! disk does to the real one: a torn record ([`MemStore::insert_unreadable`])
-//! and a failed write ([`MemStore::fail_next_write`]).
+//! and a failed write ([`MemStore::fail_next_write`]); a torn pulled-images
+//! list ([`MemStore::tear_pulled`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use berth_core::event::Event;
+use berth_core::images::{PulledImage, note_pulled};
 use berth_core::record::Deployment;
 use berth_core::spec::valid_service_name;
 use berth_core::store::{LoadedService, ServiceMeta, Store, StoreError};
@@ -32,6 +34,10 @@ struct Inner {
     writes: usize,
     /// `history` calls with no limit (whole histories read).
     full_history_reads: usize,
+    /// The images berth pulled (`images/pulled.json`).
+    pulled: Vec<PulledImage>,
+    /// The pulled-images list is "torn": reads and writes fail with this.
+    pulled_torn: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +59,21 @@ impl MemStore {
         self.lock()
             .unreadable
             .insert(service.to_string(), (path, error.into()));
+    }
+
+    /// Makes the pulled-images list "torn": reading or changing it fails
+    /// with [`StoreError::Corrupt`] carrying `reason`, as the real file's
+    /// would, until [`MemStore::mend_pulled`].
+    pub fn tear_pulled(&self, reason: impl Into<String>) {
+        self.lock().pulled_torn = Some(reason.into());
+    }
+
+    /// Undoes [`MemStore::tear_pulled`] (the operator moved the file away:
+    /// the list starts empty).
+    pub fn mend_pulled(&self) {
+        let mut g = self.lock();
+        g.pulled_torn = None;
+        g.pulled.clear();
     }
 
     /// The next `save_record` or `save_meta` fails with an I/O error and
@@ -273,6 +294,38 @@ impl Store for MemStore {
         let inner = self.lock();
         let start = inner.events.len().saturating_sub(limit);
         Ok(inner.events[start..].to_vec())
+    }
+
+    fn pulled_images(&self) -> Result<Vec<PulledImage>, StoreError> {
+        let inner = self.lock();
+        inner.pulled_check()?;
+        Ok(inner.pulled.clone())
+    }
+
+    fn note_pulled(&self, image: &PulledImage) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.pulled_check()?;
+        note_pulled(&mut inner.pulled, image.clone());
+        Ok(())
+    }
+
+    fn forget_pulled(&self, ids: &[String]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.pulled_check()?;
+        inner.pulled.retain(|p| !ids.contains(&p.id));
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn pulled_check(&self) -> Result<(), StoreError> {
+        match &self.pulled_torn {
+            Some(reason) => Err(StoreError::Corrupt {
+                path: "mem://images/pulled.json".into(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //!   events.jsonl                        append-only event log, one JSON per line
 //!   services/<name>/current.json        ServiceMeta: which record is current
 //!   services/<name>/history/<gen>.json  Deployment, one per generation
+//!   images/pulled.json                  the images berth pulled (pruning removes only those)
 //! ```
 //!
 //! Every directory berth creates is 0700, every file 0600. Files are only
@@ -25,6 +26,7 @@ mod events;
 mod numbered;
 mod outbox;
 mod parse;
+mod pulled;
 mod read;
 
 use std::collections::BTreeSet;
@@ -34,16 +36,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use berth_core::event::Event;
+use berth_core::images::PulledImage;
 use berth_core::record::{Deployment, OUTPUT_CAP};
 use berth_core::spec::valid_service_name;
 use berth_core::store::{LoadedService, ServiceMeta, Store, StoreError};
 
 pub use atomic::{Created, DIR_MODE, FILE_MODE, TMP_PREFIX, create_atomic, sync_dir, write_atomic};
 pub use outbox::{FsOutbox, OUTBOX_DIR, OutboxError, OutboxList, SEQ_FILE, Unreadable};
+pub use pulled::{IMAGES_DIR, PULLED_FILE, PULLED_SCHEMA_VERSION};
 pub use read::RECORD_MAX_BYTES;
 
 use atomic::{ensure_dir, io_err, sweep_temps};
 use events::EventLog;
+use pulled::PulledFile;
 use read::{ReadError, read_beneath};
 
 /// Name of the event log in the state dir.
@@ -61,6 +66,7 @@ pub struct FsStore {
     /// Serializes every change to the tree (and the sweep in `load`).
     write_lock: Mutex<()>,
     events: Mutex<EventLog>,
+    pulled: PulledFile,
 }
 
 impl FsStore {
@@ -104,6 +110,7 @@ impl FsStore {
             services,
             write_lock: Mutex::new(()),
             events: Mutex::new(EventLog::new(state_dir)),
+            pulled: PulledFile::new(state_dir),
         })
     }
 
@@ -272,7 +279,7 @@ impl Store for FsStore {
     /// crash before the first one was written) is skipped with a warning.
     fn load(&self) -> Result<Vec<LoadedService>, StoreError> {
         let _guard = self.write_guard();
-        for d in [&self.root, &self.services] {
+        for d in [&self.root, &self.services, &self.root.join(IMAGES_DIR)] {
             if let Err(e) = sweep_temps(d) {
                 tracing::warn!(error = %e, "cannot sweep temp files");
             }
@@ -487,6 +494,20 @@ impl Store for FsStore {
 
     fn load_events(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.events_guard().load(limit)
+    }
+
+    fn pulled_images(&self) -> Result<Vec<PulledImage>, StoreError> {
+        self.pulled.read()
+    }
+
+    fn note_pulled(&self, image: &PulledImage) -> Result<(), StoreError> {
+        let _guard = self.write_guard();
+        self.pulled.note(image)
+    }
+
+    fn forget_pulled(&self, ids: &[String]) -> Result<(), StoreError> {
+        let _guard = self.write_guard();
+        self.pulled.forget(ids)
     }
 }
 
