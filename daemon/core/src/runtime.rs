@@ -304,6 +304,13 @@ pub enum RuntimeError {
          `image: {{build: {{context: DIR}}}}` in the spec, or build it locally with `docker build -t {image} DIR`"
     )]
     ImageNotFound { image: String },
+    /// The engine does not have `image` and its spec says `pull: never`.
+    #[error(
+        "image `{image}` is not in the engine and the spec says `pull: never`: \
+         load it (`docker load -i FILE.tar`), pull it by hand (`docker pull {image}`), \
+         or set `pull: missing`"
+    )]
+    PullForbidden { image: String },
     /// Pulling `reference` (an image the engine did not have) failed.
     #[error(
         "image `{reference}` is not in the engine and pulling it from {registry} failed: {cause}: {message}{}",
@@ -379,6 +386,9 @@ pub enum PullCause {
     ServerError,
     /// The engine's disk is full.
     DiskFull,
+    /// berth's registry auth file (berthd's `[images] auth_file`) could not
+    /// be read or used; nothing was asked of the registry.
+    AuthFile,
     /// Anything else the engine said.
     Other,
 }
@@ -397,6 +407,7 @@ impl std::fmt::Display for PullCause {
             PullCause::Unreachable => "the registry is unreachable",
             PullCause::ServerError => "the registry failed (a 5xx server error)",
             PullCause::DiskFull => "the engine's disk is full",
+            PullCause::AuthFile => "the registry auth file cannot be used",
             PullCause::Other => "the engine refused the pull",
         })
     }
@@ -421,11 +432,17 @@ impl PullCause {
                  /etc/docker/certs.d/{registry}/ca.crt; a plain-HTTP registry must be listed \
                  in the engine's `insecure-registries`)"
             ),
-            // Issue 18: a pull asks the engine with no credentials of berth's.
-            PullCause::Unauthorized => " (berth sends no registry credentials yet: `docker pull` \
-                 or `docker load` the image on the node)"
-                .to_string(),
-            PullCause::ServerError | PullCause::DiskFull | PullCause::Other => String::new(),
+            // The message says what was sent (no auth file, no entry, or
+            // the entry's credentials refused).
+            PullCause::Unauthorized => format!(
+                " (berth pulls with the credentials for {registry} in the docker/podman auth \
+                 file berthd's `[images] auth_file` names; `docker --config DIR login {registry}` \
+                 writes DIR/config.json{PROVIDE})"
+            ),
+            PullCause::ServerError
+            | PullCause::DiskFull
+            | PullCause::AuthFile
+            | PullCause::Other => String::new(),
         }
     }
 }
@@ -538,8 +555,9 @@ pub trait Runtime: Send + Sync + 'static {
         dockerfile: Option<&str>,
         tag: &str,
     ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
-    /// Pulls `reference` from its registry (the engine's own credentials and
-    /// settings); the image is then in the engine under that reference.
+    /// Pulls `reference` from its registry (with the credentials the
+    /// runtime was configured with, and the engine's settings); the image
+    /// is then in the engine under that reference.
     /// Failures are [`RuntimeError::Pull`] (or `Unreachable`: the engine).
     fn pull(&self, reference: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Loads a `docker save` tarball; returns the references it brought.
@@ -647,6 +665,7 @@ mod tests {
             PullCause::Tls,
             PullCause::PlainHttp,
             PullCause::DiskFull,
+            PullCause::AuthFile,
             PullCause::Other,
         ] {
             assert!(!pull("10.0.0.1:8787", cause).is_transient_pull(), "{cause}");
@@ -700,10 +719,12 @@ mod tests {
         assert!(
             text.contains(
                 "authentication failed (401/403: the registry needs credentials or refused them): \
-                 denied (berth sends no registry credentials yet: `docker pull` or `docker load` \
-                 the image on the node)"
+                 denied (berth pulls with the credentials for ghcr.io in the docker/podman auth \
+                 file berthd's `[images] auth_file` names; `docker --config DIR login ghcr.io` \
+                 writes DIR/config.json; or provide the image on the node: `docker load"
             ),
             "{text}"
         );
+        assert!(!text.contains("sends no registry credentials"), "{text}");
     }
 }

@@ -11,6 +11,7 @@
 //!   then addresses the container by its full id, so a name re-pointed in
 //!   between cannot redirect it.
 
+pub mod auth;
 mod cache;
 mod config;
 mod context;
@@ -64,11 +65,10 @@ const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
 /// Until the response headers of a build or a load (the body may be uploaded
 /// and unpacked first).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// A whole pull, from its request to the end of its progress stream.
-/// bollard's per-request timeout covers only the response headers, which
-/// the engine sends before it has pulled anything: `pull` bounds the
-/// stream itself with this and [`PULL_IDLE_TIMEOUT`].
-const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The default [`ImagesOptions::pull_timeout`].
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The default [`ImagesOptions::max_concurrent_pulls`].
+pub const DEFAULT_MAX_CONCURRENT_PULLS: usize = 3;
 /// A pull whose engine sends no progress line for this long has stalled
 /// (a registry that stopped sending mid-blob): it fails.
 const PULL_IDLE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
@@ -108,6 +108,93 @@ fn append_capped(buf: &mut Vec<u8>, bytes: &[u8]) {
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     inner: Arc<Inner>,
+    pulls: Arc<Pulls>,
+}
+
+/// How the runtime pulls (berthd's `[images]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagesOptions {
+    /// The docker/podman auth file to take registry credentials from,
+    /// read again at each pull; `None`: pulls send no credentials.
+    pub auth_file: Option<PathBuf>,
+    /// Pulls running at once; more wait for a slot (at least 1).
+    pub max_concurrent_pulls: usize,
+    /// A whole pull, from its request to the end of its progress stream.
+    /// bollard's per-request timeout covers only the response headers,
+    /// which the engine sends before it has pulled anything: `pull` bounds
+    /// the stream itself with this and [`PULL_IDLE_TIMEOUT`].
+    pub pull_timeout: Duration,
+}
+
+impl Default for ImagesOptions {
+    fn default() -> Self {
+        ImagesOptions {
+            auth_file: None,
+            max_concurrent_pulls: DEFAULT_MAX_CONCURRENT_PULLS,
+            pull_timeout: DEFAULT_PULL_TIMEOUT,
+        }
+    }
+}
+
+/// The pull settings, shared by the runtime's clones.
+#[derive(Debug)]
+struct Pulls {
+    /// `[images] auth_file`; SIGHUP may replace it.
+    auth_file: Mutex<Option<PathBuf>>,
+    /// One permit per pull running.
+    slots: tokio::sync::Semaphore,
+    timeout: Duration,
+}
+
+impl Pulls {
+    fn new(o: ImagesOptions) -> Pulls {
+        Pulls {
+            auth_file: Mutex::new(o.auth_file),
+            slots: tokio::sync::Semaphore::new(o.max_concurrent_pulls.max(1)),
+            timeout: o.pull_timeout,
+        }
+    }
+
+    fn auth_file(&self) -> Option<PathBuf> {
+        self.auth_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What a pull sent the registry, for a refusal's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SentAuth {
+    /// No `[images] auth_file` is set.
+    NoFile,
+    /// The file has no credentials for the registry.
+    NoEntry(PathBuf),
+    /// The file's credentials for the registry were sent.
+    Sent(PathBuf),
+}
+
+impl SentAuth {
+    /// Appended to the engine's words when the registry refused the pull.
+    /// Names the file and the registry, never a credential.
+    fn refused(&self, registry: &str) -> String {
+        match self {
+            SentAuth::NoFile => format!(
+                "; berth sent no credentials: berthd's config sets no [images] auth_file \
+                 (set it to a docker/podman auth file with an entry for {registry})"
+            ),
+            SentAuth::NoEntry(path) => format!(
+                "; berth sent no credentials: the [images] auth_file {} has no entry for \
+                 {registry} (`docker --config DIR login {registry}` writes one)",
+                path.display()
+            ),
+            SentAuth::Sent(path) => format!(
+                "; berth sent the credentials for {registry} from the [images] auth_file {}, \
+                 and the registry refused them (log in again to write them anew)",
+                path.display()
+            ),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -177,7 +264,26 @@ impl DockerRuntime {
                 cache: Arc::new(Mutex::new(cache::InspectCache::default())),
                 owned: Mutex::new(owned::OwnedIds::default()),
             }),
+            pulls: Arc::new(Pulls::new(ImagesOptions::default())),
         })
+    }
+
+    /// This runtime pulling as `o` says (`[images]`): with the auth file's
+    /// credentials, at most `max_concurrent_pulls` at once, each bounded by
+    /// `pull_timeout`. Set it before cloning the runtime: clones made
+    /// before keep the old settings.
+    pub fn with_images(mut self, o: ImagesOptions) -> Self {
+        self.pulls = Arc::new(Pulls::new(o));
+        self
+    }
+
+    /// Replaces the auth file (SIGHUP) for every clone; the next pull reads it.
+    pub fn set_auth_file(&self, path: Option<PathBuf>) {
+        *self
+            .pulls
+            .auth_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = path;
     }
 
     pub fn endpoint(&self) -> &str {
@@ -985,25 +1091,67 @@ impl Runtime for DockerRuntime {
                 "not an image reference".to_string(),
             ));
         }
+        // Read at each pull: a rotated file counts at once; a missing or
+        // broken one fails the pull, naming the file.
+        let (credentials, sent) = match self.pulls.auth_file() {
+            None => (None, SentAuth::NoFile),
+            Some(path) => {
+                let read = {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || auth::AuthFile::read(&path)).await
+                };
+                let file = match read {
+                    Ok(Ok(file)) => file,
+                    Ok(Err(e)) => return Err(pull_err(PullCause::AuthFile, e.to_string())),
+                    Err(e) => {
+                        return Err(pull_err(
+                            PullCause::AuthFile,
+                            format!("reading {} failed: {e}", path.display()),
+                        ));
+                    }
+                };
+                match file.for_registry(&registry) {
+                    Some(a) => (Some(a.to_docker(&registry)), SentAuth::Sent(path)),
+                    None => (None, SentAuth::NoEntry(path)),
+                }
+            }
+        };
+        let timeout = self.pulls.timeout;
+        let _slot = match self.pulls.slots.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => {
+                tracing::info!(
+                    reference,
+                    "waiting for a pull slot ([images] max_concurrent_pulls)"
+                );
+                self.pulls.slots.acquire().await.map_err(|_| {
+                    pull_err(PullCause::Other, "the runtime is shutting down".to_string())
+                })?
+            }
+        };
         // Bounds only the wait for the response headers; the stream is
         // bounded by `drain_pull`.
-        let docker = inner.client().await?.with_timeout(PULL_TIMEOUT);
+        let docker = inner.client().await?.with_timeout(timeout);
         let (repository, tag) = pull_parts(reference);
         let opts = CreateImageOptionsBuilder::default()
             .from_image(repository)
             .tag(tag)
             .build();
-        let output = docker.create_image(Some(opts), None, None);
+        let output = docker.create_image(Some(opts), None, credentials);
         let last_status = drain_pull(
             output,
             reference,
-            PULL_TIMEOUT,
+            timeout,
             PULL_IDLE_TIMEOUT,
             |e: bollard::errors::Error| match Failure::from(e) {
                 Failure::Unreachable(r) => inner.unreachable(r),
                 f => {
-                    let message = f.message().to_string();
-                    pull_err(error::pull_cause(f.status(), &message), message)
+                    let mut message = f.message().to_string();
+                    let cause = error::pull_cause(f.status(), &message);
+                    if cause == PullCause::Unauthorized {
+                        message.push_str(&sent.refused(&registry));
+                    }
+                    pull_err(cause, message)
                 }
             },
         )
@@ -1410,11 +1558,11 @@ mod tests {
         let pull = drain_pull(
             stalls,
             STALLING,
-            PULL_TIMEOUT,
+            DEFAULT_PULL_TIMEOUT,
             PULL_IDLE_TIMEOUT,
             engine_said,
         );
-        let e = tokio::time::timeout(2 * PULL_TIMEOUT, pull)
+        let e = tokio::time::timeout(2 * DEFAULT_PULL_TIMEOUT, pull)
             .await
             .expect("the pull does not hang")
             .expect_err("a stalled pull fails");
@@ -1448,15 +1596,15 @@ mod tests {
         let pull = drain_pull(
             trickles,
             STALLING,
-            PULL_TIMEOUT,
+            DEFAULT_PULL_TIMEOUT,
             PULL_IDLE_TIMEOUT,
             engine_said,
         );
-        let e = tokio::time::timeout(2 * PULL_TIMEOUT, pull)
+        let e = tokio::time::timeout(2 * DEFAULT_PULL_TIMEOUT, pull)
             .await
             .expect("the pull does not hang")
             .expect_err("an endless pull fails");
-        assert_eq!(started.elapsed(), PULL_TIMEOUT);
+        assert_eq!(started.elapsed(), DEFAULT_PULL_TIMEOUT);
         assert!(
             matches!(&e, RuntimeError::Pull { cause: PullCause::Unreachable, registry, .. }
                 if registry == "registry.example:5000"),
@@ -1471,15 +1619,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pull_ends_with_its_stream_or_its_error() {
         let ok = stream::iter([progress("Downloading"), progress("Status: Downloaded")]);
-        let last = drain_pull(ok, STALLING, PULL_TIMEOUT, PULL_IDLE_TIMEOUT, engine_said)
-            .await
-            .expect("pulled");
+        let last = drain_pull(
+            ok,
+            STALLING,
+            DEFAULT_PULL_TIMEOUT,
+            PULL_IDLE_TIMEOUT,
+            engine_said,
+        )
+        .await
+        .expect("pulled");
         assert_eq!(last, "Status: Downloaded");
         let failing = stream::iter([progress("Downloading"), Err("manifest unknown".to_string())]);
         let e = drain_pull(
             failing,
             STALLING,
-            PULL_TIMEOUT,
+            DEFAULT_PULL_TIMEOUT,
             PULL_IDLE_TIMEOUT,
             engine_said,
         )
@@ -1710,5 +1864,128 @@ mod tests {
             Some(Err(RuntimeError::Unreachable { .. }))
         ));
         assert!(events.next().await.is_none());
+    }
+
+    fn no_engine(auth_file: Option<PathBuf>, max_concurrent_pulls: usize) -> DockerRuntime {
+        DockerRuntime::connect("unix:///nonexistent/berth/docker.sock", "n")
+            .expect("lazy connect")
+            .with_images(ImagesOptions {
+                auth_file,
+                max_concurrent_pulls,
+                pull_timeout: Duration::from_secs(60),
+            })
+    }
+
+    /// The auth file is read at each pull, before the engine is asked: a
+    /// missing, broken or credential-helper file fails the pull naming the
+    /// file; a file fixed in place is used by the next pull.
+    #[tokio::test]
+    async fn the_auth_file_is_read_at_each_pull_and_its_problems_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("auth.json");
+        let shown = path.display().to_string();
+        let rt = no_engine(Some(path.clone()), 3);
+        let reference = "127.0.0.1:5999/app:1";
+        for (content, parts) in [
+            (
+                None,
+                &["cannot read the registry auth file", "No such file"][..],
+            ),
+            (Some("{nope"), &["is not JSON"][..]),
+            (
+                Some(r#"{"auths": {}, "credsStore": "secretservice"}"#),
+                &["credsStore", "cannot run credential helpers"][..],
+            ),
+        ] {
+            if let Some(text) = content {
+                std::fs::write(&path, text).expect("write");
+            }
+            let e = rt.pull(reference).await.expect_err("the file is unusable");
+            assert!(
+                matches!(&e, RuntimeError::Pull { cause: PullCause::AuthFile, registry, .. }
+                    if registry == "127.0.0.1:5999"),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            assert!(text.contains(&shown), "{text}");
+            assert!(text.contains(&format!("`{reference}`")), "{text}");
+            for part in parts {
+                assert!(text.contains(part), "{part}: {text}");
+            }
+        }
+        // Fixed in place: the next pull gets past the file (to the engine,
+        // which is not there).
+        std::fs::write(
+            &path,
+            r#"{"auths": {"127.0.0.1:5999": {"username": "u", "password": "s3cret"}}}"#,
+        )
+        .expect("write");
+        let e = rt.pull(reference).await.expect_err("no engine");
+        assert!(e.is_unreachable(), "{e}");
+        assert!(!format!("{e} {e:?}").contains("s3cret"), "{e:?}");
+        // SIGHUP's new path counts for every clone.
+        let clone = rt.clone();
+        rt.set_auth_file(Some(dir.path().join("other.json")));
+        let e = clone.pull(reference).await.expect_err("missing");
+        assert!(e.to_string().contains("other.json"), "{e}");
+        rt.set_auth_file(None);
+        assert!(
+            clone
+                .pull(reference)
+                .await
+                .expect_err("no engine")
+                .is_unreachable()
+        );
+    }
+
+    /// A pull waits while `max_concurrent_pulls` others run.
+    #[tokio::test(start_paused = true)]
+    async fn pulls_beyond_max_concurrent_pulls_wait_for_a_slot() {
+        let rt = no_engine(None, 1);
+        let held = rt.pulls.slots.try_acquire().expect("the one slot");
+        let waiting = tokio::spawn({
+            let rt = rt.clone();
+            async move { rt.pull("127.0.0.1:5999/app:1").await }
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!waiting.is_finished(), "the pull waits for the slot");
+        drop(held);
+        let e = waiting
+            .await
+            .expect("joined")
+            .expect_err("then reaches for the engine");
+        assert!(e.is_unreachable(), "{e}");
+        assert_eq!(rt.pulls.slots.available_permits(), 1, "the slot is back");
+    }
+
+    /// What a refusal adds names the registry and the file, never a credential.
+    #[test]
+    fn a_refusal_says_what_was_sent() {
+        let path = PathBuf::from("/etc/berth/auth.json");
+        let no_file = SentAuth::NoFile.refused("reg:5000");
+        assert!(no_file.contains("sets no [images] auth_file"), "{no_file}");
+        assert!(no_file.contains("entry for reg:5000"), "{no_file}");
+        let no_entry = SentAuth::NoEntry(path.clone()).refused("reg:5000");
+        assert!(
+            no_entry.contains("auth_file /etc/berth/auth.json has no entry for reg:5000"),
+            "{no_entry}"
+        );
+        let sent = SentAuth::Sent(path).refused("reg:5000");
+        assert!(
+            sent.contains(
+                "credentials for reg:5000 from the [images] auth_file /etc/berth/auth.json"
+            ) && sent.contains("refused them"),
+            "{sent}"
+        );
+    }
+
+    #[test]
+    fn images_options_default_to_three_pulls_of_at_most_30_minutes() {
+        let o = ImagesOptions::default();
+        assert_eq!(o.auth_file, None);
+        assert_eq!(o.max_concurrent_pulls, 3);
+        assert_eq!(o.pull_timeout, Duration::from_secs(1800));
+        let rt = no_engine(None, 0);
+        assert_eq!(rt.pulls.slots.available_permits(), 1, "at least one slot");
     }
 }
