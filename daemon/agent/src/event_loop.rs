@@ -52,6 +52,7 @@ pub(crate) mod hooks;
 mod judge;
 mod load;
 mod observe;
+pub(crate) mod prune;
 mod reconcile;
 mod results;
 mod rollback;
@@ -133,6 +134,8 @@ pub struct Agent<E: Env> {
     /// The services of the spec_dir's files at the last scan: a dependency
     /// on one of them is known while its file's apply is under way.
     spec_dir_known: BTreeMap<String, berth_core::spec::ServiceSpec>,
+    /// Pruning pulled images (`prune.rs`).
+    pruning: prune::Pruning,
 }
 
 impl<E: Env> Agent<E> {
@@ -180,6 +183,7 @@ impl<E: Env> Agent<E> {
             units: units::Units::new(),
             volume_removals: BTreeMap::new(),
             spec_dir_known: BTreeMap::new(),
+            pruning: prune::Pruning::default(),
         };
         agent.load()?;
         agent.watch_events = Some(agent.env.watcher().events());

@@ -85,6 +85,11 @@ pub(crate) enum Job {
         service: String,
         keep: std::collections::BTreeSet<String>,
     },
+    /// Remove pulled images a prune found prunable (image, why), by id,
+    /// never forced (`event_loop/prune.rs`).
+    PruneImages {
+        candidates: Vec<(berth_core::images::PulledImage, String)>,
+    },
     /// Resolve the image of a deployment recorded while the engine was away.
     ResolveRecord {
         service: String,
@@ -150,6 +155,7 @@ pub(crate) enum Done {
         generation: u64,
         result: Result<crate::images::Resolved, RuntimeError>,
     },
+    ImagesPruned(crate::event_loop::prune::Outcome),
     Actions {
         service: String,
         steps: Vec<Step>,
@@ -300,6 +306,9 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
             }
         }
         Job::RemoveVolumes(req) => Done::VolumesRemoved(req.run(runtime).await),
+        Job::PruneImages { candidates } => {
+            Done::ImagesPruned(crate::event_loop::prune::run(runtime, candidates).await)
+        }
         Job::Hook(req) => Done::Hook(req.run(env.as_ref()).await),
         Job::ImageGc { service, keep } => {
             let prefix = format!("{}:", crate::images::build_repository(&service));

@@ -381,6 +381,16 @@ pub(crate) enum Command {
     /// An event from outside the loop (upstream signals), numbered and
     /// kept like the loop's own.
     Emit { kind: EventKind },
+    /// `berthctl images`.
+    Images {
+        reply: Reply<berth_core::images::ImagesResponse>,
+    },
+    /// `berthctl images prune [--dry-run]`.
+    PruneImages {
+        dry_run: bool,
+        actor: String,
+        reply: Reply<berth_core::images::PruneResponse>,
+    },
 }
 
 /// How the API (and tests) talk to the loop.
@@ -509,6 +519,28 @@ impl Handle {
             .send(Command::Emit { kind })
             .await
             .map_err(|_| AgentError::ShuttingDown)
+    }
+
+    /// Every image berth knows (pulled, built, or named by a kept
+    /// record): who uses it, and whether a prune may remove it.
+    pub async fn images(&self) -> Result<berth_core::images::ImagesResponse, AgentError> {
+        self.call(|reply| Command::Images { reply }).await
+    }
+
+    /// Removes the pulled images no kept record names and no container
+    /// runs (with `dry_run`: says which it would remove).
+    pub async fn prune_images(
+        &self,
+        dry_run: bool,
+        actor: &str,
+    ) -> Result<berth_core::images::PruneResponse, AgentError> {
+        let actor = actor.to_string();
+        self.call(|reply| Command::PruneImages {
+            dry_run,
+            actor,
+            reply,
+        })
+        .await
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

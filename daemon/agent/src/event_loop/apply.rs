@@ -618,6 +618,9 @@ impl<E: Env> Agent<E> {
         {
             self.collect_images(service);
         }
+        if status.is_terminal() {
+            self.prune_after_deployment(&record.spec.image);
+        }
     }
 
     /// Built images of `service` that no record in its (pruned) history uses

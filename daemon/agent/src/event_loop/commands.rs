@@ -15,7 +15,10 @@ impl<E: Env> Agent<E> {
         // for as long as the deployment runs.
         if !matches!(
             cmd,
-            Command::Deployment { .. } | Command::History { .. } | Command::Logs { .. }
+            Command::Deployment { .. }
+                | Command::History { .. }
+                | Command::Logs { .. }
+                | Command::Images { .. }
         ) {
             self.dirty = true;
         }
@@ -95,6 +98,12 @@ impl<E: Env> Agent<E> {
                 let _ = reply.send(r);
             }
             Command::Emit { kind } => self.emit(kind),
+            Command::Images { reply } => self.list_images(reply),
+            Command::PruneImages {
+                dry_run,
+                actor,
+                reply,
+            } => self.request_prune(dry_run, &actor, reply),
             Command::SpecDir { files, reply } => {
                 let problems = self.spec_dir(files);
                 let _ = reply.send(Ok(problems));

@@ -56,7 +56,11 @@ impl<E: Env> Agent<E> {
                 results,
                 configs,
                 env_files,
-            } => self.finish_apply(apply_id, results, configs, env_files),
+            } => {
+                self.note_apply_pulls(apply_id, &results);
+                self.finish_apply(apply_id, results, configs, env_files)
+            }
+            Done::ImagesPruned(outcome) => self.images_pruned(outcome),
             Done::ConfigRead {
                 service,
                 generation,
@@ -74,7 +78,10 @@ impl<E: Env> Agent<E> {
                 service,
                 generation,
                 result,
-            } => self.resolved_record(&service, generation, result),
+            } => {
+                self.note_record_pull(&service, generation, &result);
+                self.resolved_record(&service, generation, result)
+            }
             Done::Actions {
                 service,
                 steps,
