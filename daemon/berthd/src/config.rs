@@ -23,6 +23,7 @@ struct File {
     api: Option<Api>,
     policy: Option<Policy>,
     upstream: Option<Upstream>,
+    images: Option<ImagesFile>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, PartialEq)]
@@ -136,6 +137,45 @@ pub struct Upstream {
     pub ca_file: Option<PathBuf>,
 }
 
+/// `[images]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImagesFile {
+    auth_file: Option<PathBuf>,
+    max_concurrent_pulls: Option<usize>,
+    pull_timeout: Option<String>,
+    keep_previous: Option<usize>,
+}
+
+/// The default `images.max_concurrent_pulls` (berth-docker's
+/// `DEFAULT_MAX_CONCURRENT_PULLS`; this file is also compiled into the
+/// fuzz target, which has no berth-docker).
+const DEFAULT_MAX_CONCURRENT_PULLS: usize = 3;
+
+/// `[images]`, validated: how berthd pulls and what pruning keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Images {
+    /// The docker/podman auth file pulls take credentials from; `None`: no
+    /// credentials. Its content is checked by `images::check_auth_file`
+    /// (at start and SIGHUP) and read again at each pull.
+    pub auth_file: Option<PathBuf>,
+    pub max_concurrent_pulls: usize,
+    pub pull_timeout: Duration,
+    /// Previous generations whose images pruning keeps.
+    pub keep_previous: usize,
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Images {
+            auth_file: None,
+            max_concurrent_pulls: DEFAULT_MAX_CONCURRENT_PULLS,
+            pull_timeout: berth_agent::DEFAULT_PULL_TIMEOUT,
+            keep_previous: berth_agent::DEFAULT_KEEP_PREVIOUS,
+        }
+    }
+}
+
 /// The validated node config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -162,6 +202,7 @@ pub struct Config {
     /// `[upstream] poll_interval` and `heartbeat`, parsed.
     pub poll_interval: Duration,
     pub heartbeat: Duration,
+    pub images: Images,
     /// Keys that are read but whose feature this version does not run yet.
     pub warnings: Vec<String>,
 }
@@ -352,6 +393,7 @@ pub fn from_text(
         &file.units_timeout,
         berth_agent::DEFAULT_UNITS_TIMEOUT,
     )?;
+    let images = images(file.images.unwrap_or_default()).map_err(&invalid)?;
     Ok(Config {
         path: path.map(Path::to_path_buf),
         node_id,
@@ -378,7 +420,41 @@ pub fn from_text(
         upstream,
         poll_interval,
         heartbeat,
+        images,
         warnings,
+    })
+}
+
+/// `[images]` checked (the auth file's content is not read here).
+fn images(file: ImagesFile) -> Result<Images, String> {
+    let d = Images::default();
+    let max_concurrent_pulls = file.max_concurrent_pulls.unwrap_or(d.max_concurrent_pulls);
+    if max_concurrent_pulls == 0 {
+        return Err(
+            "images.max_concurrent_pulls: must be at least 1 (pulls running at once)".into(),
+        );
+    }
+    let pull_timeout = match &file.pull_timeout {
+        None => d.pull_timeout,
+        Some(s) => berth_core::units::parse_duration(s)
+            .map_err(|e| format!("images.pull_timeout: {e}; give a duration such as \"30m\""))?,
+    };
+    if pull_timeout < Duration::from_secs(1) {
+        return Err("images.pull_timeout: must be at least 1s, e.g. \"30m\"".into());
+    }
+    if let Some(path) = &file.auth_file
+        && !path.is_absolute()
+    {
+        return Err(format!(
+            "images.auth_file {:?}: must be an absolute path (e.g. /etc/berth/auth.json)",
+            path.display().to_string()
+        ));
+    }
+    Ok(Images {
+        auth_file: file.auth_file,
+        max_concurrent_pulls,
+        pull_timeout,
+        keep_previous: file.keep_previous.unwrap_or(d.keep_previous),
     })
 }
 
@@ -420,15 +496,28 @@ impl Config {
         check("watch.debounce", self.debounce != new.debounce);
         check("watch.rescan", self.rescan != new.rescan);
         check("api.listen", self.api.listen != new.api.listen);
+        check(
+            "images.max_concurrent_pulls",
+            self.images.max_concurrent_pulls != new.images.max_concurrent_pulls,
+        );
+        check(
+            "images.pull_timeout",
+            self.images.pull_timeout != new.images.pull_timeout,
+        );
+        check(
+            "images.keep_previous",
+            self.images.keep_previous != new.images.keep_previous,
+        );
         keys
     }
 
     /// This config with what SIGHUP applies taken from `new`: `spec_dir`,
-    /// `[policy]`, `[upstream]`, and `[api]`'s files while the listener is
-    /// the same. The rest stays as it runs.
+    /// `[policy]`, `[upstream]`, `[images] auth_file`, and `[api]`'s files
+    /// while the listener is the same. The rest stays as it runs.
     pub fn with_reloaded(&self, new: &Config) -> Config {
         let mut c = self.clone();
         c.spec_dir = new.spec_dir.clone();
+        c.images.auth_file = new.images.auth_file.clone();
         c.policy = new.policy.clone();
         c.upstream = new.upstream.clone();
         c.poll_interval = new.poll_interval;
@@ -548,6 +637,57 @@ mod tests {
     }
 
     #[test]
+    fn images_keys_have_defaults_and_are_checked() {
+        let c = load(None, None).expect("defaults");
+        assert_eq!(c.images, Images::default());
+        assert_eq!(c.images.auth_file, None);
+        assert_eq!(c.images.max_concurrent_pulls, 3);
+        assert_eq!(c.images.pull_timeout, Duration::from_secs(30 * 60));
+        assert_eq!(c.images.keep_previous, 2);
+        let f = write(
+            "[images]\nauth_file = \"/etc/berth/auth.json\"\nmax_concurrent_pulls = 1\npull_timeout = \"90s\"\nkeep_previous = 0\n",
+        );
+        let c = load(Some(f.path()), None).expect("valid");
+        assert_eq!(
+            c.images,
+            Images {
+                auth_file: Some("/etc/berth/auth.json".into()),
+                max_concurrent_pulls: 1,
+                pull_timeout: Duration::from_secs(90),
+                keep_previous: 0,
+            }
+        );
+        for (text, parts) in [
+            (
+                "max_concurrent_pulls = 0",
+                &["images.max_concurrent_pulls", "at least 1"][..],
+            ),
+            ("max_concurrent_pulls = -1", &["max_concurrent_pulls"][..]),
+            ("keep_previous = -2", &["keep_previous"][..]),
+            (
+                "pull_timeout = \"30\"",
+                &["images.pull_timeout", "missing unit", "30m"][..],
+            ),
+            (
+                "pull_timeout = \"0s\"",
+                &["images.pull_timeout", "at least 1s"][..],
+            ),
+            (
+                "auth_file = \"auth.json\"",
+                &["images.auth_file", "absolute path"][..],
+            ),
+            ("auth = \"/x\"", &["unknown field `auth`", "auth_file"][..]),
+        ] {
+            let f = write(&format!("[images]\n{text}\n"));
+            let e = load(Some(f.path()), None).expect_err(text).to_string();
+            assert!(e.contains(&f.path().display().to_string()), "{text}: {e}");
+            for part in parts {
+                assert!(e.contains(part), "{text}: {part} in {e}");
+            }
+        }
+    }
+
+    #[test]
     fn bad_duration_and_prefix() {
         let f = write("[watch]\ndebounce = \"5\"\n");
         let e = load(Some(f.path()), None)
@@ -652,16 +792,22 @@ mod tests {
         .expect("running");
         let new = load(
             Some(write(
-                "prefix = \"b-\"\nspec_dir = \"/srv/specs\"\nhistory_limit = 7\n[api]\nlisten = \"127.0.0.1:7443\"\ntokens_file = \"/t2\"\n[policy]\nallow_privileged = true\nallowed_capabilities = [\"NET_ADMIN\"]\n[upstream]\nmetadata_url = \"http://192.0.2.1/md\"\npoll_interval = \"5s\"\n",
+                "prefix = \"b-\"\nspec_dir = \"/srv/specs\"\nhistory_limit = 7\n[images]\nauth_file = \"/etc/berth/auth.json\"\nkeep_previous = 5\n[api]\nlisten = \"127.0.0.1:7443\"\ntokens_file = \"/t2\"\n[policy]\nallow_privileged = true\nallowed_capabilities = [\"NET_ADMIN\"]\n[upstream]\nmetadata_url = \"http://192.0.2.1/md\"\npoll_interval = \"5s\"\n",
             ).path()),
             None,
         )
         .expect("new");
         assert_eq!(
             running.restart_only_changes(&new),
-            ["prefix", "history_limit"]
+            ["prefix", "history_limit", "images.keep_previous"]
         );
         let now = running.with_reloaded(&new);
+        // The auth file is SIGHUP's; what pruning keeps waits for a restart.
+        assert_eq!(
+            now.images.auth_file.as_deref(),
+            Some(Path::new("/etc/berth/auth.json"))
+        );
+        assert_eq!(now.images.keep_previous, 2);
         assert_eq!(now.prefix, "a-");
         assert_eq!(now.history_limit, 50);
         assert_eq!(now.spec_dir, Path::new("/srv/specs"));
@@ -674,7 +820,10 @@ mod tests {
         assert!(now.upstream.metadata_url.is_some());
         // Applied, the running config has nothing left to restart for
         // but what SIGHUP cannot do.
-        assert_eq!(now.restart_only_changes(&new), ["prefix", "history_limit"]);
+        assert_eq!(
+            now.restart_only_changes(&new),
+            ["prefix", "history_limit", "images.keep_previous"]
+        );
         assert_eq!(now.with_reloaded(&new), now);
 
         // A new listener is a restart; its files wait with it.

@@ -1,6 +1,7 @@
 //! berthd: wires the store, the engine, the loop and the API together.
 
 mod config;
+mod images;
 mod reload;
 mod specdir;
 mod systemd;
@@ -64,13 +65,22 @@ fn main() -> ExitCode {
     // Read before any thread exists (see STYLE.md §5).
     let docker_host_env = std::env::var("DOCKER_HOST").ok();
     let sd = systemd::SdEnv::from_env();
-    let cfg = match config::load(args.config.as_deref(), docker_host_env) {
+    let mut cfg = match config::load(args.config.as_deref(), docker_host_env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("berthd: {e}");
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    // The registry auth file is part of the config: a credential helper in
+    // it, or a missing or broken one, is exit 78 now, not a failed pull later.
+    match images::check_auth_file(&cfg) {
+        Ok(warnings) => cfg.warnings.extend(warnings),
+        Err(e) => {
+            eprintln!("berthd: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    }
     init_logging(&sd);
     // The TCP API's files (tokens, TLS) are part of the config: a bad one is exit 78.
     let tcp = match tcp::prepare(&cfg.api, own_uid()) {
@@ -297,9 +307,12 @@ async fn run(
     let store = berth_store::FsStore::open(&cfg.state_dir)
         .with_context(|| format!("cannot open the state dir {}", cfg.state_dir.display()))?;
     let runtime = berth_docker::DockerRuntime::connect(&cfg.docker_host, &cfg.node_id)
-        .with_context(|| format!("cannot set up the engine client for {}", cfg.docker_host))?;
+        .with_context(|| format!("cannot set up the engine client for {}", cfg.docker_host))?
+        .with_images(images::options(&cfg.images));
     let mut agent_cfg = AgentConfig::new(&cfg.node_id, &cfg.prefix, cfg.state_dir.clone());
     agent_cfg.history_limit = cfg.history_limit;
+    agent_cfg.keep_previous = cfg.images.keep_previous;
+    agent_cfg.pull_timeout = cfg.images.pull_timeout;
     agent_cfg.engine_endpoint = cfg.docker_host.clone();
     agent_cfg.units_timeout = cfg.units_timeout;
     // [policy] for the agent (host paths again before each create) and the
@@ -325,6 +338,8 @@ async fn run(
     // `[policy] allowed_hook_urls` when pushed), with `[upstream] ca_file`.
     let hook_http = berth_upstream::http::HttpClient::new(cfg.upstream.ca_file.as_deref())
         .context("cannot set up the HTTP client for http hooks")?;
+    // SIGHUP gives it a new auth file.
+    let reload_runtime = runtime.clone();
     let env = Arc::new(WithHookHttp {
         inner: HostSeams {
             runtime,
@@ -482,6 +497,7 @@ async fn run(
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let live = reload::Live {
+        runtime: reload_runtime,
         tcp: tcp_live,
         upstream: upstream.clone(),
         node_policy: policy_tx,

@@ -1,7 +1,9 @@
 //! SIGHUP: a re-read config applied to the running berthd where it can be
-//! without a restart. `spec_dir`, `[policy]`, `[upstream]` and the files
-//! `[api]` names (tokens, TLS certificate, key and client CA, read again
-//! even when their paths are the same: rotation) take effect at once; the
+//! without a restart. `spec_dir`, `[policy]`, `[upstream]`, `[images]
+//! auth_file` and the files `[api]` names (tokens, TLS certificate, key and
+//! client CA, read again even when their paths are the same: rotation)
+//! take effect at once (the auth file is checked again too, and read at
+//! each pull); the
 //! keys that shape the node itself (node_id, state_dir, prefix, the
 //! listeners, ...) wait for a restart and are named. A part that fails to
 //! load keeps running as it was, and says so.
@@ -17,6 +19,8 @@ use crate::tcp;
 
 /// The parts of a running berthd that SIGHUP can change.
 pub struct Live {
+    /// The engine: pulls read `[images] auth_file`.
+    pub runtime: berth_docker::DockerRuntime,
     /// `None` when berthd started without `[api] listen`.
     pub tcp: Option<TcpLive>,
     pub upstream: berth_upstream::Upstream,
@@ -84,6 +88,25 @@ pub fn apply(running: &mut Config, new: &Config, live: &Live, own_uid: u32) -> O
     let mut target = running.with_reloaded(new);
     if target.spec_dir != running.spec_dir {
         out.applied.push("spec_dir".into());
+    }
+    // Checked again even when the path is the same: the file may have
+    // gained a credential helper. A bad one keeps the running path (whose
+    // file the next pull reads, and names if it is bad too).
+    match crate::images::check_auth_file(&target) {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            if target.images.auth_file != running.images.auth_file {
+                live.runtime.set_auth_file(target.images.auth_file.clone());
+                out.applied.push("[images] auth_file".into());
+            }
+        }
+        Err(e) => {
+            out.failed
+                .push(format!("{e}; pulls keep the running [images] auth_file"));
+            target.images.auth_file = running.images.auth_file.clone();
+        }
     }
     if let Some(tcp_live) = &live.tcp {
         match tcp::prepare(&target.api, own_uid) {
