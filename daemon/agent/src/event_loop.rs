@@ -53,6 +53,7 @@ mod judge;
 mod load;
 mod observe;
 pub(crate) mod prune;
+mod pull_retry;
 mod reconcile;
 mod results;
 mod rollback;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use berth_core::files::Files;
 use berth_core::runtime::{Runtime, RuntimeError, image_registry, repo_digest_for};
-use berth_core::spec::ImageSource;
+use berth_core::spec::{ImageSource, PullPolicy};
 
 use crate::Env;
 
@@ -51,14 +51,19 @@ impl Resolved {
     }
 }
 
-/// Resolves `image` for `service` to an image id. A reference the engine
-/// does not have is pulled (`pull: missing`), here, before the deployment
-/// touches any container: an image that cannot be had fails the
-/// deployment with the old container still running.
+/// Resolves `image` for `service` to an image id, here, before the
+/// deployment touches any container: an image that cannot be had fails
+/// (or, from a registry that is away, holds) the deployment with the old
+/// container still running. A reference is pulled as `pull` says:
+/// `Missing` when the engine does not have it, `Always` first of all (so a
+/// tag moved in the registry is followed), `Never` not at all. The caller
+/// decides when `always` applies (an apply naming the service, not a
+/// resync): it passes `Missing` otherwise.
 pub async fn resolve<E: Env>(
     env: &Arc<E>,
     service: &str,
     image: &ImageSource,
+    pull: PullPolicy,
 ) -> Result<Resolved, RuntimeError> {
     let runtime = env.runtime();
     match image {
@@ -70,31 +75,50 @@ pub async fn resolve<E: Env>(
             pulled: false,
         }),
         ImageSource::Ref(reference) => {
-            let mut pulled = false;
-            let info = match runtime.inspect_image(reference).await? {
-                Some(info) => info,
-                None => {
-                    let registry = image_registry(reference);
-                    tracing::info!(
-                        service,
-                        reference,
-                        registry,
-                        "pulling image (not in the engine)"
-                    );
-                    runtime.pull(reference).await?;
-                    pulled = true;
-                    runtime
-                        .inspect_image(reference)
-                        .await?
-                        .ok_or_else(|| RuntimeError::Pull {
-                            registry: registry.to_string(),
-                            reference: reference.clone(),
-                            cause: berth_core::runtime::PullCause::Other,
-                            message: "the engine reported the pull done but has no such image"
-                                .to_string(),
-                        })?
+            let had = runtime.inspect_image(reference).await?;
+            let why = match (pull, &had) {
+                (PullPolicy::Always, _) => "pull: always",
+                (_, Some(info)) => {
+                    return Ok(Resolved {
+                        digest: repo_digest_for(reference, &info.digests),
+                        id: info.id.clone(),
+                        pulled: false,
+                    });
                 }
+                (PullPolicy::Never, None) => {
+                    return Err(RuntimeError::PullForbidden {
+                        image: reference.clone(),
+                    });
+                }
+                (PullPolicy::Missing, None) => "not in the engine",
             };
+            let registry = image_registry(reference);
+            tracing::info!(service, reference, registry, "pulling image ({why})");
+            runtime.pull(reference).await?;
+            let info =
+                runtime
+                    .inspect_image(reference)
+                    .await?
+                    .ok_or_else(|| RuntimeError::Pull {
+                        registry: registry.to_string(),
+                        reference: reference.clone(),
+                        cause: berth_core::runtime::PullCause::Other,
+                        message: "the engine reported the pull done but has no such image"
+                            .to_string(),
+                    })?;
+            // Berth's when the pull brought an image the engine did not
+            // have under this reference (a tag pulled again unchanged stays
+            // whoever's it was).
+            let pulled = had.as_ref().is_none_or(|h| h.id != info.id);
+            if let Some(had) = had.filter(|_| pulled) {
+                tracing::info!(
+                    service,
+                    reference,
+                    from = had.id,
+                    to = info.id,
+                    "the tag moved in the registry (pull: always)"
+                );
+            }
             Ok(Resolved {
                 digest: repo_digest_for(reference, &info.digests),
                 id: info.id,

@@ -12,7 +12,7 @@ use berth_core::plan::Action;
 use berth_core::reconfig::ConfigState;
 use berth_core::record::{Outputs, cap_output};
 use berth_core::runtime::{CreateRequest, Runtime, RuntimeError};
-use berth_core::spec::{ConfigMount, ImageSource, OnChange, SourceKind, env_file};
+use berth_core::spec::{ConfigMount, ImageSource, OnChange, PullPolicy, SourceKind, env_file};
 
 use crate::Env;
 
@@ -95,6 +95,8 @@ pub(crate) enum Job {
         service: String,
         generation: u64,
         image: ImageSource,
+        /// `pull:` as it applies to this resolution.
+        pull: PullPolicy,
     },
     /// Remove a deleted service's named volumes (`delete --volumes`).
     RemoveVolumes(crate::event_loop::volumes::Request),
@@ -105,7 +107,9 @@ pub(crate) enum Job {
     /// a pending apply.
     Resolve {
         apply_id: u64,
-        images: Vec<(String, ImageSource)>,
+        /// Each service's image and its `pull:` as this apply applies it
+        /// (`always` only where the apply names the service anew).
+        images: Vec<(String, ImageSource, PullPolicy)>,
         configs: Vec<Vec<ConfigMount>>,
         /// Each service's `env_file` paths.
         env_files: Vec<Vec<String>>,
@@ -337,8 +341,9 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
             service,
             generation,
             image,
+            pull,
         } => {
-            let result = crate::images::resolve(env, &service, &image).await;
+            let result = crate::images::resolve(env, &service, &image, pull).await;
             Done::ResolvedRecord {
                 service,
                 generation,
@@ -445,27 +450,22 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
             env_files,
         } => {
             // Each distinct image once: 200 services on one tag cost one inspect.
-            let mut cache: Vec<(
-                ImageSource,
-                String,
-                Result<crate::images::Resolved, RuntimeError>,
-            )> = Vec::new();
+            type Key = (ImageSource, String, PullPolicy);
+            let mut cache: Vec<(Key, Result<crate::images::Resolved, RuntimeError>)> = Vec::new();
             let mut results = Vec::with_capacity(images.len());
-            for (service, image) in images {
+            for (service, image, pull) in images {
                 // Builds are tagged per service, so the cache key includes it for them.
                 let key_service = match &image {
                     ImageSource::Build { .. } => service.clone(),
                     _ => String::new(),
                 };
-                if let Some((_, _, r)) = cache
-                    .iter()
-                    .find(|(i, s, _)| *i == image && *s == key_service)
-                {
+                let key = (image, key_service, pull);
+                if let Some((_, r)) = cache.iter().find(|(k, _)| *k == key) {
                     results.push(r.clone());
                     continue;
                 }
-                let r = crate::images::resolve(env, &service, &image).await;
-                cache.push((image, key_service, r.clone()));
+                let r = crate::images::resolve(env, &service, &key.0, pull).await;
+                cache.push((key, r.clone()));
                 results.push(r);
             }
             let mut reads = Vec::with_capacity(configs.len());

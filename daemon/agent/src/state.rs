@@ -33,6 +33,10 @@ pub(crate) struct Svc {
     /// After a failed job: not before this instant.
     pub retry_at: Option<Instant>,
     pub failures: u32,
+    /// The current record's image could not be pulled yet (its registry
+    /// away or failing): the tries so far and when `pull_timeout` ends.
+    /// Not kept across a berthd restart, which gives it a new timeout.
+    pub pull_retry: Option<PullRetry>,
     /// The last job failed because the engine was not as the last list
     /// showed it (a name taken, a container gone); it is retried after
     /// another list, and fails if that happens again.
@@ -45,6 +49,21 @@ pub(crate) struct Svc {
     pub config: ConfigTrack,
     /// The hooks of the current deployment (`event_loop/hooks.rs`).
     pub hooks: crate::event_loop::hooks::HookRun,
+}
+
+/// A deployment retrying the pull of its image (see [`Svc::pull_retry`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PullRetry {
+    pub tries: u32,
+    pub deadline: Instant,
+}
+
+impl PullRetry {
+    /// The wait before the next try: 2 s, doubling, at most a minute.
+    pub fn backoff(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(2u64 << self.tries.saturating_sub(1).min(5))
+            .min(std::time::Duration::from_secs(60))
+    }
 }
 
 /// The config-watch side of a service.

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_core::plan::{Action, Aside, ContainerRef, Reason};
-use berth_core::runtime::{CreateRequest, LABEL_GENERATION, Runtime, RuntimeError};
+use berth_core::runtime::{
+    CreateRequest, LABEL_GENERATION, LABEL_IMAGE_DIGEST, Runtime, RuntimeError,
+};
 use berth_core::spec::{RestartPolicy, env_file};
 
 use crate::Env;
@@ -62,6 +64,7 @@ pub(crate) async fn run_action<E: Env>(
                 with_env_files = env_files_added(env, action.service(), create).await?;
                 &with_env_files
             };
+            ensure_image(runtime, create, steps).await?;
             let swap = Swap {
                 create,
                 replace,
@@ -117,6 +120,50 @@ pub(crate) async fn run_action<E: Env>(
             set_policy(runtime, container, *policy, &reason.to_string(), steps).await?;
             Ok((false, false))
         }
+    }
+}
+
+/// The image `create` is made from (by its id) is in the engine: one
+/// pruned since is pulled again by the digest it was pulled as (its
+/// record's, in the create's labels), never by its tag, which may name
+/// another image by now. A rollback to a pruned image works so. Built and
+/// loaded images carry no digest: nothing to do for them here.
+async fn ensure_image<R: Runtime>(
+    runtime: &R,
+    create: &CreateRequest,
+    steps: &mut Vec<Step>,
+) -> Result<(), RuntimeError> {
+    let id = &create.spec.image;
+    let Some(digest) = create.labels.get(LABEL_IMAGE_DIGEST) else {
+        return Ok(());
+    };
+    if id.is_empty() || runtime.inspect_image(id).await?.is_some() {
+        return Ok(());
+    }
+    tracing::info!(
+        container = create.name,
+        image = id,
+        digest,
+        "the image is no longer in the engine; pulling it again by its digest"
+    );
+    runtime.pull(digest).await?;
+    step(
+        steps,
+        "pulled",
+        digest,
+        format!("its image {id} was no longer in the engine"),
+    );
+    match runtime.inspect_image(id).await? {
+        Some(_) => Ok(()),
+        None => Err(RuntimeError::Pull {
+            registry: berth_core::runtime::image_registry(digest).to_string(),
+            reference: digest.clone(),
+            cause: berth_core::runtime::PullCause::Other,
+            message: format!(
+                "pulled by its digest, but the engine has no image {id} afterwards (the \
+                 registry's image by that digest is another one: another platform?)"
+            ),
+        }),
     }
 }
 

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use crate::hash::{create_spec, with_inputs};
 use crate::record::Deployment;
 use crate::runtime::{
-    CreateRequest, CreateSpec, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT, LABEL_GENERATION, LABEL_KIND,
-    LABEL_SERVICE, LABEL_SPEC_HASH,
+    CreateRequest, CreateSpec, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT, LABEL_GENERATION,
+    LABEL_IMAGE_DIGEST, LABEL_KIND, LABEL_SERVICE, LABEL_SPEC_HASH,
 };
 use crate::spec::Kind;
 
@@ -28,6 +28,9 @@ pub fn labels(record: &Deployment) -> BTreeMap<String, String> {
     labels.insert(LABEL_KIND.to_string(), kind.to_string());
     if let Some(identity) = &record.config_identity {
         labels.insert(LABEL_CONFIG_HASH.to_string(), identity.clone());
+    }
+    if let Some(digest) = &record.image_digest {
+        labels.insert(LABEL_IMAGE_DIGEST.to_string(), digest.clone());
     }
     labels
 }
@@ -114,6 +117,15 @@ mod tests {
         let mut with_identity = want("service");
         with_identity.insert("io.berth.config-hash".into(), "cfg1".into());
         assert_eq!(labels(&record(Kind::Service, Some("cfg1"))), with_identity);
+        // A pulled image: the digest it is had again by.
+        let mut pulled = record(Kind::Service, None);
+        pulled.image_digest = Some("reg:5000/web@sha256:d1".into());
+        let mut with_digest = want("service");
+        with_digest.insert(
+            "io.berth.image-digest".into(),
+            "reg:5000/web@sha256:d1".into(),
+        );
+        assert_eq!(labels(&pulled), with_digest);
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub const LABEL_KIND: &str = "io.berth.kind";
 /// The hash of the config sources whose `on_change` is `recreate`: part of
 /// the container's identity (absent when there are none).
 pub const LABEL_CONFIG_HASH: &str = "io.berth.config-hash";
+/// `repository@sha256:...` the container's image was pulled as (absent for
+/// a built or loaded image): how its image is had again, never by its tag,
+/// when the engine no longer has it (pruned) and a rollback or a
+/// recreate needs it.
+pub const LABEL_IMAGE_DIGEST: &str = "io.berth.image-digest";
 
 /// Where a task's declared outputs are mounted inside its container.
 pub const OUTPUTS_MOUNT: &str = "/berth/outputs";

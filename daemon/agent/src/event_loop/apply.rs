@@ -11,7 +11,7 @@ use berth_core::event::EventKind;
 use berth_core::hash::{create_spec, spec_hash, with_inputs};
 use berth_core::record::{DeployAction, Deployment, RECORD_SCHEMA_VERSION, Source, Status};
 use berth_core::runtime::RuntimeError;
-use berth_core::spec::ServiceSpec;
+use berth_core::spec::{PullPolicy, ServiceSpec};
 use berth_core::store::{META_SCHEMA_VERSION, ServiceMeta, Store};
 use berth_core::waves::Readiness;
 
@@ -114,7 +114,13 @@ impl<E: Env> Agent<E> {
         let images = req
             .services
             .iter()
-            .map(|s| (s.name.clone(), s.image.clone()))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.image.clone(),
+                    self.pull_now(s, &source, dry_run),
+                )
+            })
             .collect();
         let configs = req.services.iter().map(|s| s.config.clone()).collect();
         let env_files = req.services.iter().map(|s| s.env_file.clone()).collect();
@@ -134,6 +140,24 @@ impl<E: Env> Agent<E> {
             configs,
             env_files,
         });
+    }
+
+    /// `spec`'s `pull:` as this apply applies it. `always` pulls on an
+    /// apply that names the service: an operator's or an orchestrator's
+    /// (each Heat document once: one seen before is answered without an
+    /// apply), or a spec file whose service changed. A spec directory
+    /// read again unchanged (berthd's start, a rescan, SIGHUP) is a resync
+    /// and a dry run changes nothing: both take the image the engine has.
+    fn pull_now(&self, spec: &ServiceSpec, source: &Source, dry_run: bool) -> PullPolicy {
+        let resync = matches!(source, Source::SpecDir { .. })
+            && self
+                .services
+                .get(&spec.name)
+                .is_some_and(|s| !s.is_deleted() && s.current.spec == *spec);
+        match spec.pull {
+            PullPolicy::Always if dry_run || resync => PullPolicy::Missing,
+            pull => pull,
+        }
     }
 
     pub(super) fn finish_apply(
@@ -304,7 +328,7 @@ impl<E: Env> Agent<E> {
                 None,
                 Some(match &env_file {
                     Err(ef) => (false, format!("{}: {ef}; nothing was changed", spec.name)),
-                    Ok(_) => (e.is_unreachable(), e.to_string()),
+                    Ok(_) => (e.is_unreachable() || e.is_transient_pull(), e.to_string()),
                 }),
             ),
         };
@@ -394,7 +418,15 @@ impl<E: Env> Agent<E> {
                 record.config = states;
             }
         }
+        let pull_waits = image.as_ref().is_err_and(RuntimeError::is_transient_pull);
         match failure {
+            // Its registry is away or failing: the deployment goes on
+            // trying the pull (`resolve_waiting`) until `pull_timeout`.
+            Some((true, e)) if pull_waits => {
+                record.status = Status::InProgress;
+                record.status_reason = self.pull_retry_reason(&e, 1);
+                record.waiting = waits_for.is_some();
+            }
             // The engine is away: the deployment waits for it rather than
             // failing, and its image is resolved once the engine answers.
             Some((true, e)) => {
@@ -418,6 +450,9 @@ impl<E: Env> Agent<E> {
             None => {}
         }
         let record = self.commit_record(record, Some(source.clone()))?;
+        if pull_waits {
+            self.start_pull_retry(&record.service);
+        }
         if change == Change::PolicyOnly && config_moved {
             self.mark_config_dirty(&record.service);
         }
@@ -541,6 +576,7 @@ impl<E: Env> Agent<E> {
             create,
             busy: prev.as_ref().is_some_and(|p| p.busy),
             retry_at: None,
+            pull_retry: None,
             failures: 0,
             looked_again: false,
             gate,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use berth_core::event::EventKind;
 use berth_core::record::{DeployAction, Status};
 use berth_core::runtime::{ContainerState, Health, RuntimeError};
+use berth_core::spec::PullPolicy;
 use berth_core::store::Store;
 use tokio::time::Instant;
 
@@ -236,11 +237,14 @@ impl<E: Env> Agent<E> {
 
     /// Deployments recorded while the engine was away: resolve their images now.
     pub(super) fn resolve_waiting(&mut self) {
-        let waiting: Vec<(String, u64, berth_core::spec::ImageSource)> = self
+        let waiting: Vec<(String, u64, berth_core::spec::ImageSource, PullPolicy)> = self
             .services
             .values()
             .filter(|s| {
-                s.current.status == Status::Pending
+                // Recorded while the engine was away (PENDING), or retrying
+                // the pull of its image (IN_PROGRESS, nothing created yet).
+                (s.current.status == Status::Pending
+                    || s.current.status == Status::InProgress && !s.current.applied)
                     && s.current.image_id.is_none()
                     && !s.current.waiting
                     && !s.busy
@@ -251,10 +255,13 @@ impl<E: Env> Agent<E> {
                     s.meta.service.clone(),
                     s.current.generation,
                     s.current.spec.image.clone(),
+                    // The apply that recorded it could not pull yet: an
+                    // `always` is still that apply's.
+                    s.current.spec.pull,
                 )
             })
             .collect();
-        for (service, generation, image) in waiting {
+        for (service, generation, image, pull) in waiting {
             if let Some(svc) = self.services.get_mut(&service) {
                 svc.busy = true;
             }
@@ -262,6 +269,7 @@ impl<E: Env> Agent<E> {
                 service,
                 generation,
                 image,
+                pull,
             });
         }
     }
@@ -277,14 +285,21 @@ impl<E: Env> Agent<E> {
             return;
         };
         svc.busy = false;
-        if svc.current.generation != generation || svc.current.status != Status::Pending {
+        if svc.current.generation != generation
+            || !matches!(svc.current.status, Status::Pending | Status::InProgress)
+            || svc.current.image_id.is_some()
+        {
             return;
         }
         match result {
             Err(e) if e.is_unreachable() => {
                 svc.retry_at = Some(Instant::now() + Duration::from_secs(2));
             }
-            Err(e) => self.fail_early(service, e.to_string()),
+            Err(e) if e.is_transient_pull() => self.pull_failed_again(service, &e),
+            Err(e) => {
+                svc.pull_retry = None;
+                self.fail_early(service, e.to_string())
+            }
             Ok(resolved) => {
                 let crate::images::Resolved { id, digest, .. } = resolved;
                 let Some(current) = self.services.get(service).map(|s| Arc::clone(&s.current))
@@ -299,6 +314,7 @@ impl<E: Env> Agent<E> {
                     .observed
                     .iter()
                     .any(|c| c.service == service && c.spec_hash.as_deref() == Some(hash.as_str()));
+                svc.pull_retry = None;
                 let current = Arc::make_mut(&mut svc.current);
                 current.image_id = Some(id);
                 current.image_digest = digest;
@@ -307,12 +323,14 @@ impl<E: Env> Agent<E> {
                 if already_runs {
                     current.applied = true;
                     current.status = Status::InProgress;
-                    svc.gate = Some(HealthGate::new(
-                        false,
-                        Instant::now().into_std(),
-                        svc.current.spec.update.health_timeout,
-                    ));
                 }
+                // Judged from now: a wait for the engine or the registry
+                // does not eat into its health timeout.
+                svc.gate = Some(HealthGate::new(
+                    !already_runs,
+                    Instant::now().into_std(),
+                    svc.current.spec.update.health_timeout,
+                ));
                 svc.target = Arc::clone(&svc.current);
                 let record = Arc::clone(&svc.current);
                 let create = self.create_request(&record);

@@ -72,6 +72,7 @@ impl<E: Env> Agent<E> {
                         create: None,
                         busy: false,
                         retry_at: None,
+                        pull_retry: None,
                         failures: 0,
                         looked_again: false,
                         gate: None,
