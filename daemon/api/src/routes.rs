@@ -128,6 +128,8 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/outbox/{seq}", axum::routing::delete(outbox_drop)),
         ("/v1/outbox/{seq}/retry", post(outbox_retry)),
         ("/v1/events", get(events)),
+        ("/v1/images", get(images)),
+        ("/v1/images/prune", post(prune_images)),
         ("/metrics", get(metrics)),
     ]
 }
@@ -560,6 +562,23 @@ async fn apply(
         )
         .await?;
     Ok(Json(resp))
+}
+
+/// Every image berth knows: who uses it, and whether a prune may remove it.
+async fn images(
+    State(s): State<AppState>,
+) -> Result<Json<berth_core::images::ImagesResponse>, ApiError> {
+    Ok(Json(s.handle.images().await?))
+}
+
+/// Removes the pulled images no kept record names (`?dry_run=true`: says
+/// which, removes nothing).
+async fn prune_images(
+    State(s): State<AppState>,
+    Query(q): Query<DryRun>,
+    who: Option<axum::Extension<Actor>>,
+) -> Result<Json<berth_core::images::PruneResponse>, ApiError> {
+    Ok(Json(s.handle.prune_images(q.dry_run, &actor(who)).await?))
 }
 
 #[derive(Deserialize)]
