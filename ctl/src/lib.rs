@@ -363,6 +363,34 @@ pub enum Verb {
     #[command(verbatim_doc_comment)]
     Logs(LogsArgs),
 
+    /// List the images berth knows, who uses them, and what a prune removes.
+    ///
+    /// One row per image berth pulled or built, or that a record of the
+    /// current and last `keep_previous` generations of a service names: its
+    /// id (short), reference, digest, ORIGIN (pulled: berth pulled it and a
+    /// prune may remove it; built: built by berth from a context; other:
+    /// loaded or in the engine before berth needed it, never removed by
+    /// berth), USED BY (services whose container runs it), RECORDS (service-
+    /// generation of the kept records naming it), PRUNABLE and WHY.
+    ///
+    /// A pulled image is prunable when no kept record of any service names
+    /// it and no container of berth's runs it. berthd prunes by itself after
+    /// each deployment of a service whose image is a reference ends;
+    /// `images prune` does it now. `[images] keep_previous` in berthd.toml
+    /// (default 2) sets how many previous generations keep their images, so
+    /// `berthctl rollback` finds them locally.
+    ///
+    /// Examples:
+    ///   berthctl images
+    ///   berthctl images --json | jq -r '.images[] | select(.prunable) | .id'
+    ///   berthctl images prune --dry-run
+    ///   berthctl images prune
+    #[command(verbatim_doc_comment)]
+    Images {
+        #[command(subcommand)]
+        cmd: Option<commands::images::ImagesCmd>,
+    },
+
     /// Print berthd's events: deployments, container actions, engine state.
     ///
     /// Each line is SEQ  TIME  SUMMARY (TIME in UTC). --follow keeps printing
@@ -466,6 +494,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Verb::Push(a) => commands::upstream::cmd_push(&ctx, &a).await,
         Verb::Hook { cmd } => commands::hooks::cmd_hook(&ctx, &cmd).await,
         Verb::Events(a) => events::cmd_events(&ctx, &a).await,
+        Verb::Images { cmd } => commands::images::cmd_images(&ctx, cmd.as_ref()).await,
         Verb::Completions(a) => {
             let mut buf = Vec::new();
             clap_complete::generate(a.shell, &mut command(), "berthctl", &mut buf);

@@ -10,6 +10,7 @@ use crate::wait::WaitOptions;
 pub mod apply;
 pub mod events;
 pub mod hooks;
+pub mod images;
 pub mod import;
 pub mod logs;
 pub mod status;
