@@ -3,6 +3,10 @@
 //! pull tests. The engine pulls from 127.0.0.0/8 over plain HTTP without any
 //! `insecure-registries` setting.
 //!
+//! [`TestRegistry::start_with_auth`] starts one that wants basic auth
+//! (htpasswd); its pushes log in with a docker config dir of its own, never
+//! the machine's `~/.docker/config.json`.
+//!
 //! It is stopped (killed and waited for) when dropped, even when the test
 //! panics. Images pushed to it are untagged locally right away, so berth has
 //! to pull them; [`PulledImages`] removes what a test tagged or pulled.
@@ -23,6 +27,16 @@ pub struct TestRegistry {
     pub addr: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    auth: Option<Auth>,
+}
+
+/// A registry's htpasswd auth, and the user its pushes log in as.
+#[derive(Clone)]
+struct Auth {
+    /// The htpasswd file's content (bcrypt lines: all the registry takes).
+    htpasswd: String,
+    user: String,
+    password: String,
 }
 
 /// An image pushed into a [`TestRegistry`] and no longer tagged in the engine.
@@ -39,6 +53,22 @@ pub struct Pushed {
 impl TestRegistry {
     /// Starts a registry on a free port and waits until `GET /v2/` answers 200.
     pub fn start() -> TestRegistry {
+        TestRegistry::start_inner(None)
+    }
+
+    /// Starts a registry that wants basic auth for everything: `htpasswd`
+    /// is the htpasswd file's content (bcrypt: `user:$2y$...`, the only
+    /// hash the registry accepts); pushes log in as `user` with `password`.
+    /// Ready once `GET /v2/` answers 401.
+    pub fn start_with_auth(htpasswd: &str, user: &str, password: &str) -> TestRegistry {
+        TestRegistry::start_inner(Some(Auth {
+            htpasswd: htpasswd.to_string(),
+            user: user.to_string(),
+            password: password.to_string(),
+        }))
+    }
+
+    fn start_inner(auth: Option<Auth>) -> TestRegistry {
         // The port is free when looked up; another process may take it
         // before the registry binds it, so a failed start tries another.
         let mut last = String::new();
@@ -52,6 +82,7 @@ impl TestRegistry {
                     .tempdir()
                     .expect("temp dir"),
                 child: None,
+                auth: auth.clone(),
             };
             match registry.spawn() {
                 Ok(()) => return registry,
@@ -74,18 +105,28 @@ impl TestRegistry {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The docker CLI's config dir for this registry's pushes (`--config`).
+    fn docker_config_dir(&self) -> PathBuf {
+        self.dir.path().join("docker-config")
+    }
+
     fn spawn(&mut self) -> Result<(), String> {
         let storage = self.dir.path().join("storage");
         std::fs::create_dir_all(&storage).map_err(|e| format!("mkdir: {e}"))?;
-        std::fs::write(
-            self.config_path(),
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n",
-                storage.display(),
-                self.addr
-            ),
-        )
-        .map_err(|e| format!("write config: {e}"))?;
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n",
+            storage.display(),
+            self.addr
+        );
+        if let Some(auth) = &self.auth {
+            let htpasswd = self.dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, &auth.htpasswd).map_err(|e| format!("htpasswd: {e}"))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(self.config_path(), config).map_err(|e| format!("write config: {e}"))?;
         let log = std::fs::File::create(self.log_path()).map_err(|e| format!("log: {e}"))?;
         let err = log.try_clone().map_err(|e| format!("log fd: {e}"))?;
         let child = Command::new(berth_prereq::REGISTRY_BIN)
@@ -119,7 +160,7 @@ impl TestRegistry {
         }
     }
 
-    /// `GET /v2/` answers 200.
+    /// `GET /v2/` answers: 200, or 401 from a registry that wants auth.
     pub fn answers(&self) -> bool {
         let Ok(addr) = self.addr.parse::<SocketAddr>() else {
             return false;
@@ -137,7 +178,53 @@ impl TestRegistry {
         }
         let mut answer = Vec::new();
         let _ = s.read_to_end(&mut answer);
-        answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200")
+        let status = if self.auth.is_some() { "401" } else { "200" };
+        answer.starts_with(format!("HTTP/1.1 {status}").as_bytes())
+            || answer.starts_with(format!("HTTP/1.0 {status}").as_bytes())
+    }
+
+    /// `docker --config DIR login` to this registry, into the registry's
+    /// own config dir (not `~/.docker`); returns the dir's `--config` args.
+    fn login(&self, auth: &Auth) -> Vec<String> {
+        let dir = self.docker_config_dir();
+        std::fs::create_dir_all(&dir).expect("docker config dir");
+        // An entry already there keeps the CLI from picking a credential
+        // store of the machine's (it would keep the password outside the file).
+        let config = dir.join("config.json");
+        if !config.exists() {
+            std::fs::write(&config, "{\"auths\": {\"berth-test.invalid\": {}}}")
+                .expect("docker config");
+        }
+        let args = vec!["--config".to_string(), dir.display().to_string()];
+        let mut child = Command::new("docker")
+            .args(&args)
+            .args([
+                "login",
+                &self.addr,
+                "--username",
+                &auth.user,
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker login runs");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(auth.password.as_bytes())
+                .expect("password to docker login");
+        }
+        let out = child.wait_with_output().expect("docker login");
+        assert!(
+            out.status.success(),
+            "docker login {}: {}{}\nregistry log:\n{}",
+            self.addr,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        args
     }
 
     /// Kills the registry and waits for it (its storage stays until drop).
@@ -162,7 +249,12 @@ impl TestRegistry {
             "docker tag: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let out = docker(&["push", &reference]);
+        let mut args = match &self.auth {
+            Some(auth) => self.login(auth),
+            None => Vec::new(),
+        };
+        args.extend(["push".to_string(), reference.clone()]);
+        let out = docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
