@@ -32,6 +32,9 @@ const DOCKER_HUB_ALIASES: &[&str] = &[
     "registry.hub.docker.com",
 ];
 
+/// Docker Hub's address in the CLI's requests (and its auth files).
+const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
+
 /// How to make a file berth can read, for the errors' advice.
 const HOW_TO_WRITE: &str = "write a plain file instead: `docker --config DIR login REGISTRY \
      --username USER --password-stdin` (with no credsStore in DIR/config.json) writes \
@@ -60,13 +63,18 @@ impl std::fmt::Debug for RegistryAuth {
 }
 
 impl RegistryAuth {
-    /// For the engine (`X-Registry-Auth`), addressed to `registry`.
+    /// For the engine (`X-Registry-Auth`), addressed to `registry` (Docker
+    /// Hub by the address the docker CLI gives it).
     pub fn to_docker(&self, registry: &str) -> bollard::auth::DockerCredentials {
+        let server = match normalize_registry(registry).as_str() {
+            "docker.io" => DOCKER_HUB_SERVER.to_string(),
+            other => other.to_string(),
+        };
         bollard::auth::DockerCredentials {
             username: self.username.clone(),
             password: self.password.clone(),
             identitytoken: self.identity_token.clone(),
-            serveraddress: Some(registry.to_string()),
+            serveraddress: Some(server),
             ..Default::default()
         }
     }
@@ -519,6 +527,11 @@ mod tests {
         assert_eq!(c.password.as_deref(), Some("p"));
         assert_eq!(c.serveraddress.as_deref(), Some("reg:5000"));
         assert_eq!(c.auth, None);
+        let hub = creds("u", "p").to_docker("docker.io");
+        assert_eq!(
+            hub.serveraddress.as_deref(),
+            Some("https://index.docker.io/v1/")
+        );
     }
 
     #[test]
