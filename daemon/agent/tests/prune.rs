@@ -90,6 +90,23 @@ fn prune_events(node: &Node) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The engine refuses the next removals (as it does an image a container
+/// outside berth uses) until `clear_failures`.
+fn refuse_removals(node: &Node, id: &str) {
+    for _ in 0..4 {
+        node.rt().fail_next(
+            "remove_image",
+            RuntimeError::Refused {
+                op: "remove image",
+                target: id.into(),
+                message: format!(
+                    "conflict: unable to delete {id} (must be forced) - image is being used by stopped container 0123"
+                ),
+            },
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn only_pulled_images_beyond_the_kept_generations_are_pruned() {
     let node = node(1);
@@ -187,17 +204,18 @@ async fn an_image_another_services_record_names_is_kept() {
 async fn an_image_the_engine_will_not_remove_unforced_stays_and_nothing_fails() {
     let node = node(0);
     deploy_web(&node, 1).await;
-    node.rt().fail_next(
-        "remove_image",
-        RuntimeError::Refused {
-            op: "remove image",
-            target: "sha256:p1".into(),
-            message: "conflict: unable to delete p1 (must be forced) - image is referenced in multiple repositories".into(),
-        },
-    );
+    refuse_removals(&node, "sha256:p1");
     deploy_web(&node, 2).await;
     settle().await;
     assert!(in_engine(&node, "sha256:p1").await, "refused: stays");
+    assert!(
+        node.rt()
+            .calls()
+            .contains(&Call::RemoveImage("sha256:p1".into())),
+        "tried: {:?}",
+        node.rt().calls()
+    );
+    node.rt().clear_failures();
     assert_eq!(prune_events(&node), []);
     assert_eq!(
         pulled_ids(&node),
@@ -244,17 +262,11 @@ async fn an_image_the_engine_will_not_remove_unforced_stays_and_nothing_fails() 
 async fn an_image_removed_outside_berth_is_forgotten_without_an_event() {
     let node = node(0);
     deploy_web(&node, 1).await;
-    node.rt().fail_next(
-        "remove_image",
-        RuntimeError::Refused {
-            op: "remove image",
-            target: "sha256:p1".into(),
-            message: "conflict: image is being used by stopped container 0123".into(),
-        },
-    );
+    refuse_removals(&node, "sha256:p1");
     deploy_web(&node, 2).await;
     settle().await;
     assert_eq!(pulled_ids(&node), ["sha256:p1", "sha256:p2"]);
+    node.rt().clear_failures();
     node.rt()
         .remove_image("sha256:p1")
         .await
@@ -293,5 +305,30 @@ async fn a_torn_pulled_list_prunes_nothing_and_says_why() {
     assert_eq!(done.removed, []);
     assert!(!done.problems.is_empty(), "{done:?}");
     assert!(in_engine(&node, "sha256:p1").await);
+    node.stop().await;
+}
+
+/// A deployment recorded while the engine was away resolves (and pulls)
+/// its image later: that pull is noted too, so it can be pruned.
+#[tokio::test(start_paused = true)]
+async fn a_pull_after_the_engine_came_back_is_noted() {
+    let node = node(0);
+    node.rt().set_unreachable(true);
+    let r = apply(&node.handle, vec![spec("web", &format!("{REPO}:1"))]).await;
+    let d = r.results[0].deployment.clone().expect("record");
+    assert_eq!(d.status, Status::Pending, "{d:?}");
+    assert_eq!(pulled_ids(&node), Vec::<String>::new());
+    node.rt().set_unreachable(false);
+    let d = wait_status(&node.handle, &d.id).await;
+    assert_eq!(d.status, Status::Complete, "{d:?}");
+    let pulled = store(&node).pulled_images().expect("pulled list");
+    assert_eq!(pulled.len(), 1, "{pulled:?}");
+    assert_eq!(pulled[0].id, "sha256:p1");
+    assert_eq!(pulled[0].references, [format!("{REPO}:1")]);
+    assert_eq!(pulled[0].service, "web");
+    deploy_web(&node, 2).await;
+    settle().await;
+    let images = node.handle.images().await.expect("images");
+    assert!(!in_engine(&node, "sha256:p1").await, "pruned: {images:#?}");
     node.stop().await;
 }

@@ -287,9 +287,39 @@ impl<E: Env> Agent<E> {
     /// After a deployment of a service with a reference image ended: prune
     /// what may be pruned.
     pub(super) fn prune_after_deployment(&mut self, image: &ImageSource) {
-        if matches!(image, ImageSource::Ref(r) if !r.is_empty()) {
+        if matches!(image, ImageSource::Ref(r) if !r.is_empty()) && self.a_pulled_image_left_use() {
             self.prune_images(None);
         }
+    }
+
+    /// After a job removed a container (one set aside during an update is
+    /// removed once its successor is judged, after the deployment ended):
+    /// the image it ran may be prunable only now.
+    pub(super) fn prune_after_removal(&mut self) {
+        if self.a_pulled_image_left_use() {
+            self.prune_images(None);
+        }
+    }
+
+    /// Whether some pulled image is no service's current or target image
+    /// any more: only then may a prune find something, so only then are
+    /// the services' histories read (a cold apply of many services reads
+    /// none of them).
+    fn a_pulled_image_left_use(&self) -> bool {
+        let pulled = match self.env.store().pulled_images() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the pulled-images list; nothing is pruned");
+                return false;
+            }
+        };
+        let in_use: BTreeSet<&str> = self
+            .services
+            .values()
+            .flat_map(|s| [&s.current, &s.target])
+            .filter_map(|d| d.image_id.as_deref())
+            .collect();
+        pulled.iter().any(|p| !in_use.contains(p.id.as_str()))
     }
 
     /// `berthctl images prune`: with `dry_run`, says what a prune would

@@ -98,6 +98,9 @@ impl<E: Env> Agent<E> {
                         reason: s.reason.clone(),
                     });
                 }
+                if steps.iter().any(|s| s.verb == "removed") {
+                    self.prune_after_removal();
+                }
                 let Some(svc) = self.services.get_mut(&service) else {
                     if let Some(e) = error {
                         tracing::warn!(service, error = %e, "removing an orphaned container failed");
