@@ -227,6 +227,14 @@ impl TestRegistry {
         args
     }
 
+    /// Starts the registry again after [`TestRegistry::stop`], on the same
+    /// address with the same storage: what it held, it serves again.
+    pub fn start_again(&mut self) {
+        if let Err(e) = self.spawn() {
+            panic!("docker-registry did not start again on {}: {e}", self.addr);
+        }
+    }
+
     /// Kills the registry and waits for it (its storage stays until drop).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
