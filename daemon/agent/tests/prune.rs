@@ -332,3 +332,43 @@ async fn a_pull_after_the_engine_came_back_is_noted() {
     assert!(!in_engine(&node, "sha256:p1").await, "pruned: {images:#?}");
     node.stop().await;
 }
+
+/// A rollback to a pruned image pulls it again by its digest: berth's
+/// pull, noted, so the image is pruned again once nothing keeps it.
+#[tokio::test(start_paused = true)]
+async fn an_image_pulled_again_for_a_rollback_is_noted_and_pruned_later() {
+    let node = node(0);
+    let by_digest = format!("{REPO}@{}", digest(1));
+    node.rt()
+        .add_registry_image(&by_digest, "sha256:p1", &digest(1));
+    deploy_web(&node, 1).await;
+    deploy_web(&node, 2).await;
+    settle().await;
+    assert!(!in_engine(&node, "sha256:p1").await, "pruned");
+    let resp = node
+        .handle
+        .verb(
+            "web",
+            berth_agent::Verb::Rollback {
+                generation: Some(1),
+            },
+            "test",
+        )
+        .await
+        .expect("rollback");
+    let d = wait_status(&node.handle, &resp.deployment.expect("record").id).await;
+    assert_eq!(d.status, Status::Complete, "{d:?}");
+    assert!(in_engine(&node, "sha256:p1").await, "pulled again");
+    let pulled = store(&node).pulled_images().expect("pulled list");
+    let p1 = pulled
+        .iter()
+        .find(|p| p.id == "sha256:p1")
+        .unwrap_or_else(|| panic!("p1 noted again: {pulled:?}"));
+    assert_eq!(p1.references, [by_digest.clone()]);
+    deploy_web(&node, 3).await;
+    settle().await;
+    assert!(!in_engine(&node, "sha256:p1").await, "pruned again");
+    assert!(!in_engine(&node, "sha256:p2").await, "pruned");
+    assert_eq!(pulled_ids(&node), ["sha256:p3"]);
+    node.stop().await;
+}

@@ -25,7 +25,7 @@ use berth_core::images::{
     Holders, ImageOrigin, ImageRow, ImagesResponse, PruneResponse, PrunedImage, PulledImage,
     Verdict, prune_verdicts,
 };
-use berth_core::runtime::{Runtime, RuntimeError};
+use berth_core::runtime::{LABEL_IMAGE_DIGEST, Runtime, RuntimeError};
 use berth_core::spec::ImageSource;
 use berth_core::store::Store;
 
@@ -189,6 +189,25 @@ impl<E: Env> Agent<E> {
         if let Some(ImageSource::Ref(reference)) = image {
             self.note_pull(service, &reference, resolved);
         }
+    }
+
+    /// Notes the image a deploy pulled again by its recorded digest
+    /// (`reference`, `repo@sha256:...`) because it was no longer in the
+    /// engine (pruned since, e.g. before a rollback to it).
+    pub(super) fn note_swap_pull(&mut self, service: &str, reference: &str) {
+        let id = self.services.get(service).and_then(|svc| {
+            svc.create
+                .as_ref()
+                .filter(|c| c.labels.get(LABEL_IMAGE_DIGEST).map(String::as_str) == Some(reference))
+                .map(|c| c.spec.image.clone())
+        });
+        let Some(id) = id else { return };
+        let resolved = crate::images::Resolved {
+            id,
+            digest: Some(reference.to_string()),
+            pulled: true,
+        };
+        self.note_pull(service, reference, &resolved);
     }
 
     fn note_pull(&mut self, service: &str, reference: &str, resolved: &crate::images::Resolved) {

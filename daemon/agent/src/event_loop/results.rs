@@ -98,6 +98,9 @@ impl<E: Env> Agent<E> {
                         reason: s.reason.clone(),
                     });
                 }
+                for s in steps.iter().filter(|s| s.verb == "pulled") {
+                    self.note_swap_pull(&service, &s.container);
+                }
                 if steps.iter().any(|s| s.verb == "removed") {
                     self.prune_after_removal();
                 }
