@@ -364,7 +364,7 @@ async fn an_image_pulled_again_for_a_rollback_is_noted_and_pruned_later() {
         .iter()
         .find(|p| p.id == "sha256:p1")
         .unwrap_or_else(|| panic!("p1 noted again: {pulled:?}"));
-    assert_eq!(p1.references, [by_digest.clone()]);
+    assert_eq!(p1.references, [by_digest]);
     deploy_web(&node, 3).await;
     settle().await;
     assert!(!in_engine(&node, "sha256:p1").await, "pruned again");
