@@ -104,6 +104,19 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         detail: String,
     },
+    /// An image being pulled for a service: its start, its progress (at
+    /// most one a second), and its end (`done`, whether it succeeded or
+    /// not: the deployment's status says which).
+    ImagePull {
+        service: String,
+        /// The reference pulled (references carry no credentials).
+        reference: String,
+        layers_done: u32,
+        layers_total: u32,
+        bytes_done: u64,
+        bytes_total: u64,
+        done: bool,
+    },
     Daemon {
         message: String,
     },
@@ -126,6 +139,7 @@ impl EventKind {
             | EventKind::ServiceDeleted { service }
             | EventKind::ConfigChanged { service, .. }
             | EventKind::UnitState { service, .. }
+            | EventKind::ImagePull { service, .. }
             | EventKind::RecordUnreadable { service, .. } => Some(service),
             EventKind::EngineState { .. } | EventKind::Signal { .. } | EventKind::Daemon { .. } => {
                 None
@@ -261,6 +275,29 @@ impl EventKind {
                     format!("{service}: host unit {unit} is {state}; {effect}")
                 }
             }
+            EventKind::ImagePull {
+                service,
+                reference,
+                layers_done,
+                layers_total,
+                bytes_done,
+                bytes_total,
+                done,
+            } => {
+                let progress = crate::pull_progress::PullProgress {
+                    reference: reference.clone(),
+                    layers_done: *layers_done,
+                    layers_total: *layers_total,
+                    bytes_done: *bytes_done,
+                    bytes_total: *bytes_total,
+                }
+                .describe();
+                if *done {
+                    format!("{service}: pulled {reference} \u{2014} {progress}")
+                } else {
+                    format!("{service}: pulling {reference} \u{2014} {progress}")
+                }
+            }
             EventKind::Daemon { message } => message.clone(),
         }
     }
@@ -326,6 +363,15 @@ mod tests {
                 target: "POST http://h/s".into(),
                 detail: "404".into(),
             },
+            EventKind::ImagePull {
+                service: "web".into(),
+                reference: "127.0.0.1:5000/web:2".into(),
+                layers_done: 3,
+                layers_total: 7,
+                bytes_done: 12_300_000,
+                bytes_total: 80_100_000,
+                done: false,
+            },
             EventKind::Daemon {
                 message: "m".into(),
             },
@@ -341,5 +387,30 @@ mod tests {
                 serde_json::from_str(&text).unwrap_or_else(|err| panic!("{text}: {err}"));
             assert_eq!(back, e);
         }
+    }
+
+    #[test]
+    fn a_pull_reads_as_layers_and_bytes() {
+        let mut kind = EventKind::ImagePull {
+            service: "web".into(),
+            reference: "127.0.0.1:5000/web:2".into(),
+            layers_done: 3,
+            layers_total: 7,
+            bytes_done: 12_300_000,
+            bytes_total: 80_100_000,
+            done: false,
+        };
+        assert_eq!(
+            kind.summary(),
+            "web: pulling 127.0.0.1:5000/web:2 \u{2014} 3/7 layers, 12.3 MB / 80.1 MB"
+        );
+        assert_eq!(kind.service(), Some("web"));
+        if let EventKind::ImagePull { done, .. } = &mut kind {
+            *done = true;
+        }
+        assert!(
+            kind.summary()
+                .starts_with("web: pulled 127.0.0.1:5000/web:2")
+        );
     }
 }

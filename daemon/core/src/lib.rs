@@ -25,6 +25,7 @@ pub mod judge;
 pub mod parse;
 pub mod plan;
 pub mod policy;
+pub mod pull_progress;
 pub mod reconfig;
 pub mod record;
 pub mod rollback;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
+pub use crate::pull_progress::PullProgress;
 use crate::spec::{
     Healthcheck, Logging, Network, PortMapping, Resources, RestartPolicy, Ulimit, Volume,
 };
@@ -565,6 +566,17 @@ pub trait Runtime: Send + Sync + 'static {
     /// is then in the engine under that reference.
     /// Failures are [`RuntimeError::Pull`] (or `Unreachable`: the engine).
     fn pull(&self, reference: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// [`Runtime::pull`], telling `progress` how far it has come as the
+    /// engine reports it (layers and bytes so far, each call the sums anew).
+    /// A runtime that cannot tell pulls without a word.
+    fn pull_with_progress(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        let _ = progress;
+        self.pull(reference)
+    }
     /// Loads a `docker save` tarball; returns the references it brought.
     fn load(&self, path: &str) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
     /// Images with a tag starting with `repository_prefix` (e.g. `berth-build/web:`).
