@@ -23,11 +23,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use berth_core::pull_progress::PullTally;
 use berth_core::runtime::{
     BoxStream, ContainerState, CreateRequest, ExecOptions, ExecOutput, Health, ImageInfo,
     LABEL_CONFIG_HASH, LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk,
-    LogOptions, LogStream, ObservedContainer, PullCause, RuntimeError, RuntimeEvent, VolumeInfo,
-    image_registry, pull_parts,
+    LogOptions, LogStream, ObservedContainer, PullCause, PullProgress, RuntimeError, RuntimeEvent,
+    VolumeInfo, image_registry, pull_parts,
 };
 use berth_core::spec::RestartPolicy;
 use bollard::container::LogOutput;
@@ -1077,6 +1078,14 @@ impl Runtime for DockerRuntime {
     }
 
     async fn pull(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.pull_with_progress(reference, &|_| {}).await
+    }
+
+    async fn pull_with_progress(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<(), RuntimeError> {
         let inner = &self.inner;
         let registry = image_registry(reference).to_string();
         let pull_err = |cause: PullCause, message: String| RuntimeError::Pull {
@@ -1143,6 +1152,7 @@ impl Runtime for DockerRuntime {
             reference,
             timeout,
             PULL_IDLE_TIMEOUT,
+            progress,
             |e: bollard::errors::Error| match Failure::from(e) {
                 Failure::Unreachable(r) => inner.unreachable(r),
                 f => {
@@ -1453,7 +1463,8 @@ async fn ensure_volumes(
 }
 
 /// Reads the progress stream of a pull of `reference` to its end; returns
-/// the last status the engine reported. An item that is an error ends it
+/// the last status the engine reported. Each line that moves the layers
+/// or bytes pulled so far tells `progress` the new sums. An item that is an error ends it
 /// with `failed`'s error. No item for `idle`, or the stream not over after
 /// `total` (from the start of this call), fails it as
 /// [`PullCause::Unreachable`]: the engine waits on a connected registry
@@ -1464,6 +1475,7 @@ async fn drain_pull<S, E>(
     reference: &str,
     total: Duration,
     idle: Duration,
+    progress: &(dyn Fn(PullProgress) + Send + Sync),
     mut failed: impl FnMut(E) -> RuntimeError,
 ) -> Result<String, RuntimeError>
 where
@@ -1472,10 +1484,17 @@ where
     let drain = async {
         let mut output = std::pin::pin!(output);
         let mut last_status = String::new();
+        let mut tally = PullTally::new(reference);
         loop {
             match tokio::time::timeout(idle, output.next()).await {
                 Ok(Some(Ok(info))) => {
                     if let Some(s) = info.status {
+                        let detail = info.progress_detail.as_ref();
+                        let (current, total) =
+                            (detail.and_then(|d| d.current), detail.and_then(|d| d.total));
+                        if tally.observe(info.id.as_deref(), &s, current, total) {
+                            progress(tally.progress());
+                        }
                         last_status = s;
                     }
                 }
@@ -1560,6 +1579,7 @@ mod tests {
             STALLING,
             DEFAULT_PULL_TIMEOUT,
             PULL_IDLE_TIMEOUT,
+            &|_| {},
             engine_said,
         );
         let e = tokio::time::timeout(2 * DEFAULT_PULL_TIMEOUT, pull)
@@ -1598,6 +1618,7 @@ mod tests {
             STALLING,
             DEFAULT_PULL_TIMEOUT,
             PULL_IDLE_TIMEOUT,
+            &|_| {},
             engine_said,
         );
         let e = tokio::time::timeout(2 * DEFAULT_PULL_TIMEOUT, pull)
@@ -1624,6 +1645,7 @@ mod tests {
             STALLING,
             DEFAULT_PULL_TIMEOUT,
             PULL_IDLE_TIMEOUT,
+            &|_| {},
             engine_said,
         )
         .await
@@ -1635,6 +1657,7 @@ mod tests {
             STALLING,
             DEFAULT_PULL_TIMEOUT,
             PULL_IDLE_TIMEOUT,
+            &|_| {},
             engine_said,
         )
         .await
@@ -1642,6 +1665,61 @@ mod tests {
         assert!(
             matches!(&e, RuntimeError::Refused { message, .. } if message == "manifest unknown"),
             "{e:?}"
+        );
+    }
+
+    /// The engine's progress lines reach the caller as sums, one call per
+    /// line that moved them (none for lines about no layer).
+    #[tokio::test(start_paused = true)]
+    async fn a_pulls_progress_is_told_as_layers_and_bytes() {
+        fn line(
+            id: &str,
+            status: &str,
+            current: Option<i64>,
+            total: Option<i64>,
+        ) -> Result<bollard::models::CreateImageInfo, String> {
+            Ok(bollard::models::CreateImageInfo {
+                id: Some(id.to_string()),
+                status: Some(status.to_string()),
+                progress_detail: Some(bollard::models::ProgressDetail { current, total }),
+                ..Default::default()
+            })
+        }
+        let lines = stream::iter([
+            line("2", "Pulling from web", None, None),
+            line("aaa", "Already exists", None, None),
+            line("bbb", "Pulling fs layer", None, None),
+            line("bbb", "Downloading", Some(4_000_000), Some(8_000_000)),
+            line("bbb", "Download complete", None, None),
+            line("bbb", "Pull complete", None, None),
+            progress("Status: Downloaded newer image for 127.0.0.1:5000/web:2"),
+        ]);
+        let seen = std::sync::Mutex::new(Vec::new());
+        let record = |p: PullProgress| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push((p.layers_done, p.layers_total, p.bytes_done, p.bytes_total));
+            }
+        };
+        drain_pull(
+            lines,
+            "127.0.0.1:5000/web:2",
+            DEFAULT_PULL_TIMEOUT,
+            PULL_IDLE_TIMEOUT,
+            &record,
+            engine_said,
+        )
+        .await
+        .expect("pulled");
+        let seen = seen.into_inner().unwrap_or_default();
+        assert_eq!(
+            seen,
+            vec![
+                (1, 1, 0, 0),
+                (1, 2, 0, 0),
+                (1, 2, 4_000_000, 8_000_000),
+                (1, 2, 8_000_000, 8_000_000),
+                (2, 2, 8_000_000, 8_000_000),
+            ]
         );
     }
 
