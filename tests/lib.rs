@@ -19,6 +19,8 @@ pub mod node;
 pub mod proxy;
 #[path = "src/registry.rs"]
 pub mod registry;
+#[path = "src/slow_proxy.rs"]
+pub mod slow_proxy;
 #[path = "src/systemd.rs"]
 pub mod systemd;
 #[path = "src/undercloud.rs"]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use berth_tests::bins::demo_image;
 use berth_tests::node::{TestNode, docker};
 use berth_tests::registry::{PulledImages, TestRegistry};
+use berth_tests::slow_proxy::SlowProxy;
 
 /// A service on `image` that runs the demo server.
 fn service(name: &str, image: &str) -> String {
@@ -218,26 +219,39 @@ fn push_variant(
     variant: &str,
     images: &mut PulledImages,
 ) -> (String, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
+    push_variant_with(registry, repository, tag, variant, 0, images)
+}
+
+/// As [`push_variant`], with a layer of `blob` random bytes of its own
+/// (none when 0) that a pull must download.
+fn push_variant_with(
+    registry: &TestRegistry,
+    repository: &str,
+    tag: &str,
+    variant: &str,
+    blob: usize,
+    images: &mut PulledImages,
+) -> (String, String) {
+    use std::io::Read;
     let reference = format!("{repository}:{tag}");
     images.add(&reference);
-    let mut child = Command::new("docker")
-        .args(["build", "-q", "-t", &reference, "-"])
+    let context = tempfile::tempdir().expect("a build context");
+    let mut dockerfile = format!("FROM berth-demo:latest\nLABEL io.berth-test.variant={variant}\n");
+    if blob > 0 {
+        let mut bytes = vec![0u8; blob];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .expect("random bytes");
+        std::fs::write(context.path().join("blob"), bytes).expect("write the blob");
+        dockerfile.push_str("COPY blob /blob\n");
+    }
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).expect("write the Dockerfile");
+    let out = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &reference])
+        .arg(context.path())
         .env("DOCKER_BUILDKIT", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .expect("docker build runs");
-    let dockerfile = format!("FROM berth-demo:latest\nLABEL io.berth-test.variant={variant}\n");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(dockerfile.as_bytes())
-        .expect("Dockerfile written");
-    let out = child.wait_with_output().expect("docker build ends");
     assert!(
         out.status.success(),
         "docker build: {}",
@@ -405,4 +419,73 @@ fn a_reference_by_digest_is_pulled_by_that_digest() {
         "{} is tagged again",
         pushed.reference
     );
+}
+
+/// berthd SIGKILLed while the engine pulls an update's image (through a
+/// proxy that makes the pull slow): nothing was recorded for the update
+/// and the old container runs on; once berthd is back it reads its spec
+/// dir again and the update converges, with one container and no other
+/// command.
+#[test]
+fn berthd_killed_mid_pull_converges_after_its_restart() {
+    berth_prereq::require!(DemoImage, Registry);
+    demo_image();
+    let registry = TestRegistry::start();
+    let mut images = PulledImages::new();
+    let pushed = registry.push_demo("killpull", "v0", &mut images);
+    // 2 MB of its own: a minute at the proxy's trickle.
+    let (variant, _) = push_variant_with(
+        &registry,
+        &pushed.repository,
+        "v1",
+        "killed",
+        2 << 20,
+        &mut images,
+    );
+    let proxy = SlowProxy::start(&registry.addr);
+    let repository = pushed.repository.replacen(&registry.addr, &proxy.addr, 1);
+    let reference = format!("{repository}:v1");
+    images.add(&reference);
+    let mut node = TestNode::new("killpull");
+    let spec = node.spec_dir().join("web.yaml");
+    std::fs::create_dir_all(node.spec_dir()).expect("spec dir");
+    std::fs::write(&spec, service("web", "berth-demo:latest")).expect("write spec");
+    node.start();
+    node.wait_until("web runs", Duration::from_secs(30), |n| {
+        n.container("web").is_some_and(|c| c.state == "running")
+    });
+    let before = node.container("web").expect("web");
+
+    std::fs::write(&spec, service("web", &reference)).expect("write spec");
+    node.hup();
+    node.wait_until("the pull is under way", Duration::from_secs(60), |n| {
+        proxy.sent() > 64 * 1024 && n.logs().contains("pulling image")
+    });
+    node.kill();
+    let during = node.container("web").expect("web");
+    assert_eq!(
+        (during.id.as_str(), during.state.as_str()),
+        (before.id.as_str(), "running")
+    );
+
+    proxy.set_slow(false);
+    node.start();
+    node.wait_until("the update converges", Duration::from_secs(120), |n| {
+        n.container("web")
+            .is_some_and(|c| container_image(&c.id) == variant)
+            && n.ctl_json(&["show", "web"])["current"]["status"] == "COMPLETE"
+    });
+    let web: Vec<_> = node
+        .containers()
+        .into_iter()
+        .filter(|c| c.labels.contains("io.berth.service=web"))
+        .collect();
+    assert_eq!(web.len(), 1, "one container: {web:?}");
+    assert_eq!(web[0].state, "running");
+    let history = node.ctl_json(&["history", "web"]);
+    let statuses: Vec<&str> = history
+        .as_array()
+        .map(|h| h.iter().filter_map(|d| d["status"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(statuses, ["COMPLETE", "COMPLETE"], "{history:#}");
 }
