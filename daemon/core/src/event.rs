@@ -105,8 +105,8 @@ pub enum EventKind {
         detail: String,
     },
     /// An image being pulled for a service: its start, its progress (at
-    /// most one a second), and its end (`done`, whether it succeeded or
-    /// not: the deployment's status says which).
+    /// most one a second), and its end (`done`; `failed` when it ended in
+    /// an error, which the deployment's status names).
     ImagePull {
         service: String,
         /// The reference pulled (references carry no credentials).
@@ -116,10 +116,17 @@ pub enum EventKind {
         bytes_done: u64,
         bytes_total: u64,
         done: bool,
+        /// The pull ended in an error (the deployment's status says which).
+        #[serde(default, skip_serializing_if = "is_false")]
+        failed: bool,
     },
     Daemon {
         message: String,
     },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -283,6 +290,7 @@ impl EventKind {
                 bytes_done,
                 bytes_total,
                 done,
+                failed,
             } => {
                 let progress = crate::pull_progress::PullProgress {
                     reference: reference.clone(),
@@ -290,12 +298,17 @@ impl EventKind {
                     layers_total: *layers_total,
                     bytes_done: *bytes_done,
                     bytes_total: *bytes_total,
-                }
-                .describe();
-                if *done {
-                    format!("{service}: pulled {reference} \u{2014} {progress}")
+                };
+                let what = match (*done, *failed) {
+                    (false, _) => format!("pulling {reference}"),
+                    (true, false) => format!("pulled {reference}"),
+                    (true, true) => format!("pull of {reference} failed"),
+                };
+                // Nothing to count before the engine named a layer.
+                if progress.layers_total == 0 {
+                    format!("{service}: {what}")
                 } else {
-                    format!("{service}: pulling {reference} \u{2014} {progress}")
+                    format!("{service}: {what} \u{2014} {}", progress.describe())
                 }
             }
             EventKind::Daemon { message } => message.clone(),
@@ -370,7 +383,8 @@ mod tests {
                 layers_total: 7,
                 bytes_done: 12_300_000,
                 bytes_total: 80_100_000,
-                done: false,
+                done: true,
+                failed: true,
             },
             EventKind::Daemon {
                 message: "m".into(),
@@ -399,18 +413,46 @@ mod tests {
             bytes_done: 12_300_000,
             bytes_total: 80_100_000,
             done: false,
+            failed: false,
         };
         assert_eq!(
             kind.summary(),
             "web: pulling 127.0.0.1:5000/web:2 \u{2014} 3/7 layers, 12.3 MB / 80.1 MB"
         );
         assert_eq!(kind.service(), Some("web"));
-        if let EventKind::ImagePull { done, .. } = &mut kind {
+        if let EventKind::ImagePull {
+            done, layers_done, ..
+        } = &mut kind
+        {
             *done = true;
+            *layers_done = 7;
         }
-        assert!(
-            kind.summary()
-                .starts_with("web: pulled 127.0.0.1:5000/web:2")
+        assert_eq!(
+            kind.summary(),
+            "web: pulled 127.0.0.1:5000/web:2 \u{2014} 7/7 layers, 12.3 MB / 80.1 MB"
         );
+        if let EventKind::ImagePull {
+            failed,
+            layers_total,
+            ..
+        } = &mut kind
+        {
+            *failed = true;
+            *layers_total = 0;
+        }
+        assert_eq!(kind.summary(), "web: pull of 127.0.0.1:5000/web:2 failed");
+        // `failed` is left out when false: older readers see what they knew.
+        let text = serde_json::to_string(&EventKind::ImagePull {
+            service: "web".into(),
+            reference: "r".into(),
+            layers_done: 0,
+            layers_total: 0,
+            bytes_done: 0,
+            bytes_total: 0,
+            done: false,
+            failed: false,
+        })
+        .expect("serializes");
+        assert!(!text.contains("failed"), "{text}");
     }
 }
