@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use berth_core::runtime::{
     BoxStream, ContainerState, CreateRequest, ExecOptions, ExecOutput, Health, ImageInfo,
     LABEL_CONFIG_HASH, LABEL_GENERATION, LABEL_NODE, LABEL_SERVICE, LABEL_SPEC_HASH, LogChunk,
-    LogOptions, LogStream, ObservedContainer, PullCause, Runtime, RuntimeError, RuntimeEvent,
-    VolumeInfo, image_registry, image_repository,
+    LogOptions, LogStream, ObservedContainer, PullCause, PullProgress, Runtime, RuntimeError,
+    RuntimeEvent, VolumeInfo, image_registry, image_repository,
 };
 use berth_core::spec::RestartPolicy;
 use tokio::sync::broadcast;
@@ -115,6 +115,9 @@ struct Inner {
     exec_results: VecDeque<ExecOutput>,
     /// The options of every exec, in order.
     exec_options: Vec<ExecOptions>,
+    /// How a pull reports its progress: this many steps after the first
+    /// (default 1), this long apart (default: at once).
+    pull_steps: Option<(u32, std::time::Duration)>,
     /// Named volumes: name → labels. A create makes the missing ones with
     /// this node's label, as the Docker runtime does.
     volumes: BTreeMap<String, BTreeMap<String, String>>,
@@ -156,6 +159,13 @@ impl FakeRuntime {
         self.lock()
             .registry
             .insert(reference.to_string(), (id.to_string(), digest.to_string()));
+    }
+
+    /// Pulls take `steps` progress steps `every` apart (a slow pull), each
+    /// told to `pull_with_progress`; by default a pull tells its start and
+    /// its end at once. The synthetic image has 2 layers of 1 MB each.
+    pub fn set_pull_steps(&self, steps: u32, every: std::time::Duration) {
+        self.lock().pull_steps = Some((steps.max(1), every));
     }
 
     /// The next call of `kind` (`create`, `start`, ...) fails with `err`.
@@ -607,13 +617,47 @@ impl Runtime for FakeRuntime {
     }
 
     async fn pull(&self, reference: &str) -> Result<(), RuntimeError> {
-        let mut g = self.begin(Call::Pull(reference.to_string()))?;
+        self.pull_with_progress(reference, &|_| {}).await
+    }
+
+    async fn pull_with_progress(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<(), RuntimeError> {
+        let (steps, every) = {
+            let g = self.begin(Call::Pull(reference.to_string()))?;
+            if !g.registry.contains_key(reference) {
+                return Err(RuntimeError::Pull {
+                    registry: image_registry(reference).to_string(),
+                    reference: reference.to_string(),
+                    cause: PullCause::NotFound,
+                    message: format!("manifest for {reference} not found: manifest unknown"),
+                });
+            }
+            g.pull_steps.unwrap_or((1, std::time::Duration::ZERO))
+        };
+        const LAYERS: u32 = 2;
+        const BYTES: u64 = 2_000_000;
+        for step in 0..=steps {
+            if step > 0 && !every.is_zero() {
+                tokio::time::sleep(every).await;
+            }
+            progress(PullProgress {
+                reference: reference.to_string(),
+                layers_done: LAYERS * step / steps,
+                layers_total: LAYERS,
+                bytes_done: BYTES * u64::from(step) / u64::from(steps),
+                bytes_total: BYTES,
+            });
+        }
+        let mut g = self.lock();
         let Some((id, digest)) = g.registry.get(reference).cloned() else {
             return Err(RuntimeError::Pull {
                 registry: image_registry(reference).to_string(),
                 reference: reference.to_string(),
                 cause: PullCause::NotFound,
-                message: format!("manifest for {reference} not found: manifest unknown"),
+                message: format!("{reference} left the registry during the pull"),
             });
         };
         g.images.insert(reference.to_string(), id.clone());
