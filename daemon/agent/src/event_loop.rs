@@ -353,6 +353,7 @@ impl<E: Env> Agent<E> {
     fn spawn(&mut self, job: Job) {
         let env = self.env.clone();
         let tx = self.done_tx.clone();
+        let events = jobs::JobEvents::new(tx.clone());
         let container_job = job.is_container_job();
         let permits = self.job_permits.clone();
         if container_job {
@@ -364,7 +365,7 @@ impl<E: Env> Agent<E> {
             } else {
                 None
             };
-            let done = jobs::run(&env, job).await;
+            let done = jobs::run(&env, job, &events).await;
             let _ = tx.send(done);
         });
     }

@@ -5,13 +5,69 @@
 //! (`Env::files`), off the async workers.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use berth_core::event::EventKind;
 use berth_core::files::Files;
-use berth_core::runtime::{Runtime, RuntimeError, image_registry, repo_digest_for};
+use berth_core::runtime::{PullProgress, Runtime, RuntimeError, image_registry, repo_digest_for};
 use berth_core::spec::{ImageSource, PullPolicy};
+use tokio::time::Instant;
 
 use crate::Env;
+use crate::jobs::JobEvents;
+
+/// A pull's progress reaches the loop (as `image_pull` events) at most
+/// this often: a 2 GB pull must not flood the event log and ring.
+pub(crate) const PULL_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Pulls `reference` for `service`, telling the loop how it goes: an
+/// `image_pull` event at its start, at most one per
+/// [`PULL_PROGRESS_EVERY`] while the engine reports progress, and one at
+/// its end (`done`, and `failed` when it failed), whatever the outcome.
+pub(crate) async fn pull_reporting<R: Runtime>(
+    runtime: &R,
+    service: &str,
+    reference: &str,
+    events: &JobEvents,
+) -> Result<(), RuntimeError> {
+    struct Throttle {
+        sent_at: Instant,
+        latest: PullProgress,
+    }
+    let event = |p: &PullProgress, done: bool, failed: bool| EventKind::ImagePull {
+        service: service.to_string(),
+        reference: reference.to_string(),
+        layers_done: p.layers_done,
+        layers_total: p.layers_total,
+        bytes_done: p.bytes_done,
+        bytes_total: p.bytes_total,
+        done,
+        failed,
+    };
+    let start = PullProgress {
+        reference: reference.to_string(),
+        ..PullProgress::default()
+    };
+    events.send(event(&start, false, false));
+    let throttle = Mutex::new(Throttle {
+        sent_at: Instant::now(),
+        latest: start,
+    });
+    let result = runtime
+        .pull_with_progress(reference, &|p| {
+            let mut t = throttle.lock().unwrap_or_else(|e| e.into_inner());
+            t.latest = p;
+            if t.sent_at.elapsed() >= PULL_PROGRESS_EVERY {
+                t.sent_at = Instant::now();
+                events.send(event(&t.latest, false, false));
+            }
+        })
+        .await;
+    let last = throttle.into_inner().unwrap_or_else(|e| e.into_inner());
+    events.send(event(&last.latest, true, result.is_err()));
+    result
+}
 
 /// The tag berth gives an image it builds for `service` from a context whose
 /// content hashes to `hash`.
@@ -59,11 +115,12 @@ impl Resolved {
 /// tag moved in the registry is followed), `Never` not at all. The caller
 /// decides when `always` applies (an apply naming the service, not a
 /// resync): it passes `Missing` otherwise.
-pub async fn resolve<E: Env>(
+pub(crate) async fn resolve<E: Env>(
     env: &Arc<E>,
     service: &str,
     image: &ImageSource,
     pull: PullPolicy,
+    events: &JobEvents,
 ) -> Result<Resolved, RuntimeError> {
     let runtime = env.runtime();
     match image {
@@ -94,7 +151,7 @@ pub async fn resolve<E: Env>(
             };
             let registry = image_registry(reference);
             tracing::info!(service, reference, registry, "pulling image ({why})");
-            runtime.pull(reference).await?;
+            pull_reporting(runtime, service, reference, events).await?;
             let info =
                 runtime
                     .inspect_image(reference)

@@ -145,7 +145,32 @@ pub(crate) type ConfigRead = (ConfigState, Option<SourceKind>);
 /// line). The values never leave the job.
 pub(crate) type EnvFileRead = Result<Option<String>, String>;
 
+/// What a job tells the loop while it runs (a pull's progress, as
+/// `image_pull` events): sent on the channel its [`Done`] comes back on, so
+/// the loop emits them before it learns the job ended.
+#[derive(Clone)]
+pub(crate) struct JobEvents(tokio::sync::mpsc::UnboundedSender<Done>);
+
+impl JobEvents {
+    pub(crate) fn new(tx: tokio::sync::mpsc::UnboundedSender<Done>) -> JobEvents {
+        JobEvents(tx)
+    }
+
+    /// Events nobody hears (unit tests of a job alone).
+    #[cfg(test)]
+    pub(crate) fn unheard() -> JobEvents {
+        JobEvents(tokio::sync::mpsc::unbounded_channel().0)
+    }
+
+    pub(crate) fn send(&self, kind: berth_core::event::EventKind) {
+        // The loop gone: nobody is left to tell.
+        let _ = self.0.send(Done::Event(kind));
+    }
+}
+
 pub(crate) enum Done {
+    /// An event a running job reports (not its end).
+    Event(berth_core::event::EventKind),
     Listed(Result<Vec<berth_core::runtime::ObservedContainer>, RuntimeError>),
     VolumesRemoved(crate::event_loop::volumes::Outcome),
     Hook(crate::hook_job::Outcome),
@@ -273,7 +298,7 @@ pub(crate) async fn read_config<E: Env>(
     }
 }
 
-pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
+pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job, events: &JobEvents) -> Done {
     let runtime = env.runtime();
     match job {
         Job::List => Done::Listed(runtime.list().await),
@@ -343,7 +368,7 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
             image,
             pull,
         } => {
-            let result = crate::images::resolve(env, &service, &image, pull).await;
+            let result = crate::images::resolve(env, &service, &image, pull, events).await;
             Done::ResolvedRecord {
                 service,
                 generation,
@@ -367,6 +392,7 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
                     create.as_deref(),
                     outputs_dir.as_ref(),
                     &mut steps,
+                    events,
                 )
                 .await;
                 match r {
@@ -464,7 +490,7 @@ pub(crate) async fn run<E: Env>(env: &Arc<E>, job: Job) -> Done {
                     results.push(r.clone());
                     continue;
                 }
-                let r = crate::images::resolve(env, &service, &key.0, pull).await;
+                let r = crate::images::resolve(env, &service, &key.0, pull, events).await;
                 cache.push((key, r.clone()));
                 results.push(r);
             }
@@ -613,7 +639,7 @@ mod tests {
         ];
         for job in jobs {
             let kind = job.is_container_job();
-            let done = run(&env, job).await;
+            let done = run(&env, job, &JobEvents::unheard()).await;
             assert_eq!(done.is_container_job(), kind);
         }
     }

@@ -186,9 +186,12 @@ mod tests {
             outputs: vec!["shadow".into(), "absent".into(), "fine".into()],
             outputs_dir: Some(dir),
         };
-        let done = tokio::time::timeout(Duration::from_secs(60), run(&env, job))
-            .await
-            .expect("the collect job answers");
+        let done = tokio::time::timeout(
+            Duration::from_secs(60),
+            run(&env, job, &crate::jobs::JobEvents::unheard()),
+        )
+        .await
+        .expect("the collect job answers");
         let Done::Collected { outputs, .. } = done else {
             panic!("not a Collected");
         };

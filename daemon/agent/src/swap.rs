@@ -34,6 +34,7 @@ pub(crate) async fn run_action<E: Env>(
     create: Option<&CreateRequest>,
     outputs_dir: Option<&PathBuf>,
     steps: &mut Vec<Step>,
+    events: &crate::jobs::JobEvents,
 ) -> Result<(bool, bool), RuntimeError> {
     let runtime = env.runtime();
     match action {
@@ -64,7 +65,7 @@ pub(crate) async fn run_action<E: Env>(
                 with_env_files = env_files_added(env, action.service(), create).await?;
                 &with_env_files
             };
-            ensure_image(runtime, create, steps).await?;
+            ensure_image(runtime, action.service(), create, steps, events).await?;
             let swap = Swap {
                 create,
                 replace,
@@ -130,8 +131,10 @@ pub(crate) async fn run_action<E: Env>(
 /// loaded images carry no digest: nothing to do for them here.
 async fn ensure_image<R: Runtime>(
     runtime: &R,
+    service: &str,
     create: &CreateRequest,
     steps: &mut Vec<Step>,
+    events: &crate::jobs::JobEvents,
 ) -> Result<(), RuntimeError> {
     let id = &create.spec.image;
     let Some(digest) = create.labels.get(LABEL_IMAGE_DIGEST) else {
@@ -146,7 +149,7 @@ async fn ensure_image<R: Runtime>(
         digest,
         "the image is no longer in the engine; pulling it again by its digest"
     );
-    runtime.pull(digest).await?;
+    crate::images::pull_reporting(runtime, service, digest, events).await?;
     step(
         steps,
         "pulled",

@@ -17,6 +17,11 @@ use crate::jobs::Done;
 
 impl<E: Env> Agent<E> {
     pub(super) fn handle_done(&mut self, done: Done) {
+        // A job still running said something: nothing changed for the plan.
+        let done = match done {
+            Done::Event(kind) => return self.emit(kind),
+            done => done,
+        };
         // A config reading that finds nothing new changes no state: no
         // re-plan, no new snapshot (a periodic rescan reads every source).
         if !matches!(done, Done::ConfigRead { .. }) {
@@ -31,6 +36,7 @@ impl<E: Env> Agent<E> {
             self.request_observe();
         }
         match done {
+            Done::Event(kind) => self.emit(kind),
             Done::Listed(result) => self.observed(result),
             Done::VolumesRemoved(outcome) => self.volumes_removed(outcome),
             Done::Hook(outcome) => self.hook_done(outcome),
