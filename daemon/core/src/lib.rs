@@ -7,6 +7,7 @@
 //! process. Ids and timestamps are passed in, never generated here.
 //! `cargo xtask tidy` (run by CI) checks the dependency half of this.
 
+pub mod adopt;
 pub mod apply_body;
 pub mod confighash;
 pub mod container;
