@@ -577,6 +577,24 @@ pub trait Runtime: Send + Sync + 'static {
         let _ = progress;
         self.pull(reference)
     }
+    /// Containers another tool started (no `io.berth.node` label; a
+    /// `managed_by` label of paunch, tripleo_ansible, a paunch-era
+    /// `tripleo-<Role>` or docker-cmd), stopped ones included, read back
+    /// with what their images define. Read-only: nothing is changed, and
+    /// none of them becomes berth's by being listed. A runtime that cannot
+    /// read containers back refuses.
+    fn list_foreign(
+        &self,
+    ) -> impl Future<Output = Result<Vec<crate::adopt::ForeignContainer>, RuntimeError>> + Send
+    {
+        async {
+            Err(RuntimeError::Refused {
+                op: "list",
+                target: "containers other tools started".to_string(),
+                message: "this runtime cannot read foreign containers back".to_string(),
+            })
+        }
+    }
     /// Loads a `docker save` tarball; returns the references it brought.
     fn load(&self, path: &str) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
     /// Images with a tag starting with `repository_prefix` (e.g. `berth-build/web:`).

@@ -39,6 +39,7 @@ pub enum Call {
     InspectVolume(String),
     ListVolumes,
     RemoveVolume(String),
+    ListForeign,
 }
 
 impl Call {
@@ -51,6 +52,7 @@ impl Call {
                 | Call::ListImages
                 | Call::InspectVolume(_)
                 | Call::ListVolumes
+                | Call::ListForeign
         )
     }
     fn kind(&self) -> &'static str {
@@ -74,6 +76,7 @@ impl Call {
             Call::InspectVolume(_) => "inspect_volume",
             Call::ListVolumes => "list_volumes",
             Call::RemoveVolume(_) => "remove_volume",
+            Call::ListForeign => "list_foreign",
         }
     }
 }
@@ -121,6 +124,8 @@ struct Inner {
     /// Named volumes: name → labels. A create makes the missing ones with
     /// this node's label, as the Docker runtime does.
     volumes: BTreeMap<String, BTreeMap<String, String>>,
+    /// Containers another tool started ([`FakeRuntime::add_tool_container`]).
+    foreign: Vec<berth_core::adopt::ForeignContainer>,
 }
 
 #[derive(Clone)]
@@ -144,6 +149,12 @@ impl FakeRuntime {
         // A panic in a test holding the lock poisons it; keep going so the
         // test reports its own failure rather than a poison error.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A container another tool (paunch, ...) started, as the engine
+    /// would show it: [`Runtime::list_foreign`] lists it.
+    pub fn add_tool_container(&self, c: berth_core::adopt::ForeignContainer) {
+        self.lock().foreign.push(c);
     }
 
     /// Makes `reference` resolvable to `id`.
@@ -405,6 +416,11 @@ fn observe(c: &FakeContainer) -> ObservedContainer {
 }
 
 impl Runtime for FakeRuntime {
+    async fn list_foreign(&self) -> Result<Vec<berth_core::adopt::ForeignContainer>, RuntimeError> {
+        let g = self.begin(Call::ListForeign)?;
+        Ok(g.foreign.clone())
+    }
+
     async fn list(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
         let g = self.begin(Call::List)?;
         Ok(g.containers
