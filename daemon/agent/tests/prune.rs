@@ -372,3 +372,33 @@ async fn an_image_pulled_again_for_a_rollback_is_noted_and_pruned_later() {
     assert_eq!(pulled_ids(&node), ["sha256:p3"]);
     node.stop().await;
 }
+
+/// A kept generation's record that cannot be read might name any image:
+/// nothing is pruned while it is so, and `images` says why.
+#[tokio::test(start_paused = true)]
+async fn a_torn_kept_record_prunes_nothing() {
+    let node = node(1);
+    deploy_web(&node, 1).await;
+    deploy_web(&node, 2).await;
+    store(&node).tear_record("web", 2);
+    deploy_web(&node, 3).await;
+    settle().await;
+    // Generation 2 (p2) is kept but unreadable; p1 would be prunable.
+    assert!(in_engine(&node, "sha256:p1").await, "nothing pruned");
+    assert!(in_engine(&node, "sha256:p2").await);
+    let images = node.handle.images().await.expect("images");
+    assert!(
+        images
+            .problems
+            .iter()
+            .any(|p| p.contains("generation 2 of web") && p.contains("torn")),
+        "{:?}",
+        images.problems
+    );
+    assert!(
+        images.images.iter().all(|r| !r.prunable),
+        "{:#?}",
+        images.images
+    );
+    node.stop().await;
+}

@@ -38,6 +38,9 @@ struct Inner {
     pulled: Vec<PulledImage>,
     /// The pulled-images list is "torn": reads and writes fail with this.
     pulled_torn: Option<String>,
+    /// History records that are "torn": `record` reports them, `history`
+    /// skips them (as the real store does).
+    torn_records: BTreeSet<(String, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +69,15 @@ impl MemStore {
     /// would, until [`MemStore::mend_pulled`].
     pub fn tear_pulled(&self, reason: impl Into<String>) {
         self.lock().pulled_torn = Some(reason.into());
+    }
+
+    /// Makes record `generation` of `service` "torn": `record` fails with
+    /// [`StoreError::Corrupt`] and `history` skips it, as the real store
+    /// does with a file that does not parse.
+    pub fn tear_record(&self, service: &str, generation: u64) {
+        self.lock()
+            .torn_records
+            .insert((service.to_string(), generation));
     }
 
     /// Undoes [`MemStore::tear_pulled`] (the operator moved the file away:
@@ -227,13 +239,34 @@ impl Store for MemStore {
         Ok(inner
             .services
             .get(service)
-            .map(|s| s.records.values().rev().take(limit).cloned().collect())
+            .map(|s| {
+                s.records
+                    .values()
+                    .rev()
+                    .filter(|d| {
+                        !inner
+                            .torn_records
+                            .contains(&(d.service.clone(), d.generation))
+                    })
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
     fn record(&self, service: &str, generation: u64) -> Result<Option<Deployment>, StoreError> {
         check(service)?;
         let inner = self.lock();
+        if inner
+            .torn_records
+            .contains(&(service.to_string(), generation))
+        {
+            return Err(StoreError::Corrupt {
+                path: record_path(service, generation),
+                reason: "truncated JSON (a torn write?)".into(),
+            });
+        }
         Ok(inner
             .services
             .get(service)

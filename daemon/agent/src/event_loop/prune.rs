@@ -246,26 +246,30 @@ impl<E: Env> Agent<E> {
             problems.push(e.to_string());
             Vec::new()
         });
-        let window = self.cfg.keep_previous.saturating_add(1);
         let mut holders = Holders::default();
-        let names: BTreeSet<&String> = self.services.keys().chain(self.unreadable.keys()).collect();
-        for name in names {
-            match store.history(name, window) {
-                Ok(records) => {
-                    for d in records {
+        for (name, (path, error)) in &self.unreadable {
+            problems.push(format!("{name}'s record cannot be read ({path}: {error})"));
+        }
+        let back = u64::try_from(self.cfg.keep_previous).unwrap_or(u64::MAX);
+        for (name, svc) in &self.services {
+            // The kept generations one by one: a record that cannot be read
+            // is a problem (a history read would skip it, and the image it
+            // names would look unkept); one pruned from the history names
+            // nothing any more.
+            let newest = svc.current.generation;
+            for generation in newest.saturating_sub(back).max(1)..newest {
+                match store.record(name, generation) {
+                    Ok(Some(d)) => {
                         if let Some(id) = &d.image_id {
                             holders.add_record(id, name, d.generation);
                         }
                     }
+                    Ok(None) => {}
+                    Err(e) => problems.push(format!(
+                        "cannot read generation {generation} of {name}: {e}"
+                    )),
                 }
-                Err(e) => problems.push(format!("cannot read the history of {name}: {e}")),
             }
-            if let Some((path, error)) = self.unreadable.get(name.as_str()) {
-                problems.push(format!("{name}'s record cannot be read ({path}: {error})"));
-            }
-            let Some(svc) = self.services.get(name.as_str()) else {
-                continue;
-            };
             for d in [&svc.current, &svc.target] {
                 if let Some(id) = &d.image_id {
                     holders.add_record(id, name, d.generation);
