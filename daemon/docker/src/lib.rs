@@ -16,6 +16,7 @@ mod cache;
 mod config;
 mod context;
 mod error;
+mod foreign;
 mod owned;
 
 use std::collections::{HashMap, VecDeque};
@@ -633,6 +634,10 @@ fn push_tail(tail: &mut VecDeque<String>, text: &str) {
 }
 
 impl Runtime for DockerRuntime {
+    async fn list_foreign(&self) -> Result<Vec<berth_core::adopt::ForeignContainer>, RuntimeError> {
+        self.inner.list_foreign().await
+    }
+
     async fn list(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
         let inner = &self.inner;
         let docker = inner.client().await?.with_timeout(QUERY_TIMEOUT);
