@@ -14,6 +14,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod output;
+pub mod progress;
 pub mod specs;
 pub mod sse;
 pub mod wait;

@@ -8,20 +8,25 @@ use serde::Serialize;
 
 use crate::error::{CliError, CliResult};
 
-/// One line of data to stdout.
+/// One line of data to stdout (around the pull bars, if any are drawn).
 pub fn line(s: impl AsRef<str>) -> CliResult {
-    let mut out = std::io::stdout().lock();
-    out.write_all(s.as_ref().as_bytes())
-        .and_then(|()| out.write_all(b"\n"))
-        .map_err(CliError::stdout)
+    crate::progress::suspend(|| {
+        let mut out = std::io::stdout().lock();
+        out.write_all(s.as_ref().as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(CliError::stdout)
+    })
 }
 
-/// Text as is (a table, already newline-terminated) to stdout.
+/// Text as is (a table, already newline-terminated) to stdout (around
+/// the pull bars, if any are drawn).
 pub fn text(s: impl AsRef<str>) -> CliResult {
-    let mut out = std::io::stdout().lock();
-    out.write_all(s.as_ref().as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(CliError::stdout)
+    crate::progress::suspend(|| {
+        let mut out = std::io::stdout().lock();
+        out.write_all(s.as_ref().as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(CliError::stdout)
+    })
 }
 
 /// Raw bytes to stdout, flushed (streams).

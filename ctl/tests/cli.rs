@@ -36,6 +36,9 @@ struct State {
     /// Polls 2 and 3 of a deployment answer WAITING_HOOK at this hook
     /// (`true`: a breakpoint, `false`: a running exec), then `final_status`.
     hook: Option<bool>,
+    /// berthd pulls web's image while it resolves an apply: the apply
+    /// answers after 500 ms, and the followed events tell the pull.
+    pulling: bool,
 }
 
 struct FakeBerthd {
@@ -248,6 +251,9 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<B
             ],
         ),
         (&Method::POST, ["v1", "apply"]) => {
+            if state.lock().is_ok_and(|s| s.pulling) {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
             let Ok(request) = serde_json::from_slice::<ApplyRequest>(&body) else {
                 return error(StatusCode::BAD_REQUEST, "bad_request", "not JSON", &[]);
             };
@@ -377,6 +383,41 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<B
         ),
         (&Method::GET, ["v1", "services", "web", "logs"]) => {
             text_response(StatusCode::OK, "line one\nline two\n")
+        }
+        (&Method::GET, ["v1", "events"])
+            if query == "since=12&follow=true" && state.lock().is_ok_and(|s| s.pulling) =>
+        {
+            let pull = |seq: u64, bytes_done: u64, done: bool| {
+                let e = Event {
+                    seq,
+                    at_ms: 1_709_210_096_000,
+                    kind: EventKind::ImagePull {
+                        service: "web".into(),
+                        reference: "127.0.0.1:5000/web:2".into(),
+                        layers_done: if done { 7 } else { 3 },
+                        layers_total: 7,
+                        bytes_done,
+                        bytes_total: 80_100_000,
+                        done,
+                        failed: false,
+                    },
+                };
+                format!(
+                    "id: {seq}\ndata: {}\n\n",
+                    serde_json::to_string(&e).unwrap_or_default()
+                )
+            };
+            let body = [
+                pull(13, 0, false),
+                pull(14, 12_300_000, false),
+                pull(15, 80_100_000, true),
+            ]
+            .concat();
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/event-stream")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap_or_default()
         }
         (&Method::GET, ["v1", "events"]) if query.contains("follow=true") => text_response(
             StatusCode::OK,
@@ -1020,6 +1061,83 @@ fn apply_waits_and_exits_0_on_complete() -> TestResult {
     );
     let applied = berthd.applied().map(|r| (r.force, r.services.len()));
     assert_eq!(applied, Some((false, 1)));
+    Ok(())
+}
+
+/// Not on a terminal (here: pipes), an apply while berthd pulls prints
+/// what it printed before pulls were drawn, without a byte of terminal
+/// control, and does not follow berthd's events at all.
+#[test]
+fn apply_off_a_terminal_stays_plain_lines() -> TestResult {
+    let berthd = FakeBerthd::start_with(State {
+        final_status: Some(Status::Complete),
+        pulling: true,
+        ..State::default()
+    })?;
+    let dir = files(&[("web.yaml", WEB_YAML)])?;
+    let run = berthd.run(&["apply", &path_str(&dir.path().join("web.yaml"))])?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "web: updated (deployment web-4)\n  env.GREETING: hello -> hi\nweb: COMPLETE\n"
+    );
+    assert_eq!(run.stderr, "", "{run:?}");
+    let requests = berthd.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("GET /v1/events") || r.starts_with("GET /v1/node")),
+        "{requests:?}"
+    );
+    Ok(())
+}
+
+/// On a terminal (a pseudo-terminal through util-linux's `script`), the
+/// pull berthd tells while it resolves the apply is drawn as a bar, and its
+/// end stays as a line; `--json` there stays plain JSON.
+#[test]
+fn apply_on_a_terminal_draws_the_pull_and_json_stays_plain() -> TestResult {
+    let berthd = FakeBerthd::start_with(State {
+        final_status: Some(Status::Complete),
+        pulling: true,
+        ..State::default()
+    })?;
+    let dir = files(&[("web.yaml", WEB_YAML)])?;
+    let file = path_str(&dir.path().join("web.yaml"));
+    let on_a_terminal = |args: &str| -> Result<Run, Box<dyn std::error::Error>> {
+        let command = format!("'{}' {args} '{file}'", env!("CARGO_BIN_EXE_berthctl"));
+        let out = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("BERTH_SOCKET", &berthd.socket)
+            .env("COLUMNS", "100")
+            .env("TERM", "xterm")
+            .output()?;
+        Ok(out.into())
+    };
+    let run = on_a_terminal("apply")?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("web: pulled 127.0.0.1:5000/web:2 \u{2014} 7/7 layers, 80.1 MB / 80.1 MB"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("web: updated (deployment web-4)"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("web: COMPLETE"), "{run:?}");
+    let requests = berthd.requests();
+    assert!(
+        requests.contains(&"GET /v1/events?since=12&follow=true".to_string()),
+        "followed from the node's last event: {requests:?}"
+    );
+
+    let run = on_a_terminal("apply --json")?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(!run.stdout.contains('\u{1b}'), "{run:?}");
+    assert!(!run.stdout.contains("pulled"), "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout.replace("\r\n", "\n"))?;
+    assert_eq!(v["deployments"][0]["status"], "COMPLETE", "{run:?}");
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use super::{WaitArgs, plural};
 use crate::Ctx;
 use crate::error::{CliError, CliResult};
 use crate::output;
+use crate::progress::PullBars;
 use crate::specs::{self, Loaded};
 use crate::wait;
 
@@ -211,6 +212,14 @@ pub async fn cmd_apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
         services: loaded.services,
         force: args.force,
     };
+    // Followed before the apply is sent: berthd pulls while it resolves
+    // the apply, before it answers.
+    let bars = PullBars::start(
+        &ctx.client,
+        request.services.iter().map(|s| s.name.clone()),
+        ctx.json,
+    )
+    .await;
     let response = post_apply(ctx, &request, false).await?;
     if !ctx.json {
         output::text(render_results(&response.results, false))?;
@@ -221,6 +230,7 @@ pub async fn cmd_apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
         .filter_map(|r| r.deployment.clone())
         .collect();
     if args.wait.no_wait {
+        drop(bars);
         return if ctx.json {
             output::json(&response)
         } else {
@@ -229,6 +239,7 @@ pub async fn cmd_apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     }
     let opts = args.wait.options(ctx.json);
     let finished = wait::wait_all(&ctx.client, started, opts).await?;
+    drop(bars);
     if ctx.json {
         output::json(&ApplyJson {
             apply: &response,

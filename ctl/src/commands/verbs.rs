@@ -9,6 +9,7 @@ use super::WaitArgs;
 use crate::Ctx;
 use crate::error::CliResult;
 use crate::output;
+use crate::progress::PullBars;
 use crate::wait;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,12 @@ pub struct RollbackArgs {
 
 pub async fn cmd_verb(ctx: &Ctx, name: &str, verb: Verb, wait: Option<&WaitArgs>) -> CliResult {
     let base = format!("/v1/services/{name}");
+    // A deployment may pull (a rollback to a pruned image): followed from
+    // before the request, when the command waits.
+    let bars = match wait.filter(|w| !w.no_wait) {
+        Some(_) => PullBars::start(&ctx.client, [name.to_string()], ctx.json).await,
+        None => None,
+    };
     let mut response: VerbResponse = match verb {
         Verb::Delete { volumes: false } => ctx.client.json(Method::DELETE, &base, None).await?,
         Verb::Delete { volumes: true } => {
@@ -124,6 +131,7 @@ pub async fn cmd_verb(ctx: &Ctx, name: &str, verb: Verb, wait: Option<&WaitArgs>
     };
     let opts = wait_args.options(ctx.json);
     let finished = wait::wait_all(&ctx.client, vec![started], opts).await?;
+    drop(bars);
     // `--json` prints the same VerbResponse, its deployment as it ended.
     response.deployment = finished.first().cloned();
     if ctx.json {
