@@ -391,6 +391,12 @@ pub(crate) enum Command {
         actor: String,
         reply: Reply<berth_core::images::PruneResponse>,
     },
+    /// `berthctl adopt --check`: read-only.
+    AdoptCheck {
+        from: berth_core::adopt::AdoptFrom,
+        config_id: Option<String>,
+        reply: Reply<berth_core::adopt::AdoptReport>,
+    },
 }
 
 /// How the API (and tests) talk to the loop.
@@ -538,6 +544,22 @@ impl Handle {
         self.call(|reply| Command::PruneImages {
             dry_run,
             actor,
+            reply,
+        })
+        .await
+    }
+
+    /// What `berthctl adopt --check` reports: each container `from`'s
+    /// tool started (with `config_id`, when given) against its config.
+    /// Lists and inspects off the loop; changes nothing.
+    pub async fn adopt_check(
+        &self,
+        from: berth_core::adopt::AdoptFrom,
+        config_id: Option<String>,
+    ) -> Result<berth_core::adopt::AdoptReport, AgentError> {
+        self.call(|reply| Command::AdoptCheck {
+            from,
+            config_id,
             reply,
         })
         .await

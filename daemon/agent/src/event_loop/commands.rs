@@ -19,6 +19,7 @@ impl<E: Env> Agent<E> {
                 | Command::History { .. }
                 | Command::Logs { .. }
                 | Command::Images { .. }
+                | Command::AdoptCheck { .. }
         ) {
             self.dirty = true;
         }
@@ -104,6 +105,24 @@ impl<E: Env> Agent<E> {
                 actor,
                 reply,
             } => self.request_prune(dry_run, &actor, reply),
+            Command::AdoptCheck {
+                from,
+                config_id,
+                reply,
+            } => {
+                // Listing and inspecting every such container takes a
+                // while on a full node: off the loop.
+                let env = std::sync::Arc::clone(&self.env);
+                tokio::spawn(async move {
+                    let r = env
+                        .runtime()
+                        .list_foreign()
+                        .await
+                        .map(|all| berth_core::adopt::report(&all, from, config_id.as_deref()))
+                        .map_err(AgentError::from);
+                    let _ = reply.send(r);
+                });
+            }
             Command::SpecDir { files, reply } => {
                 let problems = self.spec_dir(files);
                 let _ = reply.send(Ok(problems));
