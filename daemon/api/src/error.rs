@@ -38,6 +38,10 @@ pub enum ApiError {
     Upstream(crate::upstream::UpstreamError),
     #[error("{0}")]
     Unavailable(String),
+    /// A request this version knows but does not do yet (501), saying what
+    /// it does do.
+    #[error("{0}")]
+    NotImplemented(String),
 }
 
 impl ApiError {
@@ -82,6 +86,12 @@ impl ApiError {
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 self.to_string(),
+                vec![],
+            ),
+            ApiError::NotImplemented(m) => (
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                m.clone(),
                 vec![],
             ),
             ApiError::Unavailable(m) => (

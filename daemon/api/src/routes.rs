@@ -130,6 +130,7 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/events", get(events)),
         ("/v1/images", get(images)),
         ("/v1/images/prune", post(prune_images)),
+        ("/v1/adopt", post(adopt)),
         ("/metrics", get(metrics)),
     ]
 }
@@ -579,6 +580,42 @@ async fn prune_images(
     who: Option<axum::Extension<Actor>>,
 ) -> Result<Json<berth_core::images::PruneResponse>, ApiError> {
     Ok(Json(s.handle.prune_images(q.dry_run, &actor(who)).await?))
+}
+
+/// `POST /v1/adopt`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdoptBody {
+    from: String,
+    #[serde(default)]
+    config_id: Option<String>,
+    #[serde(default)]
+    check: bool,
+}
+
+/// `berthctl adopt --check`: each container paunch, tripleo_ansible or the
+/// docker-cmd hook started, against its config. Reads only; taking over
+/// (`check: false`) is refused as not implemented yet.
+async fn adopt(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<Json<berth_core::adopt::AdoptReport>, ApiError> {
+    let b: AdoptBody = serde_json::from_value(json_body(&body)?)
+        .map_err(|e| ApiError::BadRequest(format!("the adopt request: {e}")))?;
+    let from = berth_core::adopt::AdoptFrom::parse(&b.from).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "from: expected paunch, tripleo or docker-cmd (got {:?})",
+            b.from
+        ))
+    })?;
+    if !b.check {
+        return Err(ApiError::NotImplemented(
+            "not yet: adopt --check only. Taking containers over is not implemented in this \
+             version; `check: true` reports what would be adopted and what differs"
+                .to_string(),
+        ));
+    }
+    Ok(Json(s.handle.adopt_check(from, b.config_id).await?))
 }
 
 #[derive(Deserialize)]
