@@ -39,6 +39,8 @@ fn both(out: &Output) -> String {
 /// An image pushed to the registry and gone from the engine.
 struct Variant {
     reference: String,
+    /// The same image under another tag (`t<n>b`), when asked for.
+    also: Option<String>,
     /// Its image id (`sha256:...`), as the engine built it.
     id: String,
 }
@@ -46,8 +48,14 @@ struct Variant {
 /// Builds `FROM demo` with a label of its own (a distinct image id), pushes
 /// it as `<repository>:t<n>`, and removes it from the engine.
 fn push_variant(repository: &str, n: u32, images: &mut PulledImages) -> Variant {
+    push_variant_tags(repository, n, false, images)
+}
+
+/// [`push_variant`], and with `also` the same image as `<repository>:t<n>b` too.
+fn push_variant_tags(repository: &str, n: u32, also: bool, images: &mut PulledImages) -> Variant {
     let reference = format!("{repository}:t{n}");
     images.add(&reference);
+    let also = also.then(|| format!("{repository}:t{n}b"));
     let mut child = Command::new("docker")
         .args(["build", "-q", "-t", &reference, "-"])
         .stdin(Stdio::piped())
@@ -70,18 +78,29 @@ fn push_variant(repository: &str, n: u32, images: &mut PulledImages) -> Variant 
         both(&out)
     );
     let id = inspect_image(&reference, "{{.Id}}").expect("the built image");
-    let out = docker(&["push", &reference]);
-    assert!(
-        out.status.success(),
-        "docker push {reference}: {}",
-        both(&out)
-    );
-    images.remove_now(&reference);
+    let mut tags = vec![reference.clone()];
+    if let Some(also) = &also {
+        images.add(also);
+        let out = docker(&["tag", &reference, also]);
+        assert!(out.status.success(), "docker tag {also}: {}", both(&out));
+        tags.push(also.clone());
+    }
+    for tag in &tags {
+        let out = docker(&["push", tag]);
+        assert!(out.status.success(), "docker push {tag}: {}", both(&out));
+    }
+    for tag in &tags {
+        images.remove_now(tag);
+    }
     assert!(
         inspect_image(&id, "{{.Id}}").is_none(),
         "{reference} ({id}) is still in the engine"
     );
-    Variant { reference, id }
+    Variant {
+        reference,
+        also,
+        id,
+    }
 }
 
 /// `docker image inspect REF --format FORMAT`, trimmed; `None` when the
@@ -113,7 +132,11 @@ impl Drop for Holder {
 }
 
 fn apply(node: &TestNode, image: &str) {
-    let file = node.spec_file("web.yaml", &service("web", image));
+    apply_service(node, "web", image);
+}
+
+fn apply_service(node: &TestNode, name: &str, image: &str) {
+    let file = node.spec_file(&format!("{name}.yaml"), &service(name, image));
     let out = node.ctl(&["apply", &file.display().to_string()]);
     assert!(
         out.status.success(),
@@ -252,4 +275,47 @@ fn pulled_images_beyond_the_kept_generations_are_pruned_and_no_other() {
     assert_eq!(pruned_events(&node).len(), 2);
     let again = node.ctl_json(&["images", "prune"]);
     assert_eq!(again["removed"], serde_json::json!([]), "{again:#}");
+}
+
+/// berth pulled one image under two tags (two services, one each): the
+/// engine refuses to remove it by id unforced while both tags name it, so
+/// berth untags both (each a reference it pulled), which removes it.
+#[test]
+fn an_image_berth_pulled_under_two_tags_is_pruned() {
+    berth_prereq::require!(DemoImage, Registry);
+    demo_image();
+    let registry = TestRegistry::start();
+    let mut images = PulledImages::new();
+    let repository = format!("{}/{}", registry.addr, unique("prune2"));
+    let twice = push_variant_tags(&repository, 1, true, &mut images);
+    let also = twice.also.clone().expect("a second tag");
+    let next = push_variant(&repository, 2, &mut images);
+    let mut node = TestNode::new("prune2").with_config("[images]\nkeep_previous = 0\n");
+    node.start();
+
+    apply_service(&node, "web", &twice.reference);
+    apply_service(&node, "api", &also);
+    let tags = inspect_image(&twice.id, "{{json .RepoTags}}").expect("pulled");
+    assert!(
+        tags.contains(&twice.reference) && tags.contains(&also),
+        "one image, two tags: {tags}"
+    );
+    let listed = node.ctl_json(&["images"]);
+    let row = row(&listed, &twice.id).expect("listed");
+    assert_eq!(
+        row["used_by"],
+        serde_json::json!(["api", "web"]),
+        "{listed:#}"
+    );
+
+    apply_service(&node, "web", &next.reference);
+    apply_service(&node, "api", &next.reference);
+    node.wait_until(
+        "the twice-tagged image pruned",
+        Duration::from_secs(30),
+        |_| inspect_image(&twice.id, "{{.Id}}").is_none(),
+    );
+    assert!(inspect_image(&next.id, "{{.Id}}").is_some());
+    let events = pruned_events(&node);
+    assert_eq!(events.len(), 1, "{events:#?}");
 }

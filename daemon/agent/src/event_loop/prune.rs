@@ -6,9 +6,11 @@
 //! reference reaches a terminal status (and on `berthctl images prune`), the
 //! pulled images that no record of the current and last `keep_previous`
 //! generations of any service names, and that no container of berth's runs
-//! (`berth_core::images::prune_verdicts`), are removed by id, never forced:
-//! the engine refuses an image any container uses, or one another tag names,
-//! and such an image simply stays (logged at debug). Every removal is an
+//! (`berth_core::images::prune_verdicts`), are removed by id (or, when every
+//! tag the engine has for one is a reference berth pulled it by, by
+//! untagging each), never forced: the engine refuses an image any container
+//! uses, or one another tag names, and such an image simply stays (logged at
+//! debug). Every removal is an
 //! event and a log line naming the image, its reference and why it was
 //! prunable; a removed image leaves the pulled list.
 //!
@@ -25,7 +27,7 @@ use berth_core::images::{
     Holders, ImageOrigin, ImageRow, ImagesResponse, PruneResponse, PrunedImage, PulledImage,
     Verdict, prune_verdicts,
 };
-use berth_core::runtime::{LABEL_IMAGE_DIGEST, Runtime, RuntimeError};
+use berth_core::runtime::{ImageInfo, LABEL_IMAGE_DIGEST, Runtime, RuntimeError};
 use berth_core::spec::ImageSource;
 use berth_core::store::Store;
 
@@ -91,7 +93,7 @@ pub(crate) async fn run<R: Runtime>(
 ) -> Outcome {
     let mut out = Outcome::default();
     for (image, why) in candidates {
-        match runtime.inspect_image(&image.id).await {
+        let info = match runtime.inspect_image(&image.id).await {
             Err(e) => {
                 out.problems
                     .push(format!("cannot inspect image {}: {e}", image.reference()));
@@ -101,9 +103,9 @@ pub(crate) async fn run<R: Runtime>(
                 out.gone.push(image.id.clone());
                 continue;
             }
-            Ok(Some(_)) => {}
-        }
-        match runtime.remove_image(&image.id).await {
+            Ok(Some(info)) => info,
+        };
+        match remove(runtime, &image, &info).await {
             Ok(()) => out.removed.push((image, why)),
             Err(e) if in_use(&e) => {
                 tracing::debug!(
@@ -122,6 +124,27 @@ pub(crate) async fn run<R: Runtime>(
         }
     }
     out
+}
+
+/// Removes `image`, never forced: by id; or, when the engine tags it under
+/// several references, all of them ones berth pulled it by (the engine
+/// refuses to remove such an image by id unforced), by untagging each (the
+/// last untag removes the image). A tag berth did not pull keeps it.
+async fn remove<R: Runtime>(
+    runtime: &R,
+    image: &PulledImage,
+    info: &ImageInfo,
+) -> Result<(), RuntimeError> {
+    let all_berths = info.tags.len() > 1 && info.tags.iter().all(|t| image.references.contains(t));
+    if all_berths {
+        for tag in &info.tags {
+            runtime.remove_image(tag).await?;
+        }
+        if runtime.inspect_image(&image.id).await?.is_none() {
+            return Ok(());
+        }
+    }
+    runtime.remove_image(&image.id).await
 }
 
 fn pruned(image: &PulledImage, reason: &str) -> PrunedImage {
