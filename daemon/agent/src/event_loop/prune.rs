@@ -1,23 +1,25 @@
 //! Pruning the images berth pulled, and `berthctl images`.
 //!
-//! berth notes every image it pulls (a resolve that found the reference
-//! missing and pulled it: `images::Resolved::pulled`) in the store's
-//! pulled-images list. After a deployment of a service whose image is a
-//! reference reaches a terminal status (and on `berthctl images prune`), the
-//! pulled images that no record of the current and last `keep_previous`
-//! generations of any service names, and that no container of berth's runs
-//! (`berth_core::images::prune_verdicts`), are removed by id (or, when every
-//! tag the engine has for one is a reference berth pulled it by, by
-//! untagging each), never forced: the engine refuses an image any container
-//! uses, or one another tag names, and such an image simply stays (logged at
-//! debug). Every removal is an
-//! event and a log line naming the image, its reference and why it was
-//! prunable; a removed image leaves the pulled list.
+//! berth notes every image it pulls in the store's pulled-images list: a
+//! resolve that pulled (`images::Resolved::pulled`, from an apply or a
+//! record resolved after the engine came back), and a deploy that pulled a
+//! pruned image again by its recorded digest (the swap's `pulled` step).
+//! When a deployment of a service whose image is a reference ends, when a
+//! job removed a container (an updated service's old one goes after its
+//! deployment ended), and on `berthctl images prune`, the pulled images that
+//! no record of the current and last `keep_previous` generations of any
+//! service names and no container of berth's runs
+//! (`berth_core::images::prune_verdicts`) are removed, never forced: by id,
+//! or, when every tag the engine has for one is a reference berth pulled it
+//! by, by untagging each. The engine refuses an image any container uses,
+//! or one another tag names; such an image simply stays (logged at debug).
+//! Every removal is an event and a log line naming the image, its reference
+//! and why it was prunable; a removed image leaves the pulled list.
 //!
 //! Never removed: an image berth did not pull (built, loaded, or in the
 //! engine before berth needed it), and anything at all while berth cannot
-//! read the pulled list or a service's history (it could not tell what is
-//! kept).
+//! read the pulled list or a kept generation's record (it could not tell
+//! what is kept).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
