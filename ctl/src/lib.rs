@@ -364,6 +364,36 @@ pub enum Verb {
     #[command(verbatim_doc_comment)]
     Logs(LogsArgs),
 
+    /// Report which containers paunch, TripleO or docker-cmd started berth could take over.
+    ///
+    /// A node deployed by TripleO runs containers that paunch,
+    /// tripleo_ansible (tripleo_container_manage) or Heat's docker-cmd hook
+    /// started. berth finds them by their labels (managed_by, config_id,
+    /// container_name; never a container with a berth label) and compares
+    /// each with what its config says (the config_data label, converted as
+    /// `berthctl import` converts it): the image, command, env, volumes,
+    /// network, restart policy and every other field of the create call,
+    /// TRIPLEO_CONFIG_HASH left out, and what the engine or the image
+    /// filled in (the image's env, cmd and entrypoint where the config set
+    /// none, the engine's hostname, ...) not counted as a difference.
+    ///
+    /// Each container is reported as: would adopt (it matches: berth could
+    /// take it over without a restart), differs (each field with what the
+    /// config says and what the container has; left alone), or cannot be
+    /// judged (its config_data unreadable; docker-cmd containers, whose
+    /// config is the Heat metadata, are not read yet). Where a
+    /// tripleo_<name>.service unit runs the container, hand it over first.
+    ///
+    /// Only --check exists yet: it changes nothing. Taking over (without
+    /// --check) and --replace are not implemented; berthctl says so.
+    ///
+    /// Examples:
+    ///   berthctl adopt --from paunch --check
+    ///   berthctl adopt --from tripleo --config-id tripleo_step4 --check
+    ///   berthctl adopt --from paunch --check --json | jq -r '.containers[] | select(.verdict == "differs") | .name'
+    #[command(verbatim_doc_comment)]
+    Adopt(commands::adopt::AdoptArgs),
+
     /// List the images berth knows, who uses them, and what a prune removes.
     ///
     /// One row per image berth pulled or built, or that a record of the
@@ -496,6 +526,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Verb::Hook { cmd } => commands::hooks::cmd_hook(&ctx, &cmd).await,
         Verb::Events(a) => events::cmd_events(&ctx, &a).await,
         Verb::Images { cmd } => commands::images::cmd_images(&ctx, cmd.as_ref()).await,
+        Verb::Adopt(a) => commands::adopt::cmd_adopt(&ctx, &a).await,
         Verb::Completions(a) => {
             let mut buf = Vec::new();
             clap_complete::generate(a.shell, &mut command(), "berthctl", &mut buf);

@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::wait::WaitOptions;
 
+pub mod adopt;
 pub mod apply;
 pub mod events;
 pub mod hooks;
