@@ -372,6 +372,24 @@ fn normalize_container(c: &ForeignContainer, config: &CreateSpec) -> CreateSpec 
             *mode = None;
         }
     }
+    // The engine's own log options (daemon.json `log-opts`) land in every
+    // container created without any: an option the config leaves unset
+    // cannot be told from them, so it is the engine's.
+    if let Some(l) = &mut out.logging {
+        let want = config.logging.as_ref();
+        if want.is_none_or(|w| w.max_size.is_none()) {
+            l.max_size = None;
+        }
+        if want.is_none_or(|w| w.max_files.is_none()) {
+            l.max_files = None;
+        }
+        if want.is_none_or(|w| w.tag.is_none()) {
+            l.tag = None;
+        }
+        if l.max_size.is_none() && l.max_files.is_none() && l.tag.is_none() {
+            out.logging = None;
+        }
+    }
     out.volumes.sort_by_key(|v| String::from(v.clone()));
     out.ports.sort_by_key(|p| String::from(p.clone()));
     out.config.clear();

@@ -133,6 +133,13 @@ fn what_the_engine_fills_in_is_not_a_difference() {
         ("the host's hostname with the host network", |c| {
             c.create.hostname = Some("overcloud-controller-0".into());
         }),
+        ("the engine's log options (daemon.json)", |c| {
+            c.create.logging = Some(crate::spec::Logging {
+                max_size: Some(10 << 20),
+                max_files: Some(3),
+                tag: None,
+            });
+        }),
         ("ipc shareable", |c| c.create.ipc = Some("shareable".into())),
         ("ipc empty, pid and uts empty", |c| {
             c.create.ipc = Some(String::new());
@@ -319,6 +326,21 @@ fn a_puppet_generated_config_mount_compares_as_a_read_only_volume() {
     );
     c.create.volumes[0].read_only = false;
     assert_eq!(diff_fields(&c), ["volumes"]);
+}
+
+#[test]
+fn log_options_the_config_sets_are_compared() {
+    let mut config = base();
+    config["log_tag"] = json!("web");
+    let mut c = engine_made(&config);
+    assert_eq!(verdict(&c), Verdict::Adopt);
+    // The engine's rotation beside the config's tag: not a difference.
+    if let Some(l) = &mut c.create.logging {
+        l.max_files = Some(3);
+    }
+    assert_eq!(verdict(&c), Verdict::Adopt);
+    c.create.logging = None;
+    assert_eq!(diff_fields(&c), ["logging"]);
 }
 
 #[test]
