@@ -132,7 +132,7 @@ fn a_check_reports_the_matching_container_adoptable_and_the_changed_one_with_its
         &config_id,
         &config,
         &[("GREETING", "hello"), hash[0]],
-        &[extra.clone()],
+        std::slice::from_ref(&extra),
     );
     let before: Vec<(String, String)> = started.0.iter().map(|n| identity(n)).collect();
 
