@@ -96,6 +96,18 @@ fn an_image_only_the_registry_has_is_pulled_and_its_digest_recorded() {
     assert!(text.contains(&format!("image digest  {want}\n")), "{text}");
     let history = node.ctl_json(&["history", "web"]);
     assert_eq!(history[0]["image_digest"], want.as_str(), "{history:#}");
+    // The pull was told as events: its end for web, with every layer done
+    // (none here: the engine has the demo image's layers, and names none).
+    let events = node.ctl_json(&["events"]);
+    let ended = events["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["type"] == "image_pull" && e["service"] == "web" && e["done"] == true);
+    let ended = ended.unwrap_or_else(|| panic!("no image_pull end for web: {events:#}"));
+    assert_eq!(ended["reference"], pushed.reference.as_str(), "{ended:#}");
+    assert!(ended.get("failed").is_none(), "{ended:#}");
+    assert_eq!(ended["layers_done"], ended["layers_total"], "{ended:#}");
 
     // The container runs the pulled image, by id.
     let c = node.container("web").expect("web");
