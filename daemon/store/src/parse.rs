@@ -50,6 +50,19 @@ impl Stored for Deployment {
     }
 }
 
+/// `bytes` as a JSON value, or why not, telling an empty or torn file (a
+/// write that never completed) from one that is not JSON at all. Every
+/// state file is read through it before its own shape is checked.
+pub(crate) fn json_value(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("the file is empty (a write that never completed?)".to_string());
+    }
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        Category::Eof => format!("truncated JSON, {e} (a torn write?)"),
+        _ => format!("not JSON: {e}"),
+    })
+}
+
 /// Parses `bytes` as a `T` belonging to `service` (and, when given, holding
 /// `generation`). The error says what is wrong, with serde's line and column
 /// where it has them; the caller adds the path.
@@ -59,16 +72,9 @@ pub(crate) fn parse<T: Stored>(
     generation: Option<u64>,
     path: &str,
 ) -> Result<T, String> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err("the file is empty (a write that never completed?)".to_string());
-    }
     // First as plain JSON, to tell a torn file from garbage from a foreign
     // document.
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-            Category::Eof => format!("truncated JSON, {e} (a torn write?)"),
-            _ => format!("not JSON: {e}"),
-        })?;
+    let value = json_value(bytes)?;
     let Some(object) = value.as_object() else {
         return Err(format!(
             "a JSON {}, not a berth {}",

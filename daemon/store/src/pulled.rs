@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use berth_core::images::{PulledImage, note_pulled};
 use berth_core::store::StoreError;
 use serde::{Deserialize, Serialize};
-use serde_json::error::Category;
 
 use crate::atomic::{ensure_dir, io_err, write_atomic};
 use crate::read::{ReadError, read_beneath};
@@ -114,14 +113,7 @@ impl PulledFile {
 
 /// The list in `bytes`, or why they are not a pulled-images document.
 fn parse(bytes: &[u8]) -> Result<Vec<PulledImage>, String> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err("the file is empty (a write that never completed?)".to_string());
-    }
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-            Category::Eof => format!("truncated JSON, {e} (a torn write?)"),
-            _ => format!("not JSON: {e}"),
-        })?;
+    let value = crate::parse::json_value(bytes)?;
     let is_ours = value
         .as_object()
         .is_some_and(|o| o.contains_key("schema_version") && o.contains_key("images"));
