@@ -38,8 +38,9 @@ pub enum ApiError {
     Upstream(crate::upstream::UpstreamError),
     #[error("{0}")]
     Unavailable(String),
-    /// A request this version knows but does not do yet (501), saying what
-    /// it does do.
+    /// A request this version knows but does not do yet, saying what it
+    /// does do: a 422 (the request cannot be carried out as asked), not a
+    /// 5xx (nothing failed on the server).
     #[error("{0}")]
     NotImplemented(String),
 }
@@ -89,7 +90,7 @@ impl ApiError {
                 vec![],
             ),
             ApiError::NotImplemented(m) => (
-                StatusCode::NOT_IMPLEMENTED,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "not_implemented",
                 m.clone(),
                 vec![],

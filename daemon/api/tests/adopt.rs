@@ -1,6 +1,6 @@
 //! `POST /v1/adopt` through the router, against the loop on fakes: a check
 //! answers the report (an adoptable container and one that differs, with
-//! the field); a bad `from` is a 400; `check: false` a 501 saying that only
+//! the field); a bad `from` is a 400; `check: false` a 422 saying that only
 //! the check exists; nothing in the engine is changed.
 
 use std::collections::BTreeMap;
@@ -123,7 +123,7 @@ async fn a_check_reports_and_a_take_over_is_refused_as_not_yet() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "an unknown field: {body}");
 
     let (s, body) = post(&app, json!({"from": "paunch"})).await;
-    assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["kind"], "not_implemented");
     assert!(
         body["error"]
