@@ -115,6 +115,12 @@ fn entry(e: &AdoptEntry) -> String {
             out.push_str(&format!("  cannot be judged yet: {}\n", one_line(reason)));
         }
     }
+    if !e.not_compared.is_empty() {
+        out.push_str("  not compared (berth has no field for it; check it by hand):\n");
+        for what in &e.not_compared {
+            out.push_str(&format!("    {}\n", one_line(what)));
+        }
+    }
     out.push_str(&format!(
         "  if {unit} manages it (systemctl status {unit}), stop and disable the unit and its \
          healthcheck timer before a take-over: berth will not fight a unit that restarts the \
@@ -154,6 +160,7 @@ mod tests {
             running: true,
             systemd_unit: format!("tripleo_{name}.service"),
             verdict,
+            not_compared: Vec::new(),
         }
     }
 
@@ -164,7 +171,13 @@ mod tests {
             config_id: Some("step1".into()),
             check: true,
             containers: vec![
-                e("keystone", Verdict::Adopt),
+                AdoptEntry {
+                    not_compared: vec![
+                        "mem_swappiness: berth sets no swappiness; the engine's default applies"
+                            .into(),
+                    ],
+                    ..e("keystone", Verdict::Adopt)
+                },
                 e(
                     "nova",
                     Verdict::Differs {
@@ -189,6 +202,8 @@ mod tests {
             "differs from its config in 1 field",
             "    env.A: config says \"1\", container has nothing (unset: the engine's default)\n",
             "cannot be judged: config_data is not JSON",
+            "  not compared (berth has no field for it; check it by hand):\n    mem_swappiness: \
+             berth sets no swappiness; the engine's default applies\n",
             "if tripleo_nova.service manages it",
             "3 containers: 1 would be adopted as they are, 1 differ (left alone), 1 cannot be \
              judged. Nothing was changed (--check).",

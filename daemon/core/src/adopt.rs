@@ -168,6 +168,11 @@ pub struct AdoptEntry {
     pub systemd_unit: String,
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// What the config says that the conversion left out (the importer's
+    /// warnings: keys berth has no field for), so the verdict did not
+    /// compare them: `KEY: why`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_compared: Vec<String>,
 }
 
 /// `POST /v1/adopt`'s answer.
@@ -205,6 +210,7 @@ pub fn report(
 /// The verdict for one container.
 pub fn check(c: &ForeignContainer) -> AdoptEntry {
     let managed_by = c.managed_by().unwrap_or_default().to_string();
+    let mut not_compared = Vec::new();
     let verdict = match (AdoptFrom::of(&managed_by), c.label(LABEL_CONFIG_DATA)) {
         (Some(AdoptFrom::DockerCmd), None) => Verdict::NeedsMetadata {
             reason: "docker-cmd sets no config_data label: its config is the Heat metadata \
@@ -215,9 +221,10 @@ pub fn check(c: &ForeignContainer) -> AdoptEntry {
         (_, None) => Verdict::Unreadable {
             reason: format!("no {LABEL_CONFIG_DATA} label: nothing says what it should be"),
         },
-        (_, Some(data)) => match config_create(c.container_name(), data) {
+        (_, Some(data)) => match config_converted(c.container_name(), data) {
             Err(reason) => Verdict::Unreadable { reason },
-            Ok(config) => {
+            Ok((config, left_out)) => {
+                not_compared = left_out;
                 let diffs = compare(&config, c);
                 if diffs.is_empty() {
                     Verdict::Adopt
@@ -237,12 +244,22 @@ pub fn check(c: &ForeignContainer) -> AdoptEntry {
         running: c.running,
         systemd_unit: format!("tripleo_{}.service", c.container_name()),
         verdict,
+        not_compared,
     }
 }
 
 /// The create call berth would make from one container's `config_data`
 /// (paunch's JSON), its image left as the reference the config names.
 pub fn config_create(name: &str, config_data: &str) -> Result<CreateSpec, String> {
+    config_converted(name, config_data).map(|(create, _)| create)
+}
+
+/// [`config_create`], and what the conversion left out (the importer's
+/// warnings, as `KEY: why`): what a comparison with it cannot see.
+pub fn config_converted(
+    name: &str,
+    config_data: &str,
+) -> Result<(CreateSpec, Vec<String>), String> {
     let value: Json = serde_json::from_str(config_data)
         .map_err(|e| format!("{LABEL_CONFIG_DATA} is not JSON: {e}"))?;
     if !value.is_object() {
@@ -280,7 +297,19 @@ pub fn config_create(name: &str, config_data: &str) -> Result<CreateSpec, String
         ImageSource::Ref(r) => r.clone(),
         _ => return Err("the config names no image reference".to_string()),
     };
-    Ok(normalize_config(create_spec(spec, &image, None)))
+    let left_out = import
+        .warnings
+        .iter()
+        .chain(&imported.warnings)
+        .map(|w| {
+            if w.key.is_empty() {
+                w.message.clone()
+            } else {
+                format!("{}: {}", w.key, w.message)
+            }
+        })
+        .collect();
+    Ok((normalize_config(create_spec(spec, &image, None)), left_out))
 }
 
 fn json_kind(v: &Json) -> &'static str {

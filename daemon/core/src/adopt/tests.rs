@@ -471,3 +471,28 @@ fn the_config_side_keeps_nothing_of_berths_own_bookkeeping() {
     assert_eq!(c.image, "berth-demo:latest");
     assert_eq!(c, CreateSpec { ..c.clone() });
 }
+
+/// What the conversion leaves out is not compared, and the entry says so
+/// (a container whose swappiness differs still reads as adoptable, with
+/// `mem_swappiness` named as not compared).
+#[test]
+fn what_the_conversion_leaves_out_is_named_as_not_compared() {
+    let mut config = base();
+    config["mem_swappiness"] = json!(60);
+    let entry = check(&engine_made(&config));
+    assert_eq!(entry.verdict, Verdict::Adopt);
+    assert_eq!(entry.not_compared.len(), 1, "{:?}", entry.not_compared);
+    assert!(
+        entry.not_compared[0].starts_with("mem_swappiness: ")
+            && entry.not_compared[0].contains("swappiness"),
+        "{:?}",
+        entry.not_compared
+    );
+    let json = serde_json::to_value(&entry).expect("serializes");
+    assert_eq!(json["not_compared"][0], entry.not_compared[0].as_str());
+    // Nothing left out: nothing said.
+    let entry = check(&engine_made(&base()));
+    assert!(entry.not_compared.is_empty());
+    let json = serde_json::to_value(&entry).expect("serializes");
+    assert!(json.get("not_compared").is_none(), "{json}");
+}
