@@ -243,8 +243,12 @@ impl Runtime for Gated {
     ) -> Result<String, RuntimeError> {
         self.inner.build(context, dockerfile, tag).await
     }
-    async fn pull(&self, reference: &str) -> Result<(), RuntimeError> {
-        self.inner.pull(reference).await
+    async fn pull_with_progress(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(berth_core::runtime::PullProgress) + Send + Sync),
+    ) -> Result<(), RuntimeError> {
+        self.inner.pull_with_progress(reference, progress).await
     }
     async fn load(&self, path: &str) -> Result<Vec<String>, RuntimeError> {
         self.inner.load(path).await

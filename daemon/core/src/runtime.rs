@@ -563,19 +563,18 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
     /// Pulls `reference` from its registry (with the credentials the
     /// runtime was configured with, and the engine's settings); the image
-    /// is then in the engine under that reference.
+    /// is then in the engine under that reference. It tells `progress` how
+    /// far it has come as the engine reports it (layers and bytes so far,
+    /// each call the sums anew); a runtime that cannot tell says nothing.
     /// Failures are [`RuntimeError::Pull`] (or `Unreachable`: the engine).
-    fn pull(&self, reference: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
-    /// [`Runtime::pull`], telling `progress` how far it has come as the
-    /// engine reports it (layers and bytes so far, each call the sums anew).
-    /// A runtime that cannot tell pulls without a word.
     fn pull_with_progress(
         &self,
         reference: &str,
         progress: &(dyn Fn(PullProgress) + Send + Sync),
-    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
-        let _ = progress;
-        self.pull(reference)
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// [`Runtime::pull_with_progress`] with nobody listening.
+    fn pull(&self, reference: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        self.pull_with_progress(reference, &|_| {})
     }
     /// Containers another tool started (no `io.berth.node` label; a
     /// `managed_by` label of paunch, tripleo_ansible, a paunch-era

@@ -1082,10 +1082,6 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn pull(&self, reference: &str) -> Result<(), RuntimeError> {
-        self.pull_with_progress(reference, &|_| {}).await
-    }
-
     async fn pull_with_progress(
         &self,
         reference: &str,

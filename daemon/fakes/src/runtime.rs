@@ -632,10 +632,6 @@ impl Runtime for FakeRuntime {
         Ok(id)
     }
 
-    async fn pull(&self, reference: &str) -> Result<(), RuntimeError> {
-        self.pull_with_progress(reference, &|_| {}).await
-    }
-
     async fn pull_with_progress(
         &self,
         reference: &str,
