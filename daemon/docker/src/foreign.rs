@@ -3,7 +3,7 @@
 //! an inspect turned into the [`CreateSpec`] that would make it, with what
 //! its image defines beside it. Read-only: list and inspect, nothing else.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_core::adopt::{AdoptFrom, ForeignContainer, ImageDefaults, LABEL_MANAGED_BY};
@@ -11,25 +11,15 @@ use berth_core::runtime::{CreateSpec, LABEL_NODE, RuntimeError};
 use berth_core::spec::{Healthcheck, Logging, Network, PortMapping, Resources, Ulimit, Volume};
 use bollard::Docker;
 use bollard::models::{ContainerInspectResponse, HealthConfig, HostConfig, MountType, PortMap};
-use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use crate::error::Failure;
-use crate::{Inner, QUERY_TIMEOUT, config};
+use crate::{Inner, config};
 
 impl Inner {
     /// Every container with a `managed_by` label of those tools and without
     /// an `io.berth.node` label (any node's), inspected.
     pub(crate) async fn list_foreign(&self) -> Result<Vec<ForeignContainer>, RuntimeError> {
-        let docker = self.client().await?.with_timeout(QUERY_TIMEOUT);
-        let filters = HashMap::from([("label", vec![LABEL_MANAGED_BY.to_string()])]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let summaries = docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| self.fail("list", "containers", e.into()))?;
+        let (docker, summaries) = self.list_labelled(LABEL_MANAGED_BY.to_string()).await?;
         let mut out = Vec::new();
         for s in summaries {
             let labels = s.labels.unwrap_or_default();
@@ -417,7 +407,7 @@ mod tests {
         };
         host.log_config = Some(bollard::models::HostConfigLogConfig {
             typ: Some("json-file".into()),
-            config: Some(HashMap::new()),
+            config: Some(std::collections::HashMap::new()),
         });
         let c = ContainerInspectResponse {
             id: Some("abc".into()),

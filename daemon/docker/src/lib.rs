@@ -384,6 +384,25 @@ impl Inner {
         format!("{LABEL_NODE}={}", self.node_id)
     }
 
+    /// Every container (stopped ones too) carrying `label` (`KEY` or
+    /// `KEY=VALUE`), as the engine lists them, and the client it asked.
+    pub(crate) async fn list_labelled(
+        &self,
+        label: String,
+    ) -> Result<(Docker, Vec<bollard::models::ContainerSummary>), RuntimeError> {
+        let docker = self.client().await?.with_timeout(QUERY_TIMEOUT);
+        let filters = HashMap::from([("label", vec![label])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.fail("list", "containers", e.into()))?;
+        Ok((docker, summaries))
+    }
+
     /// Inspects `id` and refuses unless it carries this node's label. A full
     /// id already known to be ours (see [`owned`]) needs no inspect.
     async fn ensure_ours(
@@ -640,16 +659,7 @@ impl Runtime for DockerRuntime {
 
     async fn list(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
         let inner = &self.inner;
-        let docker = inner.client().await?.with_timeout(QUERY_TIMEOUT);
-        let filters = HashMap::from([("label", vec![inner.node_filter()])]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let summaries = docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| inner.fail("list", "containers", e.into()))?;
+        let (docker, summaries) = inner.list_labelled(inner.node_filter()).await?;
         let ticket = cache::ListTicket::begin(&inner.cache);
         let mut cached = Vec::new();
         let mut to_inspect = Vec::new();
