@@ -257,11 +257,27 @@ impl TestRegistry {
             "docker tag: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let pushed = self.push_tagged(&repository, &reference, images);
+        assert!(
+            !docker(&["image", "inspect", &reference]).status.success(),
+            "{reference} is still tagged in the engine"
+        );
+        pushed
+    }
+
+    /// Pushes `reference` (tagged in the engine, in `repository`), notes its
+    /// `repository@digest` in `images`, and untags it in the engine.
+    pub fn push_tagged(
+        &self,
+        repository: &str,
+        reference: &str,
+        images: &mut PulledImages,
+    ) -> Pushed {
         let mut args = match &self.auth {
             Some(auth) => self.login(auth),
             None => Vec::new(),
         };
-        args.extend(["push".to_string(), reference.clone()]);
+        args.extend(["push".to_string(), reference.to_string()]);
         let out = docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -279,17 +295,51 @@ impl TestRegistry {
             .unwrap_or_else(|| panic!("no digest in the push's output: {text}"));
         assert!(digest.starts_with("sha256:"), "{digest}");
         images.add(&format!("{repository}@{digest}"));
-        images.remove_now(&reference);
-        assert!(
-            !docker(&["image", "inspect", &reference]).status.success(),
-            "{reference} is still tagged in the engine"
-        );
+        images.remove_now(reference);
         Pushed {
-            reference,
-            repository,
+            reference: reference.to_string(),
+            repository: repository.to_string(),
             digest,
         }
     }
+}
+
+/// Builds the demo image with the label `io.berth-test.variant=VARIANT`
+/// (an image id of its own) and, when `blob` is not 0, a layer of that
+/// many random bytes a pull must download; tags it `reference` (which
+/// `images` learns first) and returns its image id.
+pub fn build_variant(
+    reference: &str,
+    variant: &str,
+    blob: usize,
+    images: &mut PulledImages,
+) -> String {
+    images.add(reference);
+    let context = tempfile::tempdir().expect("a build context");
+    let mut dockerfile = format!("FROM {DEMO_IMAGE}\nLABEL io.berth-test.variant=\"{variant}\"\n");
+    if blob > 0 {
+        let mut bytes = vec![0u8; blob];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .expect("random bytes");
+        std::fs::write(context.path().join("blob"), bytes).expect("write the blob");
+        dockerfile.push_str("COPY blob /blob\n");
+    }
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).expect("write the Dockerfile");
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", reference])
+        .arg(context.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("docker build runs");
+    assert!(
+        out.status.success(),
+        "docker build {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = docker(&["image", "inspect", reference, "--format", "{{.Id}}"]);
+    assert!(out.status.success(), "docker image inspect {reference}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Drop for TestRegistry {

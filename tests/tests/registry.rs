@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use berth_tests::bins::demo_image;
 use berth_tests::node::{TestNode, docker};
-use berth_tests::registry::{PulledImages, TestRegistry};
+use berth_tests::registry::{PulledImages, TestRegistry, build_variant};
 use berth_tests::slow_proxy::SlowProxy;
 
 /// A service on `image` that runs the demo server.
@@ -244,51 +244,11 @@ fn push_variant_with(
     blob: usize,
     images: &mut PulledImages,
 ) -> (String, String) {
-    use std::io::Read;
     let reference = format!("{repository}:{tag}");
-    images.add(&reference);
-    let context = tempfile::tempdir().expect("a build context");
-    let mut dockerfile = format!("FROM berth-demo:latest\nLABEL io.berth-test.variant={variant}\n");
-    if blob > 0 {
-        let mut bytes = vec![0u8; blob];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .expect("random bytes");
-        std::fs::write(context.path().join("blob"), bytes).expect("write the blob");
-        dockerfile.push_str("COPY blob /blob\n");
-    }
-    std::fs::write(context.path().join("Dockerfile"), dockerfile).expect("write the Dockerfile");
-    let out = std::process::Command::new("docker")
-        .args(["build", "-q", "-t", &reference])
-        .arg(context.path())
-        .env("DOCKER_BUILDKIT", "0")
-        .output()
-        .expect("docker build runs");
-    assert!(
-        out.status.success(),
-        "docker build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = inspect_image(&reference, "{{.Id}}");
-    let out = docker(&["push", &reference]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "docker push {reference}: {text}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        registry.logs()
-    );
-    let digest = text
-        .split_whitespace()
-        .skip_while(|w| *w != "digest:")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no digest in: {text}"))
-        .to_string();
-    let by_digest = format!("{repository}@{digest}");
-    images.add(&by_digest);
+    let id = build_variant(&reference, variant, blob, images);
     images.add(&id);
-    images.remove_now(&reference);
-    (id, by_digest)
+    let pushed = registry.push_tagged(repository, &reference, images);
+    (id, format!("{repository}@{}", pushed.digest))
 }
 
 /// The image id a container was made from.

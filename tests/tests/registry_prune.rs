@@ -12,13 +12,12 @@
 //! so berth has to pull them; what the test tagged or pulled is untagged
 //! when it ends, pass or fail (`PulledImages`, declared before the node).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use berth_tests::bins::demo_image;
 use berth_tests::node::{TestNode, docker, unique};
-use berth_tests::registry::{DEMO_IMAGE, PulledImages, TestRegistry};
+use berth_tests::registry::{DEMO_IMAGE, PulledImages, TestRegistry, build_variant};
 use serde_json::Value;
 
 /// A service on `image` that runs the demo server.
@@ -54,30 +53,8 @@ fn push_variant(repository: &str, n: u32, images: &mut PulledImages) -> Variant 
 /// [`push_variant`], and with `also` the same image as `<repository>:t<n>b` too.
 fn push_variant_tags(repository: &str, n: u32, also: bool, images: &mut PulledImages) -> Variant {
     let reference = format!("{repository}:t{n}");
-    images.add(&reference);
     let also = also.then(|| format!("{repository}:t{n}b"));
-    let mut child = Command::new("docker")
-        .args(["build", "-q", "-t", &reference, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("docker build runs");
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(
-                format!("FROM {DEMO_IMAGE}\nLABEL io.berth.test.variant=\"{reference}\"\n")
-                    .as_bytes(),
-            )
-            .expect("Dockerfile to docker build");
-    }
-    let out = child.wait_with_output().expect("docker build");
-    assert!(
-        out.status.success(),
-        "docker build {reference}: {}",
-        both(&out)
-    );
-    let id = inspect_image(&reference, "{{.Id}}").expect("the built image");
+    let id = build_variant(&reference, &reference, 0, images);
     let mut tags = vec![reference.clone()];
     if let Some(also) = &also {
         images.add(also);
